@@ -1,0 +1,314 @@
+"""Start/stop the servers under test and read their CPU and memory from /proc."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Callable
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_DIR = BENCH_DIR.parent
+NODE_REF_DIR = BENCH_DIR / "node_ref"
+VENV_BIN = REPO_DIR / ".venv" / "bin"
+
+SERVER_CORE = 0
+LOADGEN_CORE = 1
+NOFILE = 65536
+
+# Both readiness lines end in the port: tidings prints
+# "tidings listening on http://HOST:PORT", the Node reference "listening on PORT".
+_LISTEN_RE = re.compile(r"listening on (?:https?://[^\s]*:)?(\d+)\s*$")
+
+_CLK_TCK = os.sysconf("SC_CLK_TCK")
+_PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
+
+
+class ServerUnavailable(RuntimeError):
+    """The server cannot be started at all (not installed / crashed at boot)."""
+
+
+@dataclass
+class ServerSpec:
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    cwd: Path
+    # The guide's server insists on ?userId= matching the token's userId claim.
+    wants_user_id_param: bool
+    api_key: str | None
+    prepare: Callable[[], None] | None = None
+
+
+@dataclass
+class RunningServer:
+    spec: ServerSpec
+    proc: asyncio.subprocess.Process
+    port: int
+    log_path: Path
+    _drain: asyncio.Task[None] | None = field(default=None, repr=False)
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def pids(self) -> list[int]:
+        """The server process plus any descendants (a multi-process server
+        would otherwise hide most of its CPU from us). Threads are already
+        included in /proc/PID/stat."""
+        return [self.pid, *_descendants(self.pid)]
+
+    def cpu_seconds(self) -> float:
+        total = 0
+        for pid in self.pids():
+            try:
+                total += _stat_ticks(pid)
+            except (FileNotFoundError, ProcessLookupError):
+                pass
+        return total / _CLK_TCK
+
+    def rss_kib(self) -> int:
+        total = 0
+        for pid in self.pids():
+            try:
+                total += _vmrss_kib(pid)
+            except (FileNotFoundError, ProcessLookupError):
+                pass
+        return total
+
+    def alive(self) -> bool:
+        return self.proc.returncode is None
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            text = self.log_path.read_text(errors="replace").splitlines()
+        except OSError:
+            return ""
+        return "\n".join(text[-lines:])
+
+    async def stop(self) -> None:
+        if self.proc.returncode is None:
+            try:
+                self.proc.send_signal(signal.SIGTERM)
+                await asyncio.wait_for(self.proc.wait(), 5)
+            except (ProcessLookupError, TimeoutError):
+                # Graceful shutdown may wait on thousands of sockets; the
+                # measurement is over, so don't let it eat the time budget.
+                try:
+                    self.proc.kill()
+                except ProcessLookupError:
+                    pass
+                await self.proc.wait()
+        if self._drain is not None:
+            await asyncio.wait_for(self._drain, 5)
+
+
+def _stat_ticks(pid: int) -> int:
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        raw = f.read()
+    # comm may contain spaces/parens: fields start after the last ')'.
+    fields = raw[raw.rfind(b")") + 2 :].split()
+    # fields[0] is field 3 (state); utime is field 14, stime field 15.
+    return int(fields[11]) + int(fields[12])
+
+
+def _vmrss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status", "rb") as f:
+        for line in f:
+            if line.startswith(b"VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def _descendants(root: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                raw = f.read()
+        except OSError:
+            continue
+        ppid = int(raw[raw.rfind(b")") + 2 :].split()[1])
+        children.setdefault(ppid, []).append(int(entry))
+    out: list[int] = []
+    stack = list(children.get(root, []))
+    while stack:
+        pid = stack.pop()
+        out.append(pid)
+        stack.extend(children.get(pid, []))
+    return out
+
+
+def self_cpu_seconds() -> float:
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def raise_nofile() -> int:
+    """Raise RLIMIT_NOFILE as far as allowed (root may raise the hard limit)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    for want in ((NOFILE, max(hard, NOFILE)), (hard, hard)):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, want)
+            break
+        except (ValueError, OSError):
+            continue
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def _server_preexec() -> None:
+    # Runs in the child between fork and exec: own process group (so a
+    # Ctrl-C of the bench does not hit the server before we stop it) and a
+    # descriptor limit that fits 10k+ sockets.
+    os.setpgrp()
+    raise_nofile()
+
+
+def tidings_spec(secret: str, api_key: str) -> ServerSpec:
+    exe = VENV_BIN / "tidings"
+    if exe.exists():
+        argv = [str(exe)]
+    else:
+        argv = [str(VENV_BIN / "python"), "-m", "tidings"]
+    return ServerSpec(
+        name="tidings",
+        argv=[*argv, "serve", "--host", "127.0.0.1", "--port", "0"],
+        env={
+            "TIDINGS_JWT_SECRET": secret,
+            "TIDINGS_API_KEYS": api_key,
+            "TIDINGS_MAX_CONNECTIONS": "20000",
+            "TIDINGS_LOG_LEVEL": "WARNING",
+            "TIDINGS_RATE_LIMIT_ENABLED": "false",
+        },
+        cwd=REPO_DIR,
+        wants_user_id_param=False,
+        api_key=api_key,
+        prepare=_check_tidings_installed,
+    )
+
+
+def _check_tidings_installed() -> None:
+    if (VENV_BIN / "tidings").exists():
+        return
+    probe = subprocess.run(
+        [str(VENV_BIN / "python"), "-c", "import tidings"], capture_output=True, text=True
+    )
+    if probe.returncode != 0:
+        raise ServerUnavailable(
+            "tidings is not installed in .venv (no .venv/bin/tidings, `import tidings` fails)"
+        )
+
+
+def node_spec(secret: str) -> ServerSpec:
+    return ServerSpec(
+        name="node",
+        argv=["node", "src/server.js"],
+        env={
+            "JWT_SECRET": secret,
+            "WS_PORT": "0",
+            "WS_HOST": "127.0.0.1",
+            "NODE_ENV": "production",
+        },
+        cwd=NODE_REF_DIR,
+        wants_user_id_param=True,
+        api_key=None,
+        prepare=_ensure_node_modules,
+    )
+
+
+def _ensure_node_modules() -> None:
+    if (NODE_REF_DIR / "node_modules").is_dir():
+        return
+    npm = shutil.which("npm")
+    if npm is None or shutil.which("node") is None:
+        raise ServerUnavailable("node/npm not found on PATH")
+    print("bench: installing Node reference dependencies (npm ci)...", file=sys.stderr)
+    res = subprocess.run(
+        [npm, "ci", "--no-audit", "--no-fund"], cwd=NODE_REF_DIR, capture_output=True, text=True
+    )
+    if res.returncode != 0:
+        raise ServerUnavailable(f"npm ci failed:\n{res.stdout[-2000:]}{res.stderr[-2000:]}")
+
+
+async def start_server(spec: ServerSpec, log_dir: Path, timeout: float = 30.0) -> RunningServer:
+    if spec.prepare is not None:
+        spec.prepare()
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{spec.name}.log"
+    log: IO[bytes] = open(log_path, "ab")
+    log.write(f"==== start: {' '.join(spec.argv)}\n".encode())
+    log.flush()
+    env = {**os.environ, **spec.env}
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            "taskset",
+            "-c",
+            str(SERVER_CORE),
+            *spec.argv,
+            cwd=spec.cwd,
+            env=env,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=log,
+            preexec_fn=_server_preexec,
+        )
+    except FileNotFoundError as e:
+        log.close()
+        raise ServerUnavailable(f"cannot exec {spec.argv[0]}: {e}") from e
+    assert proc.stdout is not None
+    stdout = proc.stdout
+    port: int | None = None
+
+    async def read_until_listening() -> int:
+        while True:
+            line = await stdout.readline()
+            if not line:
+                raise ServerUnavailable(
+                    f"{spec.name} exited before printing its listen line "
+                    f"(rc={await proc.wait()})"
+                )
+            log.write(line)
+            log.flush()
+            m = _LISTEN_RE.search(line.decode(errors="replace"))
+            if m:
+                return int(m.group(1))
+
+    try:
+        port = await asyncio.wait_for(read_until_listening(), timeout)
+    except BaseException as e:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        log.close()
+        tail = log_path.read_text(errors="replace").splitlines()[-15:]
+        if isinstance(e, TimeoutError):
+            raise ServerUnavailable(
+                f"{spec.name} printed no listen line within {timeout:.0f}s\n" + "\n".join(tail)
+            ) from e
+        if isinstance(e, ServerUnavailable):
+            raise ServerUnavailable(f"{e}\n" + "\n".join(tail)) from e
+        raise
+
+    async def drain() -> None:
+        # Keep reading stdout so a chatty server never blocks on a full pipe.
+        try:
+            while True:
+                chunk = await stdout.read(65536)
+                if not chunk:
+                    break
+                log.write(chunk)
+        finally:
+            log.close()
+
+    server = RunningServer(spec=spec, proc=proc, port=port, log_path=log_path)
+    server._drain = asyncio.create_task(drain())
+    return server

@@ -1,0 +1,29 @@
+"""tidings: a self-hosted real-time notification and messaging server.
+
+Embedding::
+
+    from tidings import Server, load_settings
+
+    async with Server(load_settings(flags={"jwt_secret": "..."})) as server:
+        server.node.send_to_user("alice", "notification", {"title": "Hi"})
+"""
+
+from .config import ConfigError, Settings
+from .config import load as load_settings
+from .node import Node, PublishError
+from .protocol import CLOSE_CODES, CloseCode, ErrorCode, should_reconnect
+from .server import Server
+
+__all__ = [
+    "CLOSE_CODES",
+    "CloseCode",
+    "ConfigError",
+    "ErrorCode",
+    "Node",
+    "PublishError",
+    "Server",
+    "Settings",
+    "load_settings",
+    "should_reconnect",
+]
+__version__ = "0.1.0"

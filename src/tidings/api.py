@@ -1,0 +1,215 @@
+"""The server HTTP API: what a backend calls to publish, send and read stats.
+
+Every route under ``/api`` but the OpenAPI document needs a server API key
+(``Authorization: Bearer <key>``). Errors are JSON ``{"error": {"code", "message"}}``
+with the matching status; ``docs/http-api.md`` and ``openapi.py`` describe the same.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, TypeVar
+
+import msgspec
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from .auth import AuthError
+from .node import Node, PublishError
+from .openapi import openapi_document
+from .ratelimit import TokenBucket
+
+log = logging.getLogger("tidings.api")
+
+NODE_KEY: Final = web.AppKey("node", Node)
+HEALTH_KEY: Final[web.AppKey[Callable[[], dict[str, Any]]]] = web.AppKey("health")
+READY_KEY: Final[web.AppKey[Callable[[], bool]]] = web.AppKey("ready")
+
+T = TypeVar("T")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class PublishRequest(msgspec.Struct, forbid_unknown_fields=True):
+    channel: str
+    type: str = "message"
+    data: Any = None
+
+
+class SendRequest(msgspec.Struct, forbid_unknown_fields=True):
+    type: str = "message"
+    data: Any = None
+
+
+class BroadcastRequest(msgspec.Struct, forbid_unknown_fields=True):
+    type: str = "message"
+    data: Any = None
+    excludeUserId: str | None = None
+
+
+STATUS_CODES: Final = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    413: "PAYLOAD_TOO_LARGE",
+    422: "VALIDATION_ERROR",
+    429: "RATE_LIMIT",
+    500: "SERVER_ERROR",
+    503: "UNAVAILABLE",
+}
+
+
+def error_response(
+    status: int, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    """A JSON error with the documented shape."""
+    body = {"error": {"code": STATUS_CODES.get(status, "ERROR"), "message": message}}
+    return web.json_response(
+        body, status=status, headers=headers, dumps=lambda o: msgspec.json.encode(o).decode()
+    )
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        body=msgspec.json.encode(data), status=status, content_type="application/json"
+    )
+
+
+async def _body(request: web.Request, cls: type[T]) -> T:
+    raw = await request.read()
+    try:
+        return msgspec.json.decode(raw, type=cls)
+    except msgspec.ValidationError as exc:
+        raise _HTTPError(422, str(exc)) from None
+    except msgspec.DecodeError as exc:
+        raise _HTTPError(400, f"malformed JSON: {exc}") from None
+
+
+class _HTTPError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def make_middleware(node: Node) -> Middleware:
+    """JSON errors everywhere, and API-key checks (plus an optional rate limit) on /api."""
+    keys = [k.encode() for k in node.settings.api_keys]
+    rate = node.settings.api_rate_limit_per_second
+    buckets: dict[bytes, TokenBucket] = {}
+
+    def check_key(request: web.Request) -> None:
+        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+        presented = value.strip().encode()
+        if scheme.lower() != "bearer" or not presented:
+            raise _HTTPError(401, "missing API key (Authorization: Bearer <key>)")
+        for key in keys:
+            if hmac.compare_digest(presented, key):
+                if rate > 0:
+                    bucket = buckets.get(key)
+                    if bucket is None:
+                        bucket = buckets[key] = TokenBucket(
+                            rate, max(1.0, rate * 2), node.monotonic
+                        )
+                    if not bucket.take():
+                        raise _HTTPError(429, "API rate limit exceeded")
+                return
+        try:
+            node.verifier.verify(presented.decode(errors="replace"))
+        except AuthError:
+            raise _HTTPError(401, "invalid API key") from None
+        raise _HTTPError(403, "this endpoint needs a server API key, not a user token")
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            if request.path.startswith("/api/") and request.path != "/api/openapi.json":
+                check_key(request)
+            return await handler(request)
+        except _HTTPError as exc:
+            headers = {"Retry-After": "1"} if exc.status == 429 else None
+            return error_response(exc.status, exc.message, headers)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            return error_response(
+                exc.status, exc.reason, dict(exc.headers) if exc.status == 405 else None
+            )
+        except Exception:
+            log.exception("error serving %s %s", request.method, request.path)
+            return error_response(500, "internal server error")
+
+    return middleware
+
+
+def _node(request: web.Request) -> Node:
+    return request.app[NODE_KEY]
+
+
+async def publish(request: web.Request) -> web.Response:
+    body = await _body(request, PublishRequest)
+    try:
+        msg_id, delivered = _node(request).publish(body.channel, body.type, body.data)
+    except PublishError as exc:
+        raise _HTTPError(422, str(exc)) from None
+    return json_response({"id": msg_id, "channel": body.channel, "delivered": delivered})
+
+
+async def send_to_user(request: web.Request) -> web.Response:
+    body = await _body(request, SendRequest)
+    try:
+        msg_id, n = _node(request).send_to_user(request.match_info["user_id"], body.type, body.data)
+    except PublishError as exc:
+        raise _HTTPError(422, str(exc)) from None
+    return json_response({"id": msg_id, "delivered": n})
+
+
+async def send_to_role(request: web.Request) -> web.Response:
+    body = await _body(request, SendRequest)
+    try:
+        msg_id, n = _node(request).send_to_role(request.match_info["role"], body.type, body.data)
+    except PublishError as exc:
+        raise _HTTPError(422, str(exc)) from None
+    return json_response({"id": msg_id, "delivered": n})
+
+
+async def broadcast(request: web.Request) -> web.Response:
+    body = await _body(request, BroadcastRequest)
+    try:
+        msg_id, n = _node(request).broadcast(body.type, body.data, exclude_user=body.excludeUserId)
+    except PublishError as exc:
+        raise _HTTPError(422, str(exc)) from None
+    return json_response({"id": msg_id, "delivered": n})
+
+
+async def stats(request: web.Request) -> web.Response:
+    return json_response(_node(request).stats())
+
+
+async def health(request: web.Request) -> web.Response:
+    ready = request.app[READY_KEY]()
+    body = request.app[HEALTH_KEY]()
+    body["success"] = ready
+    return json_response(body, status=200 if ready else 503)
+
+
+async def live(request: web.Request) -> web.Response:
+    return json_response({"status": "alive"})
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return json_response(openapi_document())
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/api/publish", publish)
+    app.router.add_post("/api/users/{user_id}/send", send_to_user)
+    app.router.add_post("/api/roles/{role}/send", send_to_role)
+    app.router.add_post("/api/broadcast", broadcast)
+    app.router.add_get("/api/stats", stats)
+    app.router.add_get("/api/openapi.json", openapi)
+    app.router.add_get("/health", health)
+    app.router.add_get("/health/live", live)

@@ -1,0 +1,255 @@
+"""Settings: defaults, then a TOML file, then ``TIDINGS_*`` environment variables, then flags.
+
+Each setting is declared once in ``SETTINGS`` with its type, default and help; the CLI
+flags, the environment names and ``docs/configuration.md`` all follow that table. Every
+effective value remembers where it came from (``Settings.sources``).
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from .channels import DEFAULT_NAMESPACE, NamespacePolicy
+
+
+class ConfigError(ValueError):
+    """An invalid setting; the message names it."""
+
+
+@dataclass(frozen=True, slots=True)
+class Spec:
+    """One setting: its kind (``str``, ``int``, ``float``, ``bool``, ``list``), default, help."""
+
+    kind: str
+    default: Any
+    help: str
+    env_aliases: tuple[str, ...] = ()
+    secret: bool = False
+
+
+SETTINGS: Final[dict[str, Spec]] = {
+    "host": Spec("str", "127.0.0.1", "address to listen on (0.0.0.0 for every interface)"),
+    "port": Spec("int", 8000, "port for the WebSocket endpoint and the HTTP API (0: any free)"),
+    "ws_paths": Spec("list", ["/ws"], "WebSocket endpoint paths"),
+    "dev": Spec("bool", False, "development mode: generate a JWT secret if none is set"),
+    "jwt_secret": Spec(
+        "str", None, "HMAC secret for HS256 tokens", env_aliases=("JWT_SECRET",), secret=True
+    ),
+    "jwt_algorithms": Spec("list", ["HS256"], "accepted JWT algorithms (never taken from a token)"),
+    "jwt_public_key_file": Spec("str", None, "PEM public key file for RS*/ES* tokens"),
+    "jwt_jwks_file": Spec("str", None, "JWKS file for RS*/ES* tokens (kid selects the key)"),
+    "jwt_issuer": Spec("str", None, "required iss claim"),
+    "jwt_audience": Spec("str", None, "required aud claim"),
+    "jwt_leeway": Spec("float", 10.0, "seconds of clock skew tolerated on exp/nbf"),
+    "api_keys": Spec("list", [], "server API keys (Authorization: Bearer <key>)", secret=True),
+    "max_connections": Spec(
+        "int", 10000, "connections per instance", env_aliases=("WS_MAX_CONNECTIONS",)
+    ),
+    "max_connections_per_user": Spec("int", 5, "connections one user may hold"),
+    "max_subscriptions": Spec("int", 100, "subscriptions per connection"),
+    "max_message_bytes": Spec("int", 65536, "largest client message (decompressed)"),
+    "max_api_body_bytes": Spec("int", 1048576, "largest HTTP API request body"),
+    "outbox_max_bytes": Spec(
+        "int", 1048576, "bytes queued to one connection before it is closed as a slow consumer"
+    ),
+    "heartbeat_interval": Spec("float", 30.0, "seconds between protocol pings (0: off)"),
+    "auth_timeout": Spec("float", 10.0, "seconds a client has to send auth after open"),
+    "handshake_timeout": Spec(
+        "float", 10.0, "seconds a new TCP connection has to send its request"
+    ),
+    "rate_limit_enabled": Spec("bool", True, "limit client message rates"),
+    "rate_limit_per_second": Spec("float", 20.0, "client messages per second, sustained"),
+    "rate_limit_burst": Spec("int", 50, "client messages allowed in a burst"),
+    "rate_limit_close_after": Spec(
+        "int", 50, "rejected messages (refilled at the same rate) before closing with 4029"
+    ),
+    "api_rate_limit_per_second": Spec("float", 0.0, "API requests per second per key (0: off)"),
+    "allowed_origins": Spec(
+        "list", [], "allowed Origin values for WebSocket connections (empty: any)"
+    ),
+    "compression": Spec("bool", False, "accept permessage-deflate from clients"),
+    "shutdown_timeout": Spec("float", 10.0, "seconds to finish in-flight API calls on shutdown"),
+    "log_level": Spec("str", "INFO", "DEBUG, INFO, WARNING or ERROR"),
+    "log_format": Spec("str", "text", "text or json"),
+}
+
+ENV_PREFIX: Final = "TIDINGS_"
+_TRUE: Final = frozenset({"1", "true", "yes", "on"})
+_FALSE: Final = frozenset({"0", "false", "no", "off"})
+
+
+def _coerce(name: str, kind: str, value: Any) -> Any:
+    """Turn a TOML, environment or flag value into the setting's type."""
+    if value is None:
+        return None
+    try:
+        if kind == "str":
+            if not isinstance(value, str):
+                raise TypeError
+            return value
+        if kind == "bool":
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in _TRUE:
+                return True
+            if text in _FALSE:
+                return False
+            raise TypeError
+        if kind == "int":
+            if isinstance(value, bool):
+                raise TypeError
+            return int(value)
+        if kind == "float":
+            if isinstance(value, bool):
+                raise TypeError
+            return float(value)
+        if kind == "list":
+            if isinstance(value, str):
+                return [item.strip() for item in value.split(",") if item.strip()]
+            if isinstance(value, list) and all(isinstance(v, str) for v in value):
+                return list(value)
+            raise TypeError
+    except (TypeError, ValueError):
+        raise ConfigError(f"setting {name!r}: expected {kind}, got {value!r}") from None
+    raise AssertionError(kind)
+
+
+@dataclass(slots=True)
+class Settings:
+    """Effective settings; ``sources[name]`` says where each value came from."""
+
+    values: dict[str, Any]
+    sources: dict[str, str]
+    namespaces: dict[str, NamespacePolicy] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.values[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with some values changed (for embedding and tests)."""
+        values = dict(self.values)
+        sources = dict(self.sources)
+        for name, value in changes.items():
+            if name not in SETTINGS:
+                raise ConfigError(f"unknown setting {name!r}")
+            values[name] = _coerce(name, SETTINGS[name].kind, value)
+            sources[name] = "code"
+        out = Settings(values, sources, dict(self.namespaces))
+        out.validate()
+        return out
+
+    def validate(self) -> None:
+        """Raise ConfigError naming the first setting that makes no sense."""
+        v = self.values
+        positive = (
+            "max_connections",
+            "max_connections_per_user",
+            "max_subscriptions",
+            "max_message_bytes",
+            "max_api_body_bytes",
+            "outbox_max_bytes",
+            "rate_limit_burst",
+            "rate_limit_close_after",
+        )
+        for name in positive:
+            if v[name] < 1:
+                raise ConfigError(f"setting {name!r} must be at least 1, got {v[name]}")
+        for name in ("auth_timeout", "handshake_timeout", "rate_limit_per_second"):
+            if v[name] <= 0:
+                raise ConfigError(f"setting {name!r} must be positive, got {v[name]}")
+        if not 0 <= v["port"] <= 65535:
+            raise ConfigError(f"setting 'port' must be 0..65535, got {v['port']}")
+        if v["log_format"] not in ("text", "json"):
+            raise ConfigError("setting 'log_format' must be 'text' or 'json'")
+        if v["log_level"].upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+            raise ConfigError("setting 'log_level' must be DEBUG, INFO, WARNING or ERROR")
+        for path in v["ws_paths"]:
+            if not path.startswith("/") or path.startswith("/api"):
+                raise ConfigError(f"setting 'ws_paths': {path!r} must start with / and not /api")
+
+
+def _parse_namespaces(raw: Any) -> dict[str, NamespacePolicy]:
+    if not isinstance(raw, dict):
+        raise ConfigError("[namespaces] must be a table of tables")
+    out: dict[str, NamespacePolicy] = {}
+    allowed = {"subscribe", "publish", "allowed_roles", "private"}
+    for name, table in raw.items():
+        where = f"namespaces.{name}"
+        if not isinstance(table, dict):
+            raise ConfigError(f"[{where}] must be a table")
+        unknown = set(table) - allowed
+        if unknown:
+            raise ConfigError(f"[{where}]: unknown keys {sorted(unknown)}")
+        roles = table.get("allowed_roles", [])
+        if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
+            raise ConfigError(f"[{where}] allowed_roles must be a list of strings")
+        flags = {}
+        for key in ("subscribe", "publish", "private"):
+            if key in table:
+                if not isinstance(table[key], bool):
+                    raise ConfigError(f"[{where}] {key} must be true or false")
+                flags[key] = table[key]
+        if name != DEFAULT_NAMESPACE and ":" in name:
+            raise ConfigError(f"[{where}]: a namespace name cannot contain ':'")
+        out[name] = NamespacePolicy(allowed_roles=frozenset(roles), **flags)
+    return out
+
+
+def load(
+    *,
+    config_file: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    flags: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build effective settings from the four sources, lowest precedence first.
+
+    Raises:
+        ConfigError: an unknown or mistyped setting, naming it.
+    """
+    env = os.environ if env is None else env
+    values = {name: spec.default for name, spec in SETTINGS.items()}
+    sources = dict.fromkeys(SETTINGS, "default")
+    namespaces: dict[str, NamespacePolicy] = {}
+
+    path = config_file or env.get(ENV_PREFIX + "CONFIG")
+    if path:
+        try:
+            data = tomllib.loads(Path(path).read_text())
+        except OSError as exc:
+            raise ConfigError(f"config file {path}: {exc.strerror}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path}: {exc}") from None
+        namespaces = _parse_namespaces(data.pop("namespaces", {}))
+        for name, value in data.items():
+            if name not in SETTINGS:
+                raise ConfigError(f"config file {path}: unknown setting {name!r}")
+            values[name] = _coerce(name, SETTINGS[name].kind, value)
+            sources[name] = f"file {path}"
+
+    for name, spec in SETTINGS.items():
+        # The TIDINGS_ name wins over a guide's plain name (JWT_SECRET, WS_MAX_CONNECTIONS).
+        for env_name in (*reversed(spec.env_aliases), ENV_PREFIX + name.upper()):
+            if env_name in env:
+                values[name] = _coerce(name, spec.kind, env[env_name])
+                sources[name] = f"env {env_name}"
+
+    for name, value in (flags or {}).items():
+        if value is None:
+            continue
+        if name not in SETTINGS:
+            raise ConfigError(f"unknown setting {name!r}")
+        values[name] = _coerce(name, SETTINGS[name].kind, value)
+        sources[name] = "flag"
+
+    settings = Settings(values, sources, namespaces)
+    settings.validate()
+    return settings

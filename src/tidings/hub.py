@@ -1,0 +1,219 @@
+"""Who is connected and who listens where: the routing tables of one node.
+
+The hub maps channels, users and roles to connections and fans a serialized message
+out to them. It never blocks and never awaits: each connection's ``push`` hands the
+bytes to a bounded outbox and returns, so one slow client cannot delay the others
+(it is closed by its transport when its outbox overflows).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from .filters import Filter
+
+
+class Outbound:
+    """One serialized server message, shared by every recipient.
+
+    ``wire`` is a cache a transport may fill with the framed bytes (a WebSocket frame
+    header plus ``payload``), so framing, like serialization, happens once per message
+    rather than once per recipient.
+    """
+
+    __slots__ = ("payload", "wire")
+
+    def __init__(self, payload: bytes) -> None:
+        self.payload = payload
+        self.wire: bytes | None = None
+
+
+class Connection(Protocol):
+    """A connected, authenticated client as the hub sees it."""
+
+    @property
+    def client_id(self) -> str: ...
+
+    @property
+    def user_id(self) -> str: ...
+
+    @property
+    def roles(self) -> tuple[str, ...]: ...
+
+    def push(self, message: Outbound) -> bool:
+        """Queue ``message`` without blocking; False if the connection is closing."""
+        ...
+
+
+class _ChannelSubscribers:
+    """Subscribers of one channel, grouped by filter so each filter runs once."""
+
+    __slots__ = ("filtered", "plain")
+
+    def __init__(self) -> None:
+        self.plain: set[Connection] = set()
+        self.filtered: dict[str, tuple[Filter, set[Connection]]] = {}
+
+    def __len__(self) -> int:
+        return len(self.plain) + sum(len(conns) for _, conns in self.filtered.values())
+
+    def discard(self, conn: Connection, filter_key: str | None) -> None:
+        if filter_key is None:
+            self.plain.discard(conn)
+            return
+        group = self.filtered.get(filter_key)
+        if group is not None:
+            group[1].discard(conn)
+            if not group[1]:
+                del self.filtered[filter_key]
+
+
+class Hub:
+    """Routing tables and fan-out for the connections of one node."""
+
+    def __init__(self) -> None:
+        self._conns: dict[str, Connection] = {}
+        self._users: dict[str, set[Connection]] = {}
+        self._roles: dict[str, set[Connection]] = {}
+        self._channels: dict[str, _ChannelSubscribers] = {}
+        # conn -> {channel: filter key or None}; the hub owns it so removal is complete.
+        self._subs: dict[Connection, dict[str, str | None]] = {}
+        self.messages_out = 0
+
+    # --- membership ---------------------------------------------------------------------
+
+    def add(self, conn: Connection) -> None:
+        """Register an authenticated connection."""
+        self._conns[conn.client_id] = conn
+        self._users.setdefault(conn.user_id, set()).add(conn)
+        for role in conn.roles:
+            self._roles.setdefault(role, set()).add(conn)
+        self._subs[conn] = {}
+
+    def remove(self, conn: Connection) -> None:
+        """Forget a connection and all its subscriptions; safe to call twice."""
+        if self._conns.pop(conn.client_id, None) is None:
+            return
+        _discard(self._users, conn.user_id, conn)
+        for role in conn.roles:
+            _discard(self._roles, role, conn)
+        for channel, key in self._subs.pop(conn, {}).items():
+            self._unlink(conn, channel, key)
+
+    def _unlink(self, conn: Connection, channel: str, key: str | None) -> None:
+        subs = self._channels.get(channel)
+        if subs is not None:
+            subs.discard(conn, key)
+            if not subs.plain and not subs.filtered:
+                del self._channels[channel]
+
+    def subscribe(self, conn: Connection, channel: str, flt: Filter | None) -> bool:
+        """Subscribe, replacing any earlier filter on the same channel.
+
+        Returns True if this is a new subscription (False if it replaced one).
+        """
+        mine = self._subs[conn]
+        new = channel not in mine
+        if not new:
+            self._unlink(conn, channel, mine[channel])
+        subs = self._channels.get(channel)
+        if subs is None:
+            subs = self._channels[channel] = _ChannelSubscribers()
+        if flt is None:
+            subs.plain.add(conn)
+            mine[channel] = None
+        else:
+            group = subs.filtered.get(flt.key)
+            if group is None:
+                group = subs.filtered[flt.key] = (flt, set())
+            group[1].add(conn)
+            mine[channel] = flt.key
+        return new
+
+    def unsubscribe(self, conn: Connection, channel: str) -> bool:
+        """Remove one subscription; False if there was none."""
+        mine = self._subs.get(conn)
+        if mine is None or channel not in mine:
+            return False
+        self._unlink(conn, channel, mine.pop(channel))
+        return True
+
+    def subscriptions(self, conn: Connection) -> dict[str, str | None]:
+        """The channels ``conn`` listens on, each with its filter key."""
+        return dict(self._subs.get(conn, {}))
+
+    def subscription_count(self, conn: Connection) -> int:
+        return len(self._subs.get(conn, ()))
+
+    # --- queries ------------------------------------------------------------------------
+
+    def get(self, client_id: str) -> Connection | None:
+        return self._conns.get(client_id)
+
+    def connections(self) -> Iterable[Connection]:
+        return self._conns.values()
+
+    def user_connections(self, user_id: str) -> set[Connection]:
+        return self._users.get(user_id, set())
+
+    def connection_count(self) -> int:
+        return len(self._conns)
+
+    def user_count(self) -> int:
+        return len(self._users)
+
+    def channel_counts(self) -> dict[str, int]:
+        """Subscribers per channel (guide 001 ``channelCounts``)."""
+        return {name: len(subs) for name, subs in self._channels.items()}
+
+    # --- fan-out ------------------------------------------------------------------------
+
+    def publish(self, channel: str, message: Outbound, data: Any) -> int:
+        """Queue ``message`` to the subscribers of ``channel`` whose filter matches ``data``."""
+        subs = self._channels.get(channel)
+        if subs is None:
+            return 0
+        count = _push_all(subs.plain, message)
+        for flt, conns in subs.filtered.values():
+            if flt.matches(data):
+                count += _push_all(conns, message)
+        self.messages_out += count
+        return count
+
+    def send_to_user(self, user_id: str, message: Outbound) -> int:
+        count = _push_all(self._users.get(user_id, ()), message)
+        self.messages_out += count
+        return count
+
+    def send_to_role(self, role: str, message: Outbound) -> int:
+        count = _push_all(self._roles.get(role, ()), message)
+        self.messages_out += count
+        return count
+
+    def broadcast(self, message: Outbound, exclude_user: str | None = None) -> int:
+        if exclude_user is None:
+            count = _push_all(self._conns.values(), message)
+        else:
+            count = _push_all(
+                (c for c in self._conns.values() if c.user_id != exclude_user), message
+            )
+        self.messages_out += count
+        return count
+
+
+def _push_all(conns: Iterable[Connection], message: Outbound) -> int:
+    count = 0
+    # A push may close a slow consumer, which removes it from these sets: iterate a copy.
+    for conn in tuple(conns):
+        if conn.push(message):
+            count += 1
+    return count
+
+
+def _discard(index: dict[str, set[Connection]], key: str, conn: Connection) -> None:
+    conns = index.get(key)
+    if conns is not None:
+        conns.discard(conn)
+        if not conns:
+            del index[key]

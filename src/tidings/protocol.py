@@ -1,0 +1,269 @@
+"""The wire protocol: every message both ways, the close codes and the error codes.
+
+This module is the single source of truth for what goes over the WebSocket. It knows
+nothing of sockets: it turns client frames into typed commands and builds server frames
+as bytes. ``docs/protocol.md`` documents the same tables; keep them in step.
+
+Client messages are accepted in the shapes the guides use:
+
+* guide 002: ``{"type": "subscribe", "data": {"topic": "activities", "filters": {...}}}``
+* guide 001: ``{"type": "subscribe", "channel": "notifications"}``
+* guide 004: ``{"type": "PING", "payload": {}}``
+* guide 000: ``{"type": "AUTH", "userId": "...", "token": "..."}``
+
+Fields may sit at the top level, under ``data`` or under ``payload``; ``topic`` is an
+alias of ``channel``; the type name is case-insensitive.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final
+
+import msgspec
+
+PROTOCOL_VERSION: Final = 1
+
+Scalar = str | int | float | bool | None
+FilterValue = Scalar | list[Scalar]
+
+
+class CloseCode(enum.IntEnum):
+    """WebSocket close codes sent by tidings.
+
+    4000-4003 are exactly guide 001's. The ``CLOSE_CODES`` table says, for each, whether
+    a client should reconnect; the Python and JavaScript clients follow it.
+    """
+
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    MESSAGE_TOO_BIG = 1009
+    INTERNAL_ERROR = 4000
+    MISSING_CREDENTIALS = 4001
+    INVALID_TOKEN = 4002
+    USER_MISMATCH = 4003
+    AUTH_TIMEOUT = 4004
+    TOKEN_EXPIRED = 4005
+    FORBIDDEN_ORIGIN = 4006
+    SLOW_CONSUMER = 4008
+    TOO_MANY_CONNECTIONS = 4009
+    RATE_LIMITED = 4029
+
+
+@dataclass(frozen=True, slots=True)
+class CloseInfo:
+    """What a close code means and what a client should do about it."""
+
+    reason: str
+    reconnect: bool
+    advice: str
+
+
+CLOSE_CODES: Final[Mapping[CloseCode, CloseInfo]] = {
+    CloseCode.NORMAL: CloseInfo("normal closure", False, "closed on purpose; do not reconnect"),
+    CloseCode.GOING_AWAY: CloseInfo(
+        "server shutting down", True, "reconnect (with jitter) to this or another instance"
+    ),
+    CloseCode.MESSAGE_TOO_BIG: CloseInfo(
+        "message too big", True, "reconnect, and do not resend the oversized message"
+    ),
+    CloseCode.INTERNAL_ERROR: CloseInfo("internal server error", True, "reconnect with backoff"),
+    CloseCode.MISSING_CREDENTIALS: CloseInfo(
+        "missing authentication credentials", False, "get a token before connecting again"
+    ),
+    CloseCode.INVALID_TOKEN: CloseInfo(
+        "invalid or expired token", False, "reconnect only with a new token"
+    ),
+    CloseCode.USER_MISMATCH: CloseInfo(
+        "user id mismatch", False, "the userId parameter does not match the token; fix the client"
+    ),
+    CloseCode.AUTH_TIMEOUT: CloseInfo(
+        "authentication timeout", True, "reconnect and send auth promptly"
+    ),
+    CloseCode.TOKEN_EXPIRED: CloseInfo(
+        "token expired", True, "reconnect with a fresh token (or refresh in-band before expiry)"
+    ),
+    CloseCode.FORBIDDEN_ORIGIN: CloseInfo(
+        "origin not allowed", False, "the page's origin is not in the allowlist"
+    ),
+    CloseCode.SLOW_CONSUMER: CloseInfo(
+        "slow consumer", True, "reconnect; the client was not reading fast enough"
+    ),
+    CloseCode.TOO_MANY_CONNECTIONS: CloseInfo(
+        "too many connections", True, "reconnect later with backoff, or close other tabs"
+    ),
+    CloseCode.RATE_LIMITED: CloseInfo(
+        "rate limit exceeded", True, "reconnect after a backoff and send less"
+    ),
+}
+
+
+def should_reconnect(code: int) -> bool:
+    """Client policy for a close code: reconnect unless the code says it cannot help.
+
+    Codes tidings does not send (1006 abnormal closure, proxies' codes) reconnect.
+    """
+    try:
+        return CLOSE_CODES[CloseCode(code)].reconnect
+    except (ValueError, KeyError):
+        return True
+
+
+class ErrorCode(enum.StrEnum):
+    """Codes of ``error`` messages; the connection stays open after each."""
+
+    INVALID_MESSAGE = "INVALID_MESSAGE"
+    UNAUTHORIZED = "UNAUTHORIZED"
+    FORBIDDEN = "FORBIDDEN"
+    RATE_LIMIT = "RATE_LIMIT"
+    LIMIT_EXCEEDED = "LIMIT_EXCEEDED"
+    SERVER_ERROR = "SERVER_ERROR"
+
+
+class ProtocolError(Exception):
+    """A client frame that cannot be turned into a command."""
+
+    def __init__(self, code: ErrorCode, message: str, request_id: str | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.request_id = request_id
+
+
+# --- client -> server -------------------------------------------------------------------
+
+
+class Command(msgspec.Struct, kw_only=True):
+    """Base of every client message; ``id`` is echoed as ``replyTo`` on the reply."""
+
+    name: ClassVar[str]
+    id: str | None = None
+
+
+class Ping(Command, kw_only=True):
+    name: ClassVar[str] = "ping"
+
+
+class Auth(Command, kw_only=True):
+    """Authenticate after open (guide 000), or refresh the token of an open connection."""
+
+    name: ClassVar[str] = "auth"
+    token: str
+    userId: str | None = None
+
+
+class Subscribe(Command, kw_only=True):
+    name: ClassVar[str] = "subscribe"
+    channel: str
+    filters: dict[str, FilterValue] | None = None
+
+
+class Unsubscribe(Command, kw_only=True):
+    name: ClassVar[str] = "unsubscribe"
+    channel: str
+
+
+class Publish(Command, kw_only=True):
+    """Client publication into a namespace that allows it."""
+
+    name: ClassVar[str] = "publish"
+    channel: str
+    event: str = "message"
+    data: Any = None
+
+
+class GetStatus(Command, kw_only=True):
+    name: ClassVar[str] = "get_status"
+
+
+COMMANDS: Final[dict[str, type[Command]]] = {
+    cls.name: cls for cls in (Ping, Auth, Subscribe, Unsubscribe, Publish, GetStatus)
+}
+
+_decoder: Final = msgspec.json.Decoder()
+_RESERVED_TOP: Final = frozenset(("type", "data", "payload"))
+
+
+def decode_command(frame: bytes | str) -> Command:
+    """Parse one client text frame into a typed command.
+
+    Raises:
+        ProtocolError: malformed JSON, not an object, unknown type or a schema violation.
+    """
+    try:
+        raw = _decoder.decode(frame)
+    except msgspec.DecodeError as exc:
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"malformed JSON: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, "a message must be a JSON object")
+    request_id = raw.get("id")
+    if not isinstance(request_id, str):
+        request_id = str(request_id) if isinstance(request_id, int) else None
+    kind = raw.get("type")
+    if not isinstance(kind, str):
+        raise ProtocolError(ErrorCode.INVALID_MESSAGE, "missing or non-string 'type'", request_id)
+    cls = COMMANDS.get(kind.lower())
+    if cls is None:
+        raise ProtocolError(
+            ErrorCode.INVALID_MESSAGE, f"unknown message type {kind[:64]!r}", request_id
+        )
+    fields: dict[str, Any] = {k: v for k, v in raw.items() if k not in _RESERVED_TOP}
+    fields["id"] = request_id
+    body = raw.get("data", raw.get("payload"))
+    if cls is Publish:
+        # For a publication, ``data`` is the payload itself, not a field container.
+        fields["data"] = body
+    elif isinstance(body, dict):
+        fields.update(body)
+    if "topic" in fields and "channel" not in fields:
+        fields["channel"] = fields.pop("topic")
+    try:
+        return msgspec.convert(fields, cls)
+    except msgspec.ValidationError as exc:
+        raise ProtocolError(
+            ErrorCode.INVALID_MESSAGE, f"invalid {cls.name}: {exc}", request_id
+        ) from None
+
+
+# --- server -> client -------------------------------------------------------------------
+
+_encoder: Final = msgspec.json.Encoder()
+
+
+def encode(obj: Any) -> bytes:
+    """Serialize a JSON value; the one encoder used for every outgoing frame."""
+    return _encoder.encode(obj)
+
+
+def envelope(
+    msg_id: str,
+    kind: str,
+    timestamp: str,
+    data: Any,
+    *,
+    channel: str | None = None,
+    reply_to: str | None = None,
+) -> bytes:
+    """Build a server message in guide 002's envelope ``{id, type, timestamp, data}``.
+
+    ``channel`` is present on publications and channel replies; ``replyTo`` echoes the
+    ``id`` of the client message a reply answers.
+    """
+    msg: dict[str, Any] = {"id": msg_id, "type": kind}
+    if channel is not None:
+        msg["channel"] = channel
+    msg["timestamp"] = timestamp
+    msg["data"] = data
+    if reply_to is not None:
+        msg["replyTo"] = reply_to
+    return _encoder.encode(msg)
+
+
+def error_data(code: ErrorCode, message: str, details: Any = None) -> dict[str, Any]:
+    """The ``data`` of an ``error`` message."""
+    data: dict[str, Any] = {"code": code.value, "message": message}
+    if details is not None:
+        data["details"] = details
+    return data

@@ -1,0 +1,174 @@
+"""Assemble a node, its WebSocket endpoint and its HTTP API into a running server.
+
+``Server`` is an async context manager, so tests and embedding code can run several in
+one process; ``run`` is what ``tidings serve`` calls: it adds signal handling and the
+graceful shutdown (stop accepting, close WebSockets with 1001, finish in-flight API
+calls, exit 0).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import web
+
+from . import api
+from .config import Settings
+from .node import Node
+from .transport import WebSocketEndpoint
+
+log = logging.getLogger("tidings.server")
+
+
+def build_app(node: Node, endpoint: WebSocketEndpoint) -> web.Application:
+    """The aiohttp application serving the WebSocket paths and the HTTP API."""
+    s = node.settings
+    app = web.Application(
+        middlewares=[api.make_middleware(node)],
+        client_max_size=s.max_api_body_bytes,
+    )
+    app[api.NODE_KEY] = node
+
+    def health() -> dict[str, Any]:
+        hub = node.hub
+        conns, users = hub.connection_count(), hub.user_count()
+        return {
+            "status": "ok" if endpoint.accepting else "draining",
+            "data": {
+                "websocket": {
+                    "totalConnections": conns,
+                    "uniqueUsers": users,
+                    "averageConnectionsPerUser": round(conns / users, 2) if users else 0,
+                    "isHealthy": endpoint.accepting,
+                },
+                "pubsub": {
+                    "isHealthy": True,
+                    "broker": "memory",
+                    "publisherConnected": True,
+                    "subscriberConnected": True,
+                    "subscribedChannels": len(hub.channel_counts()),
+                },
+                "timestamp": node.now_iso(),
+            },
+        }
+
+    app[api.HEALTH_KEY] = health
+    app[api.READY_KEY] = lambda: endpoint.accepting
+    for path in s.ws_paths:
+        app.router.add_get(path, endpoint.handle)
+    api.add_routes(app)
+
+    async def on_shutdown(_: web.Application) -> None:
+        await endpoint.shutdown()
+
+    app.on_shutdown.append(on_shutdown)
+    return app
+
+
+class Server:
+    """One tidings instance listening on a TCP port.
+
+    Args:
+        settings: effective settings (``port`` 0 picks a free port; see ``port``).
+        clock, monotonic: injected time sources.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.settings = settings
+        self.node = Node(settings, clock=clock, monotonic=monotonic)
+        self.endpoint = WebSocketEndpoint(self.node)
+        self.app = build_app(self.node, self.endpoint)
+        self._runner: web.AppRunner | None = None
+        self.port: int = 0
+        self.host: str = settings.host
+
+    async def start(self) -> None:
+        s = self.settings
+        runner = web.AppRunner(
+            self.app,
+            handle_signals=False,
+            access_log=None,
+            shutdown_timeout=s.shutdown_timeout,
+            # The only timeout aiohttp applies before a request arrives: it bounds how
+            # long an idle new connection may hold a socket without sending a handshake.
+            keepalive_timeout=s.handshake_timeout,
+        )
+        await runner.setup()
+        site = web.TCPSite(runner, s.host, s.port, backlog=2048)
+        await site.start()
+        self._runner = runner
+        server = site._server  # aiohttp keeps the bound sockets there
+        sockets = getattr(server, "sockets", None) or []
+        if sockets:
+            self.port = sockets[0].getsockname()[1]
+        else:  # pragma: no cover - TCPSite always binds
+            self.port = s.port
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    async def stop(self) -> None:
+        """Graceful shutdown: stop accepting, close WebSockets (1001), finish API calls."""
+        runner, self._runner = self._runner, None
+        if runner is None:
+            return
+        self.endpoint.accepting = False
+        await runner.cleanup()
+
+    async def __aenter__(self) -> Server:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+def configure_logging(settings: Settings) -> None:
+    """Text logs by default, JSON lines with ``log_format = "json"``."""
+    handler = logging.StreamHandler(sys.stderr)
+    if settings.log_format == "json":
+        from .logs import JsonFormatter
+
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("tidings")
+    root.handlers[:] = [handler]
+    root.setLevel(settings.log_level.upper())
+    root.propagate = False
+    logging.getLogger("aiohttp").setLevel(logging.WARNING)
+
+
+async def run(settings: Settings) -> None:
+    """Serve until SIGTERM or SIGINT, then shut down gracefully."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    server = Server(settings)
+    await server.start()
+    # One line on stdout, for scripts (and the benchmark) that start us on port 0.
+    print(f"tidings listening on {server.url}", flush=True)
+    log.info(
+        "WebSocket at %s on %s; HTTP API at %s/api",
+        ", ".join(settings.ws_paths),
+        server.url,
+        server.url,
+    )
+    await stop.wait()
+    log.info("shutting down")
+    await server.stop()
+    log.info("stopped")

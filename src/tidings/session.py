@@ -1,0 +1,318 @@
+"""The protocol state of one client connection, without the socket.
+
+A session starts awaiting authentication (unless the handshake carried a token), then
+turns each client frame into replies and hub operations. Replies go out through
+``push``, which the transport supplies; anything that must end the connection is
+returned as a ``Close`` for the transport to carry out. Time comes from the node's
+clocks, so tests drive a session with no event loop at all.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from . import protocol
+from .auth import AuthError, Identity
+from .channels import is_valid_channel
+from .filters import Filter, FilterError
+from .hub import Outbound
+from .node import Node, PublishError, iso_timestamp
+from .protocol import CloseCode, ErrorCode
+from .ratelimit import TokenBucket
+
+log = logging.getLogger("tidings.session")
+
+
+@dataclass(frozen=True, slots=True)
+class Close:
+    """An instruction to close the connection with a code and a reason."""
+
+    code: CloseCode
+    reason: str
+
+
+class State(enum.Enum):
+    AWAITING_AUTH = "awaiting_auth"
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+def _no_push(message: Outbound) -> bool:
+    return False
+
+
+class Session:
+    """One connection's protocol state; it is also the hub's view of the connection.
+
+    Args:
+        node: the node it belongs to.
+        client_id: unique id of this connection.
+        push: queues a message to the client without blocking; False once closing.
+        user_id_param: the ``userId`` query parameter, which must match the token.
+    """
+
+    def __init__(
+        self,
+        node: Node,
+        client_id: str,
+        push: Callable[[Outbound], bool] = _no_push,
+        *,
+        user_id_param: str | None = None,
+    ) -> None:
+        self.node = node
+        self.client_id = client_id
+        # The hub calls ``push`` directly: keep it a plain attribute (the fan-out hot path).
+        self.push = push
+        self.user_id_param = user_id_param
+        self.state = State.AWAITING_AUTH
+        self.user_id = ""
+        self.roles: tuple[str, ...] = ()
+        self.expires_at: float | None = None
+        self.connected_at = node.clock()
+        self.filters: dict[str, dict[str, Any] | None] = {}
+        settings = node.settings
+        self._bucket: TokenBucket | None = None
+        self._abuse: TokenBucket | None = None
+        if settings.rate_limit_enabled:
+            rate = settings.rate_limit_per_second
+            self._bucket = TokenBucket(rate, settings.rate_limit_burst, node.monotonic)
+            self._abuse = TokenBucket(rate, settings.rate_limit_close_after, node.monotonic)
+
+    def __repr__(self) -> str:
+        return f"<Session {self.client_id} user={self.user_id!r} {self.state.value}>"
+
+    # --- authentication -----------------------------------------------------------------
+
+    def authenticate(self, token: str | None) -> Close | None:
+        """Authenticate with a handshake token; with None, wait for an ``auth`` message."""
+        if token is None:
+            return None
+        return self._accept_token(token, None, None)
+
+    def _accept_token(
+        self, token: str, claimed_user: str | None, reply_to: str | None
+    ) -> Close | None:
+        try:
+            identity = self.node.verifier.verify(token)
+        except AuthError as exc:
+            log.warning("rejected token for %s: %s", self.client_id, exc.reason)
+            reason = "token expired" if exc.expired else "invalid or expired token"
+            if self.state is State.OPEN:
+                # A failed refresh leaves the connection on its current, still valid token.
+                self._error(ErrorCode.UNAUTHORIZED, reason, reply_to=reply_to)
+                return None
+            return Close(CloseCode.INVALID_TOKEN, reason)
+        for claimed in (self.user_id_param, claimed_user):
+            if claimed is not None and claimed != identity.user_id:
+                log.warning("user id mismatch on %s", self.client_id)
+                return Close(CloseCode.USER_MISMATCH, "user id mismatch")
+        if self.state is State.OPEN:
+            return self._refresh(identity, reply_to)
+        return self._open(identity, reply_to)
+
+    def _open(self, identity: Identity, reply_to: str | None) -> Close | None:
+        hub = self.node.hub
+        settings = self.node.settings
+        if len(hub.user_connections(identity.user_id)) >= settings.max_connections_per_user:
+            return Close(CloseCode.TOO_MANY_CONNECTIONS, "too many connections for this user")
+        self.user_id = identity.user_id
+        self.roles = identity.roles
+        self.expires_at = identity.expires_at
+        self.state = State.OPEN
+        hub.add(self)
+        self._send("welcome", self._welcome_data(), reply_to=reply_to)
+        return None
+
+    def _refresh(self, identity: Identity, reply_to: str | None) -> Close | None:
+        if identity.user_id != self.user_id:
+            return Close(CloseCode.USER_MISMATCH, "refreshed token names another user")
+        self.expires_at = identity.expires_at
+        self._send("refreshed", {"expiresAt": _iso_or_none(self.expires_at)}, reply_to=reply_to)
+        return None
+
+    def _welcome_data(self) -> dict[str, Any]:
+        s = self.node.settings
+        return {
+            "clientId": self.client_id,
+            "userId": self.user_id,
+            "roles": list(self.roles),
+            "role": self.roles[0] if self.roles else None,
+            "serverTime": self.node.now_iso(),
+            "expiresAt": _iso_or_none(self.expires_at),
+            "availableSubscriptions": self.node.access.available(self.user_id, self.roles),
+            "heartbeatInterval": s.heartbeat_interval,
+            "limits": {
+                "maxMessageBytes": s.max_message_bytes,
+                "maxSubscriptions": s.max_subscriptions,
+            },
+            "protocolVersion": protocol.PROTOCOL_VERSION,
+        }
+
+    def auth_deadline(self) -> Close | None:
+        """Called when the auth timeout fires: close if still unauthenticated."""
+        if self.state is State.AWAITING_AUTH:
+            return Close(CloseCode.AUTH_TIMEOUT, "authentication timeout")
+        return None
+
+    def expiry_check(self) -> Close | None:
+        """Called when the token's expiry passes: close unless it was refreshed."""
+        if self.state is not State.OPEN or self.expires_at is None:
+            return None
+        if self.node.clock() > self.expires_at + self.node.settings.jwt_leeway:
+            return Close(CloseCode.TOKEN_EXPIRED, "token expired")
+        return None
+
+    # --- frames -------------------------------------------------------------------------
+
+    def receive(self, frame: bytes | str) -> Close | None:
+        """Handle one client text frame."""
+        if self.state is State.CLOSED:
+            return None
+        self.node.messages_in += 1
+        if self._bucket is not None and not self._bucket.take():
+            assert self._abuse is not None
+            if not self._abuse.take():
+                log.warning("closing %s (user %r): sustained flood", self.client_id, self.user_id)
+                return Close(CloseCode.RATE_LIMITED, "rate limit exceeded")
+            self._error(ErrorCode.RATE_LIMIT, "too many messages; slow down")
+            return None
+        try:
+            command = protocol.decode_command(frame)
+        except protocol.ProtocolError as exc:
+            if self.state is State.AWAITING_AUTH:
+                return Close(CloseCode.MISSING_CREDENTIALS, "missing authentication credentials")
+            self._error(exc.code, exc.message, reply_to=exc.request_id)
+            return None
+        if isinstance(command, protocol.Ping):
+            self._send("pong", {}, reply_to=command.id)
+            return None
+        if isinstance(command, protocol.Auth):
+            return self._accept_token(command.token, command.userId, command.id)
+        if self.state is State.AWAITING_AUTH:
+            return Close(CloseCode.MISSING_CREDENTIALS, "missing authentication credentials")
+        try:
+            self._dispatch(command)
+        except Exception:
+            log.exception("error handling %s from %s", command.name, self.client_id)
+            self._error(ErrorCode.SERVER_ERROR, "internal error", reply_to=command.id)
+        return None
+
+    def _dispatch(self, command: protocol.Command) -> None:
+        if isinstance(command, protocol.Subscribe):
+            self._subscribe(command)
+        elif isinstance(command, protocol.Unsubscribe):
+            self._unsubscribe(command)
+        elif isinstance(command, protocol.GetStatus):
+            self._send("status", self.status(), reply_to=command.id)
+        elif isinstance(command, protocol.Publish):
+            self._publish(command)
+        else:  # pragma: no cover - COMMANDS and this dispatch are kept in step
+            raise AssertionError(command)
+
+    def _subscribe(self, cmd: protocol.Subscribe) -> None:
+        channel = cmd.channel
+        if not is_valid_channel(channel):
+            self._error(
+                ErrorCode.INVALID_MESSAGE,
+                "invalid channel name",
+                reply_to=cmd.id,
+                channel=channel[:255],
+            )
+            return
+        denied = self.node.access.can_subscribe(channel, self.user_id, self.roles)
+        if denied:
+            self._error(ErrorCode.FORBIDDEN, denied, reply_to=cmd.id, channel=channel)
+            return
+        hub = self.node.hub
+        if (
+            channel not in self.filters
+            and hub.subscription_count(self) >= self.node.settings.max_subscriptions
+        ):
+            self._error(
+                ErrorCode.LIMIT_EXCEEDED, "too many subscriptions", reply_to=cmd.id, channel=channel
+            )
+            return
+        flt = None
+        if cmd.filters:
+            try:
+                flt = Filter(cmd.filters)
+            except FilterError as exc:
+                self._error(ErrorCode.INVALID_MESSAGE, str(exc), reply_to=cmd.id, channel=channel)
+                return
+        hub.subscribe(self, channel, flt)
+        self.filters[channel] = dict(cmd.filters) if cmd.filters else None
+        self._send(
+            "subscribed",
+            {"channel": channel, "filters": self.filters[channel]},
+            channel=channel,
+            reply_to=cmd.id,
+        )
+
+    def _unsubscribe(self, cmd: protocol.Unsubscribe) -> None:
+        self.node.hub.unsubscribe(self, cmd.channel)
+        self.filters.pop(cmd.channel, None)
+        # Unsubscribing from a channel one is not on is not an error: the end state holds.
+        self._send("unsubscribed", {"channel": cmd.channel}, channel=cmd.channel, reply_to=cmd.id)
+
+    def _publish(self, cmd: protocol.Publish) -> None:
+        denied = self.node.access.can_publish(cmd.channel, self.user_id, self.roles)
+        if denied:
+            self._error(ErrorCode.FORBIDDEN, denied, reply_to=cmd.id, channel=cmd.channel)
+            return
+        try:
+            msg_id, _ = self.node.publish(cmd.channel, cmd.event, cmd.data)
+        except PublishError as exc:
+            self._error(ErrorCode.INVALID_MESSAGE, str(exc), reply_to=cmd.id)
+            return
+        self._send(
+            "published",
+            {"channel": cmd.channel, "messageId": msg_id},
+            channel=cmd.channel,
+            reply_to=cmd.id,
+        )
+
+    def status(self) -> dict[str, Any]:
+        """This connection as ``get_status`` reports it."""
+        return {
+            "clientId": self.client_id,
+            "userId": self.user_id,
+            "roles": list(self.roles),
+            "connectedAt": _iso_or_none(self.connected_at),
+            "expiresAt": _iso_or_none(self.expires_at),
+            "subscriptions": [
+                {"channel": ch, "filters": f} for ch, f in sorted(self.filters.items())
+            ],
+        }
+
+    def close(self) -> None:
+        """Leave the hub; idempotent."""
+        if self.state is State.OPEN:
+            self.node.hub.remove(self)
+        self.state = State.CLOSED
+
+    # --- output -------------------------------------------------------------------------
+
+    def _send(
+        self, kind: str, data: Any, *, channel: str | None = None, reply_to: str | None = None
+    ) -> None:
+        _, out = self.node.message(kind, data, channel=channel, reply_to=reply_to)
+        self.push(out)
+
+    def _error(
+        self,
+        code: ErrorCode,
+        message: str,
+        *,
+        reply_to: str | None = None,
+        channel: str | None = None,
+    ) -> None:
+        details = {"channel": channel} if channel is not None else None
+        self._send("error", protocol.error_data(code, message, details), reply_to=reply_to)
+
+
+def _iso_or_none(unix: float | None) -> str | None:
+    return None if unix is None else iso_timestamp(unix)

@@ -1,0 +1,284 @@
+"""The WebSocket transport: aiohttp connections driving sessions.
+
+Outgoing messages bypass aiohttp's awaitable ``send_*``: ``push`` writes a prebuilt
+frame straight into the asyncio transport's buffer, which is the connection's outbox.
+That makes fan-out synchronous and cheap (one frame built per message, one
+``write`` per recipient, no task switch), and the buffer's size is the backpressure
+signal: past ``outbox_max_bytes`` the client is closed as a slow consumer, so it can
+neither grow server memory without bound nor delay anyone else.
+
+Writing beside aiohttp's own writer is safe because both write whole frames in one
+synchronous call, and the event loop never interleaves two synchronous calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import struct
+from collections.abc import Callable
+from typing import Final
+
+from aiohttp import WSMsgType, web
+
+from .hub import Outbound
+from .node import Node
+from .protocol import CloseCode
+from .session import Close, Session, State
+
+log = logging.getLogger("tidings.transport")
+
+SUBPROTOCOL: Final = "tidings"
+BEARER_PREFIX: Final = "bearer."
+# How long a slow consumer's close frame may wait behind its backlog before the socket
+# is aborted outright.
+SLOW_CLOSE_GRACE: Final = 5.0
+
+
+def frame_text(payload: bytes) -> bytes:
+    """An unmasked, final text frame (server frames are identical for every recipient)."""
+    n = len(payload)
+    if n < 126:
+        return bytes((0x81, n)) + payload
+    if n < 65536:
+        return struct.pack("!BBH", 0x81, 126, n) + payload
+    return struct.pack("!BBQ", 0x81, 127, n) + payload
+
+
+def frame_close(code: int, reason: str) -> bytes:
+    """An unmasked close frame."""
+    body = struct.pack("!H", code) + reason.encode()[:123]
+    return bytes((0x88, len(body))) + body
+
+
+class _Link:
+    """The outbox of one connection: its asyncio transport's write buffer."""
+
+    __slots__ = ("closing", "limit", "on_slow", "transport")
+
+    def __init__(self, transport: asyncio.Transport, limit: int) -> None:
+        self.transport = transport
+        self.limit = limit
+        self.closing = False
+        self.on_slow: Session | None = None
+
+    def push(self, message: Outbound) -> bool:
+        if self.closing:
+            return False
+        t = self.transport
+        if t.is_closing():
+            self.closing = True
+            return False
+        wire = message.wire
+        if wire is None:
+            wire = message.wire = frame_text(message.payload)
+        t.write(wire)
+        if t.get_write_buffer_size() > self.limit:
+            self._close_slow()
+        return True
+
+    def _close_slow(self) -> None:
+        self.closing = True
+        session = self.on_slow
+        if session is not None:
+            log.warning(
+                "closing slow consumer %s (user %r): outbox over %d bytes",
+                session.client_id,
+                session.user_id,
+                self.limit,
+            )
+            session.close()
+        t = self.transport
+        info = CloseCode.SLOW_CONSUMER
+        t.write(frame_close(info, "slow consumer"))
+        # close() flushes the backlog first; a client that never reads would hold the
+        # socket open forever, so abort after a grace period.
+        t.close()
+        asyncio.get_running_loop().call_later(SLOW_CLOSE_GRACE, t.abort)
+
+
+def _offered_protocols(request: web.Request) -> list[str]:
+    header = request.headers.get("Sec-WebSocket-Protocol", "")
+    return [p.strip() for p in header.split(",") if p.strip()]
+
+
+def _handshake_token(request: web.Request, offered: list[str]) -> str | None:
+    token = request.query.get("token")
+    if token:
+        return token
+    auth = request.headers.get("Authorization", "")
+    scheme, _, value = auth.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    for proto in offered:
+        if proto.startswith(BEARER_PREFIX) and len(proto) > len(BEARER_PREFIX):
+            return proto[len(BEARER_PREFIX) :]
+    return None
+
+
+class WebSocketEndpoint:
+    """Accepts WebSocket connections for one node and keeps track of them."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self._live: dict[web.WebSocketResponse, Session] = {}
+        self.accepting = True
+        self._tasks: set[asyncio.Task[bool]] = set()
+
+    @property
+    def open_connections(self) -> int:
+        """Every open WebSocket, authenticated or not."""
+        return len(self._live)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        node = self.node
+        s = node.settings
+        offered = _offered_protocols(request)
+        # Browsers fail the handshake unless the server picks one offered subprotocol;
+        # never echo the token itself when "tidings" was offered beside it.
+        selected = (
+            SUBPROTOCOL
+            if SUBPROTOCOL in offered
+            else next((p for p in offered if p.startswith(BEARER_PREFIX)), None)
+        )
+        ws = web.WebSocketResponse(
+            protocols=(selected,) if selected else (),
+            heartbeat=s.heartbeat_interval or None,
+            max_msg_size=s.max_message_bytes,
+            compress=s.compression,
+            decode_text=False,
+        )
+        await ws.prepare(request)
+        transport = request.transport
+        if transport is None:  # the client went away during the handshake
+            return ws
+        link = _Link(transport, s.outbox_max_bytes)
+        session = Session(
+            node, node.new_id("client"), link.push, user_id_param=request.query.get("userId")
+        )
+        link.on_slow = session
+        self._live[ws] = session
+        peer = request.remote
+        started = node.monotonic()
+        close: Close | None = None
+        timers: list[asyncio.TimerHandle] = []
+        loop = asyncio.get_running_loop()
+        try:
+            origin = request.headers.get("Origin")
+            if not self.accepting:
+                close = Close(CloseCode.GOING_AWAY, "server shutting down")
+            elif s.allowed_origins and origin not in s.allowed_origins:
+                log.warning("rejected WebSocket from %s: origin %r not allowed", peer, origin)
+                close = Close(CloseCode.FORBIDDEN_ORIGIN, "origin not allowed")
+            elif len(self._live) > s.max_connections:
+                log.warning("rejected WebSocket from %s: server full", peer)
+                close = Close(CloseCode.TOO_MANY_CONNECTIONS, "server connection limit reached")
+            else:
+                close = session.authenticate(_handshake_token(request, offered))
+            if close is None and session.state is State.AWAITING_AUTH:
+                timers.append(
+                    loop.call_later(
+                        s.auth_timeout, self._on_timer, ws, session, session.auth_deadline
+                    )
+                )
+            if close is None:
+                close = await self._serve(ws, session, link, timers)
+        except Exception:
+            log.exception("error on connection %s", session.client_id)
+            close = Close(CloseCode.INTERNAL_ERROR, "internal server error")
+        finally:
+            for timer in timers:
+                timer.cancel()
+            session.close()
+            del self._live[ws]
+        if close is not None and not link.closing:
+            link.closing = True
+            await ws.close(code=close.code, message=close.reason.encode())
+        code = ws.close_code if close is None else close.code
+        if link.closing and close is None:
+            code = CloseCode.SLOW_CONSUMER
+        log.info(
+            "closed %s user=%r peer=%s code=%s duration=%.1fs",
+            session.client_id,
+            session.user_id or None,
+            peer,
+            code,
+            node.monotonic() - started,
+        )
+        return ws
+
+    async def _serve(
+        self,
+        ws: web.WebSocketResponse,
+        session: Session,
+        link: _Link,
+        timers: list[asyncio.TimerHandle],
+    ) -> Close | None:
+        if session.state is State.OPEN:
+            self._on_open(ws, session, timers)
+        async for msg in ws:
+            if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                was_open = session.state is State.OPEN
+                close = session.receive(msg.data)
+                if close is not None:
+                    return close
+                if not was_open and session.state is State.OPEN:
+                    self._on_open(ws, session, timers)
+            elif msg.type is WSMsgType.ERROR:
+                # aiohttp has already closed with the matching code (1009 for too big).
+                log.info("protocol error on %s: %s", session.client_id, ws.exception())
+                break
+        return None
+
+    def _on_open(
+        self, ws: web.WebSocketResponse, session: Session, timers: list[asyncio.TimerHandle]
+    ) -> None:
+        log.info(
+            "open %s user=%r roles=%s", session.client_id, session.user_id, list(session.roles)
+        )
+        self._schedule_expiry(ws, session, timers)
+
+    def _schedule_expiry(
+        self, ws: web.WebSocketResponse, session: Session, timers: list[asyncio.TimerHandle]
+    ) -> None:
+        if session.expires_at is None:
+            return
+        node = self.node
+        delay = max(0.0, session.expires_at + node.settings.jwt_leeway - node.clock()) + 0.01
+
+        def fire() -> None:
+            close = session.expiry_check()
+            if close is not None:
+                self._close_soon(ws, close)
+            elif session.state is State.OPEN:
+                self._schedule_expiry(ws, session, timers)  # refreshed in-band
+
+        timers.append(asyncio.get_running_loop().call_later(delay, fire))
+
+    def _on_timer(
+        self, ws: web.WebSocketResponse, session: Session, check: Callable[[], Close | None]
+    ) -> None:
+        close = check()
+        if close is not None:
+            self._close_soon(ws, close)
+
+    def _close_soon(self, ws: web.WebSocketResponse, close: Close) -> None:
+        session = self._live.get(ws)
+        if session is not None:
+            log.info("closing %s: %s", session.client_id, close.reason)
+            session.close()
+        task = asyncio.get_running_loop().create_task(
+            ws.close(code=close.code, message=close.reason.encode())
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def shutdown(self) -> None:
+        """Stop accepting and close every connection with 1001."""
+        self.accepting = False
+        closes = [
+            ws.close(code=CloseCode.GOING_AWAY, message=b"server shutting down")
+            for ws in list(self._live)
+        ]
+        if closes:
+            await asyncio.gather(*closes, return_exceptions=True)
