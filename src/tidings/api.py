@@ -67,8 +67,11 @@ def error_response(
 ) -> web.Response:
     """A JSON error with the documented shape."""
     body = {"error": {"code": STATUS_CODES.get(status, "ERROR"), "message": message}}
-    return web.json_response(
-        body, status=status, headers=headers, dumps=lambda o: msgspec.json.encode(o).decode()
+    return web.Response(
+        body=msgspec.json.encode(body),
+        status=status,
+        headers=headers,
+        content_type="application/json",
     )
 
 
@@ -135,9 +138,8 @@ def make_middleware(node: Node) -> Middleware:
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
-            return error_response(
-                exc.status, exc.reason, dict(exc.headers) if exc.status == 405 else None
-            )
+            allow = exc.headers.get("Allow")
+            return error_response(exc.status, exc.reason, {"Allow": allow} if allow else None)
         except Exception:
             log.exception("error serving %s %s", request.method, request.path)
             return error_response(500, "internal server error")

@@ -143,7 +143,10 @@ class Command(msgspec.Struct, kw_only=True):
 
 
 class Ping(Command, kw_only=True):
+    """Application ping; ``shout`` records an upper-case ``PING`` so the reply is ``PONG``."""
+
     name: ClassVar[str] = "ping"
+    shout: bool = False
 
 
 class Auth(Command, kw_only=True):
@@ -217,6 +220,8 @@ def decode_command(frame: bytes | str) -> Command:
         fields["data"] = body
     elif isinstance(body, dict):
         fields.update(body)
+    if cls is Ping:
+        fields["shout"] = kind.isupper()
     if "topic" in fields and "channel" not in fields:
         fields["channel"] = fields.pop("topic")
     try:

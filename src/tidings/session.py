@@ -188,7 +188,7 @@ class Session:
             self._error(exc.code, exc.message, reply_to=exc.request_id)
             return None
         if isinstance(command, protocol.Ping):
-            self._send("pong", {}, reply_to=command.id)
+            self._send("PONG" if command.shout else "pong", {}, reply_to=command.id)
             return None
         if isinstance(command, protocol.Auth):
             return self._accept_token(command.token, command.userId, command.id)
@@ -300,7 +300,8 @@ class Session:
         self, kind: str, data: Any, *, channel: str | None = None, reply_to: str | None = None
     ) -> None:
         _, out = self.node.message(kind, data, channel=channel, reply_to=reply_to)
-        self.push(out)
+        if self.push(out):
+            self.node.hub.messages_out += 1
 
     def _error(
         self,
