@@ -1,0 +1,126 @@
+"""The tidings command as a user runs it: token, serve, settings precedence, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import jwt
+import pytest
+import websockets
+
+from tidings.cli import main, parse_duration
+
+from .conftest import API_KEY, SECRET, TIMEOUT, closed_with, recv, token
+
+ENV = {"PATH": os.environ.get("PATH", "/usr/bin"), "TIDINGS_JWT_SECRET": SECRET,
+       "TIDINGS_API_KEYS": API_KEY}
+
+
+def test_token_command(capsys: pytest.CaptureFixture[str]) -> None:
+    """tidings token prints a JWT with the user, roles and lifetime asked for."""
+    assert main(["token", "--user", "alice", "--role", "LIBRARIAN", "--ttl", "1h",
+                 "--secret", SECRET, "--claim", "tier=3"]) == 0
+    raw = capsys.readouterr().out.strip()
+    claims = jwt.decode(raw, SECRET, algorithms=["HS256"])
+    assert (claims["sub"], claims["userId"], claims["roles"]) == ("alice", "alice", ["LIBRARIAN"])
+    assert claims["tier"] == 3
+    assert abs(claims["exp"] - time.time() - 3600) < 5
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("90", 90), ("30s", 30), ("15m", 900),
+                                               ("1h", 3600), ("7d", 604800)])
+def test_durations(text: str, seconds: float) -> None:
+    """--ttl takes plain seconds or s/m/h/d suffixes."""
+    assert parse_duration(text) == seconds
+
+
+@asynccontextmanager
+async def running(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+                  ) -> AsyncIterator[tuple[asyncio.subprocess.Process, int]]:
+    """`python -m tidings serve` in a subprocess on a free port."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tidings", "serve", "--port", "0", *args,
+        env=env or ENV, cwd=cwd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(TIMEOUT * 3):
+            line = (await proc.stdout.readline()).decode()
+        assert line.startswith("tidings listening on http://"), line
+        yield proc, int(line.rsplit(":", 1)[1])
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_sigterm_closes_1001_and_exits_0() -> None:
+    """SIGTERM closes every WebSocket with 1001 and the process exits 0."""
+    async with running() as (proc, port):
+        async with websockets.connect(f"ws://127.0.0.1:{port}/ws?token={token()}") as ws:
+            assert (await recv(ws))["type"] == "welcome"
+            proc.send_signal(signal.SIGTERM)
+            assert await closed_with(ws) == (1001, "server shutting down")
+        async with asyncio.timeout(TIMEOUT * 2):
+            assert await proc.wait() == 0
+
+
+async def test_refuses_to_start_without_secret() -> None:
+    """Without a JWT secret and without --dev, serve exits 2 and says what to set."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tidings", "serve", "--port", "0",
+        env={"PATH": ENV["PATH"]}, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE)
+    async with asyncio.timeout(TIMEOUT * 3):
+        _, err = await proc.communicate()
+    assert proc.returncode == 2
+    assert b"TIDINGS_JWT_SECRET" in err
+
+
+async def test_dev_mode_generates_secret_and_token_uses_it(tmp_path: Path) -> None:
+    """--dev generates a secret (and API key) that `tidings token` in the same folder uses."""
+    env = {"PATH": ENV["PATH"]}
+    async with running("--dev", env=env, cwd=tmp_path) as (_, port):
+        state = json.loads((tmp_path / ".tidings-dev.json").read_text())
+        tok = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tidings", "token", "--user", "dev", cwd=tmp_path, env=env,
+            stdout=asyncio.subprocess.PIPE)
+        out, _ = await tok.communicate()
+        async with websockets.connect(f"ws://127.0.0.1:{port}/ws?token={out.decode().strip()}"
+                                      ) as ws:
+            assert (await recv(ws))["data"]["userId"] == "dev"
+        assert state["api_key"] and state["jwt_secret"]
+        assert oct((tmp_path / ".tidings-dev.json").stat().st_mode)[-3:] == "600"
+
+
+async def test_precedence_flag_over_env_over_file(tmp_path: Path) -> None:
+    """A flag beats TIDINGS_* which beats the TOML file (shown with max_connections_per_user)."""
+    cfg = tmp_path / "tidings.toml"
+    cfg.write_text("max_connections_per_user = 1\nheartbeat_interval = 5\n")
+    env = dict(ENV, TIDINGS_CONFIG=str(cfg), TIDINGS_MAX_CONNECTIONS_PER_USER="2")
+    async with running("--max-connections-per-user", "3", env=env) as (_, port):
+        url = f"ws://127.0.0.1:{port}/ws?token={token()}"
+        async with websockets.connect(url) as a, websockets.connect(url) as b, \
+                websockets.connect(url) as c, websockets.connect(url) as d:
+            for ws in (a, b, c):
+                assert (await recv(ws))["data"]["heartbeatInterval"] == 5
+            assert (await closed_with(d))[0] == 4009
+
+
+async def test_invalid_config_names_the_setting(tmp_path: Path) -> None:
+    """A bad setting stops the server with a message naming it."""
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('max_connections = "lots"\n')
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "tidings", "serve", "--config", str(cfg), env=ENV,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    async with asyncio.timeout(TIMEOUT * 3):
+        _, err = await proc.communicate()
+    assert proc.returncode == 2 and b"max_connections" in err

@@ -1,0 +1,66 @@
+"""Settings sources, types and validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tidings.config import ConfigError, load
+
+
+def test_defaults_and_sources() -> None:
+    """With nothing set, defaults apply and say so."""
+    s = load(env={})
+    assert (s.port, s.max_connections_per_user, s.max_message_bytes) == (8000, 5, 65536)
+    assert s.sources["port"] == "default"
+
+
+def test_guide_env_names() -> None:
+    """JWT_SECRET and WS_MAX_CONNECTIONS (the guides' names) work; TIDINGS_* wins over them."""
+    s = load(env={"JWT_SECRET": "a", "WS_MAX_CONNECTIONS": "1000"})
+    assert (s.jwt_secret, s.max_connections) == ("a", 1000)
+    s = load(env={"JWT_SECRET": "a", "TIDINGS_JWT_SECRET": "b"})
+    assert s.jwt_secret == "b" and s.sources["jwt_secret"] == "env TIDINGS_JWT_SECRET"
+
+
+def test_file_with_namespaces(tmp_path: Path) -> None:
+    """The TOML file sets values and namespace policies."""
+    cfg = tmp_path / "t.toml"
+    cfg.write_text('api_keys = ["k1", "k2"]\n[namespaces.activities]\n'
+                   'allowed_roles = ["LIBRARIAN"]\n[namespaces.room]\npublish = true\n')
+    s = load(config_file=cfg, env={})
+    assert s.api_keys == ["k1", "k2"]
+    assert s.namespaces["activities"].allowed_roles == frozenset({"LIBRARIAN"})
+    assert s.namespaces["room"].publish is True
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("nonsense = 1\n", "nonsense"),
+        ("port = 70000\n", "port"),
+        ("rate_limit_enabled = 'maybe'\n", "rate_limit_enabled"),
+        ("[namespaces.room]\npublish = 'yes'\n", "publish"),
+        ("[namespaces.room]\ncolour = 'red'\n", "colour"),
+        ("[namespaces.'a:b']\n", "':'"),
+        ("ws_paths = ['/api/ws']\n", "ws_paths"),
+        ("port = \n", "t.toml"),
+    ],
+)
+def test_invalid_file_names_the_problem(tmp_path: Path, text: str, needle: str) -> None:
+    """Unknown keys, bad types and bad values raise ConfigError naming the setting."""
+    cfg = tmp_path / "t.toml"
+    cfg.write_text(text)
+    with pytest.raises(ConfigError, match=needle):
+        load(config_file=cfg, env={})
+
+
+def test_env_types() -> None:
+    """Environment strings become booleans, numbers and lists."""
+    s = load(env={"TIDINGS_RATE_LIMIT_ENABLED": "off", "TIDINGS_JWT_LEEWAY": "2.5",
+                  "TIDINGS_ALLOWED_ORIGINS": "https://a, https://b"})
+    assert s.rate_limit_enabled is False and s.jwt_leeway == 2.5
+    assert s.allowed_origins == ["https://a", "https://b"]
+    with pytest.raises(ConfigError, match="max_connections"):
+        load(env={"TIDINGS_MAX_CONNECTIONS": "many"})

@@ -1,0 +1,47 @@
+"""The Python API: code in the same process publishes and sends (guide 003's style)."""
+
+from __future__ import annotations
+
+import pytest
+
+from tidings import PublishError
+
+from .conftest import Harness, recv, request
+
+
+async def test_send_publish_broadcast_from_python(harness: Harness) -> None:
+    """node.send_to_user / send_to_role / publish / broadcast reach the right clients."""
+    node = harness.server.node
+    async with harness.client("alice", ("STAFF",)) as ws:
+        await request(ws, {"type": "subscribe", "channel": "cases"})
+        _, n = node.send_to_user("alice", "notification", {"message": "Form submitted",
+                                                          "type": "success"})
+        assert n == 1 and (await recv(ws))["data"]["message"] == "Form submitted"
+        assert node.send_to_role("STAFF", "alert", {})[1] == 1
+        assert (await recv(ws))["type"] == "alert"
+        assert node.publish("cases", "case_status", {"status": "in_review"})[1] == 1
+        assert (await recv(ws))["data"] == {"status": "in_review"}
+        assert node.broadcast("system", {"x": 1}, exclude_user="alice")[1] == 0
+
+
+def test_invalid_publication_raises() -> None:
+    """Bad channel names and types raise PublishError."""
+    from tidings.node import Node
+
+    from .conftest import make_settings
+
+    node = Node(make_settings())
+    with pytest.raises(PublishError):
+        node.publish("bad name", "x", {})
+    with pytest.raises(PublishError):
+        node.send_to_user("u", "", {})
+
+
+async def test_two_servers_in_one_process(make_server) -> None:  # type: ignore[no-untyped-def]
+    """Two servers share nothing: a message to one never reaches the other's clients."""
+    a = await make_server()
+    b = await make_server()
+    async with a.client("alice") as on_a, b.client("alice") as on_b:
+        assert a.server.node.send_to_user("alice", "only_a", {})[1] == 1
+        assert (await recv(on_a))["type"] == "only_a"
+        assert (await request(on_b, {"type": "ping"}))["type"] == "pong"
