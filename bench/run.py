@@ -37,7 +37,6 @@ from servers import (
     self_cpu_seconds,
     start_server,
     tidings_spec,
-    BENCH_DIR,
 )
 from wsload import Publisher, Tally, WsSubscriber, open_subscriber
 
@@ -557,12 +556,10 @@ def print_details(results: dict[str, dict[str, Result]]) -> None:
 
 
 def pin_self() -> None:
-    cpus = os.sched_getaffinity(0)
-    if os.cpu_count() is not None and (os.cpu_count() or 0) < 2:
-        print("bench: WARNING fewer than 2 CPUs; server and load generator share a core", file=sys.stderr)
+    """Pin the load generator (this process) to its own core."""
+    if (os.cpu_count() or 1) <= LOADGEN_CORE:
+        print("bench: WARNING only one CPU; server and load generator share it", file=sys.stderr)
         return
-    if LOADGEN_CORE not in cpus and LOADGEN_CORE < (os.cpu_count() or 0):
-        pass
     os.sched_setaffinity(0, {LOADGEN_CORE})
 
 
@@ -639,7 +636,6 @@ def main() -> int:
     for s in args.servers:
         if s not in ("tidings", "node"):
             ap.error(f"unknown server {s!r}")
-    _ = BENCH_DIR
     return asyncio.run(main_async(args))
 
 

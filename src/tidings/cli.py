@@ -14,7 +14,7 @@ import re
 import secrets
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +93,19 @@ def _dev_state(path: Path) -> dict[str, str]:
     return state
 
 
+def _loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop when asked for or (``auto``) when installed; else asyncio's own loop."""
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise ConfigError("setting 'event_loop': uvloop is not installed") from None
+        return None
+    return uvloop.new_event_loop
+
+
 def _serve(args: argparse.Namespace) -> int:
     flags = {name: getattr(args, name) for name in SETTINGS}
     settings = load(config_file=args.config, flags=flags)
@@ -123,7 +136,8 @@ def _serve(args: argparse.Namespace) -> int:
     if not settings.api_keys:
         log.warning("no API keys configured (TIDINGS_API_KEYS): the HTTP API refuses every call")
     try:
-        asyncio.run(run(settings))
+        with asyncio.Runner(loop_factory=_loop_factory(settings.event_loop)) as runner:
+            runner.run(run(settings))
     except OSError as exc:
         print(
             f"tidings: cannot listen on {settings.host}:{settings.port}: {exc.strerror}",

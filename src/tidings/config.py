@@ -74,6 +74,7 @@ SETTINGS: Final[dict[str, Spec]] = {
     ),
     "compression": Spec("bool", False, "accept permessage-deflate from clients"),
     "shutdown_timeout": Spec("float", 10.0, "seconds to finish in-flight API calls on shutdown"),
+    "event_loop": Spec("str", "auto", "auto (uvloop when installed), uvloop or asyncio"),
     "log_level": Spec("str", "INFO", "DEBUG, INFO, WARNING or ERROR"),
     "log_format": Spec("str", "text", "text or json"),
 }
@@ -168,6 +169,8 @@ class Settings:
                 raise ConfigError(f"setting {name!r} must be positive, got {v[name]}")
         if not 0 <= v["port"] <= 65535:
             raise ConfigError(f"setting 'port' must be 0..65535, got {v['port']}")
+        if v["event_loop"] not in ("auto", "uvloop", "asyncio"):
+            raise ConfigError("setting 'event_loop' must be auto, uvloop or asyncio")
         if v["log_format"] not in ("text", "json"):
             raise ConfigError("setting 'log_format' must be 'text' or 'json'")
         if v["log_level"].upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):

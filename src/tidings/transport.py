@@ -54,13 +54,15 @@ def frame_close(code: int, reason: str) -> bytes:
 class _Link:
     """The outbox of one connection: its asyncio transport's write buffer."""
 
-    __slots__ = ("closing", "limit", "on_slow", "transport")
+    __slots__ = ("close_code", "closing", "limit", "session", "transport")
 
     def __init__(self, transport: asyncio.Transport, limit: int) -> None:
         self.transport = transport
         self.limit = limit
         self.closing = False
-        self.on_slow: Session | None = None
+        # The code of a close this side started, for the connection's log line.
+        self.close_code: int | None = None
+        self.session: Session | None = None
 
     def push(self, message: Outbound) -> bool:
         if self.closing:
@@ -79,7 +81,8 @@ class _Link:
 
     def _close_slow(self) -> None:
         self.closing = True
-        session = self.on_slow
+        self.close_code = CloseCode.SLOW_CONSUMER
+        session = self.session
         if session is not None:
             log.warning(
                 "closing slow consumer %s (user %r): outbox over %d bytes",
@@ -121,7 +124,7 @@ class WebSocketEndpoint:
 
     def __init__(self, node: Node) -> None:
         self.node = node
-        self._live: dict[web.WebSocketResponse, Session] = {}
+        self._live: dict[web.WebSocketResponse, _Link] = {}
         self.accepting = True
         self._tasks: set[asyncio.Task[bool]] = set()
 
@@ -156,8 +159,8 @@ class WebSocketEndpoint:
         session = Session(
             node, node.new_id("client"), link.push, user_id_param=request.query.get("userId")
         )
-        link.on_slow = session
-        self._live[ws] = session
+        link.session = session
+        self._live[ws] = link
         peer = request.remote
         started = node.monotonic()
         close: Close | None = None
@@ -193,10 +196,9 @@ class WebSocketEndpoint:
             del self._live[ws]
         if close is not None and not link.closing:
             link.closing = True
+            link.close_code = close.code
             await ws.close(code=close.code, message=close.reason.encode())
-        code = ws.close_code if close is None else close.code
-        if link.closing and close is None:
-            code = CloseCode.SLOW_CONSUMER
+        code = link.close_code or ws.close_code
         log.info(
             "closed %s user=%r peer=%s code=%s duration=%.1fs",
             session.client_id,
@@ -263,10 +265,11 @@ class WebSocketEndpoint:
             self._close_soon(ws, close)
 
     def _close_soon(self, ws: web.WebSocketResponse, close: Close) -> None:
-        session = self._live.get(ws)
-        if session is not None:
-            log.info("closing %s: %s", session.client_id, close.reason)
-            session.close()
+        link = self._live.get(ws)
+        if link is not None and link.session is not None:
+            log.info("closing %s: %s", link.session.client_id, close.reason)
+            link.session.close()
+            link.close_code = close.code
         task = asyncio.get_running_loop().create_task(
             ws.close(code=close.code, message=close.reason.encode())
         )
@@ -276,6 +279,8 @@ class WebSocketEndpoint:
     async def shutdown(self) -> None:
         """Stop accepting and close every connection with 1001."""
         self.accepting = False
+        for link in self._live.values():
+            link.close_code = CloseCode.GOING_AWAY
         closes = [
             ws.close(code=CloseCode.GOING_AWAY, message=b"server shutting down")
             for ws in list(self._live)

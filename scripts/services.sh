@@ -1,0 +1,22 @@
+#!/bin/sh
+# Start the local services the test suite may talk to, if they are down. Each command is
+# the machine's documented start command; a service that is already up is left alone.
+# The gateway's tests need none of them yet; the broker and store suites will.
+set -u
+
+port_open() { bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
+
+if command -v redis-server >/dev/null 2>&1 && ! port_open 6379; then
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+    --dir /var/lib/redis --logfile /var/log/redis/ci.log || echo "services: redis did not start"
+fi
+if command -v pg_ctlcluster >/dev/null 2>&1 && ! port_open 5432; then
+  pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | head -n1)" main start \
+    || echo "services: postgresql did not start"
+fi
+if [ -x /usr/sbin/nats-server ] && ! port_open 4222; then
+  start-stop-daemon --start --oknodo --background --exec /usr/sbin/nats-server -- \
+    -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log \
+    || echo "services: nats did not start"
+fi
+exit 0
