@@ -55,17 +55,21 @@ async def test_stats(harness: Harness) -> None:
         await recv_type(a, "message")
         status, stats = await harness.api("GET", "/api/stats")
     assert status == 200
-    assert stats["totalConnections"] == 3 and stats["totalUsers"] == 2
+    assert stats["totalConnections"] == 3
+    assert stats["totalUsers"] == 2
     assert stats["channelCounts"] == {"notifications": 1}
-    assert stats["messagesIn"] >= 1 and stats["messagesOut"] >= 5
-    assert stats["uptimeSeconds"] >= 0 and stats["timestamp"].endswith("Z")
+    assert stats["messagesIn"] >= 1
+    assert stats["messagesOut"] >= 5
+    assert stats["uptimeSeconds"] >= 0
+    assert stats["timestamp"].endswith("Z")
 
 
 async def test_health_shape(harness: Harness) -> None:
     """GET /health needs no key and answers in guide 004's shape."""
     async with harness.client("a"):
         status, body = await harness.api("GET", "/health", key=None)
-    assert status == 200 and body["success"] is True
+    assert status == 200
+    assert body["success"] is True
     ws = body["data"]["websocket"]
     assert (ws["totalConnections"], ws["uniqueUsers"], ws["isHealthy"]) == (1, 1, True)
     assert body["data"]["pubsub"]["isHealthy"] is True
@@ -75,7 +79,8 @@ async def test_health_shape(harness: Harness) -> None:
 async def test_openapi_lists_every_api_route(harness: Harness) -> None:
     """The OpenAPI document is served without a key and names every route the app has."""
     status, doc = await harness.api("GET", "/api/openapi.json", key=None)
-    assert status == 200 and doc["openapi"].startswith("3.")
+    assert status == 200
+    assert doc["openapi"].startswith("3.")
     app_routes = set()
     for route in harness.server.app.router.routes():
         path = route.resource.canonical if route.resource else ""
@@ -116,7 +121,8 @@ async def test_publish_errors(harness: Harness, kwargs: dict, status: int, code:
     kwargs.setdefault("body", {"channel": "ok"})
     got, body = await harness.api("POST", "/api/publish", **kwargs)
     assert got == status
-    assert body["error"]["code"] == code and body["error"]["message"]
+    assert body["error"]["code"] == code
+    assert body["error"]["message"]
 
 
 async def test_not_found_and_method(harness: Harness) -> None:
@@ -138,6 +144,7 @@ async def test_api_rate_limit(make_server: ServerFactory) -> None:
     """With api_rate_limit_per_second set, a burst past it gets 429 with Retry-After."""
     h = await make_server(api_rate_limit_per_second=2)
     statuses = [(await h.api("GET", "/api/stats"))[0] for _ in range(8)]
-    assert statuses[:4] == [200] * 4 and 429 in statuses
+    assert statuses[:4] == [200] * 4
+    assert 429 in statuses
     status, body = await h.api("GET", "/api/stats")
     assert (status, body["error"]["code"]) == (429, "RATE_LIMIT")

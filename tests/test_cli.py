@@ -20,14 +20,33 @@ from tidings.cli import main, parse_duration
 
 from .conftest import API_KEY, SECRET, TIMEOUT, closed_with, recv, token
 
-ENV = {"PATH": os.environ.get("PATH", "/usr/bin"), "TIDINGS_JWT_SECRET": SECRET,
-       "TIDINGS_API_KEYS": API_KEY}
+ENV = {
+    "PATH": os.environ.get("PATH", "/usr/bin"),
+    "TIDINGS_JWT_SECRET": SECRET,
+    "TIDINGS_API_KEYS": API_KEY,
+}
 
 
 def test_token_command(capsys: pytest.CaptureFixture[str]) -> None:
     """tidings token prints a JWT with the user, roles and lifetime asked for."""
-    assert main(["token", "--user", "alice", "--role", "LIBRARIAN", "--ttl", "1h",
-                 "--secret", SECRET, "--claim", "tier=3"]) == 0
+    assert (
+        main(
+            [
+                "token",
+                "--user",
+                "alice",
+                "--role",
+                "LIBRARIAN",
+                "--ttl",
+                "1h",
+                "--secret",
+                SECRET,
+                "--claim",
+                "tier=3",
+            ]
+        )
+        == 0
+    )
     raw = capsys.readouterr().out.strip()
     claims = jwt.decode(raw, SECRET, algorithms=["HS256"])
     assert (claims["sub"], claims["userId"], claims["roles"]) == ("alice", "alice", ["LIBRARIAN"])
@@ -35,20 +54,32 @@ def test_token_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert abs(claims["exp"] - time.time() - 3600) < 5
 
 
-@pytest.mark.parametrize(("text", "seconds"), [("90", 90), ("30s", 30), ("15m", 900),
-                                               ("1h", 3600), ("7d", 604800)])
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("90", 90), ("30s", 30), ("15m", 900), ("1h", 3600), ("7d", 604800)]
+)
 def test_durations(text: str, seconds: float) -> None:
     """--ttl takes plain seconds or s/m/h/d suffixes."""
     assert parse_duration(text) == seconds
 
 
 @asynccontextmanager
-async def running(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None
-                  ) -> AsyncIterator[tuple[asyncio.subprocess.Process, int]]:
+async def running(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, int]]:
     """`python -m tidings serve` in a subprocess on a free port."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tidings", "serve", "--port", "0", *args,
-        env=env or ENV, cwd=cwd, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "tidings",
+        "serve",
+        "--port",
+        "0",
+        *args,
+        env=env or ENV,
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
         assert proc.stdout is not None
         async with asyncio.timeout(TIMEOUT * 3):
@@ -75,9 +106,16 @@ async def test_sigterm_closes_1001_and_exits_0() -> None:
 async def test_refuses_to_start_without_secret() -> None:
     """Without a JWT secret and without --dev, serve exits 2 and says what to set."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tidings", "serve", "--port", "0",
-        env={"PATH": ENV["PATH"]}, stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "tidings",
+        "serve",
+        "--port",
+        "0",
+        env={"PATH": ENV["PATH"]},
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     async with asyncio.timeout(TIMEOUT * 3):
         _, err = await proc.communicate()
     assert proc.returncode == 2
@@ -90,13 +128,23 @@ async def test_dev_mode_generates_secret_and_token_uses_it(tmp_path: Path) -> No
     async with running("--dev", env=env, cwd=tmp_path) as (_, port):
         state = json.loads((tmp_path / ".tidings-dev.json").read_text())
         tok = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "tidings", "token", "--user", "dev", cwd=tmp_path, env=env,
-            stdout=asyncio.subprocess.PIPE)
+            sys.executable,
+            "-m",
+            "tidings",
+            "token",
+            "--user",
+            "dev",
+            cwd=tmp_path,
+            env=env,
+            stdout=asyncio.subprocess.PIPE,
+        )
         out, _ = await tok.communicate()
-        async with websockets.connect(f"ws://127.0.0.1:{port}/ws?token={out.decode().strip()}"
-                                      ) as ws:
+        async with websockets.connect(
+            f"ws://127.0.0.1:{port}/ws?token={out.decode().strip()}"
+        ) as ws:
             assert (await recv(ws))["data"]["userId"] == "dev"
-        assert state["api_key"] and state["jwt_secret"]
+        assert state["api_key"]
+        assert state["jwt_secret"]
         assert oct((tmp_path / ".tidings-dev.json").stat().st_mode)[-3:] == "600"
 
 
@@ -107,8 +155,12 @@ async def test_precedence_flag_over_env_over_file(tmp_path: Path) -> None:
     env = dict(ENV, TIDINGS_CONFIG=str(cfg), TIDINGS_MAX_CONNECTIONS_PER_USER="2")
     async with running("--max-connections-per-user", "3", env=env) as (_, port):
         url = f"ws://127.0.0.1:{port}/ws?token={token()}"
-        async with websockets.connect(url) as a, websockets.connect(url) as b, \
-                websockets.connect(url) as c, websockets.connect(url) as d:
+        async with (
+            websockets.connect(url) as a,
+            websockets.connect(url) as b,
+            websockets.connect(url) as c,
+            websockets.connect(url) as d,
+        ):
             for ws in (a, b, c):
                 assert (await recv(ws))["data"]["heartbeatInterval"] == 5
             assert (await closed_with(d))[0] == 4009
@@ -119,8 +171,17 @@ async def test_invalid_config_names_the_setting(tmp_path: Path) -> None:
     cfg = tmp_path / "bad.toml"
     cfg.write_text('max_connections = "lots"\n')
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "tidings", "serve", "--config", str(cfg), env=ENV,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "tidings",
+        "serve",
+        "--config",
+        str(cfg),
+        env=ENV,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
     async with asyncio.timeout(TIMEOUT * 3):
         _, err = await proc.communicate()
-    assert proc.returncode == 2 and b"max_connections" in err
+    assert proc.returncode == 2
+    assert b"max_connections" in err

@@ -21,14 +21,17 @@ def test_guide_env_names() -> None:
     s = load(env={"JWT_SECRET": "a", "WS_MAX_CONNECTIONS": "1000"})
     assert (s.jwt_secret, s.max_connections) == ("a", 1000)
     s = load(env={"JWT_SECRET": "a", "TIDINGS_JWT_SECRET": "b"})
-    assert s.jwt_secret == "b" and s.sources["jwt_secret"] == "env TIDINGS_JWT_SECRET"
+    assert s.jwt_secret == "b"
+    assert s.sources["jwt_secret"] == "env TIDINGS_JWT_SECRET"
 
 
 def test_file_with_namespaces(tmp_path: Path) -> None:
     """The TOML file sets values and namespace policies."""
     cfg = tmp_path / "t.toml"
-    cfg.write_text('api_keys = ["k1", "k2"]\n[namespaces.activities]\n'
-                   'allowed_roles = ["LIBRARIAN"]\n[namespaces.room]\npublish = true\n')
+    cfg.write_text(
+        'api_keys = ["k1", "k2"]\n[namespaces.activities]\n'
+        'allowed_roles = ["LIBRARIAN"]\n[namespaces.room]\npublish = true\n'
+    )
     s = load(config_file=cfg, env={})
     assert s.api_keys == ["k1", "k2"]
     assert s.namespaces["activities"].allowed_roles == frozenset({"LIBRARIAN"})
@@ -58,9 +61,15 @@ def test_invalid_file_names_the_problem(tmp_path: Path, text: str, needle: str) 
 
 def test_env_types() -> None:
     """Environment strings become booleans, numbers and lists."""
-    s = load(env={"TIDINGS_RATE_LIMIT_ENABLED": "off", "TIDINGS_JWT_LEEWAY": "2.5",
-                  "TIDINGS_ALLOWED_ORIGINS": "https://a, https://b"})
-    assert s.rate_limit_enabled is False and s.jwt_leeway == 2.5
+    s = load(
+        env={
+            "TIDINGS_RATE_LIMIT_ENABLED": "off",
+            "TIDINGS_JWT_LEEWAY": "2.5",
+            "TIDINGS_ALLOWED_ORIGINS": "https://a, https://b",
+        }
+    )
+    assert s.rate_limit_enabled is False
+    assert s.jwt_leeway == 2.5
     assert s.allowed_origins == ["https://a", "https://b"]
     with pytest.raises(ConfigError, match="max_connections"):
         load(env={"TIDINGS_MAX_CONNECTIONS": "many"})

@@ -14,9 +14,11 @@ async def test_send_publish_broadcast_from_python(harness: Harness) -> None:
     node = harness.server.node
     async with harness.client("alice", ("STAFF",)) as ws:
         await request(ws, {"type": "subscribe", "channel": "cases"})
-        _, n = node.send_to_user("alice", "notification", {"message": "Form submitted",
-                                                          "type": "success"})
-        assert n == 1 and (await recv(ws))["data"]["message"] == "Form submitted"
+        _, n = node.send_to_user(
+            "alice", "notification", {"message": "Form submitted", "type": "success"}
+        )
+        assert n == 1
+        assert (await recv(ws))["data"]["message"] == "Form submitted"
         assert node.send_to_role("STAFF", "alert", {})[1] == 1
         assert (await recv(ws))["type"] == "alert"
         assert node.publish("cases", "case_status", {"status": "in_review"})[1] == 1

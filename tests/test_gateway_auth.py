@@ -22,10 +22,12 @@ async def test_token_in_query(harness: Harness) -> None:
         welcome = await recv(ws)
     assert welcome["type"] == "welcome"
     data = welcome["data"]
-    assert data["userId"] == "alice" and data["roles"] == ["LIBRARIAN"]
+    assert data["userId"] == "alice"
+    assert data["roles"] == ["LIBRARIAN"]
     assert data["role"] == "LIBRARIAN"
     assert data["clientId"].startswith("client_")
-    assert "serverTime" in data and "user:alice" in data["availableSubscriptions"]
+    assert "serverTime" in data
+    assert "user:alice" in data["availableSubscriptions"]
     assert set(welcome) == {"id", "type", "timestamp", "data"}
 
 
@@ -50,7 +52,8 @@ async def test_token_in_first_message(harness: Harness) -> None:
             json.dumps({"type": "AUTH", "userId": "dave", "token": token("dave"), "id": "a1"})
         )
         welcome = await recv(ws)
-        assert welcome["type"] == "welcome" and welcome["replyTo"] == "a1"
+        assert welcome["type"] == "welcome"
+        assert welcome["replyTo"] == "a1"
         assert welcome["data"]["userId"] == "dave"
 
 

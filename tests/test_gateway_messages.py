@@ -39,7 +39,8 @@ async def test_subscribe_both_shapes_and_receive(harness: Harness) -> None:
             "/api/publish",
             {"channel": "notifications", "type": "notification", "data": {"title": "Hi"}},
         )
-        assert status == 200 and body["delivered"] == 2
+        assert status == 200
+        assert body["delivered"] == 2
         for ws in (one, two):
             msg = await recv(ws)
             assert msg == {
@@ -56,7 +57,8 @@ async def test_unsubscribe_stops_delivery(harness: Harness) -> None:
     async with harness.client() as ws:
         await request(ws, {"type": "subscribe", "channel": "news"})
         reply = await request(ws, {"type": "unsubscribe", "data": {"topic": "news"}})
-        assert reply["type"] == "unsubscribed" and reply["channel"] == "news"
+        assert reply["type"] == "unsubscribed"
+        assert reply["channel"] == "news"
         _, body = await harness.api("POST", "/api/publish", {"channel": "news", "data": 1})
         assert body["delivered"] == 0
 
@@ -120,7 +122,8 @@ async def test_role_rules(make_server: ServerFactory) -> None:
             "type"
         ] == "subscribed"
         denied = await request(stu, {"type": "subscribe", "channel": "activities"})
-        assert denied["type"] == "error" and denied["data"]["code"] == "FORBIDDEN"
+        assert denied["type"] == "error"
+        assert denied["data"]["code"] == "FORBIDDEN"
         assert denied["data"]["details"] == {"channel": "activities"}
         closed = await request(stu, {"type": "subscribe", "channel": "system"})
         assert closed["data"]["code"] == "FORBIDDEN"
@@ -183,7 +186,8 @@ async def test_bad_messages_get_error_and_stay_open(harness: Harness, frame: str
     async with harness.client() as ws:
         await ws.send(frame)
         err = await recv(ws)
-        assert err["type"] == "error" and err["data"]["code"] == "INVALID_MESSAGE"
+        assert err["type"] == "error"
+        assert err["data"]["code"] == "INVALID_MESSAGE"
         assert err["data"]["message"]
         assert (await request(ws, {"type": "ping"}))["type"] == "pong"
 
@@ -231,7 +235,8 @@ async def test_tabs_each_receive_user_messages(harness: Harness) -> None:
             "/api/users/alice/send",
             {"type": "notification", "data": {"title": "Your book is ready"}},
         )
-        assert status == 200 and body["delivered"] == 2
+        assert status == 200
+        assert body["delivered"] == 2
         for ws in (t1, t2):
             assert (await recv_type(ws, "notification"))["data"]["title"] == "Your book is ready"
         await other.send('{"type":"ping"}')

@@ -37,8 +37,7 @@ async def test_total_cap(make_server: ServerFactory) -> None:
 
 async def test_flood_is_limited_then_closed(make_server: ServerFactory) -> None:
     """A flood first gets RATE_LIMIT errors, then a 4029 close; others keep being served."""
-    h = await make_server(rate_limit_per_second=5, rate_limit_burst=5,
-                          rate_limit_close_after=5)
+    h = await make_server(rate_limit_per_second=5, rate_limit_burst=5, rate_limit_close_after=5)
     async with h.client("calm") as calm, h.client("flood") as flood:
         for _ in range(30):
             await flood.send('{"type":"ping"}')
@@ -47,7 +46,8 @@ async def test_flood_is_limited_then_closed(make_server: ServerFactory) -> None:
             while True:
                 kinds.append((await recv(flood))["data"].get("code"))
         except websockets.ConnectionClosed as exc:
-            assert exc.rcvd is not None and exc.rcvd.code == 4029
+            assert exc.rcvd is not None
+            assert exc.rcvd.code == 4029
         assert "RATE_LIMIT" in kinds
         assert (await request(calm, {"type": "ping"}))["type"] == "pong"
 
@@ -72,16 +72,19 @@ async def test_slow_consumer_closed_others_unaffected(make_server: ServerFactory
         sent = 0
         # Bounded: far more than kernel buffers plus the outbox can hold.
         while hub.channel_counts().get("feed", 0) == 2 and sent < 2000:
-            status, _ = await h.api("POST", "/api/publish",
-                                    {"channel": "feed", "type": "tick", "data": {"n": sent,
-                                                                                 "p": payload}})
+            status, _ = await h.api(
+                "POST",
+                "/api/publish",
+                {"channel": "feed", "type": "tick", "data": {"n": sent, "p": payload}},
+            )
             assert status == 200
             assert (await recv(fast))["data"]["n"] == sent
             sent += 1
         assert hub.channel_counts() == {"feed": 1}, "the slow consumer was never closed"
         # Publishing goes on for the reader.
-        await h.api("POST", "/api/publish", {"channel": "feed", "type": "tick",
-                                             "data": {"n": sent}})
+        await h.api(
+            "POST", "/api/publish", {"channel": "feed", "type": "tick", "data": {"n": sent}}
+        )
         assert (await recv(fast))["data"]["n"] == sent
         # The slow client, reading again, finds its backlog and then the 4008 close.
         assert (await closed_with(slow))[0] == 4008
@@ -92,8 +95,8 @@ async def _raw_upgrade(port: int, path: str) -> tuple[asyncio.StreamReader, asyn
     key = base64.b64encode(os.urandom(16)).decode()
     writer.write(
         f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
-        .encode())
+        f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n".encode()
+    )
     status = await reader.readuntil(b"\r\n\r\n")
     assert status.startswith(b"HTTP/1.1 101"), status
     return reader, writer
@@ -136,3 +139,19 @@ async def test_server_survives_garbage_after_upgrade(harness: Harness) -> None:
                 pass
         writer.close()
         assert (await request(calm, {"type": "ping"}))["type"] == "pong"
+
+
+async def test_compressed_message_limit_is_decompressed_size(make_server: ServerFactory) -> None:
+    """With compression on, the size limit applies to the decompressed message (no zip bombs)."""
+    h = await make_server(compression=True, max_message_bytes=4096)
+    async with (
+        h.client("calm", compression="deflate") as calm,
+        h.client("bomb", compression="deflate") as bomb,
+    ):
+        assert bomb.protocol.extensions, "permessage-deflate was not negotiated"
+        # Compresses to a few dozen bytes on the wire, inflates past the limit.
+        await bomb.send(json.dumps({"type": "ping", "pad": "0" * 100_000}))
+        assert (await closed_with(bomb))[0] == 1009
+        small = json.dumps({"type": "ping", "id": "z", "pad": "0" * 1000})
+        await calm.send(small)
+        assert (await recv(calm))["replyTo"] == "z"

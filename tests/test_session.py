@@ -68,7 +68,8 @@ def test_first_message_must_be_auth() -> None:
     assert s.receive(b'{"type":"PING"}') is None
     assert rec.types() == ["PONG"]
     close = s.receive(b'{"type":"subscribe","channel":"x"}')
-    assert close is not None and close.code == CloseCode.MISSING_CREDENTIALS
+    assert close is not None
+    assert close.code == CloseCode.MISSING_CREDENTIALS
 
 
 def test_auth_message_then_timeout_is_moot() -> None:
@@ -77,10 +78,12 @@ def test_auth_message_then_timeout_is_moot() -> None:
     rec = Recorder()
     s = Session(node, "c1", rec)
     assert s.receive(json.dumps({"type": "AUTH", "token": tok(clock)}).encode()) is None
-    assert s.state is State.OPEN and s.auth_deadline() is None
+    assert s.state is State.OPEN
+    assert s.auth_deadline() is None
     unauth = Session(node, "c2", Recorder())
     close = unauth.auth_deadline()
-    assert close is not None and close.code == CloseCode.AUTH_TIMEOUT
+    assert close is not None
+    assert close.code == CloseCode.AUTH_TIMEOUT
 
 
 def test_expiry_and_refresh() -> None:
@@ -96,9 +99,11 @@ def test_expiry_and_refresh() -> None:
     assert s.expiry_check() is None
     clock.now += 30
     close = s.expiry_check()
-    assert close is not None and close.code == CloseCode.TOKEN_EXPIRED
+    assert close is not None
+    assert close.code == CloseCode.TOKEN_EXPIRED
     other = s.receive(json.dumps({"type": "auth", "token": tok(clock, user="mallory")}))
-    assert other is not None and other.code == CloseCode.USER_MISMATCH
+    assert other is not None
+    assert other.code == CloseCode.USER_MISMATCH
 
 
 def test_bad_refresh_keeps_connection() -> None:
@@ -123,7 +128,8 @@ def test_rate_limit_then_close() -> None:
     assert rec.types()[1:] == ["pong", "pong", "pong", "error", "error"]
     assert rec.sent[-1]["data"]["code"] == "RATE_LIMIT"
     close = s.receive(b'{"type":"ping"}')
-    assert close is not None and close.code == CloseCode.RATE_LIMITED
+    assert close is not None
+    assert close.code == CloseCode.RATE_LIMITED
     clock.now += 10  # time refills both buckets
     fresh = Session(node, "c2", Recorder())
     fresh.authenticate(tok(clock))
@@ -139,7 +145,8 @@ def test_user_id_parameter_must_match(user_param: str) -> None:
     if user_param == "alice":
         assert close is None
     else:
-        assert close is not None and close.code == CloseCode.USER_MISMATCH
+        assert close is not None
+        assert close.code == CloseCode.USER_MISMATCH
 
 
 def test_close_leaves_the_hub() -> None:
@@ -152,4 +159,5 @@ def test_close_leaves_the_hub() -> None:
     s.close()
     s.close()
     assert node.hub.channel_counts() == {}
-    assert node.hub.connection_count() == 0 and node.hub.user_count() == 0
+    assert node.hub.connection_count() == 0
+    assert node.hub.user_count() == 0

@@ -175,7 +175,8 @@ class Hub:
         if subs is None:
             return 0
         count = _push_all(subs.plain, message)
-        for flt, conns in subs.filtered.values():
+        # Pushing may close a slow consumer and drop its filter group: iterate a copy.
+        for flt, conns in tuple(subs.filtered.values()):
             if flt.matches(data):
                 count += _push_all(conns, message)
         self.messages_out += count
