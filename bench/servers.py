@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import re
 import resource
@@ -10,9 +11,10 @@ import shutil
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Callable
+from typing import IO
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
@@ -43,6 +45,8 @@ class ServerSpec:
     cwd: Path
     # The guide's server insists on ?userId= matching the token's userId claim.
     wants_user_id_param: bool
+    # `type` of the first message the server sends on a new connection.
+    first_type: str
     api_key: str | None
     prepare: Callable[[], None] | None = None
 
@@ -68,19 +72,15 @@ class RunningServer:
     def cpu_seconds(self) -> float:
         total = 0
         for pid in self.pids():
-            try:
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
                 total += _stat_ticks(pid)
-            except (FileNotFoundError, ProcessLookupError):
-                pass
         return total / _CLK_TCK
 
     def rss_kib(self) -> int:
         total = 0
         for pid in self.pids():
-            try:
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
                 total += _vmrss_kib(pid)
-            except (FileNotFoundError, ProcessLookupError):
-                pass
         return total
 
     def alive(self) -> bool:
@@ -101,10 +101,8 @@ class RunningServer:
             except (ProcessLookupError, TimeoutError):
                 # Graceful shutdown may wait on thousands of sockets; the
                 # measurement is over, so don't let it eat the time budget.
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     self.proc.kill()
-                except ProcessLookupError:
-                    pass
                 await self.proc.wait()
         if self._drain is not None:
             await asyncio.wait_for(self._drain, 5)
@@ -148,6 +146,22 @@ def _descendants(root: int) -> list[int]:
     return out
 
 
+def core_busy_seconds(core: int) -> tuple[float, float]:
+    """(busy, steal) seconds of one CPU from /proc/stat. Busy minus the
+    server's own CPU time is work by something else on the server's core
+    (other processes, interrupts): a measurement taken while that is large
+    is not trustworthy, so the harness reports it."""
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith(f"cpu{core} "):
+                v = [int(x) for x in line.split()[1:]]
+                # user nice system idle iowait irq softirq steal ...
+                busy = v[0] + v[1] + v[2] + v[5] + v[6]
+                steal = v[7] if len(v) > 7 else 0
+                return busy / _CLK_TCK, steal / _CLK_TCK
+    return 0.0, 0.0
+
+
 def self_cpu_seconds() -> float:
     ru = resource.getrusage(resource.RUSAGE_SELF)
     return ru.ru_utime + ru.ru_stime
@@ -155,7 +169,7 @@ def self_cpu_seconds() -> float:
 
 def raise_nofile() -> int:
     """Raise RLIMIT_NOFILE as far as allowed (root may raise the hard limit)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     for want in ((NOFILE, max(hard, NOFILE)), (hard, hard)):
         try:
             resource.setrlimit(resource.RLIMIT_NOFILE, want)
@@ -175,10 +189,7 @@ def _server_preexec() -> None:
 
 def tidings_spec(secret: str, api_key: str) -> ServerSpec:
     exe = VENV_BIN / "tidings"
-    if exe.exists():
-        argv = [str(exe)]
-    else:
-        argv = [str(VENV_BIN / "python"), "-m", "tidings"]
+    argv = [str(exe)] if exe.exists() else [str(VENV_BIN / "python"), "-m", "tidings"]
     return ServerSpec(
         name="tidings",
         argv=[*argv, "serve", "--host", "127.0.0.1", "--port", "0"],
@@ -191,6 +202,7 @@ def tidings_spec(secret: str, api_key: str) -> ServerSpec:
         },
         cwd=REPO_DIR,
         wants_user_id_param=False,
+        first_type="welcome",
         api_key=api_key,
         prepare=_check_tidings_installed,
     )
@@ -220,6 +232,7 @@ def node_spec(secret: str) -> ServerSpec:
         },
         cwd=NODE_REF_DIR,
         wants_user_id_param=True,
+        first_type="connected",
         api_key=None,
         prepare=_ensure_node_modules,
     )
@@ -239,14 +252,28 @@ def _ensure_node_modules() -> None:
         raise ServerUnavailable(f"npm ci failed:\n{res.stdout[-2000:]}{res.stderr[-2000:]}")
 
 
-async def start_server(spec: ServerSpec, log_dir: Path, timeout: float = 30.0) -> RunningServer:
-    if spec.prepare is not None:
-        spec.prepare()
+START_TIMEOUT = 30.0  # seconds from exec to the listen line
+
+
+def _open_log(log_dir: Path, spec: ServerSpec, label: str) -> tuple[Path, IO[bytes]]:
     log_dir.mkdir(parents=True, exist_ok=True)
-    log_path = log_dir / f"{spec.name}.log"
-    log: IO[bytes] = open(log_path, "ab")
+    log_path = log_dir / f"{label}.{spec.name}.log"
+    log = log_path.open("ab")  # closed by start_server's drain task / error path
     log.write(f"==== start: {' '.join(spec.argv)}\n".encode())
     log.flush()
+    return log_path, log
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+async def start_server(spec: ServerSpec, log_dir: Path, label: str) -> RunningServer:
+    """Start the server pinned to SERVER_CORE and wait for its listen line.
+    stdout is echoed into log_dir/LABEL.NAME.log; stderr goes straight to it."""
+    if spec.prepare is not None:
+        spec.prepare()
+    log_path, log = _open_log(log_dir, spec, label)
     env = {**os.environ, **spec.env}
     try:
         proc = await asyncio.create_subprocess_exec(
@@ -266,15 +293,14 @@ async def start_server(spec: ServerSpec, log_dir: Path, timeout: float = 30.0) -
         raise ServerUnavailable(f"cannot exec {spec.argv[0]}: {e}") from e
     assert proc.stdout is not None
     stdout = proc.stdout
-    port: int | None = None
 
     async def read_until_listening() -> int:
         while True:
             line = await stdout.readline()
             if not line:
+                rc = await proc.wait()
                 raise ServerUnavailable(
-                    f"{spec.name} exited before printing its listen line "
-                    f"(rc={await proc.wait()})"
+                    f"{spec.name} exited before printing its listen line (rc={rc})"
                 )
             log.write(line)
             log.flush()
@@ -283,19 +309,20 @@ async def start_server(spec: ServerSpec, log_dir: Path, timeout: float = 30.0) -
                 return int(m.group(1))
 
     try:
-        port = await asyncio.wait_for(read_until_listening(), timeout)
+        async with asyncio.timeout(START_TIMEOUT):
+            port = await read_until_listening()
     except BaseException as e:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
         log.close()
-        tail = log_path.read_text(errors="replace").splitlines()[-15:]
         if isinstance(e, TimeoutError):
             raise ServerUnavailable(
-                f"{spec.name} printed no listen line within {timeout:.0f}s\n" + "\n".join(tail)
+                f"{spec.name} printed no listen line within {START_TIMEOUT:.0f}s\n"
+                + _tail(log_path)
             ) from e
         if isinstance(e, ServerUnavailable):
-            raise ServerUnavailable(f"{e}\n" + "\n".join(tail)) from e
+            raise ServerUnavailable(f"{e}\n{_tail(log_path)}") from e
         raise
 
     async def drain() -> None:

@@ -36,7 +36,7 @@ from typing import Any, Final
 PUB_TYPE: Final = "benchmsg"
 MARK: Final = PUB_TYPE.encode()
 
-# The publisher puts its perf_counter_ns() into data.t0; tolerate a space
+# The publisher puts its time.time_ns() into data.t0; tolerate a space
 # after the colon in case a server re-serialises with json.dumps defaults.
 _T0_RE: Final = re.compile(rb'"t0":\s*(\d+)')
 
@@ -58,14 +58,25 @@ class Tally:
     one integer comparison for the pacing machinery.
     """
 
-    __slots__ = ("delivered", "wake_at", "_waiters", "latencies_ns", "unexpected_closes")
+    __slots__ = (
+        "_waiters",
+        "app_latencies_ns",
+        "delivered",
+        "latencies_ns",
+        "unexpected_closes",
+        "wake_at",
+    )
 
     def __init__(self) -> None:
         self.delivered = 0
         self.wake_at = sys.maxsize
         self._waiters: list[tuple[int, asyncio.Future[int]]] = []
-        # When not None, every delivery appends (receive_ns - t0_ns).
+        # When not None, every delivery appends (receive_ns - t0_ns), with
+        # t0 from the publisher's time.time_ns() and receive_ns the kernel's
+        # receive timestamp (CLOCK_REALTIME); app_latencies_ns gets the same
+        # with receive_ns taken when this process parsed the frame.
         self.latencies_ns: list[int] | None = None
+        self.app_latencies_ns: list[int] | None = None
         self.unexpected_closes = 0
 
     def _wake(self) -> None:
@@ -82,16 +93,16 @@ class Tally:
         self._waiters = keep
         self.wake_at = min((t for t, _ in keep), default=sys.maxsize)
 
-    async def wait_for(self, threshold: int, timeout: float) -> int:
+    async def reach(self, threshold: int) -> int:
         """Wait until `delivered >= threshold`; return the perf_counter_ns at
-        which that happened. Raises TimeoutError."""
+        which that happened. Callers bound it with asyncio.timeout()."""
         if self.delivered >= threshold:
             return time.perf_counter_ns()
         fut: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._waiters.append((threshold, fut))
         self.wake_at = min(self.wake_at, threshold)
         try:
-            return await asyncio.wait_for(fut, timeout)
+            return await fut
         finally:
             if not fut.done():
                 fut.cancel()
@@ -116,37 +127,49 @@ def client_frame(opcode: int, payload: bytes) -> bytes:
     return head + mask + payload
 
 
-# One receive buffer shared by every subscriber. asyncio calls get_buffer(),
-# recv_into() and buffer_updated() back to back without yielding, so nothing
-# can interleave; a partial frame is copied into the connection's own `buf`.
-# This replaces the default Protocol path, where every recv() allocates a
-# 256 KiB bytes object and shrinks it: that malloc/trim churn showed up as
-# 10+ µs of kernel time per received frame on this VM.
+# One receive buffer shared by every subscriber: a readable callback reads
+# into it and parses it before returning, so nothing can interleave; a
+# partial frame is copied into the connection's own `buf`. (A fresh bytes
+# object per recv, as asyncio's Protocol path does with a 256 KiB max_size,
+# showed up as extra kernel time per frame on this VM.)
 _RXBUF_SIZE: Final = 256 * 1024
 _RXBUF: Final = bytearray(_RXBUF_SIZE)
 _RXVIEW: Final = memoryview(_RXBUF)
+_CMSG_SPACE: Final = socket.CMSG_SPACE(16)  # one struct timespec
+_SO_TIMESTAMPNS: Final = getattr(socket, "SO_TIMESTAMPNS", 35)
 
 
-class WsSubscriber(asyncio.BufferedProtocol):
-    """One subscriber connection: handshake, wait for the server's first
-    message, subscribe, then count publications."""
+class WsSubscriber:
+    """One subscriber connection on a raw non-blocking socket.
+
+    Not an asyncio Protocol/transport on purpose: a reader callback registered
+    with loop.add_reader() skips the transport layer (cheaper per frame), and
+    it can use recvmsg() to get the kernel's receive timestamp
+    (SO_TIMESTAMPNS). Latency is then "publish -> bytes arrived in this
+    socket", which does not include the load generator's own queueing.
+    """
 
     __slots__ = (
-        "tally",
-        "request",
-        "accept",
-        "state",
-        "buf",
-        "transport",
-        "first_msg",
-        "subscribed_msg",
+        "_closing",
         "_first",
         "_subscribed",
-        "_closing",
+        "accept",
+        "buf",
+        "fd",
+        "first_msg",
+        "loop",
+        "request",
+        "sock",
+        "state",
+        "subscribed_msg",
+        "tally",
     )
 
-    def __init__(self, tally: Tally, host: str, port: int, path: str) -> None:
+    def __init__(self, tally: Tally, sock: socket.socket, host: str, port: int, path: str) -> None:
         self.tally = tally
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.loop = asyncio.get_running_loop()
         key = base64.b64encode(os.urandom(16))
         self.accept = base64.b64encode(hashlib.sha1(key + _WS_GUID).digest())
         self.request = (
@@ -160,33 +183,36 @@ class WsSubscriber(asyncio.BufferedProtocol):
         ).encode()
         self.state = _HANDSHAKE
         self.buf = b""
-        self.transport: asyncio.Transport | None = None
         self.first_msg: dict[str, Any] | None = None
         self.subscribed_msg: dict[str, Any] | None = None
-        loop = asyncio.get_running_loop()
-        self._first: asyncio.Future[None] = loop.create_future()
-        self._subscribed: asyncio.Future[None] = loop.create_future()
+        self._first: asyncio.Future[None] = self.loop.create_future()
+        self._subscribed: asyncio.Future[None] = self.loop.create_future()
         self._closing = False
 
     # -- setup ---------------------------------------------------------------
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        sock = transport.get_extra_info("socket")
-        if sock is not None:
-            # Tiny client frames (subscribe, pong) must not wait for Nagle.
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        transport.write(self.request)
+    def start(self) -> None:
+        self.loop.add_reader(self.fd, self._on_readable)
+        self._send(self.request)
 
     async def setup(self, channel: str) -> None:
         """Wait for the server's first text frame (tidings: `welcome`, guide:
         `connected`), subscribe, and wait for the `subscribed` reply."""
         await self._first
         msg = json.dumps({"type": "subscribe", "channel": channel}).encode()
-        assert self.transport is not None
-        self.transport.write(client_frame(0x1, msg))
+        self._send(client_frame(0x1, msg))
         await self._subscribed
+
+    def _send(self, data: bytes) -> None:
+        # Everything the client sends is tiny (handshake, subscribe, pong)
+        # and the socket's send buffer is empty, so one send() suffices.
+        try:
+            sent = self.sock.send(data)
+        except OSError as e:
+            self._lost(e)
+            return
+        if sent != len(data):
+            self._fail(f"short send ({sent}/{len(data)} bytes)")
 
     def _fail(self, why: str) -> None:
         exc = ConnectionError(why)
@@ -196,50 +222,66 @@ class WsSubscriber(asyncio.BufferedProtocol):
                 # Mark retrieved: a failed connection may only ever be awaited
                 # on one of the two futures.
                 fut.exception()
-        if self.transport is not None:
-            self.transport.abort()
+        self._teardown()
+
+    def _teardown(self) -> None:
+        if self.state != _CLOSED:
+            self.state = _CLOSED
+            self.loop.remove_reader(self.fd)
+            self.sock.close()
 
     def close(self) -> None:
         self._closing = True
-        if self.transport is not None:
-            self.transport.abort()
+        self._teardown()
 
-    def connection_lost(self, exc: Exception | None) -> None:
+    def _lost(self, exc: Exception | None) -> None:
         if self.state == _READY and not self._closing:
             self.tally.unexpected_closes += 1
-        if self.state != _READY:
+            self._teardown()
+        elif self.state != _CLOSED:
             self._fail(f"connection lost during setup (state {self.state}): {exc!r}")
-        self.state = _CLOSED
 
     # -- receive ---------------------------------------------------------------
 
-    def get_buffer(self, sizehint: int) -> memoryview:
-        return _RXVIEW
-
-    def buffer_updated(self, nbytes: int) -> None:
+    def _on_readable(self) -> None:
+        tally = self.tally
+        try:
+            if tally.latencies_ns is None:
+                n = self.sock.recv_into(_RXVIEW)
+                kts = 0
+            else:
+                n, anc, _, _ = self.sock.recvmsg_into([_RXVIEW], _CMSG_SPACE)
+                kts = 0
+                for level, kind, cdata in anc:
+                    if level == socket.SOL_SOCKET and kind == _SO_TIMESTAMPNS:
+                        sec, nsec = struct.unpack("qq", cdata[:16])
+                        kts = sec * 1_000_000_000 + nsec
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as e:
+            self._lost(e)
+            return
+        if n == 0:
+            self._lost(None)
+            return
         if self.buf:
-            self.data_received(self.buf + _RXBUF[:nbytes])
-            return
-        if self.state != _READY:
-            self._slow(bytes(_RXBUF[:nbytes]))
-            return
-        self._frames(_RXBUF, nbytes)
-
-    def data_received(self, data: bytes | bytearray) -> None:
-        """Process bytes that are not (or no longer) in the shared buffer."""
-        self.buf = b""
-        if self.state != _READY:
-            self._slow(bytes(data))
+            data: bytes | bytearray = self.buf + _RXBUF[:n]
+            self.buf = b""
+            n = len(data)
         else:
-            self._frames(data, len(data))
+            data = _RXBUF
+        if self.state != _READY:
+            self._slow(bytes(data[:n]))
+        else:
+            self._frames(data, n, kts)
 
-    def _frames(self, data: bytes | bytearray, n: int) -> None:
+    def _frames(self, data: bytes | bytearray, n: int, kts: int) -> None:
         # Hot path: walk frame headers, count publications.
         pos = 0
         hits = 0
         tally = self.tally
         lat = tally.latencies_ns
-        now = time.perf_counter_ns() if lat is not None else 0
+        now = time.time_ns() if lat is not None else 0
         while n - pos >= 2:
             b1 = data[pos + 1]
             ln = b1 & 0x7F
@@ -265,11 +307,14 @@ class WsSubscriber(asyncio.BufferedProtocol):
                     if lat is not None:
                         m = _T0_RE.search(data, pos + hl, end)
                         if m is not None:
-                            lat.append(now - int(m.group(1)))
+                            t0 = int(m.group(1))
+                            lat.append((kts or now) - t0)
+                            assert tally.app_latencies_ns is not None
+                            tally.app_latencies_ns.append(now - t0)
             elif op >= 8:
                 self._control(op, bytes(data[pos + hl : end]))
             pos = end
-        if pos < n:
+        if pos < n and self.state == _READY:
             # Partial frame: keep a private copy (the shared buffer is reused).
             self.buf = bytes(data[pos:n])
         if hits:
@@ -279,15 +324,15 @@ class WsSubscriber(asyncio.BufferedProtocol):
 
     def _control(self, op: int, payload: bytes) -> None:
         if op == 0x9:  # ping -> pong with the same payload (keeps heartbeats happy)
-            if self.transport is not None and not self.transport.is_closing():
-                self.transport.write(client_frame(0xA, payload))
+            if self.state != _CLOSED:
+                self._send(client_frame(0xA, payload))
         elif op == 0x8:
             code = struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else 1005
             reason = payload[2:].decode("utf-8", "replace")
             if self.state != _READY:
                 self._fail(f"server closed during setup: code={code} reason={reason!r}")
-            elif self.transport is not None:
-                self.transport.abort()
+            else:
+                self._lost(ConnectionError(f"server closed: code={code} reason={reason!r}"))
 
     def _slow(self, data: bytes) -> None:
         if self.state == _HANDSHAKE:
@@ -361,25 +406,35 @@ class WsSubscriber(asyncio.BufferedProtocol):
         rest = data[pos:]
         if self.state == _READY:
             if rest:
-                self.data_received(rest)
+                self._frames(rest, len(rest), 0)
         elif self.state != _CLOSED:
             self.buf = rest
 
 
 async def open_subscriber(
-    tally: Tally, host: str, port: int, path: str, channel: str, timeout: float
+    tally: Tally, host: str, port: int, path: str, channel: str
 ) -> WsSubscriber:
+    """Connect, upgrade, subscribe. Callers bound it with asyncio.timeout()."""
     loop = asyncio.get_running_loop()
-    _, proto = await asyncio.wait_for(
-        loop.create_connection(lambda: WsSubscriber(tally, host, port, path), host, port),
-        timeout,
-    )
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setblocking(False)
+    # Tiny client frames (subscribe, pong) must not wait for Nagle.
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    # Kernel receive timestamps, read only when latencies are recorded.
+    sock.setsockopt(socket.SOL_SOCKET, _SO_TIMESTAMPNS, 1)
     try:
-        await asyncio.wait_for(proto.setup(channel), timeout)
+        await loop.sock_connect(sock, (host, port))
     except BaseException:
-        proto.close()
+        sock.close()
         raise
-    return proto
+    sub = WsSubscriber(tally, sock, host, port, path)
+    sub.start()
+    try:
+        await sub.setup(channel)
+    except BaseException:
+        sub.close()
+        raise
+    return sub
 
 
 class HttpConn(asyncio.Protocol):
@@ -449,12 +504,12 @@ class HttpConn(asyncio.Protocol):
             self.transport.close()
         self.waiter.set_result((status, body))
 
-    async def request(self, raw: bytes, timeout: float) -> tuple[int, bytes]:
+    async def request(self, raw: bytes) -> tuple[int, bytes]:
         assert self.transport is not None
         self.waiter = asyncio.get_running_loop().create_future()
         self.transport.write(raw)
         try:
-            return await asyncio.wait_for(self.waiter, timeout)
+            return await self.waiter
         finally:
             self.waiter = None
 
@@ -480,6 +535,9 @@ def _parse_chunked(buf: bytes, pos: int) -> tuple[bytes, int] | None:
 
 class Publisher:
     """A small pool of HttpConn to POST /api/publish."""
+
+    # A publish answered later than this means the server is wedged.
+    request_timeout_s = 30.0
 
     def __init__(self, host: str, port: int, api_key: str | None, size: int) -> None:
         self.host = host
@@ -508,13 +566,12 @@ class Publisher:
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
         ).encode() + body
 
-    async def publish(
-        self, channel: str, data: dict[str, Any], timeout: float = 30.0, stamp: bool = False
-    ) -> int:
+    async def publish(self, channel: str, data: dict[str, Any], stamp: bool = False) -> int:
         """POST one publication; return the server's `delivered` count.
 
-        With stamp=True, data["t0"] is set to perf_counter_ns() after a
-        connection has been obtained, i.e. as close to the write as possible.
+        With stamp=True, data["t0"] is set to time.time_ns() (CLOCK_REALTIME,
+        the clock of kernel receive timestamps) after a connection has been
+        obtained, i.e. as close to the write as possible.
         """
         conn = await self._idle.get()
         try:
@@ -522,8 +579,9 @@ class Publisher:
                 # Server closed the idle keep-alive connection; reconnect.
                 conn = await self._connect()
             if stamp:
-                data["t0"] = time.perf_counter_ns()
-            status, body = await conn.request(self.encode(channel, data), timeout)
+                data["t0"] = time.time_ns()
+            async with asyncio.timeout(self.request_timeout_s):
+                status, body = await conn.request(self.encode(channel, data))
         finally:
             self._idle.put_nowait(conn)
         if status != 200:

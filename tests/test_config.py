@@ -73,3 +73,36 @@ def test_env_types() -> None:
     assert s.allowed_origins == ["https://a", "https://b"]
     with pytest.raises(ConfigError, match="max_connections"):
         load(env={"TIDINGS_MAX_CONNECTIONS": "many"})
+
+
+def test_configuring_user_namespace_keeps_it_private(tmp_path: Path) -> None:
+    """A [namespaces.user] table stays private unless private = false is written."""
+    cfg = tmp_path / "t.toml"
+    cfg.write_text('[namespaces.user]\nallowed_roles = ["MEMBER"]\n')
+    assert load(config_file=cfg, env={}).namespaces["user"].private is True
+
+
+def test_float_for_int_setting_refused() -> None:
+    """A fractional value for an integer setting is an error, not silently truncated."""
+    with pytest.raises(ConfigError, match="max_connections"):
+        load(env={}, flags={"max_connections": 10.5})
+
+
+@pytest.mark.parametrize(
+    ("flags", "needle"),
+    [
+        ({"jwt_algorithms": ["HS256", "RS256"], "jwt_secret": "s" * 32}, "mix"),
+        ({"jwt_algorithms": ["RS256"]}, "public key"),
+        (
+            {"jwt_algorithms": ["RS256"], "jwt_public_key_file": "/nonexistent.pem"},
+            "jwt_public_key_file",
+        ),
+        ({"jwt_algorithms": ["ES256"], "jwt_jwks_file": "/nonexistent.json"}, "jwt_jwks_file"),
+    ],
+)
+def test_bad_jwt_settings_are_config_errors(flags: dict, needle: str) -> None:
+    """Key and algorithm mistakes are ConfigErrors that name what to fix."""
+    from tidings.node import Node
+
+    with pytest.raises(ConfigError, match=needle):
+        Node(load(env={}, flags=flags))

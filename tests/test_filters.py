@@ -30,7 +30,9 @@ def test_guide_002_filter(data: object, expected: bool) -> None:
 def test_types_are_not_confused() -> None:
     """True does not match 1, and 1 does not match "1"."""
     assert not Filter({"n": 1}).matches({"n": True})
+    assert not Filter({"n": True}).matches({"n": 1})
     assert not Filter({"n": "1"}).matches({"n": 1})
+    assert Filter({"n": 1}).matches({"n": 1.0})  # one JSON number
     assert Filter({"n": [1, None]}).matches({"n": None})
 
 

@@ -193,3 +193,21 @@ async def test_es256_from_jwks_file(make_server: ServerFactory, tmp_path: Path) 
     good = jwt.encode({"sub": "alice"}, private, algorithm="ES256", headers={"kid": "k1"})
     async with h.connect(f"?token={good}") as ws:
         assert (await recv(ws))["data"]["userId"] == "alice"
+
+
+async def test_only_bearer_subprotocol_is_not_echoed(harness: Harness) -> None:
+    """Offering only bearer.<jwt> authenticates, but the token is never sent back."""
+    async with harness.connect(subprotocols=[f"bearer.{token('carol')}"]) as ws:
+        assert ws.subprotocol is None
+        assert (await recv(ws))["data"]["userId"] == "carol"
+
+
+async def test_refresh_to_an_earlier_expiry_is_enforced(make_server: ServerFactory) -> None:
+    """Refreshing with a token that expires sooner moves the expiry close earlier."""
+    h = await make_server(jwt_leeway=0)
+    async with h.connect(f"?token={token('alice', ttl=3600)}") as ws:
+        await recv(ws)
+        short = mint(SECRET, "alice", ttl=1, now=time.time())
+        await ws.send(json.dumps({"type": "auth", "token": short}))
+        assert (await recv(ws))["type"] == "refreshed"
+        assert await closed_with(ws, TIMEOUT + 2) == (4005, "token expired")

@@ -241,3 +241,20 @@ async def test_tabs_each_receive_user_messages(harness: Harness) -> None:
             assert (await recv_type(ws, "notification"))["data"]["title"] == "Your book is ready"
         await other.send('{"type":"ping"}')
         assert (await recv(other))["type"] == "pong"  # bob got nothing before his pong
+
+
+async def test_invalid_utf8_inside_json_string(harness: Harness) -> None:
+    """Invalid UTF-8 inside a JSON string is INVALID_MESSAGE, not a server error."""
+    async with harness.client() as ws:
+        await ws.send(b'{"type":"ping","x":"\xff"}')
+        assert (await recv(ws))["data"]["code"] == "INVALID_MESSAGE"
+        assert (await request(ws, {"type": "ping"}))["type"] == "pong"
+    status, body = await harness.api("POST", "/api/publish", raw=b'{"channel":"\xff"}')
+    assert (status, body["error"]["code"]) == (400, "BAD_REQUEST")
+
+
+async def test_unsubscribe_checks_the_name(harness: Harness) -> None:
+    """unsubscribe with an invalid channel name gets INVALID_MESSAGE."""
+    async with harness.client() as ws:
+        reply = await request(ws, {"type": "unsubscribe", "channel": "no spaces"})
+        assert reply["data"]["code"] == "INVALID_MESSAGE"

@@ -69,6 +69,7 @@ def test_decode_accepts_each_guides_shape(frame: str, cls: type, fields: dict) -
         ('{"type":"subscribe","channel":"a","filters":{"x":{"y":1}}}', "filters"),
         ('{"type":"auth"}', "token"),
         (b"\xff\xfe", "malformed JSON"),
+        (b'{"type":"ping","x":"\xff"}', "malformed JSON"),
     ],
 )
 def test_decode_rejects_with_invalid_message(frame: str | bytes, needle: str) -> None:
@@ -116,3 +117,9 @@ def test_envelope_shape() -> None:
         "data": {"a": 1},
         "replyTo": "r1",
     }
+
+
+def test_body_cannot_override_envelope_id() -> None:
+    """An id inside data does not replace the message's own id."""
+    cmd = protocol.decode_command('{"type":"ping","id":"outer","data":{"id":5}}')
+    assert cmd.id == "outer"

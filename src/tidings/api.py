@@ -87,7 +87,7 @@ async def _body(request: web.Request, cls: type[T]) -> T:
         return msgspec.json.decode(raw, type=cls)
     except msgspec.ValidationError as exc:
         raise _HTTPError(422, str(exc)) from None
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise _HTTPError(400, f"malformed JSON: {exc}") from None
 
 

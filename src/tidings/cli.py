@@ -83,8 +83,12 @@ def _dev_state(path: Path) -> dict[str, str]:
     """Development secrets, generated once and kept beside the working directory."""
     try:
         data = json.loads(path.read_text())
-        if isinstance(data, dict):
-            return {k: v for k, v in data.items() if isinstance(v, str)}
+        if (
+            isinstance(data, dict)
+            and isinstance(data.get("jwt_secret"), str)
+            and isinstance(data.get("api_key"), str)
+        ):
+            return {"jwt_secret": data["jwt_secret"], "api_key": data["api_key"]}
     except (OSError, ValueError):
         pass
     state = {"jwt_secret": secrets.token_urlsafe(32), "api_key": secrets.token_urlsafe(24)}
@@ -113,7 +117,8 @@ def _serve(args: argparse.Namespace) -> int:
 
     configure_logging(settings)
     changes: dict[str, Any] = {}
-    if not settings.jwt_secret and "HS256" in "".join(settings.jwt_algorithms):
+    hmac = any(alg.startswith("HS") for alg in settings.jwt_algorithms)
+    if hmac and not settings.jwt_secret:
         if not settings.dev:
             print(
                 "tidings: no JWT secret. Set TIDINGS_JWT_SECRET (or JWT_SECRET), "

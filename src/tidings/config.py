@@ -103,7 +103,7 @@ def _coerce(name: str, kind: str, value: Any) -> Any:
                 return False
             raise TypeError
         if kind == "int":
-            if isinstance(value, bool):
+            if isinstance(value, bool | float):
                 raise TypeError
             return int(value)
         if kind == "float":
@@ -164,7 +164,10 @@ class Settings:
         for name in positive:
             if v[name] < 1:
                 raise ConfigError(f"setting {name!r} must be at least 1, got {v[name]}")
-        for name in ("auth_timeout", "handshake_timeout", "rate_limit_per_second"):
+        timed = ["auth_timeout", "handshake_timeout"]
+        if v["rate_limit_enabled"]:
+            timed.append("rate_limit_per_second")
+        for name in timed:
             if v[name] <= 0:
                 raise ConfigError(f"setting {name!r} must be positive, got {v[name]}")
         if not 0 <= v["port"] <= 65535:
@@ -203,6 +206,10 @@ def _parse_namespaces(raw: Any) -> dict[str, NamespacePolicy]:
                 flags[key] = table[key]
         if name != DEFAULT_NAMESPACE and ":" in name:
             raise ConfigError(f"[{where}]: a namespace name cannot contain ':'")
+        if name == "user":
+            # Configuring the built-in user namespace (say, to add roles) must not make
+            # everyone's private channels public unless that is said outright.
+            flags.setdefault("private", True)
         out[name] = NamespacePolicy(allowed_roles=frozenset(roles), **flags)
     return out
 

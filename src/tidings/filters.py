@@ -23,9 +23,13 @@ class FilterError(ValueError):
     """A filter that is not of the documented form."""
 
 
-def _typed(value: Any) -> tuple[type, Any]:
-    # bool is an int in Python; keep True from matching 1 as JSON would not.
-    return (type(value), value)
+def _typed(value: Any) -> tuple[str, Any]:
+    """A JSON-typed key: 1 matches 1.0 (one JSON number), True never matches 1."""
+    if isinstance(value, bool):
+        return ("bool", value)
+    if isinstance(value, int | float):
+        return ("number", value)
+    return (type(value).__name__, value)
 
 
 class Filter:
@@ -38,7 +42,7 @@ class Filter:
             raise FilterError("a filter needs at least one field")
         if len(spec) > MAX_FILTER_FIELDS:
             raise FilterError(f"at most {MAX_FILTER_FIELDS} filter fields")
-        fields: list[tuple[str, frozenset[tuple[type, Any]]]] = []
+        fields: list[tuple[str, frozenset[tuple[str, Any]]]] = []
         for name, wanted in spec.items():
             values = wanted if isinstance(wanted, list) else [wanted]
             if not values:
@@ -62,6 +66,6 @@ class Filter:
             value = data.get(name, _MISSING)
             if value is _MISSING or isinstance(value, dict | list):
                 return False
-            if (type(value), value) not in allowed:
+            if _typed(value) not in allowed:
                 return False
         return True

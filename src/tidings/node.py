@@ -18,7 +18,7 @@ from typing import Any
 from . import protocol
 from .auth import Verifier
 from .channels import Access, is_valid_channel
-from .config import Settings
+from .config import ConfigError, Settings
 from .hub import Hub, Outbound
 
 
@@ -37,20 +37,29 @@ def build_verifier(settings: Settings, clock: Callable[[], float]) -> Verifier:
     """The token verifier the settings describe."""
     public_key = None
     jwks = None
-    if settings.jwt_public_key_file:
-        public_key = Path(settings.jwt_public_key_file).read_text()
-    if settings.jwt_jwks_file:
-        jwks = Verifier.load_jwks(settings.jwt_jwks_file)
-    return Verifier(
-        algorithms=settings.jwt_algorithms,
-        secret=settings.jwt_secret,
-        public_key=public_key,
-        jwks=jwks,
-        issuer=settings.jwt_issuer,
-        audience=settings.jwt_audience,
-        leeway=settings.jwt_leeway,
-        clock=clock,
-    )
+    try:
+        if settings.jwt_public_key_file:
+            public_key = Path(settings.jwt_public_key_file).read_text()
+    except OSError as exc:
+        raise ConfigError(f"setting 'jwt_public_key_file': {exc.strerror}") from None
+    try:
+        if settings.jwt_jwks_file:
+            jwks = Verifier.load_jwks(settings.jwt_jwks_file)
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"setting 'jwt_jwks_file': {exc}") from None
+    try:
+        return Verifier(
+            algorithms=settings.jwt_algorithms,
+            secret=settings.jwt_secret,
+            public_key=public_key,
+            jwks=jwks,
+            issuer=settings.jwt_issuer,
+            audience=settings.jwt_audience,
+            leeway=settings.jwt_leeway,
+            clock=clock,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"JWT settings (jwt_algorithms, jwt_secret, keys): {exc}") from None
 
 
 class Node:

@@ -197,7 +197,8 @@ def decode_command(frame: bytes | str) -> Command:
     """
     try:
         raw = _decoder.decode(frame)
-    except msgspec.DecodeError as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        # msgspec reports invalid UTF-8 inside a string as UnicodeDecodeError.
         raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"malformed JSON: {exc}") from None
     if not isinstance(raw, dict):
         raise ProtocolError(ErrorCode.INVALID_MESSAGE, "a message must be a JSON object")
@@ -222,6 +223,7 @@ def decode_command(frame: bytes | str) -> Command:
         fields.update(body)
     if cls is Ping:
         fields["shout"] = kind.isupper()
+    fields["id"] = request_id  # the envelope's id, whatever the body carries
     if "topic" in fields and "channel" not in fields:
         fields["channel"] = fields.pop("topic")
     try:

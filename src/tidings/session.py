@@ -253,6 +253,14 @@ class Session:
         )
 
     def _unsubscribe(self, cmd: protocol.Unsubscribe) -> None:
+        if not is_valid_channel(cmd.channel):
+            self._error(
+                ErrorCode.INVALID_MESSAGE,
+                "invalid channel name",
+                reply_to=cmd.id,
+                channel=cmd.channel[:255],
+            )
+            return
         self.node.hub.unsubscribe(self, cmd.channel)
         self.filters.pop(cmd.channel, None)
         # Unsubscribing from a channel one is not on is not an error: the end state holds.

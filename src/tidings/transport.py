@@ -137,13 +137,9 @@ class WebSocketEndpoint:
         node = self.node
         s = node.settings
         offered = _offered_protocols(request)
-        # Browsers fail the handshake unless the server picks one offered subprotocol;
-        # never echo the token itself when "tidings" was offered beside it.
-        selected = (
-            SUBPROTOCOL
-            if SUBPROTOCOL in offered
-            else next((p for p in offered if p.startswith(BEARER_PREFIX)), None)
-        )
+        # Browsers fail the handshake unless the server picks an offered subprotocol, so
+        # clients offer "tidings" beside "bearer.<jwt>"; the token is never echoed back.
+        selected = SUBPROTOCOL if SUBPROTOCOL in offered else None
         ws = web.WebSocketResponse(
             protocols=(selected,) if selected else (),
             heartbeat=s.heartbeat_interval or None,
@@ -221,11 +217,15 @@ class WebSocketEndpoint:
         async for msg in ws:
             if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                 was_open = session.state is State.OPEN
+                expires_at = session.expires_at
                 close = session.receive(msg.data)
                 if close is not None:
                     return close
                 if not was_open and session.state is State.OPEN:
                     self._on_open(ws, session, timers)
+                elif session.expires_at != expires_at:
+                    # Refreshed in-band: the new expiry may be earlier than the old one.
+                    self._schedule_expiry(ws, session, timers)
             elif msg.type is WSMsgType.ERROR:
                 # aiohttp has already closed with the matching code (1009 for too big).
                 log.info("protocol error on %s: %s", session.client_id, ws.exception())
