@@ -75,12 +75,14 @@ class Params:
 
 FULL = Params(
     fan_conns=2000,
-    fan1_pubs=200,
+    fan1_pubs=150,
     fan1_warmup=30,
-    fan100_pubs=12000,
+    fan100_pubs=8000,
     fan100_warmup=1500,
     fan_time_cap=15.0,
-    fan_rounds=3,
+    # Back-to-back tidings/node round pairs vary by about ±0.08 in their
+    # ratio on the development VM; the median of 5 settles the verdict.
+    fan_rounds=5,
     steady_conns=1000,
     steady_rate=10.0,
     steady_warmup_s=1.0,
@@ -91,12 +93,14 @@ FULL = Params(
 
 QUICK = Params(
     fan_conns=2000,
-    fan1_pubs=100,
-    fan1_warmup=10,
-    fan100_pubs=5000,
-    fan100_warmup=500,
+    fan1_pubs=40,
+    fan1_warmup=20,
+    fan100_pubs=2000,
+    # V8 needs this much to optimise the guide's per-client channel scan; with
+    # 500 the Node figure came out ~1.7x worse than in the full run.
+    fan100_warmup=1500,
     fan_time_cap=8.0,
-    fan_rounds=1,
+    fan_rounds=3,
     steady_conns=1000,
     steady_rate=10.0,
     steady_warmup_s=0.5,
@@ -219,26 +223,43 @@ async def connect_many(
     return out
 
 
-def note_interference(
-    res: Result,
-    before: tuple[float, float],
-    after: tuple[float, float],
-    server_cpu: float,
-    wall: float,
-    into: dict[str, float] | None = None,
-) -> None:
-    """Record how much of the server core's time went to something other
-    than the server (other processes, steal by the hypervisor)."""
-    foreign = max(0.0, (after[0] - before[0]) - server_cpu) / wall
-    steal = (after[1] - before[1]) / wall
-    out = res.metrics if into is None else into
-    out["core0_foreign"] = foreign
-    out["core0_steal"] = steal
-    if foreign > 0.1 or steal > 0.05:
-        res.notes.append(
-            f"server core {foreign:.0%} busy with other work, {steal:.0%} stolen: "
-            "numbers may be noisy"
-        )
+class Window:
+    """CPU accounting for one measured window: the server's CPU time, the
+    load generator's, and both cores' busy/steal time from /proc/stat, so
+    that work by anything else on either core can be reported."""
+
+    def __init__(self, server: RunningServer) -> None:
+        self.server = server
+        self.t0 = time.perf_counter()
+        self.cpu0 = server.cpu_seconds()
+        self.self0 = self_cpu_seconds()
+        self.core0 = core_busy_seconds(SERVER_CORE)
+        self.lg0 = core_busy_seconds(LOADGEN_CORE)
+
+    def close(self, res: Result) -> dict[str, float]:
+        """End the window; return its figures and add a note to `res` if
+        either core was disturbed."""
+        wall = time.perf_counter() - self.t0
+        server_cpu = self.server.cpu_seconds() - self.cpu0
+        own_cpu = self_cpu_seconds() - self.self0
+        core0, lg = core_busy_seconds(SERVER_CORE), core_busy_seconds(LOADGEN_CORE)
+        out = {
+            "wall_s": wall,
+            "server_cpu_s": server_cpu,
+            "server_util": server_cpu / wall,
+            "loadgen_util": own_cpu / wall,
+            # Busy time on each core not spent in the process pinned there.
+            "core0_foreign": max(0.0, core0[0] - self.core0[0] - server_cpu) / wall,
+            "core1_foreign": max(0.0, lg[0] - self.lg0[0] - own_cpu) / wall,
+            "steal": (core0[1] - self.core0[1] + lg[1] - self.lg0[1]) / wall,
+        }
+        if out["core0_foreign"] > 0.1 or out["core1_foreign"] > 0.1 or out["steal"] > 0.05:
+            res.notes.append(
+                f"cores disturbed: server core {out['core0_foreign']:.0%} busy with other work, "
+                f"load-generator core {out['core1_foreign']:.0%}, {out['steal']:.0%} stolen "
+                "by the hypervisor: numbers may be noisy, rerun on a quiet machine"
+            )
+        return out
 
 
 class DeliveryTimeout(BenchError):
@@ -304,46 +325,70 @@ async def paced_publish(
     return next_k, reported
 
 
-async def run_fanout(server: RunningServer, p: Params, n_channels: int) -> Result:
-    res = Result()
-    n = p.fan_conns
-    tally = Tally()
-    channels = ["bench"] if n_channels == 1 else [f"bench:{c}" for c in range(n_channels)]
-    per_pub = n // n_channels
-    subs = await connect_many(server, tally, range(n), lambda i: channels[i % n_channels])
-    pub = Publisher(HOST, server.port, server.spec.api_key, size=8 if n_channels > 1 else 2)
-    try:
-        await pub.start()
-        # Outstanding-delivery window: a few publications for one channel,
-        # enough parallel requests to keep the server busy for 100 channels.
-        window = 3 * per_pub if n_channels == 1 else 400
-        workers = 2 if n_channels == 1 else 8
-        pubs, warm = (
+class FanoutRig:
+    """One server's side of a fan-out scenario: its subscribers, publisher
+    and per-round figures. Rounds of several rigs are interleaved by
+    run_fanout so that slow spells of the shared VM hit both servers."""
+
+    def __init__(self, server: RunningServer, p: Params, n_channels: int) -> None:
+        self.server = server
+        self.res = Result()
+        self.tally = Tally()
+        self.n_channels = n_channels
+        self.channels = ["bench"] if n_channels == 1 else [f"bench:{c}" for c in range(n_channels)]
+        self.per_pub = p.fan_conns // n_channels
+        self.n = p.fan_conns
+        # Outstanding-delivery window: a few publications for one channel;
+        # for 100 channels enough parallel requests to keep the server busy.
+        self.window = 3 * self.per_pub if n_channels == 1 else 400
+        self.workers = 2 if n_channels == 1 else 8
+        self.pubs, self.warm = (
             (p.fan1_pubs, p.fan1_warmup) if n_channels == 1 else (p.fan100_pubs, p.fan100_warmup)
         )
+        self.time_cap = p.fan_time_cap
+        self.subs: list[WsSubscriber] = []
+        self.pub = Publisher(HOST, server.port, server.spec.api_key, size=self.workers)
+        self.rounds: list[dict[str, float]] = []
 
-        def channel_of(k: int) -> str:
-            return channels[k % n_channels]
+    def channel_of(self, k: int) -> str:
+        return self.channels[k % self.n_channels]
 
-        # Warm-up (JIT, allocator, lazy imports) is not measured.
-        issued, _ = await paced_publish(
-            pub, tally, warm, per_pub, window, channel_of, workers, 30.0
+    async def prepare(self) -> None:
+        """Connect, subscribe, and warm up (JIT, allocator, lazy imports);
+        nothing here is measured."""
+        self.subs = await connect_many(
+            self.server, self.tally, range(self.n), lambda i: self.channels[i % self.n_channels]
         )
-        await reach(tally, issued * per_pub)
-        check_server(server)
+        await self.pub.start()
+        issued, _ = await paced_publish(
+            self.pub,
+            self.tally,
+            self.warm,
+            self.per_pub,
+            self.window,
+            self.channel_of,
+            self.workers,
+            30.0,
+        )
+        await reach(self.tally, issued * self.per_pub)
+        check_server(self.server)
 
-        # Several measured rounds on the same connections, median reported:
-        # a short burst of foreign work on the server core (this VM has
-        # neighbours) then spoils one round instead of the result.
-        rounds: list[dict[str, float]] = []
-        for rnd in range(p.fan_rounds):
-            gc.collect()
-            gc.disable()  # no collector pauses in the load generator mid-window
+    async def measure_round(self, rnd: int) -> None:
+        tally, res, per_pub = self.tally, self.res, self.per_pub
+        gc.collect()
+        gc.disable()  # no collector pauses in the load generator mid-window
+        try:
             d0 = tally.delivered
-            core0 = core_busy_seconds(SERVER_CORE)
-            cpu0, self0, t0 = server.cpu_seconds(), self_cpu_seconds(), time.perf_counter()
+            win = Window(self.server)
             issued, reported = await paced_publish(
-                pub, tally, pubs, per_pub, window, channel_of, workers, p.fan_time_cap
+                self.pub,
+                tally,
+                self.pubs,
+                per_pub,
+                self.window,
+                self.channel_of,
+                self.workers,
+                self.time_cap,
             )
             expected = d0 + issued * per_pub
             try:
@@ -353,49 +398,93 @@ async def run_fanout(server: RunningServer, p: Params, n_channels: int) -> Resul
                     f"round {rnd}: lost {expected - tally.delivered} "
                     f"of {issued * per_pub} deliveries"
                 )
-            t1, cpu1, self1 = time.perf_counter(), server.cpu_seconds(), self_cpu_seconds()
-            core1 = core_busy_seconds(SERVER_CORE)
+            r = win.close(res)
+        finally:
             gc.enable()
-            check_server(server)
+        check_server(self.server)
+        delivered = tally.delivered - d0
+        if delivered <= 0:
+            raise BenchError("no deliveries in the measured window")
+        if reported != issued * per_pub:
+            res.notes.append(
+                f"round {rnd}: server reported delivered={reported}, expected {issued * per_pub}"
+            )
+        if issued < self.pubs:
+            res.notes.append(f"round {rnd}: time cap hit after {issued}/{self.pubs} publications")
+        r["deliveries"] = delivered
+        r["deliveries_per_s"] = delivered / r["wall_s"]
+        r["cpu_us_per_delivery"] = r["server_cpu_s"] * 1e6 / delivered
+        self.rounds.append(r)
 
-            delivered = tally.delivered - d0
-            wall = t1 - t0
-            if delivered <= 0:
-                raise BenchError("no deliveries in the measured window")
-            if reported != issued * per_pub:
-                res.notes.append(
-                    f"round {rnd}: server reported delivered={reported}, "
-                    f"expected {issued * per_pub}"
-                )
-            if issued < pubs:
-                res.notes.append(f"round {rnd}: time cap hit after {issued}/{pubs} publications")
-            r = {
-                "deliveries_per_s": delivered / wall,
-                "cpu_us_per_delivery": (cpu1 - cpu0) * 1e6 / delivered,
-                "server_util": (cpu1 - cpu0) / wall,
-                "loadgen_util": (self1 - self0) / wall,
-                "deliveries": delivered,
-                "wall_s": wall,
-            }
-            note_interference(res, core0, core1, cpu1 - cpu0, wall, r)
-            rounds.append(r)
-        for key in rounds[0]:
-            res.metrics[key] = statistics.median(r[key] for r in rounds)
-        if len(rounds) > 1:
+    def finish(self) -> Result:
+        res = self.res
+        if res.error is not None:
+            return res
+        for key in self.rounds[0]:
+            res.metrics[key] = statistics.median(r[key] for r in self.rounds)
+        if len(self.rounds) > 1:
             res.notes.append(
                 "per-round CPU µs/delivery: "
-                + ", ".join(f"{r['cpu_us_per_delivery']:.2f}" for r in rounds)
+                + ", ".join(f"{r['cpu_us_per_delivery']:.2f}" for r in self.rounds)
             )
         if res.metrics["loadgen_util"] > 0.9 and res.metrics["server_util"] < 0.9:
             res.notes.append("load generator >90% busy, server not: throughput is client-bound")
-        if tally.unexpected_closes:
-            res.notes.append(f"{tally.unexpected_closes} connections closed by the server")
+        if self.tally.unexpected_closes:
+            res.notes.append(f"{self.tally.unexpected_closes} connections closed by the server")
         return res
+
+    def close(self) -> None:
+        self.pub.close()
+        for sub in self.subs:
+            sub.close()
+
+
+async def run_fanout(
+    servers: dict[str, RunningServer], p: Params, n_channels: int
+) -> dict[str, Result]:
+    """All servers are up at once, each with its own subscribers; measured
+    rounds alternate between them (A B, B A, A B, ...), and each reports the
+    median of its rounds. The idle server's connections cost nothing while
+    the other is measured, and a slow spell of the VM lands on both."""
+    rigs: dict[str, FanoutRig] = {}
+    try:
+        for name, server in servers.items():
+            rig = rigs[name] = FanoutRig(server, p, n_channels)
+            await guarded(rig.res, server, rig.prepare())
+        order = list(rigs)
+        for rnd in range(p.fan_rounds):
+            for name in order if rnd % 2 == 0 else reversed(order):
+                rig = rigs[name]
+                if rig.res.error is None:
+                    await guarded(rig.res, rig.server, rig.measure_round(rnd))
+        out = {name: rig.finish() for name, rig in rigs.items()}
+        t, nd = rigs.get("tidings"), rigs.get("node")
+        if t and nd and t.res.error is None and nd.res.error is None:
+            # Rounds run back to back, so each pair saw the same machine: the
+            # spread of these ratios shows how much of the noise cancels.
+            ratios = [
+                a["cpu_us_per_delivery"] / b["cpu_us_per_delivery"]
+                for a, b in zip(t.rounds, nd.rounds, strict=True)
+            ]
+            out["tidings"].notes.append(
+                "per-round CPU ratio tidings/node: " + ", ".join(f"{x:.2f}" for x in ratios)
+            )
+        return out
     finally:
-        gc.enable()
-        pub.close()
-        for s in subs:
-            s.close()
+        for rig in rigs.values():
+            rig.close()
+
+
+async def guarded(res: Result, server: RunningServer, step: Awaitable[None]) -> None:
+    """Run one step of a scenario; a failure is recorded in `res` (the table
+    shows ERR for that server) instead of aborting the other server's run."""
+    try:
+        await step
+    except BenchError as e:
+        res.error = str(e)
+    except (RuntimeError, OSError, TimeoutError, ConnectionError) as e:
+        tail = server.log_tail() if not server.alive() else ""
+        res.error = f"{type(e).__name__}: {e}" + (f"\nlog tail:\n{tail}" if tail else "")
 
 
 def percentile_ms(samples_ns: list[int], q: float) -> float:
@@ -450,16 +539,14 @@ async def run_steady(server: RunningServer, p: Params) -> Result:
         tally.latencies_ns = latencies
         tally.app_latencies_ns = app_latencies
         d0 = tally.delivered
-        core0 = core_busy_seconds(SERVER_CORE)
-        cpu0, t0 = server.cpu_seconds(), time.perf_counter()
+        win = Window(server)
         count, worst = await run_schedule(p.steady_seconds)
         expected = d0 + count * n
         try:
             await reach(tally, expected)
         except DeliveryTimeout:
             res.notes.append(f"lost {expected - tally.delivered} of {count * n} deliveries")
-        t1, cpu1 = time.perf_counter(), server.cpu_seconds()
-        note_interference(res, core0, core_busy_seconds(SERVER_CORE), cpu1 - cpu0, t1 - t0)
+        res.metrics.update(win.close(res))
         tally.latencies_ns = tally.app_latencies_ns = None
         gc.enable()
         check_server(server)
@@ -474,8 +561,8 @@ async def run_steady(server: RunningServer, p: Params) -> Result:
         # the kernel-stamped figures is the generator's own queueing.
         res.metrics["app_p50_ms"] = percentile_ms(app_latencies, 0.50)
         res.metrics["app_p99_ms"] = percentile_ms(app_latencies, 0.99)
-        res.metrics["cpu_us_per_delivery"] = (cpu1 - cpu0) * 1e6 / max(1, delivered)
-        res.metrics["deliveries_per_s"] = delivered / (t1 - t0)
+        res.metrics["cpu_us_per_delivery"] = res.metrics["server_cpu_s"] * 1e6 / max(1, delivered)
+        res.metrics["deliveries_per_s"] = delivered / res.metrics["wall_s"]
         res.metrics["deliveries"] = delivered
         if worst > 0.005:
             res.notes.append(f"publisher ran up to {worst * 1e3:.1f} ms behind schedule")
@@ -536,6 +623,8 @@ async def run_idle(server: RunningServer, p: Params) -> Result:
             finally:
                 tally.latencies_ns = tally.app_latencies_ns = None
             cpu_total += server.cpu_seconds() - cpu0
+            if not lat:
+                raise BenchError(f"broadcast {b}: no send timestamp found in the deliveries")
             times.append(max(lat) / 1e6)
             app_times.append((t_last - t0) / 1e6)
             if reported != n:
@@ -556,39 +645,74 @@ async def run_idle(server: RunningServer, p: Params) -> Result:
             s.close()
 
 
-ScenarioFn = Callable[[RunningServer, Params], Awaitable[Result]]
+SoloFn = Callable[[RunningServer, Params], Awaitable[Result]]
+PairedFn = Callable[[dict[str, RunningServer], Params], Awaitable[dict[str, Result]]]
 
-SCENARIOS: dict[str, ScenarioFn] = {
+# Fan-out scenarios run the servers side by side with interleaved rounds;
+# steady and idle run one server at a time (idle's RSS baseline and steady's
+# latency must not share the core with another server's connections).
+PAIRED: dict[str, PairedFn] = {
     "fanout-1ch": lambda s, p: run_fanout(s, p, 1),
     "fanout-100ch": lambda s, p: run_fanout(s, p, 100),
+}
+SOLO: dict[str, SoloFn] = {
     "steady": run_steady,
     "idle": run_idle,
 }
+SCENARIOS: list[str] = [*PAIRED, *SOLO]
 
 
-# ---------------------------------------------------------------------------
-# Driver
+async def start_all(
+    specs: list[ServerSpec], log_dir: Path, label: str
+) -> tuple[dict[str, RunningServer], dict[str, Result]]:
+    up: dict[str, RunningServer] = {}
+    failed: dict[str, Result] = {}
+    for spec in specs:
+        try:
+            up[spec.name] = await start_server(spec, log_dir, label)
+        except ServerUnavailable as e:
+            failed[spec.name] = Result(error=f"unavailable: {e}")
+    return up, failed
 
 
-async def run_one(spec: ServerSpec, name: str, p: Params, log_dir: Path) -> Result:
-    """Fresh server per scenario: memory and CPU baselines must not carry
-    state (connections, heap growth) over from the previous scenario."""
-    try:
-        server = await start_server(spec, log_dir, name)
-    except ServerUnavailable as e:
-        return Result(error=f"unavailable: {e}")
-    try:
-        return await SCENARIOS[name](server, p)
-    except BenchError as e:
-        return Result(error=str(e))
-    except (RuntimeError, OSError, TimeoutError, ConnectionError) as e:
-        tail = server.log_tail() if not server.alive() else ""
-        return Result(error=f"{type(e).__name__}: {e}" + (f"\nlog tail:\n{tail}" if tail else ""))
-    finally:
+async def stop_all(servers: dict[str, RunningServer]) -> None:
+    for server in servers.values():
         await server.stop()
-        # Let the kernel finish tearing down thousands of sockets before the
-        # next server starts, so that work doesn't land in its measurement.
-        await asyncio.sleep(0.5)
+    # Let the kernel finish tearing down thousands of sockets before the
+    # next server starts, so that work doesn't land in its measurement.
+    await asyncio.sleep(0.5)
+
+
+async def run_scenario(
+    name: str, specs: list[ServerSpec], p: Params, log_dir: Path
+) -> dict[str, Result]:
+    """Fresh servers for every scenario: memory and CPU baselines must not
+    carry state (connections, heap growth) over from the previous one."""
+    results: dict[str, Result] = {}
+    if name in PAIRED:
+        up, results = await start_all(specs, log_dir, name)
+        try:
+            results.update(await PAIRED[name](up, p))
+        finally:
+            await stop_all(up)
+        return {spec.name: results[spec.name] for spec in specs}
+    for spec in specs:
+        up, failed = await start_all([spec], log_dir, name)
+        results.update(failed)
+        if spec.name not in up:
+            continue
+        res = Result()
+        try:
+            await guarded(res, up[spec.name], _solo(SOLO[name], up[spec.name], p, res))
+        finally:
+            await stop_all(up)
+        results[spec.name] = res
+    return results
+
+
+async def _solo(fn: SoloFn, server: RunningServer, p: Params, into: Result) -> None:
+    got = await fn(server, p)
+    into.metrics, into.notes, into.error = got.metrics, got.notes, got.error
 
 
 def fmt_ratio(a: float | None, b: float | None) -> str:
@@ -672,6 +796,25 @@ def print_details(results: dict[str, dict[str, Result]]) -> None:
                 print(f"  {scen} [{srv}] note: {note}")
 
 
+def loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop roughly halves the load generator's per-frame cost in the event
+    loop itself, which keeps it ahead of a fast server; plain asyncio works
+    too (the generator just saturates earlier)."""
+    if choice == "asyncio":
+        return None
+    try:
+        import uvloop
+    except ImportError:
+        if choice == "uvloop":
+            raise SystemExit("bench: --loop uvloop but uvloop is not installed") from None
+        return None
+    return uvloop.new_event_loop
+
+
+def loop_name(choice: str) -> str:
+    return "asyncio" if loop_factory(choice) is None else "uvloop"
+
+
 def pin_self() -> None:
     """Pin the load generator (this process) to its own core."""
     if (os.cpu_count() or 1) <= LOADGEN_CORE:
@@ -683,17 +826,17 @@ def pin_self() -> None:
 async def run_all(
     names: list[str], server_names: list[str], p: Params, log_dir: Path
 ) -> dict[str, dict[str, Result]]:
-    specs = {"tidings": tidings_spec(SECRET, API_KEY), "node": node_spec(SECRET)}
+    all_specs = {"tidings": tidings_spec(SECRET, API_KEY), "node": node_spec(SECRET)}
+    specs = [all_specs[s] for s in server_names]
     results: dict[str, dict[str, Result]] = {}
     for nm in names:
-        results[nm] = {}
-        for srv in server_names:
-            t = time.monotonic()
-            print(f"  {nm:<13} {srv:<8} ...", end="", flush=True)
-            res = await run_one(specs[srv], nm, p, log_dir)
-            results[nm][srv] = res
-            status = "ERROR" if res.error else "ok"
-            print(f" {status} ({time.monotonic() - t:.1f}s)", flush=True)
+        t = time.monotonic()
+        print(f"  {nm:<13} ...", end="", flush=True)
+        results[nm] = await run_scenario(nm, specs, p, log_dir)
+        status = ", ".join(
+            f"{srv} {'ERROR' if res.error else 'ok'}" for srv, res in results[nm].items()
+        )
+        print(f" {status} ({time.monotonic() - t:.1f}s)", flush=True)
     return results
 
 
@@ -706,7 +849,7 @@ def main() -> int:
         "--only",
         action="append",
         metavar="NAME",
-        choices=list(SCENARIOS),
+        choices=SCENARIOS,
         help=f"run only this scenario (repeatable): {', '.join(SCENARIOS)}",
     )
     ap.add_argument(
@@ -714,6 +857,12 @@ def main() -> int:
         type=lambda v: [x for x in v.split(",") if x],
         default=["tidings", "node"],
         help="comma-separated subset of tidings,node (default both)",
+    )
+    ap.add_argument(
+        "--loop",
+        choices=["auto", "uvloop", "asyncio"],
+        default="auto",
+        help="load generator event loop (auto: uvloop when installed)",
     )
     ap.add_argument("--json", metavar="PATH", help="also write raw results as JSON")
     ap.add_argument("--log-dir", metavar="DIR", help="server logs (default: a new temp dir)")
@@ -724,7 +873,7 @@ def main() -> int:
             ap.error(f"unknown server {srv!r}")
 
     p = QUICK if args.quick else FULL
-    names: list[str] = args.only or list(SCENARIOS)
+    names: list[str] = args.only or SCENARIOS
     log_dir = Path(args.log_dir or tempfile.mkdtemp(prefix="tidings-bench-"))
     nofile = raise_nofile()
     need = max(p.idle_conns if "idle" in names else 0, p.fan_conns) + 512
@@ -734,11 +883,12 @@ def main() -> int:
     pin_self()
     print(
         f"tidings bench ({'quick' if args.quick else 'full'}): servers on core {SERVER_CORE}, "
-        f"load generator on core {LOADGEN_CORE}; logs in {log_dir}",
+        f"load generator on core {LOADGEN_CORE} ({loop_name(args.loop)} loop); logs in {log_dir}",
         flush=True,
     )
     t_start = time.monotonic()
-    results = asyncio.run(run_all(names, args.servers, p, log_dir))
+    with asyncio.Runner(loop_factory=loop_factory(args.loop)) as runner:
+        results = runner.run(run_all(names, args.servers, p, log_dir))
     print(f"\ntotal {time.monotonic() - t_start:.0f}s\n")
     ok = print_table(results, args.servers)
     print_details(results)

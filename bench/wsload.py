@@ -27,7 +27,7 @@ import socket
 import struct
 import sys
 import time
-from typing import Any, Final
+from typing import Any, Final, cast
 
 # Publications carry this `type`. Counting is "text frame whose payload
 # contains MARK", so the string must not occur in channel names, welcome,
@@ -452,10 +452,13 @@ class HttpConn(asyncio.Protocol):
         self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # cast, not isinstance: uvloop's transports are not asyncio.Transport
+        # subclasses.
+        self.transport = cast(asyncio.Transport, transport)
         sock = transport.get_extra_info("socket")
         if sock is not None:
+            # The request must not wait for Nagle (both loops set this too,
+            # but it is the whole point of a latency benchmark's publisher).
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def connection_lost(self, exc: Exception | None) -> None:
