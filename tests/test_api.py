@@ -82,7 +82,10 @@ async def test_openapi_lists_every_api_route(harness: Harness) -> None:
     assert status == 200
     assert doc["openapi"].startswith("3.")
     app_routes = set()
-    for route in harness.server.app.router.routes():
+    from tidings.api import API_APP_KEY
+
+    app = harness.server.app
+    for route in [*app.router.routes(), *app[API_APP_KEY].router.routes()]:
         path = route.resource.canonical if route.resource else ""
         if path.startswith(("/api", "/health")):
             app_routes.add(path.replace("{user_id}", "{userId}"))

@@ -206,12 +206,23 @@ async def openapi(request: web.Request) -> web.Response:
     return json_response(openapi_document())
 
 
+API_APP_KEY: Final = web.AppKey("api_app", web.Application)
+
+
+def build_api_app(node: Node) -> web.Application:
+    """The /api sub-application: API-key checks and JSON errors on every route."""
+    app = web.Application(middlewares=[make_middleware(node)])
+    app[NODE_KEY] = node
+    app.router.add_post("/publish", publish)
+    app.router.add_post("/users/{user_id}/send", send_to_user)
+    app.router.add_post("/roles/{role}/send", send_to_role)
+    app.router.add_post("/broadcast", broadcast)
+    app.router.add_get("/stats", stats)
+    app.router.add_get("/openapi.json", openapi)
+    return app
+
+
 def add_routes(app: web.Application) -> None:
-    app.router.add_post("/api/publish", publish)
-    app.router.add_post("/api/users/{user_id}/send", send_to_user)
-    app.router.add_post("/api/roles/{role}/send", send_to_role)
-    app.router.add_post("/api/broadcast", broadcast)
-    app.router.add_get("/api/stats", stats)
-    app.router.add_get("/api/openapi.json", openapi)
+    """Routes of the main application outside /api (no key needed)."""
     app.router.add_get("/health", health)
     app.router.add_get("/health/live", live)

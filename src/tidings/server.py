@@ -29,10 +29,8 @@ log = logging.getLogger("tidings.server")
 def build_app(node: Node, endpoint: WebSocketEndpoint) -> web.Application:
     """The aiohttp application serving the WebSocket paths and the HTTP API."""
     s = node.settings
-    app = web.Application(
-        middlewares=[api.make_middleware(node)],
-        client_max_size=s.max_api_body_bytes,
-    )
+    # Requests are built by the main application, so the body limit is set here.
+    app = web.Application(client_max_size=s.max_api_body_bytes)
     app[api.NODE_KEY] = node
 
     def health() -> dict[str, Any]:
@@ -63,6 +61,12 @@ def build_app(node: Node, endpoint: WebSocketEndpoint) -> web.Application:
     for path in s.ws_paths:
         app.router.add_get(path, endpoint.handle)
     api.add_routes(app)
+    # The API lives in a sub-application so its middleware (keys, JSON errors) wraps API
+    # calls only: a WebSocket holds its handler's frames for its whole life, and every
+    # middleware frame kept per connection is memory times ten thousand.
+    api_app = api.build_api_app(node)
+    app[api.API_APP_KEY] = api_app
+    app.add_subapp("/api/", api_app)
 
     async def on_shutdown(_: web.Application) -> None:
         await endpoint.shutdown()

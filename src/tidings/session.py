@@ -55,6 +55,22 @@ class Session:
         user_id_param: the ``userId`` query parameter, which must match the token.
     """
 
+    # Ten thousand idle sessions: slots keep each one small.
+    __slots__ = (
+        "_abuse",
+        "_bucket",
+        "client_id",
+        "connected_at",
+        "expires_at",
+        "filters",
+        "node",
+        "push",
+        "roles",
+        "state",
+        "user_id",
+        "user_id_param",
+    )
+
     def __init__(
         self,
         node: Node,

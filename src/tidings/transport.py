@@ -247,15 +247,22 @@ class WebSocketEndpoint:
             return
         node = self.node
         delay = max(0.0, session.expires_at + node.settings.jwt_leeway - node.clock()) + 0.01
+        # Only the latest expiry timer matters: drop the ones a refresh made stale.
+        for timer in timers:
+            timer.cancel()
+        timers.clear()
+        timers.append(
+            asyncio.get_running_loop().call_later(delay, self._on_expiry, ws, session, timers)
+        )
 
-        def fire() -> None:
-            close = session.expiry_check()
-            if close is not None:
-                self._close_soon(ws, close)
-            elif session.state is State.OPEN:
-                self._schedule_expiry(ws, session, timers)  # refreshed in-band
-
-        timers.append(asyncio.get_running_loop().call_later(delay, fire))
+    def _on_expiry(
+        self, ws: web.WebSocketResponse, session: Session, timers: list[asyncio.TimerHandle]
+    ) -> None:
+        close = session.expiry_check()
+        if close is not None:
+            self._close_soon(ws, close)
+        elif session.state is State.OPEN:
+            self._schedule_expiry(ws, session, timers)
 
     def _on_timer(
         self, ws: web.WebSocketResponse, session: Session, check: Callable[[], Close | None]
