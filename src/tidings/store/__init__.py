@@ -1,0 +1,216 @@
+"""Notification storage: the ``Store`` interface, its records, and ``open_store``.
+
+Implementations: ``sqlite.SQLiteStore`` (the default, a file or ``:memory:``) and
+``postgres.PostgresStore`` (a ``postgresql://`` URL). Both pass one contract suite
+(``tests/test_store_contract.py``); the contract is the ``Store`` docstring below.
+
+Work in progress for the inbox issue: the gateway does not use a store yet.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import msgspec
+
+
+class Priority(enum.StrEnum):
+    LOW = "LOW"
+    MEDIUM = "MEDIUM"
+    HIGH = "HIGH"
+    CRITICAL = "CRITICAL"
+
+
+class Action(msgspec.Struct, frozen=True, omit_defaults=True):
+    """A button on a notification (guide 002)."""
+
+    id: str
+    label: str
+    url: str | None = None
+
+
+class NewNotification(msgspec.Struct, frozen=True, kw_only=True):
+    """What a create request asks for, once per recipient."""
+
+    type: str
+    title: str | None = None
+    message: str | None = None
+    priority: Priority = Priority.MEDIUM
+    category: str | None = None
+    data: Any = None
+    actions: tuple[Action, ...] = ()
+    expires_at: float | None = None
+
+
+class Notification(msgspec.Struct, kw_only=True):
+    """One stored notification of one user. Times are Unix seconds."""
+
+    id: str
+    user_id: str
+    seq: int
+    type: str
+    title: str | None
+    message: str | None
+    priority: Priority
+    category: str | None
+    data: Any
+    actions: tuple[Action, ...]
+    expires_at: float | None
+    created_at: float
+    delivered_at: float | None = None
+    acked_at: float | None = None
+    read_at: float | None = None
+    archived_at: float | None = None
+    attempts: int = 0
+
+
+class Created(msgspec.Struct, frozen=True):
+    """The result of ``Store.create``.
+
+    ``replayed`` is True when the idempotency key had already been used with the same
+    request: ``notifications`` are then the rows that first request created.
+    """
+
+    notifications: tuple[Notification, ...]
+    replayed: bool
+
+
+class StoreError(Exception):
+    """A store operation that failed for a reason other than the caller's input."""
+
+
+class IdempotencyConflict(Exception):
+    """An idempotency key reused with a different request."""
+
+
+class Store(Protocol):
+    """Durable per-user notification inboxes.
+
+    Contract, for every implementation:
+
+    * **Commit before return.** ``create`` returns only once every recipient's row and the
+      idempotency record are committed, in one transaction: all of them or none. Several
+      concurrent ``create`` calls may share one transaction (group commit); each still
+      returns only after that commit, and a failing request fails only itself.
+    * **Per-user order.** Each user's notifications get ``seq`` 1, 2, 3, … with no gaps and
+      no repeats, in commit order, whatever the concurrency.
+    * **Idempotency.** ``create`` with a key already used by an identical request (same
+      ``fingerprint``) creates nothing and returns the first request's rows with
+      ``replayed=True``; with a different fingerprint it raises ``IdempotencyConflict``.
+      Keys are kept at least as long as the rows they created.
+    * **Isolation.** Every method that reads or changes notifications takes the owner's
+      ``user_id`` and touches only that user's rows: another user's id behaves exactly
+      like an id that does not exist.
+    * **Time is passed in** (``now``); the store never reads a clock.
+    * **Expired** rows (``expires_at <= now``) are never returned by ``since``,
+      ``unacked`` or counted unread; ``page`` still lists them for history.
+    * **Deleted** rows are gone from every method; **archived** rows are left out of
+      ``page`` (unless asked for), ``since``, ``unacked`` and the unread count.
+    * Methods that change state return the ids they actually changed (already-read rows
+      are not "changed" by ``mark_read``), so callers can tell other tabs exactly what
+      moved.
+    * ``close`` waits for work in flight. After a crash, everything a returned ``create``
+      committed is there.
+    """
+
+    async def open(self) -> None:
+        """Connect and apply pending schema migrations."""
+        ...
+
+    async def close(self) -> None:
+        """Finish in-flight work and release connections."""
+        ...
+
+    async def create(
+        self,
+        content: NewNotification,
+        user_ids: Sequence[str],
+        *,
+        now: float,
+        idempotency_key: str | None = None,
+        fingerprint: str = "",
+    ) -> Created:
+        """Store one notification for each user (deduplicated, in the given order)."""
+        ...
+
+    async def get(self, user_id: str, notification_id: str) -> Notification | None:
+        """One notification of this user, or None."""
+        ...
+
+    async def page(
+        self,
+        user_id: str,
+        *,
+        unread_only: bool = False,
+        include_archived: bool = False,
+        before_seq: int | None = None,
+        limit: int = 50,
+    ) -> list[Notification]:
+        """Newest first: notifications with ``seq < before_seq`` (all when None)."""
+        ...
+
+    async def since(
+        self, user_id: str, after_seq: int, *, now: float, limit: int = 500
+    ) -> list[Notification]:
+        """Oldest first: live (unexpired, unarchived) notifications with ``seq > after_seq``."""
+        ...
+
+    async def unacked(self, user_id: str, *, now: float, limit: int = 500) -> list[Notification]:
+        """Oldest first: live notifications not yet acknowledged."""
+        ...
+
+    async def unread_count(self, user_id: str, *, now: float) -> int:
+        """Live, unread notifications of this user."""
+        ...
+
+    async def mark_delivered(self, user_id: str, ids: Sequence[str], *, now: float) -> None:
+        """Count a delivery attempt; set ``delivered_at`` on the first one."""
+        ...
+
+    async def ack(self, user_id: str, ids: Sequence[str], *, now: float) -> list[str]:
+        """Set ``acked_at`` where unset; returns the ids changed."""
+        ...
+
+    async def mark_read(self, user_id: str, ids: Sequence[str] | None, *, now: float) -> list[str]:
+        """Set ``read_at`` where unset (``ids=None``: every unread one); ids changed."""
+        ...
+
+    async def archive(self, user_id: str, ids: Sequence[str], *, now: float) -> list[str]:
+        """Set ``archived_at`` where unset; returns the ids changed."""
+        ...
+
+    async def delete(self, user_id: str, ids: Sequence[str]) -> list[str]:
+        """Remove rows for good; returns the ids removed."""
+        ...
+
+    async def remember_user(self, user_id: str, roles: Sequence[str], *, now: float) -> None:
+        """Record a user and the roles of their latest token (role and ``all`` targets)."""
+        ...
+
+    async def users_with_role(self, role: str) -> list[str]:
+        """Users whose latest recorded roles include ``role``."""
+        ...
+
+    async def all_users(self) -> list[str]:
+        """Every user ever recorded."""
+        ...
+
+    async def purge(self, *, created_before: float, now: float, limit: int) -> int:
+        """Delete up to ``limit`` rows created before ``created_before`` or expired by
+        ``now``, with the idempotency records they leave orphaned; returns rows deleted."""
+        ...
+
+
+def open_store(url: str) -> Store:
+    """The store a URL names: ``sqlite:///path``, a bare path, ``:memory:``, or
+    ``postgresql://…``."""
+    if url.startswith(("postgresql://", "postgres://")):
+        from .postgres import PostgresStore
+
+        return PostgresStore(url)
+    from .sqlite import SQLiteStore
+
+    path = url.removeprefix("sqlite:///").removeprefix("sqlite://")
+    return SQLiteStore(path)

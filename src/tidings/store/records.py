@@ -1,0 +1,70 @@
+"""Turning notifications into rows and back; shared by the SQL stores."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from typing import Any
+
+import msgspec
+
+from . import Action, NewNotification, Notification, Priority
+
+_actions_decoder = msgspec.json.Decoder(tuple[Action, ...])
+
+
+def new_id() -> str:
+    """A notification id: random, URL-safe, 128 bits."""
+    return "ntf_" + secrets.token_hex(16)
+
+
+def dumps(value: Any) -> str:
+    return msgspec.json.encode(value).decode()
+
+
+def insert_values(
+    nid: str, user_id: str, seq: int, content: NewNotification, now: float
+) -> tuple[Any, ...]:
+    """Values for ``INSERT INTO notifications (COLUMNS)`` of a new row."""
+    return (
+        nid,
+        user_id,
+        seq,
+        content.type,
+        content.title,
+        content.message,
+        content.priority.value,
+        content.category,
+        None if content.data is None else dumps(content.data),
+        dumps(content.actions) if content.actions else None,
+        content.expires_at,
+        now,
+        None,
+        None,
+        None,
+        None,
+        0,
+    )
+
+
+def from_row(row: Sequence[Any]) -> Notification:
+    """A ``SELECT COLUMNS`` row as a Notification."""
+    return Notification(
+        id=row[0],
+        user_id=row[1],
+        seq=int(row[2]),
+        type=row[3],
+        title=row[4],
+        message=row[5],
+        priority=Priority(row[6]),
+        category=row[7],
+        data=None if row[8] is None else msgspec.json.decode(row[8]),
+        actions=() if row[9] is None else _actions_decoder.decode(row[9]),
+        expires_at=row[10],
+        created_at=row[11],
+        delivered_at=row[12],
+        acked_at=row[13],
+        read_at=row[14],
+        archived_at=row[15],
+        attempts=int(row[16]),
+    )

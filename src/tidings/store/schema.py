@@ -1,0 +1,65 @@
+"""The one schema both stores use, as numbered migrations.
+
+Types are chosen to mean the same in SQLite and PostgreSQL: TEXT, BIGINT, INTEGER and
+DOUBLE PRECISION (Unix seconds). JSON columns are TEXT, written and read by msgspec.
+A store applies, in one transaction, every migration above the version it finds in
+``tidings_schema``; migrations are append-only.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
+    (
+        1,
+        (
+            """CREATE TABLE notifications (
+                id TEXT PRIMARY KEY,
+                user_id TEXT NOT NULL,
+                seq BIGINT NOT NULL,
+                type TEXT NOT NULL,
+                title TEXT,
+                message TEXT,
+                priority TEXT NOT NULL,
+                category TEXT,
+                data TEXT,
+                actions TEXT,
+                expires_at DOUBLE PRECISION,
+                created_at DOUBLE PRECISION NOT NULL,
+                delivered_at DOUBLE PRECISION,
+                acked_at DOUBLE PRECISION,
+                read_at DOUBLE PRECISION,
+                archived_at DOUBLE PRECISION,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                UNIQUE (user_id, seq)
+            )""",
+            "CREATE INDEX notifications_created_at ON notifications (created_at)",
+            """CREATE TABLE inbox_users (
+                user_id TEXT PRIMARY KEY,
+                last_seq BIGINT NOT NULL DEFAULT 0,
+                seen_at DOUBLE PRECISION
+            )""",
+            """CREATE TABLE user_roles (
+                user_id TEXT NOT NULL,
+                role TEXT NOT NULL,
+                PRIMARY KEY (user_id, role)
+            )""",
+            "CREATE INDEX user_roles_role ON user_roles (role)",
+            """CREATE TABLE idempotency (
+                key TEXT PRIMARY KEY,
+                fingerprint TEXT NOT NULL,
+                ids TEXT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL
+            )""",
+            "CREATE INDEX idempotency_created_at ON idempotency (created_at)",
+        ),
+    ),
+)
+
+LATEST: Final = MIGRATIONS[-1][0]
+
+COLUMNS: Final = (
+    "id, user_id, seq, type, title, message, priority, category, data, actions, expires_at, "
+    "created_at, delivered_at, acked_at, read_at, archived_at, attempts"
+)

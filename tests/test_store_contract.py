@@ -1,0 +1,228 @@
+"""The Store contract, run against every backend: SQLite and real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tidings.store import (
+    Action,
+    IdempotencyConflict,
+    NewNotification,
+    Priority,
+    Store,
+    open_store,
+)
+
+PG_URL = os.environ.get("TIDINGS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+NOW = 1_800_000_000.0
+
+
+def note(n: int = 0, **kw: object) -> NewNotification:
+    fields: dict[str, object] = {"type": "booking_confirmation", "title": f"Booking {n}",
+                                 "message": "Confirmed", "data": {"n": n}}
+    fields.update(kw)
+    return NewNotification(**fields)  # type: ignore[arg-type]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Store]:
+    """A fresh, migrated store; PostgreSQL gets a schema of its own per test."""
+    if request.param == "sqlite":
+        s = open_store(str(tmp_path / "inbox.db"))
+        await s.open()
+        yield s
+        await s.close()
+        return
+    import asyncpg
+
+    schema = "t_" + secrets.token_hex(6)
+    admin = await asyncpg.connect(PG_URL)
+    await admin.execute(f"CREATE SCHEMA {schema}")
+    s = open_store(f"{PG_URL}?search_path={schema}")
+    try:
+        await s.open()
+        yield s
+        await s.close()
+    finally:
+        await admin.execute(f"DROP SCHEMA {schema} CASCADE")
+        await admin.close()
+
+
+async def test_create_assigns_gapless_seq_per_user(store: Store) -> None:
+    """Each user's notifications get seq 1, 2, 3 … independently of other users."""
+    first = await store.create(note(1), ["alice", "bob"], now=NOW)
+    second = await store.create(note(2), ["alice"], now=NOW)
+    assert [(n.user_id, n.seq) for n in first.notifications] == [("alice", 1), ("bob", 1)]
+    assert [(n.user_id, n.seq) for n in second.notifications] == [("alice", 2)]
+    assert not first.replayed
+    assert len({n.id for n in first.notifications + second.notifications}) == 3
+
+
+async def test_concurrent_creates_keep_order_and_commit(store: Store) -> None:
+    """Many concurrent creates (group commit) give gapless seqs and every row is readable."""
+    results = await asyncio.gather(*(store.create(note(i), ["alice"], now=NOW)
+                                     for i in range(200)))
+    seqs = sorted(r.notifications[0].seq for r in results)
+    assert seqs == list(range(1, 201))
+    rows = await store.since("alice", 0, now=NOW, limit=1000)
+    assert [n.seq for n in rows] == list(range(1, 201))
+
+
+async def test_round_trip_of_every_field(store: Store) -> None:
+    """What goes in comes out: priority, category, data, actions, expiry."""
+    content = note(7, priority=Priority.CRITICAL, category="REMINDER",
+                   actions=(Action(id="a1", label="View", url="/x/1"),),
+                   expires_at=NOW + 60, data={"nested": [1, {"b": None}]})
+    created = (await store.create(content, ["alice"], now=NOW)).notifications[0]
+    got = await store.get("alice", created.id)
+    assert got == created
+    assert got is not None and got.actions[0].url == "/x/1" and got.created_at == NOW
+
+
+async def test_duplicate_recipients_get_one_row(store: Store) -> None:
+    """A user named twice in one create gets one notification."""
+    created = await store.create(note(), ["alice", "alice", "bob"], now=NOW)
+    assert [n.user_id for n in created.notifications] == ["alice", "bob"]
+
+
+async def test_idempotency_replay_and_conflict(store: Store) -> None:
+    """The same key and request replays the first rows; a different request conflicts."""
+    first = await store.create(note(1), ["alice", "bob"], now=NOW, idempotency_key="k1",
+                               fingerprint="f1")
+    again = await store.create(note(1), ["alice", "bob"], now=NOW + 5, idempotency_key="k1",
+                               fingerprint="f1")
+    assert again.replayed
+    assert [n.id for n in again.notifications] == [n.id for n in first.notifications]
+    with pytest.raises(IdempotencyConflict):
+        await store.create(note(2), ["alice"], now=NOW, idempotency_key="k1", fingerprint="f2")
+    assert len(await store.since("alice", 0, now=NOW)) == 1
+
+
+async def test_concurrent_same_key_creates_once(store: Store) -> None:
+    """Racing retries with one key create one row and all return its id."""
+    results = await asyncio.gather(*(store.create(note(), ["alice"], now=NOW,
+                                                  idempotency_key="race", fingerprint="f")
+                                     for _ in range(20)))
+    assert len({r.notifications[0].id for r in results}) == 1
+    assert sum(not r.replayed for r in results) == 1
+    assert len(await store.since("alice", 0, now=NOW)) == 1
+
+
+async def test_a_failing_request_fails_alone(store: Store) -> None:
+    """In one group commit, a conflicting request fails and the others commit."""
+    await store.create(note(0), ["alice"], now=NOW, idempotency_key="k", fingerprint="a")
+    outcomes = await asyncio.gather(
+        store.create(note(1), ["alice"], now=NOW),
+        store.create(note(2), ["alice"], now=NOW, idempotency_key="k", fingerprint="b"),
+        store.create(note(3), ["alice"], now=NOW),
+        return_exceptions=True,
+    )
+    assert isinstance(outcomes[1], IdempotencyConflict)
+    assert [n.seq for n in await store.since("alice", 0, now=NOW)] == [1, 2, 3]
+
+
+async def test_isolation_between_users(store: Store) -> None:
+    """Another user's id acts like a missing one for every read and change."""
+    nid = (await store.create(note(), ["alice"], now=NOW)).notifications[0].id
+    assert await store.get("bob", nid) is None
+    assert await store.mark_read("bob", [nid], now=NOW) == []
+    assert await store.ack("bob", [nid], now=NOW) == []
+    assert await store.archive("bob", [nid], now=NOW) == []
+    assert await store.delete("bob", [nid]) == []
+    assert await store.page("bob") == []
+    got = await store.get("alice", nid)
+    assert got is not None and got.read_at is None and got.archived_at is None
+
+
+async def test_read_state_and_unread_count(store: Store) -> None:
+    """mark_read returns only what changed; all-read covers every unread one."""
+    ids = [n.id for n in (await store.create(note(), ["alice"], now=NOW)).notifications]
+    ids += [(await store.create(note(i), ["alice"], now=NOW)).notifications[0].id
+            for i in range(3)]
+    assert await store.unread_count("alice", now=NOW) == 4
+    assert await store.mark_read("alice", ids[:2], now=NOW + 1) == ids[:2]
+    assert await store.mark_read("alice", ids[:2], now=NOW + 2) == []
+    assert sorted(await store.mark_read("alice", None, now=NOW + 3)) == sorted(ids[2:])
+    assert await store.unread_count("alice", now=NOW) == 0
+    got = await store.get("alice", ids[0])
+    assert got is not None and got.read_at == NOW + 1
+
+
+async def test_delivery_and_ack(store: Store) -> None:
+    """Deliveries count attempts; acked rows leave unacked; delivered_at keeps the first."""
+    a, b = [(await store.create(note(i), ["alice"], now=NOW)).notifications[0].id
+            for i in range(2)]
+    await store.mark_delivered("alice", [a, b], now=NOW + 1)
+    await store.mark_delivered("alice", [a], now=NOW + 2)
+    assert await store.ack("alice", [a], now=NOW + 3) == [a]
+    assert await store.ack("alice", [a], now=NOW + 4) == []
+    assert [n.id for n in await store.unacked("alice", now=NOW)] == [b]
+    got = await store.get("alice", a)
+    assert got is not None
+    assert (got.attempts, got.delivered_at, got.acked_at) == (2, NOW + 1, NOW + 3)
+
+
+async def test_expired_and_archived_are_not_live(store: Store) -> None:
+    """Expired rows are not resumed, redelivered or counted; archived ones leave the page."""
+    live = (await store.create(note(1), ["alice"], now=NOW)).notifications[0].id
+    await store.create(note(2, expires_at=NOW + 10), ["alice"], now=NOW)
+    arch = (await store.create(note(3), ["alice"], now=NOW)).notifications[0].id
+    assert await store.archive("alice", [arch], now=NOW) == [arch]
+    later = NOW + 11
+    assert [n.id for n in await store.since("alice", 0, now=later)] == [live]
+    assert [n.id for n in await store.unacked("alice", now=later)] == [live]
+    assert await store.unread_count("alice", now=later) == 1
+    assert len(await store.page("alice")) == 2
+    assert len(await store.page("alice", include_archived=True)) == 3
+
+
+async def test_page_is_newest_first_with_cursor(store: Store) -> None:
+    """page walks backwards by seq; unread_only filters."""
+    for i in range(5):
+        await store.create(note(i), ["alice"], now=NOW)
+    first = await store.page("alice", limit=2)
+    assert [n.seq for n in first] == [5, 4]
+    rest = await store.page("alice", before_seq=first[-1].seq, limit=10)
+    assert [n.seq for n in rest] == [3, 2, 1]
+    await store.mark_read("alice", [rest[0].id], now=NOW)
+    assert [n.seq for n in await store.page("alice", unread_only=True)] == [5, 4, 2, 1]
+
+
+async def test_delete_removes_for_good(store: Store) -> None:
+    """Deleted rows are gone everywhere, and seq never reuses their numbers."""
+    nid = (await store.create(note(), ["alice"], now=NOW)).notifications[0].id
+    assert await store.delete("alice", [nid]) == [nid]
+    assert await store.get("alice", nid) is None
+    assert (await store.create(note(), ["alice"], now=NOW)).notifications[0].seq == 2
+
+
+async def test_roles_and_known_users(store: Store) -> None:
+    """Roles of the latest token replace earlier ones; all_users lists users seen."""
+    await store.remember_user("alice", ["LIBRARIAN", "STAFF"], now=NOW)
+    await store.remember_user("bob", ["STAFF"], now=NOW)
+    await store.create(note(), ["carol"], now=NOW)  # has an inbox but never connected
+    assert await store.users_with_role("STAFF") == ["alice", "bob"]
+    await store.remember_user("alice", ["STUDENT"], now=NOW + 1)
+    assert await store.users_with_role("STAFF") == ["bob"]
+    assert await store.users_with_role("LIBRARIAN") == []
+    assert await store.all_users() == ["alice", "bob"]
+
+
+async def test_purge_in_bounded_batches(store: Store) -> None:
+    """Retention deletes old and expired rows at most ``limit`` at a time."""
+    for i in range(5):
+        await store.create(note(i), ["alice"], now=NOW - 1000, idempotency_key=f"old{i}",
+                           fingerprint="f")
+    await store.create(note(9, expires_at=NOW - 1), ["alice"], now=NOW)
+    keep = (await store.create(note(10), ["alice"], now=NOW)).notifications[0].id
+    assert await store.purge(created_before=NOW - 500, now=NOW, limit=4) == 4
+    assert await store.purge(created_before=NOW - 500, now=NOW, limit=4) == 2
+    assert await store.purge(created_before=NOW - 500, now=NOW, limit=4) == 0
+    assert [n.id for n in await store.page("alice", include_archived=True)] == [keep]
+
