@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import logging
 import os
@@ -29,7 +30,13 @@ API_KEY = "test-api-key-0123456789"
 def make_settings(**overrides: Any) -> Settings:
     """Settings for tests: a known secret and API key, nothing read from the environment."""
     namespaces = overrides.pop("namespaces", None)
-    flags = {"jwt_secret": SECRET, "api_keys": [API_KEY], "port": 0, "host": "127.0.0.1"}
+    flags = {
+        "jwt_secret": SECRET,
+        "api_keys": [API_KEY],
+        "port": 0,
+        "host": "127.0.0.1",
+        "store_url": ":memory:",
+    }
     flags.update(overrides)
     settings = load(env={}, flags=flags)
     if namespaces:
@@ -87,7 +94,9 @@ class Harness:
         hdrs = dict(headers or {})
         if key is not None:
             hdrs["Authorization"] = f"Bearer {key}"
-        data = raw if raw is not None else (None if body is None else json.dumps(body))
+        data: Any = raw if raw is not None else (None if body is None else json.dumps(body))
+        if isinstance(data, bytes) and len(data) > 1_000_000:
+            data = io.BytesIO(data)  # aiohttp warns on large raw bodies
         if data is not None:
             hdrs.setdefault("Content-Type", "application/json")
         async with self.http.request(method, self.url + path, data=data, headers=hdrs) as r:

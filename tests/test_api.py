@@ -88,7 +88,11 @@ async def test_openapi_lists_every_api_route(harness: Harness) -> None:
     for route in [*app.router.routes(), *app[API_APP_KEY].router.routes()]:
         path = route.resource.canonical if route.resource else ""
         if path.startswith(("/api", "/health")):
-            app_routes.add(path.replace("{user_id}", "{userId}"))
+            app_routes.add(
+                path.replace("{user_id}", "{userId}").replace(
+                    "{notification_id}", "{notificationId}"
+                )
+            )
     assert app_routes == set(doc["paths"])
 
 

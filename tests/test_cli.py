@@ -23,6 +23,7 @@ from .conftest import API_KEY, SECRET, TIMEOUT, closed_with, recv, token
 ENV = {
     "PATH": os.environ.get("PATH", "/usr/bin"),
     "TIDINGS_JWT_SECRET": SECRET,
+    "TIDINGS_STORE_URL": ":memory:",
     "TIDINGS_API_KEYS": API_KEY,
 }
 

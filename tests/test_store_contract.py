@@ -24,8 +24,12 @@ NOW = 1_800_000_000.0
 
 
 def note(n: int = 0, **kw: object) -> NewNotification:
-    fields: dict[str, object] = {"type": "booking_confirmation", "title": f"Booking {n}",
-                                 "message": "Confirmed", "data": {"n": n}}
+    fields: dict[str, object] = {
+        "type": "booking_confirmation",
+        "title": f"Booking {n}",
+        "message": "Confirmed",
+        "data": {"n": n},
+    }
     fields.update(kw)
     return NewNotification(**fields)  # type: ignore[arg-type]
 
@@ -66,8 +70,7 @@ async def test_create_assigns_gapless_seq_per_user(store: Store) -> None:
 
 async def test_concurrent_creates_keep_order_and_commit(store: Store) -> None:
     """Many concurrent creates (group commit) give gapless seqs and every row is readable."""
-    results = await asyncio.gather(*(store.create(note(i), ["alice"], now=NOW)
-                                     for i in range(200)))
+    results = await asyncio.gather(*(store.create(note(i), ["alice"], now=NOW) for i in range(200)))
     seqs = sorted(r.notifications[0].seq for r in results)
     assert seqs == list(range(1, 201))
     rows = await store.since("alice", 0, now=NOW, limit=1000)
@@ -76,13 +79,20 @@ async def test_concurrent_creates_keep_order_and_commit(store: Store) -> None:
 
 async def test_round_trip_of_every_field(store: Store) -> None:
     """What goes in comes out: priority, category, data, actions, expiry."""
-    content = note(7, priority=Priority.CRITICAL, category="REMINDER",
-                   actions=(Action(id="a1", label="View", url="/x/1"),),
-                   expires_at=NOW + 60, data={"nested": [1, {"b": None}]})
+    content = note(
+        7,
+        priority=Priority.CRITICAL,
+        category="REMINDER",
+        actions=(Action(id="a1", label="View", url="/x/1"),),
+        expires_at=NOW + 60,
+        data={"nested": [1, {"b": None}]},
+    )
     created = (await store.create(content, ["alice"], now=NOW)).notifications[0]
     got = await store.get("alice", created.id)
     assert got == created
-    assert got is not None and got.actions[0].url == "/x/1" and got.created_at == NOW
+    assert got is not None
+    assert got.actions[0].url == "/x/1"
+    assert got.created_at == NOW
 
 
 async def test_duplicate_recipients_get_one_row(store: Store) -> None:
@@ -93,10 +103,12 @@ async def test_duplicate_recipients_get_one_row(store: Store) -> None:
 
 async def test_idempotency_replay_and_conflict(store: Store) -> None:
     """The same key and request replays the first rows; a different request conflicts."""
-    first = await store.create(note(1), ["alice", "bob"], now=NOW, idempotency_key="k1",
-                               fingerprint="f1")
-    again = await store.create(note(1), ["alice", "bob"], now=NOW + 5, idempotency_key="k1",
-                               fingerprint="f1")
+    first = await store.create(
+        note(1), ["alice", "bob"], now=NOW, idempotency_key="k1", fingerprint="f1"
+    )
+    again = await store.create(
+        note(1), ["alice", "bob"], now=NOW + 5, idempotency_key="k1", fingerprint="f1"
+    )
     assert again.replayed
     assert [n.id for n in again.notifications] == [n.id for n in first.notifications]
     with pytest.raises(IdempotencyConflict):
@@ -106,9 +118,12 @@ async def test_idempotency_replay_and_conflict(store: Store) -> None:
 
 async def test_concurrent_same_key_creates_once(store: Store) -> None:
     """Racing retries with one key create one row and all return its id."""
-    results = await asyncio.gather(*(store.create(note(), ["alice"], now=NOW,
-                                                  idempotency_key="race", fingerprint="f")
-                                     for _ in range(20)))
+    results = await asyncio.gather(
+        *(
+            store.create(note(), ["alice"], now=NOW, idempotency_key="race", fingerprint="f")
+            for _ in range(20)
+        )
+    )
     assert len({r.notifications[0].id for r in results}) == 1
     assert sum(not r.replayed for r in results) == 1
     assert len(await store.since("alice", 0, now=NOW)) == 1
@@ -137,27 +152,28 @@ async def test_isolation_between_users(store: Store) -> None:
     assert await store.delete("bob", [nid]) == []
     assert await store.page("bob") == []
     got = await store.get("alice", nid)
-    assert got is not None and got.read_at is None and got.archived_at is None
+    assert got is not None
+    assert got.read_at is None
+    assert got.archived_at is None
 
 
 async def test_read_state_and_unread_count(store: Store) -> None:
     """mark_read returns only what changed; all-read covers every unread one."""
     ids = [n.id for n in (await store.create(note(), ["alice"], now=NOW)).notifications]
-    ids += [(await store.create(note(i), ["alice"], now=NOW)).notifications[0].id
-            for i in range(3)]
+    ids += [(await store.create(note(i), ["alice"], now=NOW)).notifications[0].id for i in range(3)]
     assert await store.unread_count("alice", now=NOW) == 4
     assert await store.mark_read("alice", ids[:2], now=NOW + 1) == ids[:2]
     assert await store.mark_read("alice", ids[:2], now=NOW + 2) == []
     assert sorted(await store.mark_read("alice", None, now=NOW + 3)) == sorted(ids[2:])
     assert await store.unread_count("alice", now=NOW) == 0
     got = await store.get("alice", ids[0])
-    assert got is not None and got.read_at == NOW + 1
+    assert got is not None
+    assert got.read_at == NOW + 1
 
 
 async def test_delivery_and_ack(store: Store) -> None:
     """Deliveries count attempts; acked rows leave unacked; delivered_at keeps the first."""
-    a, b = [(await store.create(note(i), ["alice"], now=NOW)).notifications[0].id
-            for i in range(2)]
+    a, b = [(await store.create(note(i), ["alice"], now=NOW)).notifications[0].id for i in range(2)]
     await store.mark_delivered("alice", [a, b], now=NOW + 1)
     await store.mark_delivered("alice", [a], now=NOW + 2)
     assert await store.ack("alice", [a], now=NOW + 3) == [a]
@@ -217,12 +233,12 @@ async def test_roles_and_known_users(store: Store) -> None:
 async def test_purge_in_bounded_batches(store: Store) -> None:
     """Retention deletes old and expired rows at most ``limit`` at a time."""
     for i in range(5):
-        await store.create(note(i), ["alice"], now=NOW - 1000, idempotency_key=f"old{i}",
-                           fingerprint="f")
+        await store.create(
+            note(i), ["alice"], now=NOW - 1000, idempotency_key=f"old{i}", fingerprint="f"
+        )
     await store.create(note(9, expires_at=NOW - 1), ["alice"], now=NOW)
     keep = (await store.create(note(10), ["alice"], now=NOW)).notifications[0].id
     assert await store.purge(created_before=NOW - 500, now=NOW, limit=4) == 4
     assert await store.purge(created_before=NOW - 500, now=NOW, limit=4) == 2
     assert await store.purge(created_before=NOW - 500, now=NOW, limit=4) == 0
     assert [n.id for n in await store.page("alice", include_archived=True)] == [keep]
-

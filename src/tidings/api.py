@@ -17,9 +17,11 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from .auth import AuthError
+from .inbox import CreateRequest, Inbox, InboxError
 from .node import Node, PublishError
 from .openapi import openapi_document
 from .ratelimit import TokenBucket
+from .store import IdempotencyConflict
 
 log = logging.getLogger("tidings.api")
 
@@ -27,6 +29,7 @@ NODE_KEY: Final = web.AppKey("node", Node)
 HEALTH_KEY: Final[web.AppKey[Callable[[], dict[str, Any]]]] = web.AppKey("health")
 READY_KEY: Final[web.AppKey[Callable[[], bool]]] = web.AppKey("ready")
 
+USER_KEY: Final = web.RequestKey("user_id", str)
 T = TypeVar("T")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -54,6 +57,7 @@ STATUS_CODES: Final = {
     403: "FORBIDDEN",
     404: "NOT_FOUND",
     405: "METHOD_NOT_ALLOWED",
+    409: "CONFLICT",
     413: "PAYLOAD_TOO_LARGE",
     422: "VALIDATION_ERROR",
     429: "RATE_LIMIT",
@@ -126,10 +130,21 @@ def make_middleware(node: Node) -> Middleware:
             raise _HTTPError(401, "invalid API key") from None
         raise _HTTPError(403, "this endpoint needs a server API key, not a user token")
 
+    def check_user(request: web.Request) -> None:
+        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise _HTTPError(401, "missing token (Authorization: Bearer <jwt>)")
+        try:
+            request[USER_KEY] = node.verifier.verify(value.strip()).user_id
+        except AuthError:
+            raise _HTTPError(401, "invalid or expired token") from None
+
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
-            if request.path.startswith("/api/") and request.path != "/api/openapi.json":
+            if request.path.startswith("/api/me/"):
+                check_user(request)
+            elif request.path.startswith("/api/") and request.path != "/api/openapi.json":
                 check_key(request)
             return await handler(request)
         except _HTTPError as exc:
@@ -187,6 +202,88 @@ async def broadcast(request: web.Request) -> web.Response:
     return json_response({"id": msg_id, "delivered": n})
 
 
+# --- notifications ------------------------------------------------------------------------
+
+
+class ReadRequest(msgspec.Struct, forbid_unknown_fields=True):
+    ids: list[str] | None = None
+    all: bool = False
+
+
+def _inbox(request: web.Request) -> Inbox:
+    inbox = _node(request).inbox
+    if inbox is None:
+        raise _HTTPError(503, "the notification store is not available")
+    return inbox
+
+
+async def create_notification(request: web.Request) -> web.Response:
+    body = await _body(request, CreateRequest)
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not 0 < len(key) <= 255:
+        raise _HTTPError(400, "Idempotency-Key must be 1 to 255 characters")
+    try:
+        created = await _inbox(request).create(body, idempotency_key=key)
+    except InboxError as exc:
+        raise _HTTPError(422, str(exc)) from None
+    except IdempotencyConflict:
+        raise _HTTPError(409, "Idempotency-Key was already used for a different request") from None
+    items = [{"id": n.id, "userId": n.user_id, "seq": n.seq} for n in created.notifications]
+    return json_response(
+        {"notifications": items, "replayed": created.replayed},
+        status=200 if created.replayed else 201,
+    )
+
+
+def _owner(request: web.Request) -> str:
+    user = request.get(USER_KEY)
+    return user if user is not None else request.match_info["user_id"]
+
+
+def _flag(request: web.Request, name: str) -> bool:
+    value = request.query.get(name, "false").lower()
+    if value not in ("true", "false", "1", "0"):
+        raise _HTTPError(400, f"{name} must be true or false")
+    return value in ("true", "1")
+
+
+async def list_notifications(request: web.Request) -> web.Response:
+    try:
+        limit = int(request.query.get("limit", "20"))
+    except ValueError:
+        raise _HTTPError(400, "limit must be a whole number") from None
+    try:
+        page = await _inbox(request).list(
+            _owner(request),
+            unread_only=_flag(request, "unreadOnly"),
+            limit=limit,
+            cursor=request.query.get("cursor"),
+        )
+    except InboxError as exc:
+        raise _HTTPError(400, str(exc)) from None
+    return json_response(page)
+
+
+async def get_notification(request: web.Request) -> web.Response:
+    item = await _inbox(request).get(_owner(request), request.match_info["notification_id"])
+    if item is None:
+        # The same answer for another user's notification as for a missing one.
+        raise _HTTPError(404, "no such notification")
+    return json_response(item)
+
+
+async def read_notifications(request: web.Request) -> web.Response:
+    body = await _body(request, ReadRequest)
+    if body.all == (body.ids is not None):
+        raise _HTTPError(422, "give either ids or all: true")
+    if body.ids is not None and len(body.ids) > 1000:
+        raise _HTTPError(422, "at most 1000 ids")
+    changed, unread = await _inbox(request).mark_read(
+        _owner(request), None if body.all else body.ids
+    )
+    return json_response({"ids": changed, "unreadCount": unread})
+
+
 async def stats(request: web.Request) -> web.Response:
     return json_response(_node(request).stats())
 
@@ -218,6 +315,11 @@ def build_api_app(node: Node) -> web.Application:
     app.router.add_post("/roles/{role}/send", send_to_role)
     app.router.add_post("/broadcast", broadcast)
     app.router.add_get("/stats", stats)
+    app.router.add_post("/notifications", create_notification)
+    for base in ("/users/{user_id}/notifications", "/me/notifications"):
+        app.router.add_get(base, list_notifications)
+        app.router.add_post(base + "/read", read_notifications)
+        app.router.add_get(base + "/{notification_id}", get_notification)
     app.router.add_get("/openapi.json", openapi)
     return app
 

@@ -47,6 +47,12 @@ SETTINGS: Final[dict[str, Spec]] = {
     "jwt_audience": Spec("str", None, "required aud claim"),
     "jwt_leeway": Spec("float", 10.0, "seconds of clock skew tolerated on exp/nbf"),
     "api_keys": Spec("list", [], "server API keys (Authorization: Bearer <key>)", secret=True),
+    "store_url": Spec(
+        "str",
+        "tidings.db",
+        "notification store: a SQLite file path (or :memory:) or a postgresql:// URL",
+        secret=True,
+    ),
     "max_connections": Spec(
         "int", 10000, "connections per instance", env_aliases=("WS_MAX_CONNECTIONS",)
     ),

@@ -13,13 +13,16 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import protocol
 from .auth import Verifier
 from .channels import Access, is_valid_channel
 from .config import ConfigError, Settings
 from .hub import Hub, Outbound
+
+if TYPE_CHECKING:
+    from .inbox import Inbox
 
 
 class PublishError(ValueError):
@@ -89,12 +92,28 @@ class Node:
         # Ids are unique per node run: a random prefix, then a counter (cheap, ordered).
         self._id_prefix = os.urandom(4).hex()
         self._ids = itertools.count(1)
+        # Set by the server once its store is open; None when running without one.
+        self.inbox: Inbox | None = None
 
     def new_id(self, kind: str = "msg") -> str:
         return f"{kind}_{self._id_prefix}-{next(self._ids):x}"
 
     def now_iso(self) -> str:
         return iso_timestamp(self.clock())
+
+    def envelope(
+        self,
+        msg_id: str,
+        kind: str,
+        data: Any,
+        *,
+        channel: str | None = None,
+        reply_to: str | None = None,
+    ) -> bytes:
+        """Serialize one server message with a given id."""
+        return protocol.envelope(
+            msg_id, kind, self.now_iso(), data, channel=channel, reply_to=reply_to
+        )
 
     def message(
         self, kind: str, data: Any, *, channel: str | None = None, reply_to: str | None = None

@@ -41,6 +41,217 @@ def _path_param(name: str) -> dict[str, Any]:
 
 def openapi_document() -> dict[str, Any]:
     """The API description (built per call: it is small and rarely fetched)."""
+    doc = _gateway_document()
+    doc["paths"].update(_inbox_paths())
+    doc["components"]["schemas"].update(_INBOX_SCHEMAS)
+    doc["components"]["securitySchemes"]["userToken"] = {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "the user's own JWT (for /api/me routes)",
+    }
+    return doc
+
+
+def _json(ref: str) -> dict[str, Any]:
+    return {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}
+
+
+def _inbox_paths() -> dict[str, Any]:
+    page_params = [
+        {"name": "unreadOnly", "in": "query", "schema": {"type": "boolean", "default": False}},
+        {
+            "name": "limit",
+            "in": "query",
+            "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
+        },
+        {
+            "name": "cursor",
+            "in": "query",
+            "schema": {"type": "string"},
+            "description": "nextCursor of the previous page",
+        },
+    ]
+    paths: dict[str, Any] = {
+        "/api/notifications": {
+            "post": {
+                "summary": "Store a notification for each recipient, then push it to those online. "
+                "A 2xx means every recipient's row is committed.",
+                "security": [{"apiKey": []}],
+                "parameters": [
+                    {
+                        "name": "Idempotency-Key",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string", "maxLength": 255},
+                    }
+                ],
+                "requestBody": {"required": True, "content": _json("CreateNotification")},
+                "responses": {
+                    "201": {"description": "created", "content": _json("Created")},
+                    "200": {
+                        "description": "replayed: this Idempotency-Key was already used "
+                        "for the same request",
+                        "content": _json("Created"),
+                    },
+                    "400": _ERROR,
+                    "401": _ERROR,
+                    "403": _ERROR,
+                    "409": _ERROR,
+                    "413": _ERROR,
+                    "422": _ERROR,
+                },
+            }
+        },
+    }
+    for base, security, owner in (
+        ("/api/users/{userId}/notifications", "apiKey", [_path_param("userId")]),
+        ("/api/me/notifications", "userToken", []),
+    ):
+        paths[base] = {
+            "get": {
+                "summary": "A page of the inbox, newest first",
+                "security": [{security: []}],
+                "parameters": owner + page_params,
+                "responses": {
+                    "200": {"description": "page", "content": _json("Page")},
+                    "400": _ERROR,
+                    "401": _ERROR,
+                },
+            }
+        }
+        paths[base + "/read"] = {
+            "post": {
+                "summary": "Mark notifications read (ids, or all); every connection of the user "
+                "receives notification_read",
+                "security": [{security: []}],
+                "parameters": owner,
+                "requestBody": {"required": True, "content": _json("Read")},
+                "responses": {
+                    "200": {
+                        "description": "changed ids and unread count",
+                        "content": _json("ReadResult"),
+                    },
+                    "401": _ERROR,
+                    "422": _ERROR,
+                },
+            }
+        }
+        paths[base + "/{notificationId}"] = {
+            "get": {
+                "summary": "One notification (404 for a missing one and for another user's alike)",
+                "security": [{security: []}],
+                "parameters": [*owner, _path_param("notificationId")],
+                "responses": {
+                    "200": {"description": "notification", "content": _json("Notification")},
+                    "401": _ERROR,
+                    "404": _ERROR,
+                },
+            }
+        }
+    return paths
+
+
+_INBOX_SCHEMAS: dict[str, Any] = {
+    "CreateNotification": {
+        "type": "object",
+        "additionalProperties": False,
+        "description": "exactly one of userId, userIds, role, all",
+        "properties": {
+            "userId": {"type": "string"},
+            "userIds": {
+                "type": "array",
+                "items": {"type": "string"},
+                "minItems": 1,
+                "maxItems": 10000,
+            },
+            "role": {"type": "string"},
+            "all": {"type": "boolean"},
+            "type": {"type": "string", "minLength": 1, "maxLength": 64, "default": "notification"},
+            "title": {"type": ["string", "null"], "maxLength": 500},
+            "message": {"type": ["string", "null"], "maxLength": 10000},
+            "priority": {"enum": ["LOW", "MEDIUM", "HIGH", "CRITICAL"], "default": "MEDIUM"},
+            "category": {"type": ["string", "null"], "maxLength": 64},
+            "data": {},
+            "actions": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["id", "label"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "label": {"type": "string"},
+                        "url": {"type": "string"},
+                    },
+                },
+            },
+            "expiresAt": {"type": ["string", "null"], "format": "date-time"},
+        },
+    },
+    "Created": {
+        "type": "object",
+        "properties": {
+            "notifications": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "properties": {
+                        "id": {"type": "string"},
+                        "userId": {"type": "string"},
+                        "seq": {"type": "integer"},
+                    },
+                },
+            },
+            "replayed": {"type": "boolean"},
+        },
+    },
+    "Notification": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "seq": {"type": "integer"},
+            "type": {"type": "string"},
+            "title": {"type": ["string", "null"]},
+            "message": {"type": ["string", "null"]},
+            "priority": {"type": "string"},
+            "category": {"type": ["string", "null"]},
+            "data": {},
+            "actionable": {"type": "boolean"},
+            "actions": {"type": "array"},
+            "expiresAt": {"type": ["string", "null"]},
+            "createdAt": {"type": "string"},
+            "readAt": {"type": ["string", "null"]},
+            "timestamp": {"type": "string"},
+        },
+    },
+    "Page": {
+        "type": "object",
+        "properties": {
+            "items": {"type": "array", "items": {"$ref": "#/components/schemas/Notification"}},
+            "unreadCount": {"type": "integer"},
+            "nextCursor": {"type": ["string", "null"]},
+        },
+    },
+    "Read": {
+        "type": "object",
+        "additionalProperties": False,
+        "description": "either ids or all: true",
+        "properties": {
+            "ids": {"type": "array", "items": {"type": "string"}, "maxItems": 1000},
+            "all": {"type": "boolean"},
+        },
+    },
+    "ReadResult": {
+        "type": "object",
+        "properties": {
+            "ids": {"type": "array", "items": {"type": "string"}},
+            "unreadCount": {"type": "integer"},
+        },
+    },
+}
+
+
+def _gateway_document() -> dict[str, Any]:
     message_props = {
         "type": {
             "type": "string",

@@ -181,8 +181,59 @@ class GetStatus(Command, kw_only=True):
     name: ClassVar[str] = "get_status"
 
 
+MAX_IDS: Final = 1000
+
+
+class Ack(Command, kw_only=True):
+    """Delivery confirmation of notifications (guide 003)."""
+
+    name: ClassVar[str] = "ack"
+    notificationId: str | None = None
+    notificationIds: list[str] | None = None
+
+    def id_list(self) -> list[str]:
+        return _ids(self.notificationId, self.notificationIds)
+
+
+class MarkRead(Command, kw_only=True):
+    """Mark notifications read: one, several, or ``all`` (guides 001 and 003)."""
+
+    name: ClassVar[str] = "mark_read"
+    notificationId: str | None = None
+    notificationIds: list[str] | None = None
+    all: bool = False
+
+    def id_list(self) -> list[str]:
+        return _ids(self.notificationId, self.notificationIds)
+
+
+class GetNotifications(Command, kw_only=True):
+    """A page of the user's inbox, newest first."""
+
+    name: ClassVar[str] = "get_notifications"
+    unreadOnly: bool = False
+    limit: int = 20
+    cursor: str | None = None
+
+
+def _ids(one: str | None, many: list[str] | None) -> list[str]:
+    ids = ([one] if one is not None else []) + (many or [])
+    return list(dict.fromkeys(ids))
+
+
 COMMANDS: Final[dict[str, type[Command]]] = {
-    cls.name: cls for cls in (Ping, Auth, Subscribe, Unsubscribe, Publish, GetStatus)
+    cls.name: cls
+    for cls in (
+        Ping,
+        Auth,
+        Subscribe,
+        Unsubscribe,
+        Publish,
+        GetStatus,
+        Ack,
+        MarkRead,
+        GetNotifications,
+    )
 }
 
 _decoder: Final = msgspec.json.Decoder()

@@ -20,7 +20,9 @@ from aiohttp import web
 
 from . import api
 from .config import Settings
+from .inbox import Inbox
 from .node import Node
+from .store import open_store
 from .transport import WebSocketEndpoint
 
 log = logging.getLogger("tidings.server")
@@ -95,11 +97,15 @@ class Server:
         self.endpoint = WebSocketEndpoint(self.node)
         self.app = build_app(self.node, self.endpoint)
         self._runner: web.AppRunner | None = None
+        self.inbox: Inbox | None = None
         self.port: int = 0
         self.host: str = settings.host
 
     async def start(self) -> None:
         s = self.settings
+        store = open_store(s.store_url)
+        await store.open()
+        self.inbox = self.node.inbox = Inbox(self.node, store)
         runner = web.AppRunner(
             self.app,
             handle_signals=False,
@@ -131,6 +137,11 @@ class Server:
             return
         self.endpoint.accepting = False
         await runner.cleanup()
+        inbox, self.inbox = self.inbox, None
+        if inbox is not None:
+            self.node.inbox = None
+            await inbox.drain()
+            await inbox.store.close()
 
     async def __aenter__(self) -> Server:
         await self.start()

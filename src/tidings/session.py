@@ -63,12 +63,15 @@ class Session:
         "connected_at",
         "expires_at",
         "filters",
+        "inbox_held",
+        "last_seq",
         "node",
         "push",
         "roles",
         "state",
         "user_id",
         "user_id_param",
+        "welcome_reply_to",
     )
 
     def __init__(
@@ -78,12 +81,18 @@ class Session:
         push: Callable[[Outbound], bool] = _no_push,
         *,
         user_id_param: str | None = None,
+        last_seq: int | None = None,
     ) -> None:
         self.node = node
         self.client_id = client_id
         # The hub calls ``push`` directly: keep it a plain attribute (the fan-out hot path).
         self.push = push
         self.user_id_param = user_id_param
+        # The inbox position the client resumes from (None: every unacknowledged one).
+        self.last_seq = last_seq
+        # While the inbox catches this connection up, live notifications wait here.
+        self.inbox_held: list[Any] | None = None
+        self.welcome_reply_to: str | None = None
         self.state = State.AWAITING_AUTH
         self.user_id = ""
         self.roles: tuple[str, ...] = ()
@@ -119,7 +128,7 @@ class Session:
             reason = "token expired" if exc.expired else "invalid or expired token"
             if self.state is State.OPEN:
                 # A failed refresh leaves the connection on its current, still valid token.
-                self._error(ErrorCode.UNAUTHORIZED, reason, reply_to=reply_to)
+                self.error(ErrorCode.UNAUTHORIZED, reason, reply_to=reply_to)
                 return None
             return Close(CloseCode.INVALID_TOKEN, reason)
         for claimed in (self.user_id_param, claimed_user):
@@ -139,15 +148,26 @@ class Session:
         self.roles = identity.roles
         self.expires_at = identity.expires_at
         self.state = State.OPEN
+        if self.node.inbox is not None:
+            # The welcome carries the unread count, which needs the store: the transport
+            # sends it (``send_welcome``) before reading anything else from the client.
+            self.inbox_held = []
+            self.welcome_reply_to = reply_to
+            hub.add(self)
+            return None
         hub.add(self)
-        self._send("welcome", self._welcome_data(), reply_to=reply_to)
+        self.send_welcome({}, reply_to)
         return None
+
+    def send_welcome(self, extra: dict[str, Any], reply_to: str | None = None) -> None:
+        """Send the welcome, with inbox fields (``unreadCount``) when there is an inbox."""
+        self.send("welcome", {**self._welcome_data(), **extra}, reply_to=reply_to)
 
     def _refresh(self, identity: Identity, reply_to: str | None) -> Close | None:
         if identity.user_id != self.user_id:
             return Close(CloseCode.USER_MISMATCH, "refreshed token names another user")
         self.expires_at = identity.expires_at
-        self._send("refreshed", {"expiresAt": _iso_or_none(self.expires_at)}, reply_to=reply_to)
+        self.send("refreshed", {"expiresAt": _iso_or_none(self.expires_at)}, reply_to=reply_to)
         return None
 
     def _welcome_data(self) -> dict[str, Any]:
@@ -194,17 +214,17 @@ class Session:
             if not self._abuse.take():
                 log.warning("closing %s (user %r): sustained flood", self.client_id, self.user_id)
                 return Close(CloseCode.RATE_LIMITED, "rate limit exceeded")
-            self._error(ErrorCode.RATE_LIMIT, "too many messages; slow down")
+            self.error(ErrorCode.RATE_LIMIT, "too many messages; slow down")
             return None
         try:
             command = protocol.decode_command(frame)
         except protocol.ProtocolError as exc:
             if self.state is State.AWAITING_AUTH:
                 return Close(CloseCode.MISSING_CREDENTIALS, "missing authentication credentials")
-            self._error(exc.code, exc.message, reply_to=exc.request_id)
+            self.error(exc.code, exc.message, reply_to=exc.request_id)
             return None
         if isinstance(command, protocol.Ping):
-            self._send("PONG" if command.shout else "pong", {}, reply_to=command.id)
+            self.send("PONG" if command.shout else "pong", {}, reply_to=command.id)
             return None
         if isinstance(command, protocol.Auth):
             return self._accept_token(command.token, command.userId, command.id)
@@ -214,7 +234,7 @@ class Session:
             self._dispatch(command)
         except Exception:
             log.exception("error handling %s from %s", command.name, self.client_id)
-            self._error(ErrorCode.SERVER_ERROR, "internal error", reply_to=command.id)
+            self.error(ErrorCode.SERVER_ERROR, "internal error", reply_to=command.id)
         return None
 
     def _dispatch(self, command: protocol.Command) -> None:
@@ -223,16 +243,31 @@ class Session:
         elif isinstance(command, protocol.Unsubscribe):
             self._unsubscribe(command)
         elif isinstance(command, protocol.GetStatus):
-            self._send("status", self.status(), reply_to=command.id)
+            self.send("status", self.status(), reply_to=command.id)
         elif isinstance(command, protocol.Publish):
             self._publish(command)
+        elif isinstance(command, protocol.Ack | protocol.MarkRead | protocol.GetNotifications):
+            inbox = self.node.inbox
+            if inbox is None:
+                self.error(ErrorCode.SERVER_ERROR, "this server has no inbox", reply_to=command.id)
+            elif (
+                isinstance(command, protocol.Ack | protocol.MarkRead)
+                and len(command.id_list()) > protocol.MAX_IDS
+            ):
+                self.error(
+                    ErrorCode.INVALID_MESSAGE,
+                    f"at most {protocol.MAX_IDS} ids",
+                    reply_to=command.id,
+                )
+            else:
+                inbox.spawn(inbox.command(self, command))
         else:  # pragma: no cover - COMMANDS and this dispatch are kept in step
             raise AssertionError(command)
 
     def _subscribe(self, cmd: protocol.Subscribe) -> None:
         channel = cmd.channel
         if not is_valid_channel(channel):
-            self._error(
+            self.error(
                 ErrorCode.INVALID_MESSAGE,
                 "invalid channel name",
                 reply_to=cmd.id,
@@ -241,14 +276,14 @@ class Session:
             return
         denied = self.node.access.can_subscribe(channel, self.user_id, self.roles)
         if denied:
-            self._error(ErrorCode.FORBIDDEN, denied, reply_to=cmd.id, channel=channel)
+            self.error(ErrorCode.FORBIDDEN, denied, reply_to=cmd.id, channel=channel)
             return
         hub = self.node.hub
         if (
             channel not in self.filters
             and hub.subscription_count(self) >= self.node.settings.max_subscriptions
         ):
-            self._error(
+            self.error(
                 ErrorCode.LIMIT_EXCEEDED, "too many subscriptions", reply_to=cmd.id, channel=channel
             )
             return
@@ -257,11 +292,11 @@ class Session:
             try:
                 flt = Filter(cmd.filters)
             except FilterError as exc:
-                self._error(ErrorCode.INVALID_MESSAGE, str(exc), reply_to=cmd.id, channel=channel)
+                self.error(ErrorCode.INVALID_MESSAGE, str(exc), reply_to=cmd.id, channel=channel)
                 return
         hub.subscribe(self, channel, flt)
         self.filters[channel] = dict(cmd.filters) if cmd.filters else None
-        self._send(
+        self.send(
             "subscribed",
             {"channel": channel, "filters": self.filters[channel]},
             channel=channel,
@@ -270,7 +305,7 @@ class Session:
 
     def _unsubscribe(self, cmd: protocol.Unsubscribe) -> None:
         if not is_valid_channel(cmd.channel):
-            self._error(
+            self.error(
                 ErrorCode.INVALID_MESSAGE,
                 "invalid channel name",
                 reply_to=cmd.id,
@@ -280,19 +315,19 @@ class Session:
         self.node.hub.unsubscribe(self, cmd.channel)
         self.filters.pop(cmd.channel, None)
         # Unsubscribing from a channel one is not on is not an error: the end state holds.
-        self._send("unsubscribed", {"channel": cmd.channel}, channel=cmd.channel, reply_to=cmd.id)
+        self.send("unsubscribed", {"channel": cmd.channel}, channel=cmd.channel, reply_to=cmd.id)
 
     def _publish(self, cmd: protocol.Publish) -> None:
         denied = self.node.access.can_publish(cmd.channel, self.user_id, self.roles)
         if denied:
-            self._error(ErrorCode.FORBIDDEN, denied, reply_to=cmd.id, channel=cmd.channel)
+            self.error(ErrorCode.FORBIDDEN, denied, reply_to=cmd.id, channel=cmd.channel)
             return
         try:
             msg_id, _ = self.node.publish(cmd.channel, cmd.event, cmd.data)
         except PublishError as exc:
-            self._error(ErrorCode.INVALID_MESSAGE, str(exc), reply_to=cmd.id)
+            self.error(ErrorCode.INVALID_MESSAGE, str(exc), reply_to=cmd.id)
             return
-        self._send(
+        self.send(
             "published",
             {"channel": cmd.channel, "messageId": msg_id},
             channel=cmd.channel,
@@ -320,14 +355,14 @@ class Session:
 
     # --- output -------------------------------------------------------------------------
 
-    def _send(
+    def send(
         self, kind: str, data: Any, *, channel: str | None = None, reply_to: str | None = None
     ) -> None:
         _, out = self.node.message(kind, data, channel=channel, reply_to=reply_to)
         if self.push(out):
             self.node.hub.messages_out += 1
 
-    def _error(
+    def error(
         self,
         code: ErrorCode,
         message: str,
@@ -336,7 +371,7 @@ class Session:
         channel: str | None = None,
     ) -> None:
         details = {"channel": channel} if channel is not None else None
-        self._send("error", protocol.error_data(code, message, details), reply_to=reply_to)
+        self.send("error", protocol.error_data(code, message, details), reply_to=reply_to)
 
 
 def _iso_or_none(unix: float | None) -> str | None:

@@ -152,8 +152,13 @@ class WebSocketEndpoint:
         if transport is None:  # the client went away during the handshake
             return ws
         link = _Link(transport, s.outbox_max_bytes)
+        last_seq = request.query.get("lastSeq", "")
         session = Session(
-            node, node.new_id("client"), link.push, user_id_param=request.query.get("userId")
+            node,
+            node.new_id("client"),
+            link.push,
+            user_id_param=request.query.get("userId"),
+            last_seq=int(last_seq) if last_seq.isdigit() and len(last_seq) < 19 else None,
         )
         link.session = session
         self._live[ws] = link
@@ -213,7 +218,7 @@ class WebSocketEndpoint:
         timers: list[asyncio.TimerHandle],
     ) -> Close | None:
         if session.state is State.OPEN:
-            self._on_open(ws, session, timers)
+            await self._on_open(ws, session, timers)
         async for msg in ws:
             if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                 was_open = session.state is State.OPEN
@@ -222,7 +227,7 @@ class WebSocketEndpoint:
                 if close is not None:
                     return close
                 if not was_open and session.state is State.OPEN:
-                    self._on_open(ws, session, timers)
+                    await self._on_open(ws, session, timers)
                 elif session.expires_at != expires_at:
                     # Refreshed in-band: the new expiry may be earlier than the old one.
                     self._schedule_expiry(ws, session, timers)
@@ -232,9 +237,14 @@ class WebSocketEndpoint:
                 break
         return None
 
-    def _on_open(
+    async def _on_open(
         self, ws: web.WebSocketResponse, session: Session, timers: list[asyncio.TimerHandle]
     ) -> None:
+        inbox = self.node.inbox
+        if inbox is not None:
+            # Welcome and catch-up finish before the next client frame is read, so the
+            # client sees welcome first and its missed notifications before live ones.
+            await inbox.open_session(session)
         log.info(
             "open %s user=%r roles=%s", session.client_id, session.user_id, list(session.roles)
         )

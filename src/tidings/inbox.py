@@ -1,0 +1,357 @@
+"""The notification inbox: create, deliver, resume on connect, acknowledge, read, query.
+
+A create is committed to the store first (a 2xx means every recipient's row is in the
+database), then pushed to each recipient's open connections. A connection that opens
+gets what it missed before anything live: either everything after the ``lastSeq`` it
+names, or every unacknowledged notification. Live notifications that arrive while that
+catch-up query runs are held back and sent after it, so each connection sees ``seq``
+strictly increasing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import logging
+from collections.abc import Coroutine, Sequence
+from datetime import datetime
+from typing import Any, Final
+
+import msgspec
+
+from . import protocol
+from .hub import Outbound
+from .node import Node, iso_timestamp
+from .protocol import ErrorCode
+from .session import Session
+from .store import Action, Created, NewNotification, Notification, Priority, Store
+
+log = logging.getLogger("tidings.inbox")
+
+MAX_RECIPIENTS: Final = 10_000
+MAX_TITLE: Final = 500
+MAX_MESSAGE: Final = 10_000
+MAX_PAGE: Final = 100
+
+
+class InboxError(ValueError):
+    """A request the inbox refuses; the message says why."""
+
+
+class CreateRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """``POST /api/notifications``: exactly one target, then the content."""
+
+    userId: str | None = None
+    userIds: list[str] | None = None
+    role: str | None = None
+    all: bool = False
+    type: str = "notification"
+    title: str | None = None
+    message: str | None = None
+    priority: Priority = Priority.MEDIUM
+    category: str | None = None
+    data: Any = None
+    actions: list[Action] = msgspec.field(default_factory=list)
+    expiresAt: str | None = None
+
+
+def view(n: Notification) -> dict[str, Any]:
+    """A notification as clients see it (guide 002's shape, plus seq and read state)."""
+    return {
+        "id": n.id,
+        "seq": n.seq,
+        "type": n.type,
+        "title": n.title,
+        "message": n.message,
+        "priority": n.priority.value,
+        "category": n.category,
+        "data": n.data,
+        "actionable": bool(n.actions),
+        "actions": [msgspec.structs.asdict(a) for a in n.actions],
+        "expiresAt": None if n.expires_at is None else iso_timestamp(n.expires_at),
+        "createdAt": iso_timestamp(n.created_at),
+        "readAt": None if n.read_at is None else iso_timestamp(n.read_at),
+        "timestamp": iso_timestamp(n.created_at),
+    }
+
+
+def encode_cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"seq:{seq}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> int:
+    """The seq a cursor stands for; InboxError if it is not one of ours."""
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        kind, _, value = raw.partition(":")
+        seq = int(value)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise InboxError("malformed cursor") from None
+    if kind != "seq" or seq < 1:
+        raise InboxError("malformed cursor")
+    return seq
+
+
+def _fingerprint(req: CreateRequest) -> str:
+    body = msgspec.json.encode(msgspec.structs.asdict(req), order="sorted")
+    return hashlib.sha256(body).hexdigest()
+
+
+class Inbox:
+    """The inbox of one node, over a store.
+
+    Args:
+        node: the node whose connections receive pushes.
+        store: where notifications live.
+    """
+
+    def __init__(self, node: Node, store: Store) -> None:
+        self.node = node
+        self.store = store
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._delivered: dict[str, list[str]] = {}
+        self._flush_scheduled = False
+
+    # --- background work ----------------------------------------------------------------
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run ``coro`` in the background; its failure is logged, never lost silently."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("inbox task failed", exc_info=task.exception())
+
+    async def drain(self) -> None:
+        """Wait for background work (shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self._flush_delivered()
+
+    # --- create -------------------------------------------------------------------------
+
+    def _content(self, req: CreateRequest) -> NewNotification:
+        if not req.type or len(req.type) > 64:
+            raise InboxError("type must be 1 to 64 characters")
+        if req.title is not None and len(req.title) > MAX_TITLE:
+            raise InboxError(f"title longer than {MAX_TITLE} characters")
+        if req.message is not None and len(req.message) > MAX_MESSAGE:
+            raise InboxError(f"message longer than {MAX_MESSAGE} characters")
+        if req.category is not None and not 0 < len(req.category) <= 64:
+            raise InboxError("category must be 1 to 64 characters")
+        expires_at = None
+        if req.expiresAt is not None:
+            try:
+                expires_at = datetime.fromisoformat(req.expiresAt.replace("Z", "+00:00"))
+            except ValueError:
+                raise InboxError("expiresAt is not an ISO 8601 date-time") from None
+            if expires_at.tzinfo is None:
+                raise InboxError("expiresAt needs a time zone (e.g. Z)")
+            if expires_at.timestamp() <= self.node.clock():
+                raise InboxError("expiresAt is in the past")
+        return NewNotification(
+            type=req.type,
+            title=req.title,
+            message=req.message,
+            priority=req.priority,
+            category=req.category,
+            data=req.data,
+            actions=tuple(req.actions),
+            expires_at=None if expires_at is None else expires_at.timestamp(),
+        )
+
+    async def _recipients(self, req: CreateRequest) -> list[str]:
+        targets = [req.userId is not None, req.userIds is not None, req.role is not None, req.all]
+        if sum(targets) != 1:
+            raise InboxError("give exactly one target: userId, userIds, role or all")
+        if req.userId is not None:
+            users = [req.userId]
+        elif req.userIds is not None:
+            users = req.userIds
+        elif req.role is not None:
+            users = await self.store.users_with_role(req.role)
+        else:
+            users = await self.store.all_users()
+        if any(not u or len(u) > 255 for u in users):
+            raise InboxError("user ids must be 1 to 255 characters")
+        if req.userIds is not None and not users:
+            raise InboxError("userIds is empty")
+        if len(users) > MAX_RECIPIENTS:
+            raise InboxError(f"at most {MAX_RECIPIENTS} recipients per request")
+        return users
+
+    async def create(self, req: CreateRequest, *, idempotency_key: str | None = None) -> Created:
+        """Commit one notification per recipient, then push to those online.
+
+        Raises:
+            InboxError: an invalid request (nothing is stored).
+            IdempotencyConflict: the key was used for a different request.
+        """
+        content = self._content(req)
+        users = await self._recipients(req)
+        created = await self.store.create(
+            content,
+            users,
+            now=self.node.clock(),
+            idempotency_key=idempotency_key,
+            fingerprint=_fingerprint(req),
+        )
+        if not created.replayed:
+            for n in created.notifications:
+                self.deliver(n)
+        return created
+
+    # --- delivery -----------------------------------------------------------------------
+
+    def _message(self, n: Notification, *, recovered: bool = False) -> Outbound:
+        data = view(n)
+        if recovered:
+            data["recovered"] = True
+        return Outbound(self.node.envelope(n.id, "notification", data))
+
+    def deliver(self, n: Notification) -> int:
+        """Push a committed notification to its user's open connections."""
+        out: Outbound | None = None
+        count = 0
+        for conn in self.node.hub.user_connections(n.user_id):
+            held = conn.inbox_held if isinstance(conn, Session) else None
+            if held is not None:  # still catching up: keep the seq order
+                held.append(n)
+                continue
+            if out is None:
+                out = self._message(n)
+            if conn.push(out):
+                count += 1
+        if count:
+            self._note_delivered(n.user_id, n.id)
+            self.node.hub.messages_out += count
+        return count
+
+    def _note_delivered(self, user_id: str, nid: str) -> None:
+        self._delivered.setdefault(user_id, []).append(nid)
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self.spawn(self._flush_delivered())
+
+    async def _flush_delivered(self) -> None:
+        # One write per user per batch rather than one per push.
+        self._flush_scheduled = False
+        pending, self._delivered = self._delivered, {}
+        now = self.node.clock()
+        for user_id, ids in pending.items():
+            await self.store.mark_delivered(user_id, ids, now=now)
+
+    async def catch_up(self, session: Session, last_seq: int | None) -> None:
+        """Send a newly opened connection what it missed, then release held live ones.
+
+        ``session.inbox_held`` must be a list when this starts (set at open); live
+        notifications for the session collect there meanwhile.
+        """
+        now = self.node.clock()
+        try:
+            await self.store.remember_user(session.user_id, session.roles, now=now)
+            if last_seq is None:
+                missed = await self.store.unacked(session.user_id, now=now)
+            else:
+                missed = await self.store.since(session.user_id, last_seq, now=now)
+            sent = last_seq or 0
+            for n in missed:
+                session.push(self._message(n, recovered=True))
+                sent = max(sent, n.seq)
+            held = session.inbox_held or []
+            session.inbox_held = None
+            for n in sorted(held, key=lambda x: x.seq):
+                if n.seq > sent:
+                    session.push(self._message(n))
+                    sent = n.seq
+            ids = [n.id for n in missed]
+            if ids:
+                await self.store.mark_delivered(session.user_id, ids, now=now)
+        finally:
+            session.inbox_held = None
+
+    async def open_session(self, session: Session) -> None:
+        """Welcome a newly authenticated connection with its unread count, then catch up."""
+        unread = await self.unread_count(session.user_id)
+        session.send_welcome({"unreadCount": unread}, session.welcome_reply_to)
+        await self.catch_up(session, session.last_seq)
+
+    async def command(self, session: Session, cmd: protocol.Command) -> None:
+        """Carry out an inbox command from a client and reply to it."""
+        try:
+            if isinstance(cmd, protocol.Ack):
+                acked = await self.ack(session.user_id, cmd.id_list())
+                session.send("acked", {"ids": acked}, reply_to=cmd.id)
+            elif isinstance(cmd, protocol.MarkRead):
+                ids = None if cmd.all else cmd.id_list()
+                await self.mark_read(session.user_id, ids, reply=session, reply_to=cmd.id)
+            elif isinstance(cmd, protocol.GetNotifications):
+                page = await self.list(
+                    session.user_id, unread_only=cmd.unreadOnly, limit=cmd.limit, cursor=cmd.cursor
+                )
+                session.send("notifications", page, reply_to=cmd.id)
+        except InboxError as exc:
+            session.error(ErrorCode.INVALID_MESSAGE, str(exc), reply_to=cmd.id)
+        except Exception:
+            log.exception("inbox %s failed for %s", cmd.name, session.client_id)
+            session.error(ErrorCode.SERVER_ERROR, "internal error", reply_to=cmd.id)
+
+    async def unread_count(self, user_id: str) -> int:
+        return await self.store.unread_count(user_id, now=self.node.clock())
+
+    # --- read state and queries ---------------------------------------------------------
+
+    async def mark_read(
+        self,
+        user_id: str,
+        ids: Sequence[str] | None,
+        *,
+        reply: Session | None = None,
+        reply_to: str | None = None,
+    ) -> tuple[list[str], int]:
+        """Mark read and tell every connection of the user; returns (changed ids, unread).
+
+        ``reply`` (the asking connection) gets its copy with ``replyTo`` even when
+        nothing changed; the user's other connections hear only of changes.
+        """
+        changed = await self.store.mark_read(user_id, ids, now=self.node.clock())
+        unread = await self.unread_count(user_id)
+        data = {"ids": changed, "unreadCount": unread}
+        if changed:
+            out = Outbound(self.node.envelope(self.node.new_id(), "notification_read", data))
+            for conn in tuple(self.node.hub.user_connections(user_id)):
+                if conn is not reply and conn.push(out):
+                    self.node.hub.messages_out += 1
+        if reply is not None:
+            reply.send("notification_read", data, reply_to=reply_to)
+        return changed, unread
+
+    async def ack(self, user_id: str, ids: Sequence[str]) -> list[str]:
+        return await self.store.ack(user_id, ids, now=self.node.clock())
+
+    async def list(
+        self, user_id: str, *, unread_only: bool, limit: int, cursor: str | None
+    ) -> dict[str, Any]:
+        """One page, newest first: ``{items, unreadCount, nextCursor}``."""
+        if not 1 <= limit <= MAX_PAGE:
+            raise InboxError(f"limit must be 1 to {MAX_PAGE}")
+        before = None if cursor is None else decode_cursor(cursor)
+        rows = await self.store.page(
+            user_id, unread_only=unread_only, before_seq=before, limit=limit + 1
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return {
+            "items": [view(n) for n in rows],
+            "unreadCount": await self.unread_count(user_id),
+            "nextCursor": encode_cursor(rows[-1].seq) if more and rows else None,
+        }
+
+    async def get(self, user_id: str, notification_id: str) -> dict[str, Any] | None:
+        n = await self.store.get(user_id, notification_id)
+        return None if n is None else view(n)

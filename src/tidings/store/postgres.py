@@ -1,0 +1,417 @@
+"""The PostgreSQL store: an asyncpg pool, migrations under an advisory lock, group commit.
+
+Several tidings instances may share one database, so whatever must be unique or ordered
+is decided by PostgreSQL, not by this process: a user's next ``seq`` comes from an upsert
+of their ``inbox_users`` row, whose row lock queues every other create for that user (in
+any instance) until the holder commits, so seq order is commit order; an idempotency key
+is claimed by inserting it before any notification is written, so a second transaction
+with the same key waits on the unique index and then replays or conflicts.
+
+As in the SQLite store, ``create`` calls that arrive while a batch is being written wait
+and go together in the next transaction, each inside a savepoint, so one bad request fails
+alone and a burst costs one commit (one WAL flush) instead of one per notification.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any, Final
+
+import asyncpg  # type: ignore[import-untyped]
+import msgspec
+
+from . import Created, IdempotencyConflict, NewNotification, Notification, StoreError
+from .records import dumps, from_row, insert_values, new_id
+from .schema import COLUMNS, LATEST, MIGRATIONS
+
+log = logging.getLogger("tidings.store.postgres")
+
+_CreateArgs = tuple[NewNotification, Sequence[str], float, str | None, str]
+
+# Every tidings takes the same lock, so migrations of any schema in the database are
+# serialised; they are rare and short, and a per-schema key would buy nothing.
+_MIGRATION_LOCK: Final = 0x7469_6469_6E67  # "tiding"
+# A request that lost a deadlock (possible only against another instance's transaction)
+# goes into the next batch, after this one has committed and released its row locks.
+_TRIES: Final = 3
+
+_INSERT: Final = (
+    f"INSERT INTO notifications ({COLUMNS}) VALUES "
+    f"({', '.join(f'${i}' for i in range(1, len(COLUMNS.split(',')) + 1))})"
+)
+# One statement for every recipient. Rows are upserted in user_id order, so two
+# transactions that both touch several users lock them in the same order.
+_NEXT_SEQ: Final = (
+    "INSERT INTO inbox_users (user_id, last_seq) "
+    "SELECT u, 1 FROM unnest($1::text[]) AS u ORDER BY u "
+    "ON CONFLICT (user_id) DO UPDATE SET last_seq = inbox_users.last_seq + 1 "
+    "RETURNING user_id, last_seq"
+)
+
+
+def _live(now: str) -> str:
+    """The condition for live (unarchived, unexpired) rows; ``now`` is a placeholder."""
+    return f"archived_at IS NULL AND (expires_at IS NULL OR expires_at > {now})"
+
+
+class _Retry(Exception):
+    """A request that could not finish through no fault of its own; run it again later."""
+
+
+class _Request:
+    __slots__ = ("args", "future", "tries")
+
+    def __init__(self, args: _CreateArgs, future: asyncio.Future[Created]) -> None:
+        self.args = args
+        self.future = future
+        self.tries = 0
+
+
+async def _migrate(conn: Any) -> None:
+    """Apply pending migrations; the caller holds a transaction on ``conn``."""
+    # Instances starting together: the second waits here (the lock is released at commit)
+    # and then finds the migrations applied. It also keeps CREATE TABLE IF NOT EXISTS from
+    # racing, which PostgreSQL does not make safe on its own.
+    await conn.execute("SELECT pg_advisory_xact_lock($1)", _MIGRATION_LOCK)
+    await conn.execute("CREATE TABLE IF NOT EXISTS tidings_schema (version INTEGER NOT NULL)")
+    current = int(await conn.fetchval("SELECT MAX(version) FROM tidings_schema") or 0)
+    if current > LATEST:
+        raise StoreError(f"database schema {current} is newer than this tidings ({LATEST})")
+    for version, statements in MIGRATIONS:
+        if version > current:
+            for statement in statements:
+                await conn.execute(statement)
+            await conn.execute("INSERT INTO tidings_schema (version) VALUES ($1)", version)
+            log.info("applied schema migration %d", version)
+
+
+class PostgresStore:
+    """The ``Store`` on PostgreSQL. ``url`` is a ``postgresql://`` DSN; query parameters
+    asyncpg does not know are sent as server settings (``?search_path=inbox``)."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._pool: Any = None
+        self._pending: list[_Request] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    # --- plumbing -----------------------------------------------------------------------
+
+    def _db(self) -> Any:
+        if self._pool is None:
+            raise StoreError("store is not open")
+        return self._pool
+
+    async def open(self) -> None:
+        pool = await asyncpg.create_pool(self._url, min_size=1, max_size=10)
+        try:
+            async with pool.acquire() as conn, conn.transaction():
+                await _migrate(conn)
+        except Exception:
+            await pool.close()
+            raise
+        except BaseException:  # cancelled: no awaiting now
+            pool.terminate()
+            raise
+        self._pool = pool
+
+    async def close(self) -> None:
+        # A create arriving meanwhile starts a new flusher: wait until none is left.
+        while self._flusher is not None and not self._flusher.done():
+            await asyncio.wait([self._flusher])
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            await pool.close()
+
+    # --- create with group commit --------------------------------------------------------
+
+    async def create(
+        self,
+        content: NewNotification,
+        user_ids: Sequence[str],
+        *,
+        now: float,
+        idempotency_key: str | None = None,
+        fingerprint: str = "",
+    ) -> Created:
+        self._db()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Created] = loop.create_future()
+        self._pending.append(
+            _Request((content, tuple(user_ids), now, idempotency_key, fingerprint), future)
+        )
+        if self._flusher is None or self._flusher.done():
+            self._flusher = loop.create_task(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        while self._pending:
+            # A caller cancelled before its batch started needs nothing written.
+            batch = [r for r in self._pending if not r.future.done()]
+            self._pending = []
+            if not batch:
+                continue
+            try:
+                results = await self._create_batch(batch)
+            except Exception as exc:  # the commit itself failed: every request in it fails
+                log.exception("group commit of %d creates failed", len(batch))
+                for r in batch:
+                    if not r.future.done():
+                        r.future.set_exception(StoreError(f"commit failed: {exc}"))
+                continue
+            except BaseException:  # this task was cancelled: leave no caller waiting forever
+                for r in batch + self._pending:
+                    if not r.future.done():
+                        r.future.set_exception(StoreError("store is closing"))
+                self._pending = []
+                raise
+            retry = []
+            for r, result in zip(batch, results, strict=True):
+                if r.future.done():  # the caller was cancelled; the rows are committed anyway
+                    continue
+                if isinstance(result, _Retry):
+                    r.tries += 1
+                    if r.tries < _TRIES:
+                        retry.append(r)
+                        continue
+                    result = StoreError(f"create failed: {result}")
+                if isinstance(result, BaseException):
+                    r.future.set_exception(result)
+                else:
+                    r.future.set_result(result)
+            if retry:
+                log.warning("retrying %d creates that lost a deadlock", len(retry))
+                self._pending[:0] = retry
+
+    async def _create_batch(self, batch: list[_Request]) -> list[Created | Exception]:
+        """Every create of a batch in one transaction, each in its own savepoint."""
+        results: list[Created | Exception] = []
+        async with self._db().acquire() as conn, conn.transaction():
+            for r in batch:
+                try:
+                    # A nested transaction is a savepoint: a failure undoes this request
+                    # only. If even the rollback to it fails, that error escapes and the
+                    # whole batch fails.
+                    async with conn.transaction():
+                        results.append(await _create_one(conn, *r.args))
+                except (IdempotencyConflict, ValueError, _Retry) as exc:
+                    results.append(exc)
+                except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError) as exc:
+                    results.append(_Retry(str(exc)))
+                except asyncpg.PostgresError as exc:
+                    results.append(StoreError(f"create failed: {exc}"))
+        return results
+
+    # --- reads ----------------------------------------------------------------------------
+
+    async def get(self, user_id: str, notification_id: str) -> Notification | None:
+        row = await self._db().fetchrow(
+            f"SELECT {COLUMNS} FROM notifications WHERE user_id = $1 AND id = $2",
+            user_id,
+            notification_id,
+        )
+        return None if row is None else from_row(row)
+
+    async def page(
+        self,
+        user_id: str,
+        *,
+        unread_only: bool = False,
+        include_archived: bool = False,
+        before_seq: int | None = None,
+        limit: int = 50,
+    ) -> list[Notification]:
+        where = ["user_id = $1"]
+        args: list[Any] = [user_id]
+        if unread_only:
+            where.append("read_at IS NULL")
+        if not include_archived:
+            where.append("archived_at IS NULL")
+        if before_seq is not None:
+            args.append(before_seq)
+            where.append(f"seq < ${len(args)}")
+        args.append(limit)
+        sql = (
+            f"SELECT {COLUMNS} FROM notifications WHERE {' AND '.join(where)} "
+            f"ORDER BY seq DESC LIMIT ${len(args)}"
+        )
+        return [from_row(r) for r in await self._db().fetch(sql, *args)]
+
+    async def since(
+        self, user_id: str, after_seq: int, *, now: float, limit: int = 500
+    ) -> list[Notification]:
+        sql = (
+            f"SELECT {COLUMNS} FROM notifications WHERE user_id = $1 AND seq > $2 "
+            f"AND {_live('$3')} ORDER BY seq LIMIT $4"
+        )
+        return [from_row(r) for r in await self._db().fetch(sql, user_id, after_seq, now, limit)]
+
+    async def unacked(self, user_id: str, *, now: float, limit: int = 500) -> list[Notification]:
+        sql = (
+            f"SELECT {COLUMNS} FROM notifications WHERE user_id = $1 AND acked_at IS NULL "
+            f"AND {_live('$2')} ORDER BY seq LIMIT $3"
+        )
+        return [from_row(r) for r in await self._db().fetch(sql, user_id, now, limit)]
+
+    async def unread_count(self, user_id: str, *, now: float) -> int:
+        sql = (
+            "SELECT COUNT(*) FROM notifications WHERE user_id = $1 AND read_at IS NULL "
+            f"AND {_live('$2')}"
+        )
+        return int(await self._db().fetchval(sql, user_id, now))
+
+    # The database's default collation may not be bytewise; "C" sorts as SQLite does.
+    async def users_with_role(self, role: str) -> list[str]:
+        sql = 'SELECT user_id FROM user_roles WHERE role = $1 ORDER BY user_id COLLATE "C"'
+        return [r[0] for r in await self._db().fetch(sql, role)]
+
+    async def all_users(self) -> list[str]:
+        sql = (
+            'SELECT user_id FROM inbox_users WHERE seen_at IS NOT NULL ORDER BY user_id COLLATE "C"'
+        )
+        return [r[0] for r in await self._db().fetch(sql)]
+
+    # --- state changes --------------------------------------------------------------------
+
+    async def _set_where_null(
+        self, column: str, user_id: str, ids: Sequence[str] | None, now: float
+    ) -> list[str]:
+        if ids is not None and not ids:
+            return []
+        args: list[Any] = [now, user_id]
+        where = f"user_id = $2 AND {column} IS NULL"
+        if ids is not None:
+            args.append(list(ids))
+            where += " AND id = ANY($3::text[])"
+        # RETURNING comes in scan order (by id for an index scan): give the ids oldest first.
+        sql = (
+            f"WITH changed AS (UPDATE notifications SET {column} = $1 WHERE {where} "
+            "RETURNING id, seq) SELECT id FROM changed ORDER BY seq"
+        )
+        return [r[0] for r in await self._db().fetch(sql, *args)]
+
+    async def ack(self, user_id: str, ids: Sequence[str], *, now: float) -> list[str]:
+        return await self._set_where_null("acked_at", user_id, list(ids), now)
+
+    async def mark_read(self, user_id: str, ids: Sequence[str] | None, *, now: float) -> list[str]:
+        return await self._set_where_null(
+            "read_at", user_id, None if ids is None else list(ids), now
+        )
+
+    async def archive(self, user_id: str, ids: Sequence[str], *, now: float) -> list[str]:
+        return await self._set_where_null("archived_at", user_id, list(ids), now)
+
+    async def mark_delivered(self, user_id: str, ids: Sequence[str], *, now: float) -> None:
+        ids = list(ids)
+        if not ids:
+            return
+        await self._db().execute(
+            "UPDATE notifications SET attempts = attempts + 1, "
+            "delivered_at = COALESCE(delivered_at, $1) "
+            "WHERE user_id = $2 AND id = ANY($3::text[])",
+            now,
+            user_id,
+            ids,
+        )
+
+    async def delete(self, user_id: str, ids: Sequence[str]) -> list[str]:
+        ids = list(ids)
+        if not ids:
+            return []
+        sql = (
+            "WITH gone AS (DELETE FROM notifications WHERE user_id = $1 "
+            "AND id = ANY($2::text[]) RETURNING id, seq) SELECT id FROM gone ORDER BY seq"
+        )
+        return [r[0] for r in await self._db().fetch(sql, user_id, ids)]
+
+    async def remember_user(self, user_id: str, roles: Sequence[str], *, now: float) -> None:
+        async with self._db().acquire() as conn, conn.transaction():
+            # The upsert comes first: its row lock queues a concurrent remember_user of the
+            # same user (another tab, another instance), so the two role rewrites cannot
+            # interleave into a duplicate key.
+            await conn.execute(
+                "INSERT INTO inbox_users (user_id, seen_at) VALUES ($1, $2) "
+                "ON CONFLICT (user_id) DO UPDATE SET seen_at = excluded.seen_at",
+                user_id,
+                now,
+            )
+            await conn.execute("DELETE FROM user_roles WHERE user_id = $1", user_id)
+            await conn.execute(
+                "INSERT INTO user_roles (user_id, role) SELECT $1, unnest($2::text[])",
+                user_id,
+                list(dict.fromkeys(roles)),
+            )
+
+    async def purge(self, *, created_before: float, now: float, limit: int) -> int:
+        async with self._db().acquire() as conn, conn.transaction():
+            # SKIP LOCKED: purges running in several instances take different rows instead
+            # of queueing behind each other; a skipped row goes in a later round.
+            deleted = await conn.fetchval(
+                "WITH gone AS (DELETE FROM notifications WHERE id IN (SELECT id FROM "
+                "notifications WHERE created_at < $1 OR (expires_at IS NOT NULL AND "
+                "expires_at <= $2) LIMIT $3 FOR UPDATE SKIP LOCKED) RETURNING 1) "
+                "SELECT COUNT(*) FROM gone",
+                created_before,
+                now,
+                limit,
+            )
+            # A key and its rows share created_at, so a key older than every remaining row
+            # has none left. This keeps the keys of old rows a bounded round left behind:
+            # keys live at least as long as their rows.
+            await conn.execute(
+                "DELETE FROM idempotency WHERE created_at < $1 AND created_at < "
+                "COALESCE((SELECT MIN(created_at) FROM notifications), $1)",
+                created_before,
+            )
+            return int(deleted)
+
+
+async def _create_one(
+    conn: Any,
+    content: NewNotification,
+    user_ids: Sequence[str],
+    now: float,
+    key: str | None,
+    fingerprint: str,
+) -> Created:
+    if key is not None:
+        # Claim the key before writing anything. A concurrent transaction with the same key,
+        # here or in another instance, blocks on the unique index until this one commits
+        # (then replays or conflicts) or rolls back (then claims it itself).
+        claimed = await conn.fetchval(
+            "INSERT INTO idempotency (key, fingerprint, ids, created_at) "
+            "VALUES ($1, $2, '[]', $3) ON CONFLICT (key) DO NOTHING RETURNING key",
+            key,
+            fingerprint,
+            now,
+        )
+        if claimed is None:
+            row = await conn.fetchrow(
+                "SELECT fingerprint, ids FROM idempotency WHERE key = $1", key
+            )
+            if row is None:  # purged between the two statements
+                raise _Retry(f"idempotency key {key!r} vanished")
+            if row[0] != fingerprint:
+                raise IdempotencyConflict(key)
+            ids = msgspec.json.decode(row[1], type=list[str])
+            rows = await conn.fetch(
+                f"SELECT {COLUMNS} FROM notifications WHERE id = ANY($1::text[])", ids
+            )
+            found = {r[0]: from_row(r) for r in rows}
+            return Created(tuple(found[i] for i in ids if i in found), replayed=True)
+    created: list[Notification] = []
+    users = list(dict.fromkeys(user_ids))
+    if users:
+        seqs = {r[0]: int(r[1]) for r in await conn.fetch(_NEXT_SEQ, users)}
+        values = [insert_values(new_id(), u, seqs[u], content, now) for u in users]
+        await conn.executemany(_INSERT, values)
+        created = [from_row(v) for v in values]
+    if key is not None:
+        await conn.execute(
+            "UPDATE idempotency SET ids = $2 WHERE key = $1",
+            key,
+            dumps([n.id for n in created]),
+        )
+    return Created(tuple(created), replayed=False)

@@ -1,0 +1,247 @@
+"""The notification inbox over real connections: create, push, catch-up, ack, read, query."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+from tidings.inbox import CreateRequest
+
+from .conftest import Harness, ServerFactory, recv, recv_type, request, token
+
+
+async def notify(
+    h: Harness, status: int = 201, key: str | None = None, **body: Any
+) -> dict[str, Any]:
+    body.setdefault("type", "booking_confirmation")
+    body.setdefault("title", "Booking Confirmed")
+    headers = {"Idempotency-Key": key} if key else None
+    got, reply = await h.api("POST", "/api/notifications", body, headers=headers)
+    assert got == status, reply
+    return reply
+
+
+async def test_online_user_gets_the_notification_pushed(harness: Harness) -> None:
+    """A create commits, answers 201 with ids, and pushes to every tab of the user."""
+    async with harness.client("alice") as t1, harness.client("alice") as t2:
+        reply = await notify(
+            harness,
+            userId="alice",
+            message="Your booking is confirmed",
+            priority="HIGH",
+            category="USER",
+            data={"booking_id": 7},
+            actions=[{"id": "view", "label": "View", "url": "/b/7"}],
+        )
+        [created] = reply["notifications"]
+        assert (created["userId"], created["seq"]) == ("alice", 1)
+        for ws in (t1, t2):
+            msg = await recv_type(ws, "notification")
+            assert msg["id"] == created["id"]
+            data = msg["data"]
+            assert (data["id"], data["seq"], data["priority"]) == (created["id"], 1, "HIGH")
+            assert data["title"] == "Booking Confirmed"
+            assert data["data"] == {"booking_id": 7}
+            assert data["actionable"] is True
+            assert data["actions"][0]["url"] == "/b/7"
+
+
+async def test_offline_user_gets_missed_on_connect(harness: Harness) -> None:
+    """Welcome carries the unread count; missed notifications follow in seq order."""
+    for i in range(3):
+        await notify(harness, userId="bob", title=f"n{i}")
+    async with harness.connect(f"?token={token('bob')}") as ws:
+        welcome = await recv(ws)
+        assert welcome["type"] == "welcome"
+        assert welcome["data"]["unreadCount"] == 3
+        got = [await recv(ws) for _ in range(3)]
+    assert [m["data"]["seq"] for m in got] == [1, 2, 3]
+    assert all(m["data"]["recovered"] for m in got)
+
+
+async def test_resume_from_last_seq(harness: Harness) -> None:
+    """?lastSeq=N gets only what came after N."""
+    for i in range(4):
+        await notify(harness, userId="bob", title=f"n{i}")
+    async with harness.connect(f"?token={token('bob')}&lastSeq=2") as ws:
+        await recv_type(ws, "welcome")
+        assert [(await recv(ws))["data"]["seq"] for _ in range(2)] == [3, 4]
+        assert (await request(ws, {"type": "ping"}))["type"] == "pong"
+
+
+async def test_acked_are_not_redelivered(harness: Harness) -> None:
+    """Unacked notifications come back on the next connection; acked ones do not."""
+    ids = [
+        (await notify(harness, userId="bob", title=f"n{i}"))["notifications"][0]["id"]
+        for i in range(2)
+    ]
+    async with harness.client("bob") as ws:
+        for _ in range(2):
+            await recv_type(ws, "notification")
+        reply = await request(ws, {"type": "ack", "notificationIds": [ids[0]]})
+        assert reply["type"] == "acked"
+        assert reply["data"]["ids"] == [ids[0]]
+    async with harness.client("bob") as ws:
+        again = await recv_type(ws, "notification")
+        assert again["id"] == ids[1]
+        assert (await request(ws, {"type": "ping"}))["type"] == "pong"
+
+
+async def test_mark_read_reaches_other_tabs(harness: Harness) -> None:
+    """mark_read in one tab sends notification_read with ids and unread count to the others."""
+    async with harness.client("alice") as t1, harness.client("alice") as t2:
+        a = (await notify(harness, userId="alice"))["notifications"][0]["id"]
+        await notify(harness, userId="alice")
+        for ws in (t1, t2):
+            await recv_type(ws, "notification")
+            await recv_type(ws, "notification")
+        reply = await request(t1, {"type": "mark_read", "notificationId": a})
+        assert reply["type"] == "notification_read"
+        assert reply["data"] == {"ids": [a], "unreadCount": 1}
+        other = await recv_type(t2, "notification_read")
+        assert other["data"] == {"ids": [a], "unreadCount": 1}
+        # All, over HTTP, as the backend would.
+        status, body = await harness.api(
+            "POST", "/api/users/alice/notifications/read", {"all": True}
+        )
+        assert status == 200
+        assert body["unreadCount"] == 0
+        assert len(body["ids"]) == 1
+        for ws in (t1, t2):
+            assert (await recv_type(ws, "notification_read"))["data"]["unreadCount"] == 0
+
+
+async def test_get_notifications_pages(harness: Harness) -> None:
+    """get_notifications pages newest first with a cursor; a bad cursor is INVALID_MESSAGE."""
+    for i in range(5):
+        await notify(harness, userId="carol", title=f"n{i}")
+    async with harness.client("carol") as ws:
+        first = await request(ws, {"type": "get_notifications", "limit": 3})
+        assert first["type"] == "notifications"
+        data = first["data"]
+        assert [n["seq"] for n in data["items"]] == [5, 4, 3]
+        assert data["unreadCount"] == 5
+        assert data["nextCursor"]
+        rest = await request(
+            ws, {"type": "get_notifications", "limit": 3, "cursor": data["nextCursor"]}
+        )
+        assert [n["seq"] for n in rest["data"]["items"]] == [2, 1]
+        assert rest["data"]["nextCursor"] is None
+        bad = await request(ws, {"type": "get_notifications", "cursor": "!!"})
+        assert bad["data"]["code"] == "INVALID_MESSAGE"
+
+
+async def test_me_endpoints_and_isolation(harness: Harness) -> None:
+    """A user reads only their own inbox with their JWT; others' ids are 404 like missing ones."""
+    mine = (await notify(harness, userId="alice"))["notifications"][0]["id"]
+    theirs = (await notify(harness, userId="bob"))["notifications"][0]["id"]
+    alice = token("alice")
+    status, page = await harness.api("GET", "/api/me/notifications", key=alice)
+    assert status == 200
+    assert [n["id"] for n in page["items"]] == [mine]
+    assert (await harness.api("GET", f"/api/me/notifications/{mine}", key=alice))[0] == 200
+    missing = await harness.api("GET", "/api/me/notifications/ntf_nope", key=alice)
+    other = await harness.api("GET", f"/api/me/notifications/{theirs}", key=alice)
+    assert missing == other
+    assert missing[0] == 404
+    status, body = await harness.api(
+        "POST", "/api/me/notifications/read", {"ids": [theirs]}, key=alice
+    )
+    assert (status, body["ids"]) == (200, [])
+    assert (await harness.api("GET", "/api/me/notifications"))[0] == 401  # API key: not a user
+    status, page = await harness.api("GET", "/api/users/bob/notifications")
+    assert page["unreadCount"] == 1
+
+
+async def test_role_and_all_targets_reach_known_offline_users(harness: Harness) -> None:
+    """Role and all targets reach users by the roles of their last connection."""
+    async with harness.client("lib1", ("LIBRARIAN",)), harness.client("stu1", ("STUDENT",)):
+        pass  # both are now known, and offline again
+    reply = await notify(harness, role="LIBRARIAN", title="Peak hours")
+    assert [n["userId"] for n in reply["notifications"]] == ["lib1"]
+    reply = await notify(harness, all=True, title="Closing soon")
+    assert sorted(n["userId"] for n in reply["notifications"]) == ["lib1", "stu1"]
+    async with harness.connect(f"?token={token('lib1', ('LIBRARIAN',))}") as ws:
+        assert (await recv(ws))["data"]["unreadCount"] == 2
+
+
+async def test_idempotency_key(harness: Harness) -> None:
+    """A retry with the same key returns the same ids (200); a different body is 409."""
+    first = await notify(harness, key="k-1", userIds=["a", "b"])
+    again = await notify(harness, status=200, key="k-1", userIds=["a", "b"])
+    assert again["replayed"] is True
+    assert again["notifications"] == first["notifications"]
+    await notify(harness, status=409, key="k-1", userIds=["a"])
+    _, page = await harness.api("GET", "/api/users/a/notifications")
+    assert len(page["items"]) == 1
+
+
+async def test_bad_creates_change_nothing(harness: Harness) -> None:
+    """Each invalid create gets a clear 4xx and stores nothing."""
+    cases: list[tuple[dict[str, Any], int]] = [
+        ({"title": "x"}, 422),  # no target
+        ({"userId": "u", "role": "R"}, 422),  # two targets
+        ({"userId": "u", "colour": "red"}, 422),  # unknown field
+        ({"userId": "u", "priority": "URGENT"}, 422),  # invalid priority
+        ({"userId": "u", "expiresAt": "2001-01-01T00:00:00Z"}, 422),
+        ({"userId": "u", "expiresAt": "tomorrow"}, 422),
+        ({"userIds": []}, 422),
+        ({"userId": "u", "type": ""}, 422),
+    ]
+    for body, status in cases:
+        got, reply = await harness.api("POST", "/api/notifications", body)
+        assert got == status, (body, reply)
+        assert reply["error"]["message"]
+    got, _ = await harness.api(
+        "POST",
+        "/api/notifications",
+        raw=json.dumps({"userId": "u", "data": "x" * 1_100_000}).encode(),
+    )
+    assert got == 413
+    got, _ = await harness.api("GET", "/api/users/u/notifications?cursor=%%%")
+    assert got == 400
+    _, page = await harness.api("GET", "/api/users/u/notifications")
+    assert page == {"items": [], "unreadCount": 0, "nextCursor": None}
+
+
+async def test_catch_up_and_live_keep_seq_order(harness: Harness) -> None:
+    """Notifications created while a connection catches up arrive after it, in seq order."""
+    for i in range(30):
+        await notify(harness, userId="dave", title=f"old{i}")
+
+    async def create_more() -> None:
+        for i in range(30):
+            await notify(harness, userId="dave", title=f"new{i}")
+
+    async with harness.connect(f"?token={token('dave')}") as ws:
+        creator = asyncio.create_task(create_more())
+        seqs: list[int] = []
+        while len(set(seqs)) < 60:
+            msg = await recv(ws)
+            if msg["type"] == "notification":
+                seqs.append(msg["data"]["seq"])
+        await creator
+    assert seqs == sorted(seqs)
+    assert len(seqs) == len(set(seqs)) == 60
+
+
+async def test_python_api_create(harness: Harness) -> None:
+    """Embedded code creates notifications with the same rules as the HTTP API."""
+    inbox = harness.server.inbox
+    assert inbox is not None
+    async with harness.client("erin") as ws:
+        created = await inbox.create(CreateRequest(userId="erin", title="From Python"))
+        msg = await recv_type(ws, "notification")
+        assert msg["id"] == created.notifications[0].id
+
+
+async def test_store_file_survives_restart(make_server: ServerFactory, tmp_path: Any) -> None:
+    """With a SQLite file, notifications created before a restart are there after it."""
+    db = str(tmp_path / "inbox.db")
+    first = await make_server(store_url=db)
+    await notify(first, userId="fred")
+    await first.server.stop()
+    second = await make_server(store_url=db)
+    async with second.connect(f"?token={token('fred')}") as ws:
+        assert (await recv(ws))["data"]["unreadCount"] == 1
