@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from typing import Any
 
 from tidings.inbox import CreateRequest
@@ -245,3 +246,104 @@ async def test_store_file_survives_restart(make_server: ServerFactory, tmp_path:
     second = await make_server(store_url=db)
     async with second.connect(f"?token={token('fred')}") as ws:
         assert (await recv(ws))["data"]["unreadCount"] == 1
+
+
+async def test_unacked_redelivered_with_backoff_then_stops(make_server: ServerFactory) -> None:
+    """An acknowledging client gets an unacked notification again, up to the attempt limit."""
+    clock = FakeClock()
+    h = await make_server(max_delivery_attempts=3, ack_timeout=10)
+    inbox = h.server.inbox
+    assert inbox is not None
+    h.server.node.clock = clock  # time moves only when the test says so
+    async with h.connect(f"?token={token('gina')}&ack=1") as ws:
+        await recv_type(ws, "welcome")
+        nid = (await notify(h, userId="gina"))["notifications"][0]["id"]
+        assert (await recv(ws))["id"] == nid
+        clock.now += 9
+        assert await inbox.redeliver_due() == 0
+        clock.now += 2  # past 10 s
+        assert await inbox.redeliver_due() == 1
+        again = await recv(ws)
+        assert (again["id"], again["data"]["redelivered"]) == (nid, True)
+        clock.now += 15  # the second retry waits 20 s, not 10
+        assert await inbox.redeliver_due() == 0
+        clock.now += 10
+        assert await inbox.redeliver_due() == 1
+        assert (await recv(ws))["id"] == nid
+        clock.now += 1000  # three pushes were the limit
+        assert await inbox.redeliver_due() == 0
+        assert (await request(ws, {"type": "ping"}))["type"] == "pong"
+    got = await inbox.store.get("gina", nid)
+    assert got is not None and got.attempts == 3 and got.delivered_at is not None
+
+
+async def test_ack_stops_redelivery(make_server: ServerFactory) -> None:
+    """Once acked (from any tab), a notification is not pushed again."""
+    clock = FakeClock()
+    h = await make_server(ack_timeout=10)
+    inbox = h.server.inbox
+    assert inbox is not None
+    h.server.node.clock = clock
+    async with (
+        h.connect(f"?token={token('hal')}&ack=1") as t1,
+        h.connect(f"?token={token('hal')}&ack=1") as t2,
+    ):
+        for ws in (t1, t2):
+            await recv_type(ws, "welcome")
+        nid = (await notify(h, userId="hal"))["notifications"][0]["id"]
+        for ws in (t1, t2):
+            assert (await recv(ws))["id"] == nid
+        assert (await request(t1, {"type": "ack", "notificationId": nid}))["data"]["ids"] == [nid]
+        clock.now += 100
+        assert await inbox.redeliver_due() == 0
+        got = await inbox.store.get("hal", nid)
+        assert got is not None and got.acked_at is not None
+
+
+async def test_clients_that_never_ack_get_no_redelivery(harness: Harness) -> None:
+    """Without ?ack=1 (and no ack sent), a pushed notification is not pushed again."""
+    inbox = harness.server.inbox
+    assert inbox is not None
+    clock = FakeClock()
+    harness.server.node.clock = clock
+    async with harness.client("ivy") as ws:
+        await notify(harness, userId="ivy")
+        await recv_type(ws, "notification")
+        clock.now += 10_000
+        assert await inbox.redeliver_due() == 0
+        assert (await request(ws, {"type": "ping"}))["type"] == "pong"
+
+
+async def test_retention_and_expiry_purge(harness: Harness) -> None:
+    """Expired notifications are never delivered and are purged; so are old ones."""
+    inbox = harness.server.inbox
+    assert inbox is not None
+    clock = FakeClock()
+    harness.server.node.clock = clock
+    soon = iso_in(clock.now, 60)
+    await notify(harness, userId="jo", title="short-lived", expiresAt=soon)
+    await notify(harness, userId="jo", title="lasting")
+    clock.now += 120
+    async with harness.connect(f"?token={token('jo')}") as ws:
+        welcome = await recv(ws)
+        assert welcome["data"]["unreadCount"] == 1
+        assert (await recv(ws))["data"]["title"] == "lasting"
+    assert await inbox.purge() == 1
+    clock.now += 91 * 86400
+    assert await inbox.purge() == 1
+    _, page = await harness.api("GET", "/api/users/jo/notifications")
+    assert page["items"] == []
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def iso_in(now: float, seconds: float) -> str:
+    from tidings.node import iso_timestamp
+
+    return iso_timestamp(now + seconds)

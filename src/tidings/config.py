@@ -53,6 +53,17 @@ SETTINGS: Final[dict[str, Spec]] = {
         "notification store: a SQLite file path (or :memory:) or a postgresql:// URL",
         secret=True,
     ),
+    "ack_timeout": Spec(
+        "float",
+        30.0,
+        "seconds an acknowledging client has to ack a notification before it is sent again "
+        "(doubling each time)",
+    ),
+    "max_delivery_attempts": Spec(
+        "int", 5, "pushes of one notification to one acknowledging connection, at most"
+    ),
+    "retention_days": Spec("float", 90.0, "notifications older than this are deleted"),
+    "purge_interval": Spec("float", 3600.0, "seconds between retention sweeps (0: never)"),
     "max_connections": Spec(
         "int", 10000, "connections per instance", env_aliases=("WS_MAX_CONNECTIONS",)
     ),
@@ -159,6 +170,7 @@ class Settings:
         v = self.values
         positive = (
             "max_connections",
+            "max_delivery_attempts",
             "max_connections_per_user",
             "max_subscriptions",
             "max_message_bytes",
@@ -170,7 +182,7 @@ class Settings:
         for name in positive:
             if v[name] < 1:
                 raise ConfigError(f"setting {name!r} must be at least 1, got {v[name]}")
-        timed = ["auth_timeout", "handshake_timeout"]
+        timed = ["auth_timeout", "handshake_timeout", "ack_timeout", "retention_days"]
         if v["rate_limit_enabled"]:
             timed.append("rate_limit_per_second")
         for name in timed:

@@ -15,7 +15,7 @@ import base64
 import binascii
 import hashlib
 import logging
-from collections.abc import Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import datetime
 from typing import Any, Final
 
@@ -25,7 +25,7 @@ from . import protocol
 from .hub import Outbound
 from .node import Node, iso_timestamp
 from .protocol import ErrorCode
-from .session import Session
+from .session import Session, State
 from .store import Action, Created, NewNotification, Notification, Priority, Store
 
 log = logging.getLogger("tidings.inbox")
@@ -34,6 +34,7 @@ MAX_RECIPIENTS: Final = 10_000
 MAX_TITLE: Final = 500
 MAX_MESSAGE: Final = 10_000
 MAX_PAGE: Final = 100
+PURGE_BATCH: Final = 1000
 
 
 class InboxError(ValueError):
@@ -113,6 +114,25 @@ class Inbox:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._delivered: dict[str, list[str]] = {}
         self._flush_scheduled = False
+        self._awaiting: set[Session] = set()
+        self._loops: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        """Start the redelivery and retention loops (the server calls this)."""
+        s = self.node.settings
+        loop = asyncio.get_running_loop()
+        tick = min(5.0, max(0.05, s.ack_timeout / 4))
+        self._loops.append(loop.create_task(self._every(tick, self.redeliver_due)))
+        if s.purge_interval > 0:
+            self._loops.append(loop.create_task(self._every(s.purge_interval, self.purge)))
+
+    async def _every(self, seconds: float, job: Callable[[], Awaitable[int]]) -> None:
+        while True:
+            await asyncio.sleep(seconds)
+            try:
+                await job()
+            except Exception:
+                log.exception("inbox background job failed; retrying next time")
 
     # --- background work ----------------------------------------------------------------
 
@@ -128,7 +148,11 @@ class Inbox:
             log.error("inbox task failed", exc_info=task.exception())
 
     async def drain(self) -> None:
-        """Wait for background work (shutdown)."""
+        """Stop the loops and wait for background work (shutdown)."""
+        for task in self._loops:
+            task.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        self._loops.clear()
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
         await self._flush_delivered()
@@ -208,10 +232,14 @@ class Inbox:
 
     # --- delivery -----------------------------------------------------------------------
 
-    def _message(self, n: Notification, *, recovered: bool = False) -> Outbound:
+    def _message(
+        self, n: Notification, *, recovered: bool = False, redelivered: bool = False
+    ) -> Outbound:
         data = view(n)
         if recovered:
             data["recovered"] = True
+        if redelivered:
+            data["redelivered"] = True
         return Outbound(self.node.envelope(n.id, "notification", data))
 
     def deliver(self, n: Notification) -> int:
@@ -227,10 +255,63 @@ class Inbox:
                 out = self._message(n)
             if conn.push(out):
                 count += 1
+                if isinstance(conn, Session):
+                    self._track(conn, n)
         if count:
             self._note_delivered(n.user_id, n.id)
             self.node.hub.messages_out += count
         return count
+
+    def _track(self, session: Session, n: Notification) -> None:
+        if session.ack_mode:
+            due = self.node.clock() + self.node.settings.ack_timeout
+            session.awaiting[n.id] = [n, 1, due]
+            self._awaiting.add(session)
+
+    async def redeliver_due(self) -> int:
+        """Push again what acknowledging connections have not acked in time; returns count.
+
+        Each retry waits twice as long as the one before; after ``max_delivery_attempts``
+        pushes a notification is left for the next connection (it stays unacked).
+        """
+        s = self.node.settings
+        now = self.node.clock()
+        pushed: dict[str, list[str]] = {}
+        for session in list(self._awaiting):
+            if session.awaiting and session.state is State.OPEN:
+                for nid, entry in list(session.awaiting.items()):
+                    n, attempts, due = entry
+                    if due > now:
+                        continue
+                    expired = n.expires_at is not None and n.expires_at <= now
+                    if attempts >= s.max_delivery_attempts or expired:
+                        del session.awaiting[nid]
+                        continue
+                    session.push(self._message(n, redelivered=True))
+                    entry[1] = attempts + 1
+                    entry[2] = now + s.ack_timeout * 2**attempts
+                    pushed.setdefault(n.user_id, []).append(nid)
+            if not session.awaiting or session.state is not State.OPEN:
+                self._awaiting.discard(session)
+        for user_id, ids in pushed.items():
+            await self.store.mark_delivered(user_id, ids, now=now)
+        return sum(map(len, pushed.values()))
+
+    async def purge(self) -> int:
+        """Delete expired notifications and those past retention, in bounded batches."""
+        s = self.node.settings
+        now = self.node.clock()
+        cutoff = now - s.retention_days * 86400
+        total = 0
+        while True:
+            n = await self.store.purge(created_before=cutoff, now=now, limit=PURGE_BATCH)
+            total += n
+            if n < PURGE_BATCH:
+                break
+            await asyncio.sleep(0)  # let other work in between batches
+        if total:
+            log.info("retention removed %d notifications", total)
+        return total
 
     def _note_delivered(self, user_id: str, nid: str) -> None:
         self._delivered.setdefault(user_id, []).append(nid)
@@ -260,16 +341,21 @@ class Inbox:
             else:
                 missed = await self.store.since(session.user_id, last_seq, now=now)
             sent = last_seq or 0
+            delivered = []
             for n in missed:
                 session.push(self._message(n, recovered=True))
+                self._track(session, n)
+                delivered.append(n)
                 sent = max(sent, n.seq)
             held = session.inbox_held or []
             session.inbox_held = None
             for n in sorted(held, key=lambda x: x.seq):
                 if n.seq > sent:
                     session.push(self._message(n))
+                    self._track(session, n)
+                    delivered.append(n)
                     sent = n.seq
-            ids = [n.id for n in missed]
+            ids = [n.id for n in delivered]
             if ids:
                 await self.store.mark_delivered(session.user_id, ids, now=now)
         finally:
@@ -285,6 +371,7 @@ class Inbox:
         """Carry out an inbox command from a client and reply to it."""
         try:
             if isinstance(cmd, protocol.Ack):
+                session.ack_mode = True
                 acked = await self.ack(session.user_id, cmd.id_list())
                 session.send("acked", {"ids": acked}, reply_to=cmd.id)
             elif isinstance(cmd, protocol.MarkRead):
@@ -332,6 +419,11 @@ class Inbox:
         return changed, unread
 
     async def ack(self, user_id: str, ids: Sequence[str]) -> list[str]:
+        """Record acknowledgements; no tab of the user gets these again."""
+        for conn in self.node.hub.user_connections(user_id):
+            if isinstance(conn, Session):
+                for nid in ids:
+                    conn.awaiting.pop(nid, None)
         return await self.store.ack(user_id, ids, now=self.node.clock())
 
     async def list(

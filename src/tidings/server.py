@@ -106,6 +106,7 @@ class Server:
         store = open_store(s.store_url)
         await store.open()
         self.inbox = self.node.inbox = Inbox(self.node, store)
+        self.inbox.start()
         runner = web.AppRunner(
             self.app,
             handle_signals=False,

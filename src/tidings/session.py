@@ -59,6 +59,8 @@ class Session:
     __slots__ = (
         "_abuse",
         "_bucket",
+        "ack_mode",
+        "awaiting",
         "client_id",
         "connected_at",
         "expires_at",
@@ -82,6 +84,7 @@ class Session:
         *,
         user_id_param: str | None = None,
         last_seq: int | None = None,
+        ack_mode: bool = False,
     ) -> None:
         self.node = node
         self.client_id = client_id
@@ -93,6 +96,11 @@ class Session:
         # While the inbox catches this connection up, live notifications wait here.
         self.inbox_held: list[Any] | None = None
         self.welcome_reply_to: str | None = None
+        # A client that acknowledges (``?ack=1``, or once it sends ``ack``) gets
+        # unacknowledged notifications again after a timeout; ``awaiting`` holds them:
+        # id -> [notification, attempts, due time].
+        self.ack_mode = ack_mode
+        self.awaiting: dict[str, list[Any]] = {}
         self.state = State.AWAITING_AUTH
         self.user_id = ""
         self.roles: tuple[str, ...] = ()

@@ -159,6 +159,7 @@ class WebSocketEndpoint:
             link.push,
             user_id_param=request.query.get("userId"),
             last_seq=int(last_seq) if last_seq.isdigit() and len(last_seq) < 19 else None,
+            ack_mode=request.query.get("ack", "").lower() in ("1", "true"),
         )
         link.session = session
         self._live[ws] = link
