@@ -274,7 +274,9 @@ async def test_unacked_redelivered_with_backoff_then_stops(make_server: ServerFa
         assert await inbox.redeliver_due() == 0
         assert (await request(ws, {"type": "ping"}))["type"] == "pong"
     got = await inbox.store.get("gina", nid)
-    assert got is not None and got.attempts == 3 and got.delivered_at is not None
+    assert got is not None
+    assert got.attempts == 3
+    assert got.delivered_at is not None
 
 
 async def test_ack_stops_redelivery(make_server: ServerFactory) -> None:
@@ -297,7 +299,8 @@ async def test_ack_stops_redelivery(make_server: ServerFactory) -> None:
         clock.now += 100
         assert await inbox.redeliver_due() == 0
         got = await inbox.store.get("hal", nid)
-        assert got is not None and got.acked_at is not None
+        assert got is not None
+        assert got.acked_at is not None
 
 
 async def test_clients_that_never_ack_get_no_redelivery(harness: Harness) -> None:
