@@ -242,3 +242,42 @@ async def test_purge_in_bounded_batches(store: Store) -> None:
     assert await store.purge(created_before=NOW - 500, now=NOW, limit=4) == 2
     assert await store.purge(created_before=NOW - 500, now=NOW, limit=4) == 0
     assert [n.id for n in await store.page("alice", include_archived=True)] == [keep]
+
+
+async def test_undelivered(store: Store) -> None:
+    """undelivered lists live rows never pushed anywhere, oldest first."""
+    a, b, c = [
+        (await store.create(note(i), ["alice"], now=NOW)).notifications[0].id for i in range(3)
+    ]
+    await store.mark_delivered("alice", [b], now=NOW)
+    assert [n.id for n in await store.undelivered("alice", now=NOW)] == [a, c]
+
+
+async def test_preferences_and_in_app_switches(store: Store) -> None:
+    """A category's own switch wins over '*'; no switch means in-app on."""
+    await store.set_preferences("alice", {"*": False, "SECURITY": True})
+    await store.set_preferences("bob", {"MARKETING": False})
+    assert await store.preferences("alice") == {"*": False, "SECURITY": True}
+    users = ["alice", "bob", "carol"]
+    assert await store.in_app_disabled(users, "MARKETING") == {"alice", "bob"}
+    assert await store.in_app_disabled(users, "SECURITY") == set()
+    assert await store.in_app_disabled(users, None) == {"alice"}
+    await store.set_preferences("alice", {})
+    assert await store.preferences("alice") == {}
+    assert await store.in_app_disabled(users, "MARKETING") == {"bob"}
+
+
+async def test_webhook_queue(store: Store) -> None:
+    """Due rows are unacked, old enough and not yet sent; results move them along."""
+    old = (await store.create(note(1), ["alice"], now=NOW - 100)).notifications[0].id
+    acked = (await store.create(note(2), ["alice"], now=NOW - 100)).notifications[0].id
+    await store.create(note(3), ["alice"], now=NOW)  # too recent
+    await store.ack("alice", [acked], now=NOW)
+    due = await store.webhook_due(created_before=NOW - 50, now=NOW, limit=10)
+    assert [(n.id, attempts) for n, attempts in due] == [(old, 0)]
+    await store.webhook_result("alice", old, sent=False, next_at=NOW + 30)
+    assert await store.webhook_due(created_before=NOW - 50, now=NOW, limit=10) == []
+    due = await store.webhook_due(created_before=NOW - 50, now=NOW + 31, limit=10)
+    assert [(n.id, attempts) for n, attempts in due] == [(old, 1)]
+    await store.webhook_result("alice", old, sent=True, next_at=None)
+    assert await store.webhook_due(created_before=NOW - 1, now=NOW + 1000, limit=10) == []

@@ -10,7 +10,7 @@ Work in progress for the inbox issue: the gateway does not use a store yet.
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import msgspec
@@ -161,6 +161,12 @@ class Store(Protocol):
         """Oldest first: live notifications not yet acknowledged."""
         ...
 
+    async def undelivered(
+        self, user_id: str, *, now: float, limit: int = 500
+    ) -> list[Notification]:
+        """Oldest first: live notifications never pushed to any connection."""
+        ...
+
     async def unread_count(self, user_id: str, *, now: float) -> int:
         """Live, unread notifications of this user."""
         ...
@@ -195,6 +201,33 @@ class Store(Protocol):
 
     async def all_users(self) -> list[str]:
         """Every user ever recorded."""
+        ...
+
+    async def preferences(self, user_id: str) -> dict[str, bool]:
+        """The user's in-app switches by category (``*``: the default for every category)."""
+        ...
+
+    async def set_preferences(self, user_id: str, in_app: Mapping[str, bool]) -> None:
+        """Replace the user's in-app switches."""
+        ...
+
+    async def in_app_disabled(self, user_ids: Sequence[str], category: str | None) -> set[str]:
+        """Those of ``user_ids`` who switched in-app off for ``category``: the category's own
+        switch wins; without one, the ``*`` switch decides; without either, in-app is on."""
+        ...
+
+    async def webhook_due(
+        self, *, created_before: float, now: float, limit: int
+    ) -> list[tuple[Notification, int]]:
+        """Live, unacknowledged notifications created before ``created_before`` whose
+        webhook is neither sent nor given up, and whose next attempt is due by ``now``;
+        each with the number of attempts made so far."""
+        ...
+
+    async def webhook_result(
+        self, user_id: str, notification_id: str, *, sent: bool, next_at: float | None
+    ) -> None:
+        """Record a webhook attempt: sent; or failed, retried at ``next_at`` (None: give up)."""
         ...
 
     async def purge(self, *, created_before: float, now: float, limit: int) -> int:

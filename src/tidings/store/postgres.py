@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import asyncpg  # type: ignore[import-untyped]
@@ -254,6 +254,80 @@ class PostgresStore:
             f"AND {_live('$2')} ORDER BY seq LIMIT $3"
         )
         return [from_row(r) for r in await self._db().fetch(sql, user_id, now, limit)]
+
+    async def undelivered(
+        self, user_id: str, *, now: float, limit: int = 500
+    ) -> list[Notification]:
+        sql = (
+            f"SELECT {COLUMNS} FROM notifications WHERE user_id = $1 AND delivered_at IS NULL "
+            f"AND {_live('$2')} ORDER BY seq LIMIT $3"
+        )
+        return [from_row(r) for r in await self._db().fetch(sql, user_id, now, limit)]
+
+    async def preferences(self, user_id: str) -> dict[str, bool]:
+        rows = await self._db().fetch(
+            "SELECT category, in_app FROM preferences WHERE user_id = $1 "
+            'ORDER BY category COLLATE "C"',
+            user_id,
+        )
+        return {r[0]: bool(r[1]) for r in rows}
+
+    async def set_preferences(self, user_id: str, in_app: Mapping[str, bool]) -> None:
+        async with self._db().acquire() as conn, conn.transaction():
+            await conn.execute("DELETE FROM preferences WHERE user_id = $1", user_id)
+            await conn.executemany(
+                "INSERT INTO preferences (user_id, category, in_app) VALUES ($1, $2, $3)",
+                [(user_id, cat, int(on)) for cat, on in in_app.items()],
+            )
+
+    async def in_app_disabled(self, user_ids: Sequence[str], category: str | None) -> set[str]:
+        users = list(dict.fromkeys(user_ids))
+        if not users:
+            return set()
+        cat = category if category is not None else "*"
+        rows = await self._db().fetch(
+            "SELECT user_id, category, in_app FROM preferences "
+            "WHERE category IN ($1, '*') AND user_id = ANY($2::text[])",
+            cat,
+            users,
+        )
+        switches: dict[str, dict[str, int]] = {}
+        for user, category_, on in rows:
+            switches.setdefault(user, {})[category_] = on
+        return {u for u, s in switches.items() if not s.get(cat, s.get("*", 1))}
+
+    async def webhook_due(
+        self, *, created_before: float, now: float, limit: int
+    ) -> list[tuple[Notification, int]]:
+        sql = (
+            f"SELECT {COLUMNS}, webhook_attempts FROM notifications WHERE acked_at IS NULL AND "
+            "webhook_state IS NULL AND created_at <= $1 AND "
+            f"(webhook_next_at IS NULL OR webhook_next_at <= $2) AND {_live('$2')} "
+            "ORDER BY created_at LIMIT $3"
+        )
+        rows = await self._db().fetch(sql, created_before, now, limit)
+        return [(from_row(r), int(r[-1])) for r in rows]
+
+    async def webhook_result(
+        self, user_id: str, notification_id: str, *, sent: bool, next_at: float | None
+    ) -> None:
+        db = self._db()
+        if sent or next_at is None:
+            await db.execute(
+                "UPDATE notifications SET webhook_state = $3, "
+                "webhook_attempts = webhook_attempts + 1 WHERE user_id = $1 AND id = $2",
+                user_id,
+                notification_id,
+                "sent" if sent else "failed",
+            )
+        else:
+            await db.execute(
+                "UPDATE notifications SET webhook_next_at = $3, "
+                "webhook_attempts = webhook_attempts + 1 WHERE user_id = $1 AND id = $2",
+                user_id,
+                notification_id,
+                next_at,
+            )
 
     async def unread_count(self, user_id: str, *, now: float) -> int:
         sql = (

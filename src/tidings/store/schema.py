@@ -55,6 +55,22 @@ MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
             "CREATE INDEX idempotency_created_at ON idempotency (created_at)",
         ),
     ),
+    (
+        2,
+        (
+            # Outbound webhook for notifications nobody acknowledged in time.
+            "ALTER TABLE notifications ADD COLUMN webhook_state TEXT",
+            "ALTER TABLE notifications ADD COLUMN webhook_attempts INTEGER NOT NULL DEFAULT 0",
+            "ALTER TABLE notifications ADD COLUMN webhook_next_at DOUBLE PRECISION",
+            # In-app delivery on or off, per user and category ('*': every category).
+            """CREATE TABLE preferences (
+                user_id TEXT NOT NULL,
+                category TEXT NOT NULL,
+                in_app INTEGER NOT NULL,
+                PRIMARY KEY (user_id, category)
+            )""",
+        ),
+    ),
 )
 
 LATEST: Final = MIGRATIONS[-1][0]

@@ -13,7 +13,7 @@ import asyncio
 import functools
 import logging
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -214,6 +214,98 @@ class SQLiteStore:
         )
         args = (user_id, now, limit)
         return await self._read(lambda c: [from_row(r) for r in c.execute(sql, args)])
+
+    async def undelivered(
+        self, user_id: str, *, now: float, limit: int = 500
+    ) -> list[Notification]:
+        sql = (
+            f"SELECT {COLUMNS} FROM notifications WHERE user_id=? AND delivered_at IS NULL "
+            f"AND {_LIVE} ORDER BY seq LIMIT ?"
+        )
+        args = (user_id, now, limit)
+        return await self._read(lambda c: [from_row(r) for r in c.execute(sql, args)])
+
+    async def preferences(self, user_id: str) -> dict[str, bool]:
+        sql = "SELECT category, in_app FROM preferences WHERE user_id=? ORDER BY category"
+        return await self._read(lambda c: {r[0]: bool(r[1]) for r in c.execute(sql, (user_id,))})
+
+    async def set_preferences(self, user_id: str, in_app: Mapping[str, bool]) -> None:
+        def run(c: sqlite3.Connection) -> None:
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                c.execute("DELETE FROM preferences WHERE user_id=?", (user_id,))
+                c.executemany(
+                    "INSERT INTO preferences (user_id, category, in_app) VALUES (?,?,?)",
+                    [(user_id, cat, int(on)) for cat, on in in_app.items()],
+                )
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+
+        await self._write(run)
+
+    async def in_app_disabled(self, user_ids: Sequence[str], category: str | None) -> set[str]:
+        users = list(dict.fromkeys(user_ids))
+        if not users:
+            return set()
+        cat = category if category is not None else "*"
+
+        def run(c: sqlite3.Connection) -> set[str]:
+            off: set[str] = set()
+            # Chunks keep the statement under SQLite's variable limit.
+            for i in range(0, len(users), 500):
+                chunk = users[i : i + 500]
+                rows = c.execute(
+                    "SELECT user_id, category, in_app FROM preferences WHERE category IN (?, '*') "
+                    f"AND user_id IN ({_placeholders(len(chunk))})",
+                    [cat, *chunk],
+                )
+                switches: dict[str, dict[str, int]] = {}
+                for user, category_, on in rows:
+                    switches.setdefault(user, {})[category_] = on
+                for user, s in switches.items():
+                    if not s.get(cat, s.get("*", 1)):
+                        off.add(user)
+            return off
+
+        return await self._read(run)
+
+    async def webhook_due(
+        self, *, created_before: float, now: float, limit: int
+    ) -> list[tuple[Notification, int]]:
+        sql = (
+            f"SELECT {COLUMNS}, webhook_attempts FROM notifications WHERE acked_at IS NULL AND "
+            "webhook_state IS NULL AND created_at <= ? AND "
+            f"(webhook_next_at IS NULL OR webhook_next_at <= ?) AND {_LIVE} "
+            "ORDER BY created_at LIMIT ?"
+        )
+        args = (created_before, now, now, limit)
+        return await self._read(lambda c: [(from_row(r), int(r[-1])) for r in c.execute(sql, args)])
+
+    async def webhook_result(
+        self, user_id: str, notification_id: str, *, sent: bool, next_at: float | None
+    ) -> None:
+        args: list[Any]
+        if sent:
+            sql, args = (
+                "UPDATE notifications SET webhook_state='sent', "
+                "webhook_attempts = webhook_attempts + 1 WHERE user_id=? AND id=?",
+                [user_id, notification_id],
+            )
+        elif next_at is None:
+            sql, args = (
+                "UPDATE notifications SET webhook_state='failed', "
+                "webhook_attempts = webhook_attempts + 1 WHERE user_id=? AND id=?",
+                [user_id, notification_id],
+            )
+        else:
+            sql, args = (
+                "UPDATE notifications SET webhook_next_at=?, "
+                "webhook_attempts = webhook_attempts + 1 WHERE user_id=? AND id=?",
+                [next_at, user_id, notification_id],
+            )
+        await self._write(lambda c: c.execute(sql, args))
 
     async def unread_count(self, user_id: str, *, now: float) -> int:
         sql = f"SELECT COUNT(*) FROM notifications WHERE user_id=? AND read_at IS NULL AND {_LIVE}"
