@@ -72,18 +72,19 @@ async def test_resume_from_last_seq(harness: Harness) -> None:
 
 
 async def test_acked_are_not_redelivered(harness: Harness) -> None:
-    """Unacked notifications come back on the next connection; acked ones do not."""
+    """For an acking client (?ack=1), unacked ones come back on the next connection."""
     ids = [
         (await notify(harness, userId="bob", title=f"n{i}"))["notifications"][0]["id"]
         for i in range(2)
     ]
-    async with harness.client("bob") as ws:
+    ack_url = f"?token={token('bob')}&ack=1"
+    async with harness.connect(ack_url) as ws:
         for _ in range(2):
             await recv_type(ws, "notification")
         reply = await request(ws, {"type": "ack", "notificationIds": [ids[0]]})
         assert reply["type"] == "acked"
         assert reply["data"]["ids"] == [ids[0]]
-    async with harness.client("bob") as ws:
+    async with harness.connect(ack_url) as ws:
         again = await recv_type(ws, "notification")
         assert again["id"] == ids[1]
         assert (await request(ws, {"type": "ping"}))["type"] == "pong"
@@ -350,3 +351,84 @@ def iso_in(now: float, seconds: float) -> str:
     from tidings.node import iso_timestamp
 
     return iso_timestamp(now + seconds)
+
+
+async def test_in_app_preference_skips_the_user(harness: Harness) -> None:
+    """A user who switched a category off in-app is skipped, and told so in the answer."""
+    status, _ = await harness.api(
+        "PUT", "/api/users/kim/preferences", {"inApp": {"MARKETING": False}}
+    )
+    assert status == 200
+    status, prefs = await harness.api("GET", "/api/me/preferences", key=token("kim"))
+    assert (status, prefs) == (200, {"inApp": {"MARKETING": False}})
+    reply = await notify(harness, userIds=["kim", "lee"], category="MARKETING")
+    assert [n["userId"] for n in reply["notifications"]] == ["lee"]
+    assert reply["skipped"] == ["kim"]
+    reply = await notify(harness, userIds=["kim"], category="SECURITY")
+    assert reply["skipped"] == []
+    assert len(reply["notifications"]) == 1
+
+
+async def test_non_acking_client_is_not_sent_delivered_ones_again(harness: Harness) -> None:
+    """Without ack mode, a reconnect brings only what no connection was sent yet."""
+    async with harness.client("max") as ws:
+        await notify(harness, userId="max", title="seen")
+        await recv_type(ws, "notification")
+    await harness.server.inbox.drain()  # type: ignore[union-attr]  # flush delivered marks
+    await notify(harness, userId="max", title="missed")
+    async with harness.connect(f"?token={token('max')}") as ws:
+        assert (await recv(ws))["data"]["unreadCount"] == 2
+        assert (await recv(ws))["data"]["title"] == "missed"
+        assert (await request(ws, {"type": "ping"}))["type"] == "pong"
+
+
+async def test_webhook_for_unacked_signed_and_retried(make_server: ServerFactory) -> None:
+    """A notification unacked past webhook_delay is POSTed, HMAC-signed, retried on 5xx."""
+    from aiohttp import web
+
+    from tidings.webhooks import signature
+
+    received: list[tuple[dict[str, Any], bool]] = []
+    answers = [500, 200]
+
+    async def hook(request: web.Request) -> web.Response:
+        body = await request.read()
+        expected = signature("hook-secret", request.headers["X-Tidings-Timestamp"], body)
+        received.append((json.loads(body), request.headers["X-Tidings-Signature"] == expected))
+        return web.Response(status=answers.pop(0))
+
+    app = web.Application()
+    app.router.add_post("/hook", hook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        clock = FakeClock()
+        h = await make_server(
+            webhook_url=f"http://127.0.0.1:{port}/hook",
+            webhook_secret="hook-secret",
+            webhook_delay=60,
+        )
+        h.server.node.clock = clock
+        inbox = h.server.inbox
+        assert inbox is not None
+        nid = (await notify(h, userId="nia"))["notifications"][0]["id"]
+        acked = (await notify(h, userId="nia"))["notifications"][0]["id"]
+        await inbox.ack("nia", [acked])
+        assert await inbox.send_webhooks() == 0
+        assert received == []
+        clock.now += 61
+        assert await inbox.send_webhooks() == 0  # the receiver answered 500
+        assert await inbox.send_webhooks() == 0  # the retry waits 30 s
+        clock.now += 31
+        assert await inbox.send_webhooks() == 1
+        assert await inbox.send_webhooks() == 0  # sent once, never again
+        assert len(received) == 2
+        for payload, signed in received:
+            assert signed
+            assert payload["event"] == "notification.unacked"
+            assert (payload["userId"], payload["notification"]["id"]) == ("nia", nid)
+    finally:
+        await runner.cleanup()

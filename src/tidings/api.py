@@ -229,8 +229,9 @@ async def create_notification(request: web.Request) -> web.Response:
     except IdempotencyConflict:
         raise _HTTPError(409, "Idempotency-Key was already used for a different request") from None
     items = [{"id": n.id, "userId": n.user_id, "seq": n.seq} for n in created.notifications]
+    skipped = list(created.skipped)
     return json_response(
-        {"notifications": items, "replayed": created.replayed},
+        {"notifications": items, "replayed": created.replayed, "skipped": skipped},
         status=200 if created.replayed else 201,
     )
 
@@ -284,6 +285,23 @@ async def read_notifications(request: web.Request) -> web.Response:
     return json_response({"ids": changed, "unreadCount": unread})
 
 
+class PreferencesBody(msgspec.Struct, forbid_unknown_fields=True):
+    inApp: dict[str, bool]
+
+
+async def get_preferences(request: web.Request) -> web.Response:
+    prefs = await _inbox(request).store.preferences(_owner(request))
+    return json_response({"inApp": prefs})
+
+
+async def put_preferences(request: web.Request) -> web.Response:
+    body = await _body(request, PreferencesBody)
+    if len(body.inApp) > 100 or any(not 0 < len(c) <= 64 for c in body.inApp):
+        raise _HTTPError(422, "at most 100 categories, each 1 to 64 characters")
+    await _inbox(request).store.set_preferences(_owner(request), body.inApp)
+    return json_response({"inApp": body.inApp})
+
+
 async def stats(request: web.Request) -> web.Response:
     return json_response(_node(request).stats())
 
@@ -320,6 +338,9 @@ def build_api_app(node: Node) -> web.Application:
         app.router.add_get(base, list_notifications)
         app.router.add_post(base + "/read", read_notifications)
         app.router.add_get(base + "/{notification_id}", get_notification)
+    for base in ("/users/{user_id}/preferences", "/me/preferences"):
+        app.router.add_get(base, get_preferences)
+        app.router.add_put(base, put_preferences)
     app.router.add_get("/openapi.json", openapi)
     return app
 

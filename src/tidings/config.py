@@ -64,6 +64,12 @@ SETTINGS: Final[dict[str, Spec]] = {
     ),
     "retention_days": Spec("float", 90.0, "notifications older than this are deleted"),
     "purge_interval": Spec("float", 3600.0, "seconds between retention sweeps (0: never)"),
+    "webhook_url": Spec(
+        "str", None, "POST here (HMAC-signed) for notifications not acked within webhook_delay"
+    ),
+    "webhook_secret": Spec("str", None, "HMAC-SHA256 key for webhook signatures", secret=True),
+    "webhook_delay": Spec("float", 300.0, "seconds a notification may stay unacked"),
+    "webhook_max_attempts": Spec("int", 8, "webhook tries per notification before giving up"),
     "max_connections": Spec(
         "int", 10000, "connections per instance", env_aliases=("WS_MAX_CONNECTIONS",)
     ),
@@ -171,6 +177,7 @@ class Settings:
         positive = (
             "max_connections",
             "max_delivery_attempts",
+            "webhook_max_attempts",
             "max_connections_per_user",
             "max_subscriptions",
             "max_message_bytes",
@@ -190,6 +197,10 @@ class Settings:
                 raise ConfigError(f"setting {name!r} must be positive, got {v[name]}")
         if not 0 <= v["port"] <= 65535:
             raise ConfigError(f"setting 'port' must be 0..65535, got {v['port']}")
+        if v["webhook_url"] and not v["webhook_secret"]:
+            raise ConfigError("setting 'webhook_secret' is required with 'webhook_url'")
+        if v["webhook_url"] and not v["webhook_url"].startswith(("http://", "https://")):
+            raise ConfigError("setting 'webhook_url' must be an http:// or https:// URL")
         if v["event_loop"] not in ("auto", "uvloop", "asyncio"):
             raise ConfigError("setting 'event_loop' must be auto, uvloop or asyncio")
         if v["log_format"] not in ("text", "json"):

@@ -27,6 +27,7 @@ from .node import Node, iso_timestamp
 from .protocol import ErrorCode
 from .session import Session, State
 from .store import Action, Created, NewNotification, Notification, Priority, Store
+from .webhooks import WebhookSender
 
 log = logging.getLogger("tidings.inbox")
 
@@ -116,6 +117,8 @@ class Inbox:
         self._flush_scheduled = False
         self._awaiting: set[Session] = set()
         self._loops: list[asyncio.Task[None]] = []
+        s = node.settings
+        self.webhooks = WebhookSender(s.webhook_url, s.webhook_secret) if s.webhook_url else None
 
     def start(self) -> None:
         """Start the redelivery and retention loops (the server calls this)."""
@@ -125,6 +128,9 @@ class Inbox:
         self._loops.append(loop.create_task(self._every(tick, self.redeliver_due)))
         if s.purge_interval > 0:
             self._loops.append(loop.create_task(self._every(s.purge_interval, self.purge)))
+        if self.webhooks is not None:
+            tick = min(30.0, max(0.05, s.webhook_delay / 4))
+            self._loops.append(loop.create_task(self._every(tick, self.send_webhooks)))
 
     async def _every(self, seconds: float, job: Callable[[], Awaitable[int]]) -> None:
         while True:
@@ -156,6 +162,8 @@ class Inbox:
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
         await self._flush_delivered()
+        if self.webhooks is not None:
+            await self.webhooks.close()
 
     # --- create -------------------------------------------------------------------------
 
@@ -218,6 +226,9 @@ class Inbox:
         """
         content = self._content(req)
         users = await self._recipients(req)
+        off = await self.store.in_app_disabled(users, content.category)
+        if off:
+            users = [u for u in users if u not in off]
         created = await self.store.create(
             content,
             users,
@@ -228,7 +239,7 @@ class Inbox:
         if not created.replayed:
             for n in created.notifications:
                 self.deliver(n)
-        return created
+        return Created(created.notifications, created.replayed, skipped=tuple(sorted(off)))
 
     # --- delivery -----------------------------------------------------------------------
 
@@ -297,6 +308,29 @@ class Inbox:
             await self.store.mark_delivered(user_id, ids, now=now)
         return sum(map(len, pushed.values()))
 
+    async def send_webhooks(self) -> int:
+        """POST ``notification.unacked`` for what nobody acknowledged within
+        ``webhook_delay``; failures retry with doubling waits (30 s, 60 s, … capped at an
+        hour) until ``webhook_max_attempts``. Returns how many were delivered."""
+        if self.webhooks is None:
+            return 0
+        s = self.node.settings
+        now = self.node.clock()
+        due = await self.store.webhook_due(created_before=now - s.webhook_delay, now=now, limit=100)
+        sent = 0
+        for n, attempts in due:
+            payload = {"userId": n.user_id, "notification": view(n)}
+            ok = await self.webhooks.send("notification.unacked", payload, now=now)
+            tries = attempts + 1
+            next_at = (
+                None
+                if ok or tries >= s.webhook_max_attempts
+                else (now + min(3600.0, 30.0 * 2**attempts))
+            )
+            await self.store.webhook_result(n.user_id, n.id, sent=ok, next_at=next_at)
+            sent += ok
+        return sent
+
     async def purge(self) -> int:
         """Delete expired notifications and those past retention, in bounded batches."""
         s = self.node.settings
@@ -336,10 +370,14 @@ class Inbox:
         now = self.node.clock()
         try:
             await self.store.remember_user(session.user_id, session.roles, now=now)
-            if last_seq is None:
+            if last_seq is not None:
+                missed = await self.store.since(session.user_id, last_seq, now=now)
+            elif session.ack_mode:
                 missed = await self.store.unacked(session.user_id, now=now)
             else:
-                missed = await self.store.since(session.user_id, last_seq, now=now)
+                # A client that never acks cannot say what it saw: what any connection of
+                # the user was sent counts as seen.
+                missed = await self.store.undelivered(session.user_id, now=now)
             sent = last_seq or 0
             delivered = []
             for n in missed:

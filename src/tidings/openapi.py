@@ -149,6 +149,33 @@ def _inbox_paths() -> dict[str, Any]:
                 },
             }
         }
+    for base, security, owner in (
+        ("/api/users/{userId}/preferences", "apiKey", [_path_param("userId")]),
+        ("/api/me/preferences", "userToken", []),
+    ):
+        paths[base] = {
+            "get": {
+                "summary": "In-app switches by category ('*': every category)",
+                "security": [{security: []}],
+                "parameters": owner,
+                "responses": {
+                    "200": {"description": "switches", "content": _json("Preferences")},
+                    "401": _ERROR,
+                },
+            },
+            "put": {
+                "summary": "Replace the in-app switches; a category switched off is skipped "
+                "at create (the answer lists the user in skipped)",
+                "security": [{security: []}],
+                "parameters": owner,
+                "requestBody": {"required": True, "content": _json("Preferences")},
+                "responses": {
+                    "200": {"description": "stored", "content": _json("Preferences")},
+                    "401": _ERROR,
+                    "422": _ERROR,
+                },
+            },
+        }
     return paths
 
 
@@ -188,9 +215,26 @@ _INBOX_SCHEMAS: dict[str, Any] = {
             "expiresAt": {"type": ["string", "null"], "format": "date-time"},
         },
     },
+    "Preferences": {
+        "type": "object",
+        "required": ["inApp"],
+        "additionalProperties": False,
+        "properties": {
+            "inApp": {
+                "type": "object",
+                "maxProperties": 100,
+                "additionalProperties": {"type": "boolean"},
+            }
+        },
+    },
     "Created": {
         "type": "object",
         "properties": {
+            "skipped": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "recipients who switched this category off in-app",
+            },
             "notifications": {
                 "type": "array",
                 "items": {

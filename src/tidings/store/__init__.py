@@ -75,6 +75,8 @@ class Created(msgspec.Struct, frozen=True):
 
     notifications: tuple[Notification, ...]
     replayed: bool
+    # Recipients left out because they switched in-app off for the category.
+    skipped: tuple[str, ...] = ()
 
 
 class StoreError(Exception):

@@ -34,7 +34,8 @@ _CreateArgs = tuple[NewNotification, Sequence[str], float, str | None, str]
 # serialised; they are rare and short, and a per-schema key would buy nothing.
 _MIGRATION_LOCK: Final = 0x7469_6469_6E67  # "tiding"
 # A request that lost a deadlock (possible only against another instance's transaction)
-# goes into the next batch, after this one has committed and released its row locks.
+# goes into the next batch, after this one has committed and released its row locks; so
+# does a replay whose key was purged under it. After this many tries it fails.
 _TRIES: Final = 3
 
 _INSERT: Final = (
@@ -48,6 +49,10 @@ _NEXT_SEQ: Final = (
     "SELECT u, 1 FROM unnest($1::text[]) AS u ORDER BY u "
     "ON CONFLICT (user_id) DO UPDATE SET last_seq = inbox_users.last_seq + 1 "
     "RETURNING user_id, last_seq"
+)
+# FOR UPDATE after ORDER BY: rows are locked in the sorted order.
+_LOCK_USERS: Final = (
+    "SELECT 1 FROM inbox_users WHERE user_id = ANY($1::text[]) ORDER BY user_id FOR UPDATE"
 )
 
 
@@ -168,7 +173,7 @@ class PostgresStore:
                 self._pending = []
                 raise
             retry = []
-            for r, result in zip(batch, results, strict=True):
+            for r, result in zip(batch, results, strict=False):
                 if r.future.done():  # the caller was cancelled; the rows are committed anyway
                     continue
                 if isinstance(result, _Retry):
@@ -181,14 +186,26 @@ class PostgresStore:
                     r.future.set_exception(result)
                 else:
                     r.future.set_result(result)
+            # Requests after a deadlock were not tried; they and the retries go first
+            # into the next batch.
+            retry += batch[len(results) :]
             if retry:
-                log.warning("retrying %d creates that lost a deadlock", len(retry))
                 self._pending[:0] = retry
 
     async def _create_batch(self, batch: list[_Request]) -> list[Created | Exception]:
-        """Every create of a batch in one transaction, each in its own savepoint."""
+        """Every create of a batch in one transaction, each in its own savepoint.
+
+        Returns one result per request, or fewer when a deadlock cut the batch short: the
+        requests after it were not tried.
+        """
         results: list[Created | Exception] = []
+        users = sorted({u for r in batch for u in r.args[1]})
         async with self._db().acquire() as conn, conn.transaction():
+            # Each request locks its users as it goes, so the batch as a whole would lock
+            # them in no particular order, and two instances' batches could deadlock. Taking
+            # every existing user row first, in one global order, rules that out (a user's
+            # very first notification still inserts its row later; rare, and handled below).
+            await conn.execute(_LOCK_USERS, users)
             for r in batch:
                 try:
                     # A nested transaction is a savepoint: a failure undoes this request
@@ -199,7 +216,12 @@ class PostgresStore:
                 except (IdempotencyConflict, ValueError, _Retry) as exc:
                     results.append(exc)
                 except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError) as exc:
+                    # The other transaction waits for locks this one holds: going on would
+                    # deadlock again on every later request. Commit what is done, which
+                    # lets it finish, and run the rest in the next batch.
+                    log.warning("create lost a deadlock; %d retried", len(batch) - len(results))
                     results.append(_Retry(str(exc)))
+                    break
                 except asyncpg.PostgresError as exc:
                     results.append(StoreError(f"create failed: {exc}"))
         return results
