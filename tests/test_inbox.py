@@ -432,3 +432,34 @@ async def test_webhook_for_unacked_signed_and_retried(make_server: ServerFactory
             assert (payload["userId"], payload["notification"]["id"]) == ("nia", nid)
     finally:
         await runner.cleanup()
+
+
+async def test_archive_and_delete(harness: Harness) -> None:
+    """Archive and delete over WebSocket and HTTP; every tab hears of it."""
+    ids = [
+        (await notify(harness, userId="oz", title=f"n{i}"))["notifications"][0]["id"]
+        for i in range(3)
+    ]
+    async with harness.client("oz") as t1, harness.client("oz") as t2:
+        # The first tab to connect is sent the missed ones; the second finds none undelivered.
+        for _ in range(3):
+            await recv_type(t1, "notification")
+        reply = await request(t1, {"type": "archive", "notificationId": ids[0]})
+        assert reply["type"] == "notification_archived"
+        assert reply["data"] == {"ids": [ids[0]], "unreadCount": 2}
+        assert (await recv_type(t2, "notification_archived"))["data"]["ids"] == [ids[0]]
+        reply = await request(t1, {"type": "delete", "notificationIds": [ids[1]]})
+        assert reply["data"] == {"ids": [ids[1]], "unreadCount": 1}
+        assert (await recv_type(t2, "notification_deleted"))["data"]["ids"] == [ids[1]]
+        status, body = await harness.api("DELETE", f"/api/users/oz/notifications/{ids[2]}")
+        assert (status, body["unreadCount"]) == (200, 0)
+        for ws in (t1, t2):
+            assert (await recv_type(ws, "notification_deleted"))["data"]["ids"] == [ids[2]]
+    status, _ = await harness.api("DELETE", f"/api/users/oz/notifications/{ids[2]}")
+    assert status == 404
+    status, body = await harness.api(
+        "POST", "/api/users/oz/notifications/archive", {"ids": ["ntf_missing"]}
+    )
+    assert (status, body["ids"]) == (200, [])
+    _, page = await harness.api("GET", "/api/users/oz/notifications")
+    assert page["items"] == []

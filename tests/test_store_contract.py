@@ -281,3 +281,11 @@ async def test_webhook_queue(store: Store) -> None:
     assert [(n.id, attempts) for n, attempts in due] == [(old, 1)]
     await store.webhook_result("alice", old, sent=True, next_at=None)
     assert await store.webhook_due(created_before=NOW - 1, now=NOW + 1000, limit=10) == []
+
+
+async def test_group_commit_batches(store: Store) -> None:
+    """A burst of concurrent creates shares transactions instead of one commit each."""
+    before = store.create_commits  # type: ignore[attr-defined]
+    await asyncio.gather(*(store.create(note(i), [f"u{i % 10}"], now=NOW) for i in range(300)))
+    commits = store.create_commits - before  # type: ignore[attr-defined]
+    assert 1 <= commits < 300 / 5, commits

@@ -302,6 +302,26 @@ async def put_preferences(request: web.Request) -> web.Response:
     return json_response({"inApp": body.inApp})
 
 
+class IdsBody(msgspec.Struct, forbid_unknown_fields=True):
+    ids: list[str]
+
+
+async def archive_notifications(request: web.Request) -> web.Response:
+    body = await _body(request, IdsBody)
+    if not 0 < len(body.ids) <= 1000:
+        raise _HTTPError(422, "give 1 to 1000 ids")
+    changed, unread = await _inbox(request).remove(_owner(request), body.ids, delete=False)
+    return json_response({"ids": changed, "unreadCount": unread})
+
+
+async def delete_notification(request: web.Request) -> web.Response:
+    nid = request.match_info["notification_id"]
+    changed, unread = await _inbox(request).remove(_owner(request), [nid], delete=True)
+    if not changed:
+        raise _HTTPError(404, "no such notification")
+    return json_response({"ids": changed, "unreadCount": unread})
+
+
 async def stats(request: web.Request) -> web.Response:
     return json_response(_node(request).stats())
 
@@ -338,6 +358,8 @@ def build_api_app(node: Node) -> web.Application:
         app.router.add_get(base, list_notifications)
         app.router.add_post(base + "/read", read_notifications)
         app.router.add_get(base + "/{notification_id}", get_notification)
+        app.router.add_delete(base + "/{notification_id}", delete_notification)
+        app.router.add_post(base + "/archive", archive_notifications)
     for base in ("/users/{user_id}/preferences", "/me/preferences"):
         app.router.add_get(base, get_preferences)
         app.router.add_put(base, put_preferences)

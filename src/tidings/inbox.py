@@ -415,6 +415,14 @@ class Inbox:
             elif isinstance(cmd, protocol.MarkRead):
                 ids = None if cmd.all else cmd.id_list()
                 await self.mark_read(session.user_id, ids, reply=session, reply_to=cmd.id)
+            elif isinstance(cmd, protocol.Archive | protocol.Delete):
+                await self.remove(
+                    session.user_id,
+                    cmd.id_list(),
+                    delete=isinstance(cmd, protocol.Delete),
+                    reply=session,
+                    reply_to=cmd.id,
+                )
             elif isinstance(cmd, protocol.GetNotifications):
                 page = await self.list(
                     session.user_id, unread_only=cmd.unreadOnly, limit=cmd.limit, cursor=cmd.cursor
@@ -447,14 +455,51 @@ class Inbox:
         changed = await self.store.mark_read(user_id, ids, now=self.node.clock())
         unread = await self.unread_count(user_id)
         data = {"ids": changed, "unreadCount": unread}
+        self._tell_user(user_id, "notification_read", data, changed, reply, reply_to)
+        return changed, unread
+
+    async def remove(
+        self,
+        user_id: str,
+        ids: Sequence[str],
+        *,
+        delete: bool,
+        reply: Session | None = None,
+        reply_to: str | None = None,
+    ) -> tuple[list[str], int]:
+        """Archive (or delete) and tell every connection of the user, as ``mark_read`` does:
+        ``notification_archived`` / ``notification_deleted`` with the ids and unread count."""
+        if delete:
+            changed = await self.store.delete(user_id, ids)
+        else:
+            changed = await self.store.archive(user_id, ids, now=self.node.clock())
+        for conn in self.node.hub.user_connections(user_id):
+            if isinstance(conn, Session):
+                for nid in changed:
+                    conn.awaiting.pop(nid, None)  # gone from the inbox: stop redelivering
+        unread = await self.unread_count(user_id)
+        kind = "notification_deleted" if delete else "notification_archived"
+        self._tell_user(
+            user_id, kind, {"ids": changed, "unreadCount": unread}, changed, reply, reply_to
+        )
+        return changed, unread
+
+    def _tell_user(
+        self,
+        user_id: str,
+        kind: str,
+        data: dict[str, Any],
+        changed: list[str],
+        reply: Session | None,
+        reply_to: str | None,
+    ) -> None:
         if changed:
-            out = Outbound(self.node.envelope(self.node.new_id(), "notification_read", data))
+            out = Outbound(self.node.envelope(self.node.new_id(), kind, data))
             for conn in tuple(self.node.hub.user_connections(user_id)):
                 if conn is not reply and conn.push(out):
                     self.node.hub.messages_out += 1
         if reply is not None:
-            reply.send("notification_read", data, reply_to=reply_to)
-        return changed, unread
+            reply.send(kind, data, reply_to=reply_to)
 
     async def ack(self, user_id: str, ids: Sequence[str]) -> list[str]:
         """Record acknowledgements; no tab of the user gets these again."""

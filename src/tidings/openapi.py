@@ -149,6 +149,34 @@ def _inbox_paths() -> dict[str, Any]:
                 },
             }
         }
+        paths[base + "/{notificationId}"]["delete"] = {
+            "summary": "Delete one notification for good; every connection of the user "
+            "receives notification_deleted",
+            "security": [{security: []}],
+            "parameters": [*owner, _path_param("notificationId")],
+            "responses": {
+                "200": {"description": "deleted", "content": _json("ReadResult")},
+                "401": _ERROR,
+                "404": _ERROR,
+            },
+        }
+        paths[base + "/archive"] = {
+            "post": {
+                "summary": "Archive notifications (kept, out of the inbox and the unread count); "
+                "every connection of the user receives notification_archived",
+                "security": [{security: []}],
+                "parameters": owner,
+                "requestBody": {"required": True, "content": _json("Ids")},
+                "responses": {
+                    "200": {
+                        "description": "changed ids and unread count",
+                        "content": _json("ReadResult"),
+                    },
+                    "401": _ERROR,
+                    "422": _ERROR,
+                },
+            }
+        }
     for base, security, owner in (
         ("/api/users/{userId}/preferences", "apiKey", [_path_param("userId")]),
         ("/api/me/preferences", "userToken", []),
@@ -283,6 +311,14 @@ _INBOX_SCHEMAS: dict[str, Any] = {
         "properties": {
             "ids": {"type": "array", "items": {"type": "string"}, "maxItems": 1000},
             "all": {"type": "boolean"},
+        },
+    },
+    "Ids": {
+        "type": "object",
+        "required": ["ids"],
+        "additionalProperties": False,
+        "properties": {
+            "ids": {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 1000}
         },
     },
     "ReadResult": {

@@ -207,6 +207,28 @@ class MarkRead(Command, kw_only=True):
         return _ids(self.notificationId, self.notificationIds)
 
 
+class Archive(Command, kw_only=True):
+    """Archive notifications: kept, but out of the inbox and the unread count."""
+
+    name: ClassVar[str] = "archive"
+    notificationId: str | None = None
+    notificationIds: list[str] | None = None
+
+    def id_list(self) -> list[str]:
+        return _ids(self.notificationId, self.notificationIds)
+
+
+class Delete(Command, kw_only=True):
+    """Delete notifications for good."""
+
+    name: ClassVar[str] = "delete"
+    notificationId: str | None = None
+    notificationIds: list[str] | None = None
+
+    def id_list(self) -> list[str]:
+        return _ids(self.notificationId, self.notificationIds)
+
+
 class GetNotifications(Command, kw_only=True):
     """A page of the user's inbox, newest first."""
 
@@ -221,6 +243,9 @@ def _ids(one: str | None, many: list[str] | None) -> list[str]:
     return list(dict.fromkeys(ids))
 
 
+IdsCommand = Ack | MarkRead | Archive | Delete
+InboxCommand = Ack | MarkRead | Archive | Delete | GetNotifications
+
 COMMANDS: Final[dict[str, type[Command]]] = {
     cls.name: cls
     for cls in (
@@ -232,6 +257,8 @@ COMMANDS: Final[dict[str, type[Command]]] = {
         GetStatus,
         Ack,
         MarkRead,
+        Archive,
+        Delete,
         GetNotifications,
     )
 }

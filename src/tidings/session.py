@@ -254,12 +254,12 @@ class Session:
             self.send("status", self.status(), reply_to=command.id)
         elif isinstance(command, protocol.Publish):
             self._publish(command)
-        elif isinstance(command, protocol.Ack | protocol.MarkRead | protocol.GetNotifications):
+        elif isinstance(command, protocol.InboxCommand):
             inbox = self.node.inbox
             if inbox is None:
                 self.error(ErrorCode.SERVER_ERROR, "this server has no inbox", reply_to=command.id)
             elif (
-                isinstance(command, protocol.Ack | protocol.MarkRead)
+                isinstance(command, protocol.IdsCommand)
                 and len(command.id_list()) > protocol.MAX_IDS
             ):
                 self.error(

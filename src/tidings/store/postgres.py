@@ -50,9 +50,11 @@ _NEXT_SEQ: Final = (
     "ON CONFLICT (user_id) DO UPDATE SET last_seq = inbox_users.last_seq + 1 "
     "RETURNING user_id, last_seq"
 )
-# FOR UPDATE after ORDER BY: rows are locked in the sorted order.
+# Takes every row of a batch's users, in user_id order, creating missing ones: DO UPDATE
+# locks the row it conflicts with even when its WHERE is false, and so writes nothing.
 _LOCK_USERS: Final = (
-    "SELECT 1 FROM inbox_users WHERE user_id = ANY($1::text[]) ORDER BY user_id FOR UPDATE"
+    "INSERT INTO inbox_users (user_id) SELECT u FROM unnest($1::text[]) AS u ORDER BY u "
+    "ON CONFLICT (user_id) DO UPDATE SET last_seq = inbox_users.last_seq WHERE false"
 )
 
 
@@ -101,6 +103,8 @@ class PostgresStore:
         self._pool: Any = None
         self._pending: list[_Request] = []
         self._flusher: asyncio.Task[None] | None = None
+        # Transactions that carried creates: fewer than creates means group commit works.
+        self.create_commits = 0
 
     # --- plumbing -----------------------------------------------------------------------
 
@@ -172,6 +176,7 @@ class PostgresStore:
                         r.future.set_exception(StoreError("store is closing"))
                 self._pending = []
                 raise
+            self.create_commits += 1
             retry = []
             for r, result in zip(batch, results, strict=False):
                 if r.future.done():  # the caller was cancelled; the rows are committed anyway
@@ -203,8 +208,9 @@ class PostgresStore:
         async with self._db().acquire() as conn, conn.transaction():
             # Each request locks its users as it goes, so the batch as a whole would lock
             # them in no particular order, and two instances' batches could deadlock. Taking
-            # every existing user row first, in one global order, rules that out (a user's
-            # very first notification still inserts its row later; rare, and handled below).
+            # them all first, in one global order, rules that out; what can still deadlock
+            # (two batches claiming the same two idempotency keys in opposite orders) is
+            # handled below.
             await conn.execute(_LOCK_USERS, users)
             for r in batch:
                 try:

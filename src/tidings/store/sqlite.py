@@ -81,6 +81,8 @@ class SQLiteStore:
         self._r: sqlite3.Connection | None = None
         self._pending: list[tuple[_CreateArgs, asyncio.Future[Created]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        # Transactions that carried creates: fewer than creates means group commit works.
+        self.create_commits = 0
 
     # --- plumbing -----------------------------------------------------------------------
 
@@ -152,6 +154,7 @@ class SQLiteStore:
                     if not future.done():
                         future.set_exception(StoreError(f"commit failed: {exc}"))
                 continue
+            self.create_commits += 1
             for (_, future), result in zip(batch, results, strict=True):
                 if future.done():  # the caller was cancelled; the rows are committed anyway
                     continue
