@@ -174,8 +174,8 @@ async def test_read_state_and_unread_count(store: Store) -> None:
 async def test_delivery_and_ack(store: Store) -> None:
     """Deliveries count attempts; acked rows leave unacked; delivered_at keeps the first."""
     a, b = [(await store.create(note(i), ["alice"], now=NOW)).notifications[0].id for i in range(2)]
-    await store.mark_delivered("alice", [a, b], now=NOW + 1)
-    await store.mark_delivered("alice", [a], now=NOW + 2)
+    await store.mark_delivered({"alice": [a, b]}, now=NOW + 1)
+    await store.mark_delivered({"alice": [a]}, now=NOW + 2)
     assert await store.ack("alice", [a], now=NOW + 3) == [a]
     assert await store.ack("alice", [a], now=NOW + 4) == []
     assert [n.id for n in await store.unacked("alice", now=NOW)] == [b]
@@ -249,7 +249,7 @@ async def test_undelivered(store: Store) -> None:
     a, b, c = [
         (await store.create(note(i), ["alice"], now=NOW)).notifications[0].id for i in range(3)
     ]
-    await store.mark_delivered("alice", [b], now=NOW)
+    await store.mark_delivered({"alice": [b], "bob": [b]}, now=NOW)
     assert [n.id for n in await store.undelivered("alice", now=NOW)] == [a, c]
 
 
@@ -289,3 +289,12 @@ async def test_group_commit_batches(store: Store) -> None:
     await asyncio.gather(*(store.create(note(i), [f"u{i % 10}"], now=NOW) for i in range(300)))
     commits = store.create_commits - before  # type: ignore[attr-defined]
     assert 1 <= commits < 300 / 5, commits
+
+
+async def test_create_skips_in_app_off(store: Store) -> None:
+    """Recipients who switched the category off get no row and are named in skipped."""
+    await store.set_preferences("alice", {"MARKETING": False})
+    created = await store.create(note(category="MARKETING"), ["alice", "bob"], now=NOW)
+    assert [n.user_id for n in created.notifications] == ["bob"]
+    assert created.skipped == ("alice",)
+    assert await store.page("alice") == []

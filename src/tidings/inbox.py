@@ -114,7 +114,7 @@ class Inbox:
         self.store = store
         self._tasks: set[asyncio.Task[Any]] = set()
         self._delivered: dict[str, list[str]] = {}
-        self._flush_scheduled = False
+        self._flushing = False
         self._awaiting: set[Session] = set()
         self._loops: list[asyncio.Task[None]] = []
         s = node.settings
@@ -226,9 +226,6 @@ class Inbox:
         """
         content = self._content(req)
         users = await self._recipients(req)
-        off = await self.store.in_app_disabled(users, content.category)
-        if off:
-            users = [u for u in users if u not in off]
         created = await self.store.create(
             content,
             users,
@@ -239,7 +236,7 @@ class Inbox:
         if not created.replayed:
             for n in created.notifications:
                 self.deliver(n)
-        return Created(created.notifications, created.replayed, skipped=tuple(sorted(off)))
+        return created
 
     # --- delivery -----------------------------------------------------------------------
 
@@ -304,8 +301,8 @@ class Inbox:
                     pushed.setdefault(n.user_id, []).append(nid)
             if not session.awaiting or session.state is not State.OPEN:
                 self._awaiting.discard(session)
-        for user_id, ids in pushed.items():
-            await self.store.mark_delivered(user_id, ids, now=now)
+        if pushed:
+            await self.store.mark_delivered(pushed, now=now)
         return sum(map(len, pushed.values()))
 
     async def send_webhooks(self) -> int:
@@ -349,17 +346,19 @@ class Inbox:
 
     def _note_delivered(self, user_id: str, nid: str) -> None:
         self._delivered.setdefault(user_id, []).append(nid)
-        if not self._flush_scheduled:
-            self._flush_scheduled = True
+        if not self._flushing:
+            self._flushing = True
             self.spawn(self._flush_delivered())
 
     async def _flush_delivered(self) -> None:
-        # One write per user per batch rather than one per push.
-        self._flush_scheduled = False
-        pending, self._delivered = self._delivered, {}
-        now = self.node.clock()
-        for user_id, ids in pending.items():
-            await self.store.mark_delivered(user_id, ids, now=now)
+        # Pushes that happen while a flush is being written wait for the next one: one
+        # transaction per round, however many pushes it covers.
+        try:
+            while self._delivered:
+                pending, self._delivered = self._delivered, {}
+                await self.store.mark_delivered(pending, now=self.node.clock())
+        finally:
+            self._flushing = False
 
     async def catch_up(self, session: Session, last_seq: int | None) -> None:
         """Send a newly opened connection what it missed, then release held live ones.
@@ -395,7 +394,7 @@ class Inbox:
                     sent = n.seq
             ids = [n.id for n in delivered]
             if ids:
-                await self.store.mark_delivered(session.user_id, ids, now=now)
+                await self.store.mark_delivered({session.user_id: ids}, now=now)
         finally:
             session.inbox_held = None
 

@@ -98,6 +98,9 @@ class Store(Protocol):
       returns only after that commit, and a failing request fails only itself.
     * **Per-user order.** Each user's notifications get ``seq`` 1, 2, 3, … with no gaps and
       no repeats, in commit order, whatever the concurrency.
+    * **Preferences.** Recipients whose in-app switch for the content's category is off
+      (see ``in_app_disabled``) get no row; ``Created.skipped`` names them. The check runs
+      in the create's own transaction.
     * **Idempotency.** ``create`` with a key already used by an identical request (same
       ``fingerprint``) creates nothing and returns the first request's rows with
       ``replayed=True``; with a different fingerprint it raises ``IdempotencyConflict``.
@@ -173,8 +176,9 @@ class Store(Protocol):
         """Live, unread notifications of this user."""
         ...
 
-    async def mark_delivered(self, user_id: str, ids: Sequence[str], *, now: float) -> None:
-        """Count a delivery attempt; set ``delivered_at`` on the first one."""
+    async def mark_delivered(self, deliveries: Mapping[str, Sequence[str]], *, now: float) -> None:
+        """Count a delivery attempt for each ``{user_id: [ids]}``, in one transaction; set
+        ``delivered_at`` on the first one."""
         ...
 
     async def ack(self, user_id: str, ids: Sequence[str], *, now: float) -> list[str]:

@@ -160,6 +160,9 @@ class PostgresStore:
             # A caller cancelled before its batch started needs nothing written.
             batch = [r for r in self._pending if not r.future.done()]
             self._pending = []
+            # Keys are claimed in one global order, so two instances' batches holding the
+            # same keys cannot deadlock; requests of one transaction have no order to keep.
+            batch.sort(key=lambda r: r.args[3] or "")
             if not batch:
                 continue
             try:
@@ -208,9 +211,9 @@ class PostgresStore:
         async with self._db().acquire() as conn, conn.transaction():
             # Each request locks its users as it goes, so the batch as a whole would lock
             # them in no particular order, and two instances' batches could deadlock. Taking
-            # them all first, in one global order, rules that out; what can still deadlock
-            # (two batches claiming the same two idempotency keys in opposite orders) is
-            # handled below.
+            # them all first, in one global order, rules that out (as sorting the batch by
+            # key does for key claims); a deadlock that happens all the same is handled
+            # below.
             await conn.execute(_LOCK_USERS, users)
             for r in batch:
                 try:
@@ -309,20 +312,8 @@ class PostgresStore:
             )
 
     async def in_app_disabled(self, user_ids: Sequence[str], category: str | None) -> set[str]:
-        users = list(dict.fromkeys(user_ids))
-        if not users:
-            return set()
-        cat = category if category is not None else "*"
-        rows = await self._db().fetch(
-            "SELECT user_id, category, in_app FROM preferences "
-            "WHERE category IN ($1, '*') AND user_id = ANY($2::text[])",
-            cat,
-            users,
-        )
-        switches: dict[str, dict[str, int]] = {}
-        for user, category_, on in rows:
-            switches.setdefault(user, {})[category_] = on
-        return {u for u, s in switches.items() if not s.get(cat, s.get("*", 1))}
+        async with self._db().acquire() as conn:
+            return await _in_app_off(conn, list(dict.fromkeys(user_ids)), category)
 
     async def webhook_due(
         self, *, created_before: float, now: float, limit: int
@@ -405,16 +396,19 @@ class PostgresStore:
     async def archive(self, user_id: str, ids: Sequence[str], *, now: float) -> list[str]:
         return await self._set_where_null("archived_at", user_id, list(ids), now)
 
-    async def mark_delivered(self, user_id: str, ids: Sequence[str], *, now: float) -> None:
-        ids = list(ids)
+    async def mark_delivered(self, deliveries: Mapping[str, Sequence[str]], *, now: float) -> None:
+        users = [u for u, ids in deliveries.items() for _ in ids]
+        ids = [nid for group in deliveries.values() for nid in group]
         if not ids:
             return
+        # One statement for a whole batch of pushes: the pairs arrive as two arrays.
         await self._db().execute(
-            "UPDATE notifications SET attempts = attempts + 1, "
-            "delivered_at = COALESCE(delivered_at, $1) "
-            "WHERE user_id = $2 AND id = ANY($3::text[])",
+            "UPDATE notifications AS n SET attempts = n.attempts + 1, "
+            "delivered_at = COALESCE(n.delivered_at, $1) "
+            "FROM unnest($2::text[], $3::text[]) AS d(user_id, id) "
+            "WHERE n.user_id = d.user_id AND n.id = d.id",
             now,
-            user_id,
+            users,
             ids,
         )
 
@@ -470,6 +464,23 @@ class PostgresStore:
             return int(deleted)
 
 
+async def _in_app_off(conn: Any, users: list[str], category: str | None) -> set[str]:
+    """Those of ``users`` whose switch for ``category`` (or else ``*``) is off."""
+    if not users:
+        return set()
+    cat = category if category is not None else "*"
+    rows = await conn.fetch(
+        "SELECT user_id, category, in_app FROM preferences "
+        "WHERE category IN ($1, '*') AND user_id = ANY($2::text[])",
+        cat,
+        users,
+    )
+    switches: dict[str, dict[str, int]] = {}
+    for user, category_, on in rows:
+        switches.setdefault(user, {})[category_] = on
+    return {u for u, s in switches.items() if not s.get(cat, s.get("*", 1))}
+
+
 async def _create_one(
     conn: Any,
     content: NewNotification,
@@ -505,6 +516,9 @@ async def _create_one(
             return Created(tuple(found[i] for i in ids if i in found), replayed=True)
     created: list[Notification] = []
     users = list(dict.fromkeys(user_ids))
+    off = await _in_app_off(conn, users, content.category)
+    if off:
+        users = [u for u in users if u not in off]
     if users:
         seqs = {r[0]: int(r[1]) for r in await conn.fetch(_NEXT_SEQ, users)}
         values = [insert_values(new_id(), u, seqs[u], content, now) for u in users]
@@ -516,4 +530,4 @@ async def _create_one(
             key,
             dumps([n.id for n in created]),
         )
-    return Created(tuple(created), replayed=False)
+    return Created(tuple(created), replayed=False, skipped=tuple(sorted(off)))

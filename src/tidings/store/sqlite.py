@@ -252,27 +252,7 @@ class SQLiteStore:
         users = list(dict.fromkeys(user_ids))
         if not users:
             return set()
-        cat = category if category is not None else "*"
-
-        def run(c: sqlite3.Connection) -> set[str]:
-            off: set[str] = set()
-            # Chunks keep the statement under SQLite's variable limit.
-            for i in range(0, len(users), 500):
-                chunk = users[i : i + 500]
-                rows = c.execute(
-                    "SELECT user_id, category, in_app FROM preferences WHERE category IN (?, '*') "
-                    f"AND user_id IN ({_placeholders(len(chunk))})",
-                    [cat, *chunk],
-                )
-                switches: dict[str, dict[str, int]] = {}
-                for user, category_, on in rows:
-                    switches.setdefault(user, {})[category_] = on
-                for user, s in switches.items():
-                    if not s.get(cat, s.get("*", 1)):
-                        off.add(user)
-            return off
-
-        return await self._read(run)
+        return await self._read(lambda c: _in_app_off(c, users, category))
 
     async def webhook_due(
         self, *, created_before: float, now: float, limit: int
@@ -350,16 +330,26 @@ class SQLiteStore:
     async def archive(self, user_id: str, ids: Sequence[str], *, now: float) -> list[str]:
         return await self._set_where_null("archived_at", user_id, list(ids), now)
 
-    async def mark_delivered(self, user_id: str, ids: Sequence[str], *, now: float) -> None:
-        ids = list(ids)
-        if not ids:
+    async def mark_delivered(self, deliveries: Mapping[str, Sequence[str]], *, now: float) -> None:
+        rows = [(now, user_id, nid) for user_id, ids in deliveries.items() for nid in ids]
+        if not rows:
             return
-        sql = (
-            f"UPDATE notifications SET attempts = attempts + 1, "
-            f"delivered_at = COALESCE(delivered_at, ?) "
-            f"WHERE user_id=? AND id IN ({_placeholders(len(ids))})"
-        )
-        await self._write(lambda c: c.execute(sql, [now, user_id, *ids]))
+
+        def run(c: sqlite3.Connection) -> None:
+            # One transaction (one fsync) for a whole batch of pushes.
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                c.executemany(
+                    "UPDATE notifications SET attempts = attempts + 1, "
+                    "delivered_at = COALESCE(delivered_at, ?) WHERE user_id=? AND id=?",
+                    rows,
+                )
+                c.execute("COMMIT")
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+
+        await self._write(run)
 
     async def delete(self, user_id: str, ids: Sequence[str]) -> list[str]:
         ids = list(ids)
@@ -434,6 +424,25 @@ def _create_batch(c: sqlite3.Connection, batch: list[_CreateArgs]) -> list[Creat
     return results
 
 
+def _in_app_off(c: sqlite3.Connection, users: list[str], category: str | None) -> set[str]:
+    """Those of ``users`` whose switch for ``category`` (or else ``*``) is off."""
+    cat = category if category is not None else "*"
+    off: set[str] = set()
+    # Chunks keep the statement under SQLite's variable limit.
+    for i in range(0, len(users), 500):
+        chunk = users[i : i + 500]
+        rows = c.execute(
+            "SELECT user_id, category, in_app FROM preferences WHERE category IN (?, '*') "
+            f"AND user_id IN ({_placeholders(len(chunk))})",
+            [cat, *chunk],
+        )
+        switches: dict[str, dict[str, int]] = {}
+        for user, category_, on in rows:
+            switches.setdefault(user, {})[category_] = on
+        off.update(u for u, s in switches.items() if not s.get(cat, s.get("*", 1)))
+    return off
+
+
 def _create_one(
     c: sqlite3.Connection,
     content: NewNotification,
@@ -452,7 +461,11 @@ def _create_one(
             found = {r[0]: from_row(r) for r in c.execute(sql, ids)} if ids else {}
             return Created(tuple(found[i] for i in ids if i in found), replayed=True)
     created = []
-    for user_id in dict.fromkeys(user_ids):
+    users = list(dict.fromkeys(user_ids))
+    off = _in_app_off(c, users, content.category)
+    for user_id in users:
+        if user_id in off:
+            continue
         seq = c.execute(
             "INSERT INTO inbox_users (user_id, last_seq) VALUES (?, 1) ON CONFLICT (user_id) "
             "DO UPDATE SET last_seq = last_seq + 1 RETURNING last_seq",
@@ -468,4 +481,4 @@ def _create_one(
             "INSERT INTO idempotency (key, fingerprint, ids, created_at) VALUES (?,?,?,?)",
             (key, fingerprint, dumps([n.id for n in created]), now),
         )
-    return Created(tuple(created), replayed=False)
+    return Created(tuple(created), replayed=False, skipped=tuple(sorted(off)))
