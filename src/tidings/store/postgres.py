@@ -42,8 +42,8 @@ _INSERT: Final = (
     f"INSERT INTO notifications ({COLUMNS}) VALUES "
     f"({', '.join(f'${i}' for i in range(1, len(COLUMNS.split(',')) + 1))})"
 )
-# One statement for every recipient. Rows are upserted in user_id order, so two
-# transactions that both touch several users lock them in the same order.
+# One statement for every recipient. The batch already holds these rows (_LOCK_USERS), so
+# this never waits; the upsert only keeps it right on its own.
 _NEXT_SEQ: Final = (
     "INSERT INTO inbox_users (user_id, last_seq) "
     "SELECT u, 1 FROM unnest($1::text[]) AS u ORDER BY u "
