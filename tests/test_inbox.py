@@ -190,6 +190,7 @@ async def test_bad_creates_change_nothing(harness: Harness) -> None:
         ({"userId": "u", "expiresAt": "tomorrow"}, 422),
         ({"userIds": []}, 422),
         ({"userId": "u", "type": ""}, 422),
+        ({"userId": "u", "title": "nul\u0000byte"}, 422),
     ]
     for body, status in cases:
         got, reply = await harness.api("POST", "/api/notifications", body)

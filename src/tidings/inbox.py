@@ -168,6 +168,13 @@ class Inbox:
     # --- create -------------------------------------------------------------------------
 
     def _content(self, req: CreateRequest) -> NewNotification:
+        # PostgreSQL text cannot hold NUL; refuse it everywhere so both stores agree.
+        for name in ("type", "title", "message", "category", "userId", "role"):
+            value = getattr(req, name)
+            if isinstance(value, str) and "\x00" in value:
+                raise InboxError(f"{name} contains a NUL character")
+        if req.userIds is not None and any("\x00" in u for u in req.userIds):
+            raise InboxError("userIds contains a NUL character")
         if not req.type or len(req.type) > 64:
             raise InboxError("type must be 1 to 64 characters")
         if req.title is not None and len(req.title) > MAX_TITLE:

@@ -113,9 +113,9 @@ class Store(Protocol):
       ``unacked`` or counted unread; ``page`` still lists them for history.
     * **Deleted** rows are gone from every method; **archived** rows are left out of
       ``page`` (unless asked for), ``since``, ``unacked`` and the unread count.
-    * Methods that change state return the ids they actually changed (already-read rows
-      are not "changed" by ``mark_read``), so callers can tell other tabs exactly what
-      moved.
+    * Methods that change state return the ids they actually changed, oldest (lowest
+      ``seq``) first (already-read rows are not "changed" by ``mark_read``), so callers
+      can tell other tabs exactly what moved.
     * ``close`` waits for work in flight. After a crash, everything a returned ``create``
       committed is there.
     """

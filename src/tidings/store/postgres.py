@@ -305,6 +305,13 @@ class PostgresStore:
 
     async def set_preferences(self, user_id: str, in_app: Mapping[str, bool]) -> None:
         async with self._db().acquire() as conn, conn.transaction():
+            # Lock the user's row first, as remember_user does, so two instances replacing
+            # the same user's switches queue instead of colliding on the primary key.
+            await conn.execute(
+                "INSERT INTO inbox_users (user_id) VALUES ($1) ON CONFLICT (user_id) "
+                "DO UPDATE SET last_seq = inbox_users.last_seq",
+                user_id,
+            )
             await conn.execute("DELETE FROM preferences WHERE user_id = $1", user_id)
             await conn.executemany(
                 "INSERT INTO preferences (user_id, category, in_app) VALUES ($1, $2, $3)",

@@ -315,7 +315,11 @@ class SQLiteStore:
             if ids is not None:
                 sql += f" AND id IN ({_placeholders(len(ids))})"
                 args.extend(ids)
-            return [r[0] for r in c.execute(sql + " RETURNING id", args)]
+            # RETURNING has no ORDER BY: sort here, oldest first, as the contract says.
+            return [
+                r[0]
+                for r in sorted(c.execute(sql + " RETURNING id, seq", args), key=lambda r: r[1])
+            ]
 
         return await self._write(run)
 
@@ -357,9 +361,11 @@ class SQLiteStore:
             return []
         sql = (
             f"DELETE FROM notifications WHERE user_id=? AND id IN "
-            f"({_placeholders(len(ids))}) RETURNING id"
+            f"({_placeholders(len(ids))}) RETURNING id, seq"
         )
-        return await self._write(lambda c: [r[0] for r in c.execute(sql, [user_id, *ids])])
+        return await self._write(
+            lambda c: [r[0] for r in sorted(c.execute(sql, [user_id, *ids]), key=lambda r: r[1])]
+        )
 
     async def remember_user(self, user_id: str, roles: Sequence[str], *, now: float) -> None:
         def run(c: sqlite3.Connection) -> None:
@@ -392,8 +398,13 @@ class SQLiteStore:
                     "LIMIT ?)",
                     (created_before, now, limit),
                 ).rowcount
-                # A key outlives its rows by design only until those rows are gone.
-                c.execute("DELETE FROM idempotency WHERE created_at < ?", (created_before,))
+                # A key and its rows share created_at, so a key older than every remaining
+                # row has none left; keys live at least as long as their rows.
+                c.execute(
+                    "DELETE FROM idempotency WHERE created_at < ? AND created_at < "
+                    "COALESCE((SELECT MIN(created_at) FROM notifications), ?)",
+                    (created_before, created_before),
+                )
                 c.execute("COMMIT")
                 return int(deleted)
             except BaseException:
