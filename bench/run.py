@@ -1,11 +1,14 @@
 """tidings benchmark: every scenario against tidings AND the guide-001 Node
 reference in the same run, side by side.
 
-    .venv/bin/python bench/run.py            # full run (~2 min)
-    .venv/bin/python bench/run.py --quick    # smoke run (<1 min)
+    .venv/bin/python bench/run.py            # full run (~3 min)
+    .venv/bin/python bench/run.py --quick    # smoke run (~1 min)
     .venv/bin/python bench/run.py --only fanout-1ch --servers node
+    .venv/bin/python bench/run.py --only inbox-sqlite --only inbox-postgres
 
 Servers run pinned to core 0, this process (the load generator) to core 1.
+The inbox-* scenarios run tidings only (the Node reference has no inbox) and
+compare it with the raw insert rate of the same database (bench/rawdb.py).
 See bench/README.md for what each number means.
 """
 
@@ -13,32 +16,42 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import dataclasses
 import gc
 import json
 import os
+import shutil
+import sqlite3
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import asyncpg  # type: ignore[import-untyped]
 import jwt
+from rawdb import pg_schema
 from servers import (
+    BENCH_DIR,
     LOADGEN_CORE,
     SERVER_CORE,
     RunningServer,
     ServerSpec,
     ServerUnavailable,
+    children_cpu_seconds,
     core_busy_seconds,
     node_spec,
+    pids_cpu_seconds,
     raise_nofile,
     self_cpu_seconds,
     start_server,
     tidings_spec,
 )
-from wsload import Publisher, Tally, WsSubscriber, open_subscriber
+from wsload import PUB_TYPE, Arrival, Publisher, Tally, WsSubscriber, open_subscriber
 
 HOST = "127.0.0.1"
 SECRET = "bench-secret-" + "x" * 32  # HS256 key; >= 32 bytes so PyJWT doesn't warn
@@ -46,6 +59,11 @@ API_KEY = "bench-api-key"
 CONNECT_CONCURRENCY = 200
 SETUP_TIMEOUT = 30.0
 DRAIN_TIMEOUT = 20.0
+# The inbox-postgres scenario creates (and drops) its own schemas in this database.
+PG_URL = os.environ.get("TIDINGS_BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
+INBOX_USERS = 50  # one WebSocket connection each
+INBOX_CONCURRENCY = 32  # create requests in flight; also the raw PostgreSQL connections
+RAW_BATCH = 100  # rows per transaction of the raw "batched" insert rate
 
 
 class BenchError(RuntimeError):
@@ -71,6 +89,10 @@ class Params:
     steady_seconds: float
     idle_conns: int
     idle_broadcasts: int
+    inbox_warmup_s: float
+    inbox_seconds: float
+    inbox_max: int  # create requests per phase, at most
+    raw_seconds: float  # per raw-insert phase (1 row/txn, batched)
 
 
 FULL = Params(
@@ -89,6 +111,10 @@ FULL = Params(
     steady_seconds=10.0,
     idle_conns=10000,
     idle_broadcasts=3,
+    inbox_warmup_s=1.5,
+    inbox_seconds=6.0,
+    inbox_max=100_000,
+    raw_seconds=2.0,
 )
 
 QUICK = Params(
@@ -107,6 +133,10 @@ QUICK = Params(
     steady_seconds=3.0,
     idle_conns=3000,
     idle_broadcasts=2,
+    inbox_warmup_s=0.5,
+    inbox_seconds=2.0,
+    inbox_max=40_000,
+    raw_seconds=1.0,
 )
 
 
@@ -126,8 +156,33 @@ class Metric:
     key: str
     label: str
     fmt: str
-    # Target: ("ratio", max tidings/node) or ("abs", max tidings value) or None.
+    # Target: ("ratio", max tidings/node), ("abs", max tidings value),
+    # ("min", min tidings value) or None.
     target: tuple[str, float] | None = None
+
+
+def inbox_metrics(db: str, raw_client: str) -> list[Metric]:
+    batch = f"{RAW_BATCH} rows/txn"
+    out = [
+        Metric(
+            "notifications_per_s",
+            "created+delivered notifications/s",
+            "{:,.0f}",
+            ("min", 5000.0) if db == "sqlite" else None,
+        ),
+        Metric("p50_ms", "create->push latency p50 ms", "{:.2f}"),
+        Metric("p99_ms", "create->push latency p99 ms", "{:.2f}"),
+        Metric("cpu_us_per_notification", "server CPU µs/notification", "{:.1f}"),
+    ]
+    if db == "postgres":
+        out.append(Metric("db_cpu_us_per_notification", "postgres CPU µs/notification", "{:.1f}"))
+    return [
+        *out,
+        Metric("raw_single_per_s", f"raw {raw_client} rows/s, 1 row/txn", "{:,.0f}"),
+        Metric("raw_batched_per_s", f"raw {raw_client} rows/s, {batch}", "{:,.0f}"),
+        Metric("vs_raw_single", "tidings / raw 1 row/txn", "{:.2f}x", ("min", 1 / 3)),
+        Metric("vs_raw_batched", f"tidings / raw {batch}", "{:.2f}x"),
+    ]
 
 
 SCENARIO_METRICS: dict[str, list[Metric]] = {
@@ -151,6 +206,8 @@ SCENARIO_METRICS: dict[str, list[Metric]] = {
         Metric("rss_kib_per_conn", "RSS KiB/connection", "{:.2f}", ("abs", 20.0)),
         Metric("broadcast_ms", "broadcast-to-all ms (median)", "{:.1f}"),
     ],
+    "inbox-sqlite": inbox_metrics("sqlite", "sqlite3"),
+    "inbox-postgres": inbox_metrics("postgres", f"asyncpg x{INBOX_CONCURRENCY}"),
 }
 
 
@@ -180,9 +237,10 @@ async def connect_many(
     server: RunningServer,
     tally: Tally,
     indices: range,
-    channel_of: Callable[[int], str],
+    channel_of: Callable[[int], str | None],
 ) -> list[WsSubscriber]:
-    """Open, authenticate and subscribe one connection per index, at most
+    """Open, authenticate and subscribe (unless channel_of gives None) one
+    connection per index, at most
     CONNECT_CONCURRENCY handshakes in flight (a burst of 10k SYNs would
     overflow the accept backlog and measure TCP retransmits instead)."""
     sem = asyncio.Semaphore(CONNECT_CONCURRENCY)
@@ -236,9 +294,11 @@ class Window:
         self.core0 = core_busy_seconds(SERVER_CORE)
         self.lg0 = core_busy_seconds(LOADGEN_CORE)
 
-    def close(self, res: Result) -> dict[str, float]:
+    def close(self, res: Result, shared_cpu_s: float = 0.0) -> dict[str, float]:
         """End the window; return its figures and add a note to `res` if
-        either core was disturbed."""
+        either core was disturbed. `shared_cpu_s` is CPU time of unpinned
+        processes working for the server (the PostgreSQL backends), which may
+        run on either core: it is not counted as disturbance."""
         wall = time.perf_counter() - self.t0
         server_cpu = self.server.cpu_seconds() - self.cpu0
         own_cpu = self_cpu_seconds() - self.self0
@@ -253,7 +313,14 @@ class Window:
             "core1_foreign": max(0.0, lg[0] - self.lg0[0] - own_cpu) / wall,
             "steal": (core0[1] - self.core0[1] + lg[1] - self.lg0[1]) / wall,
         }
-        if out["core0_foreign"] > 0.1 or out["core1_foreign"] > 0.1 or out["steal"] > 0.05:
+        if shared_cpu_s:
+            both = out["core0_foreign"] + out["core1_foreign"] - shared_cpu_s / wall
+            disturbed = both > 0.1 or out["steal"] > 0.05
+        else:
+            disturbed = (
+                out["core0_foreign"] > 0.1 or out["core1_foreign"] > 0.1 or out["steal"] > 0.05
+            )
+        if disturbed:
             res.notes.append(
                 f"cores disturbed: server core {out['core0_foreign']:.0%} busy with other work, "
                 f"load-generator core {out['core1_foreign']:.0%}, {out['steal']:.0%} stolen "
@@ -645,6 +712,357 @@ async def run_idle(server: RunningServer, p: Params) -> Result:
             s.close()
 
 
+# ---------------------------------------------------------------------------
+# Inbox: POST /api/notifications -> committed -> pushed to the user's socket,
+# beside the raw insert rate of the same database.
+
+
+def _raw_log_path(log_dir: Path, kind: str) -> Path:
+    log_dir.mkdir(parents=True, exist_ok=True)
+    return log_dir / f"inbox-{kind}.rawdb.log"
+
+
+def _log_tail(path: Path, lines: int = 8) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+async def raw_insert_rates(
+    kind: str, p: Params, log_dir: Path, res: Result
+) -> dict[str, dict[str, float]]:
+    """bench/rawdb.py on the server core: the database's own insert rates,
+    one row per transaction and batched (see its docstring). Adds a note to
+    `res` if something else kept the cores busy meanwhile."""
+    argv = [
+        "taskset",
+        "-c",
+        str(SERVER_CORE),
+        sys.executable,
+        str(BENCH_DIR / "rawdb.py"),
+        kind,
+        "--url",
+        PG_URL,
+        "--seconds",
+        str(p.raw_seconds),
+        "--batch",
+        str(RAW_BATCH),
+        "--concurrency",
+        str(INBOX_CONCURRENCY),
+        "--users",
+        str(INBOX_USERS),
+    ]
+    log_path = _raw_log_path(log_dir, kind)
+    t0 = time.perf_counter()
+    busy0 = core_busy_seconds(SERVER_CORE)[0] + core_busy_seconds(LOADGEN_CORE)[0]
+    own0 = self_cpu_seconds() + children_cpu_seconds()
+    with log_path.open("ab") as log:
+        proc = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=log,
+            cwd=BENCH_DIR,
+        )
+        try:
+            async with asyncio.timeout(2 * p.raw_seconds + 60):
+                out, _ = await proc.communicate()
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise BenchError(f"bench/rawdb.py {kind} did not finish; log: {log_path}") from None
+    if proc.returncode != 0:
+        raise BenchError(
+            f"bench/rawdb.py {kind} failed (rc={proc.returncode}): {_log_tail(log_path, 1)} "
+            f"(traceback in {log_path})"
+        )
+    result: dict[str, dict[str, float]] = json.loads(out)
+    wall = time.perf_counter() - t0
+    busy = core_busy_seconds(SERVER_CORE)[0] + core_busy_seconds(LOADGEN_CORE)[0] - busy0
+    own = self_cpu_seconds() + children_cpu_seconds() - own0
+    db = sum(ph.get("db_cpu_s", 0.0) for ph in result.values())
+    foreign = max(0.0, busy - own - db) / wall
+    res.metrics["raw_foreign"] = foreign
+    if foreign > 0.1:
+        res.notes.append(
+            f"raw insert phases disturbed: {foreign:.0%} of a core busy with other work: "
+            "the raw rates may be low, rerun on a quiet machine"
+        )
+    return result
+
+
+@dataclass
+class InboxStore:
+    kind: str
+    url: str  # TIDINGS_STORE_URL
+    schema: str | None = None  # PostgreSQL
+    app_name: str | None = None  # PostgreSQL application_name of tidings' connections
+
+
+@contextlib.asynccontextmanager
+async def fresh_store(kind: str) -> AsyncIterator[InboxStore]:
+    """An empty database for one run: a SQLite file in a new temp dir, or a new
+    PostgreSQL schema; removed (dropped) afterwards."""
+    if kind == "sqlite":
+        tmp = Path(tempfile.mkdtemp(prefix="tidings-bench-inbox-"))
+        try:
+            yield InboxStore(kind, str(tmp / "tidings.db"))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        return
+    async with pg_schema(PG_URL, "tidings_bench") as schema:
+        # Unknown query parameters are server settings for asyncpg: search_path
+        # puts tidings' tables in the schema, application_name lets us find
+        # its backends in pg_stat_activity.
+        app = f"tidings-bench-{schema}"
+        sep = "&" if "?" in PG_URL else "?"
+        url = f"{PG_URL}{sep}search_path={schema}&application_name={app}"
+        yield InboxStore(kind, url, schema, app)
+
+
+async def stored_rows(store: InboxStore) -> tuple[int, int, int]:
+    """After the server has stopped: (rows, rows without delivered_at, users
+    whose seqs are not exactly 1..count)."""
+    rows_sql = "SELECT COUNT(*), COUNT(*) - COUNT(delivered_at) FROM notifications"
+    seq_sql = (
+        "SELECT COUNT(*) FROM (SELECT user_id FROM notifications GROUP BY user_id "
+        "HAVING MIN(seq) <> 1 OR MAX(seq) <> COUNT(*) OR COUNT(DISTINCT seq) <> COUNT(*)) AS bad"
+    )
+    if store.kind == "sqlite":
+        conn = sqlite3.connect(store.url)
+        try:
+            rows, undelivered = conn.execute(rows_sql).fetchone()
+            (bad,) = conn.execute(seq_sql).fetchone()
+        finally:
+            conn.close()
+        return int(rows), int(undelivered), int(bad)
+    pg = await asyncpg.connect(PG_URL, server_settings={"search_path": str(store.schema)})
+    try:
+        row = await pg.fetchrow(rows_sql)
+        bad = await pg.fetchval(seq_sql)
+    finally:
+        await pg.close()
+    return int(row[0]), int(row[1]), int(bad)
+
+
+class DbCpu:
+    """CPU time over a window of the PostgreSQL backends serving tidings (found
+    by their application_name) and of PostgreSQL's own background processes
+    (WAL writer, checkpointer, ...: work our writes cause, though not only
+    ours). Processes that start during the window count with all their CPU."""
+
+    def __init__(self, store: InboxStore) -> None:
+        self.store = store
+        self.start: dict[int, float] = {}
+
+    async def _pids(self) -> tuple[list[int], list[int]]:
+        pg = await asyncpg.connect(PG_URL)
+        try:
+            rows = await pg.fetch(
+                "SELECT pid, application_name = $1 AS ours FROM pg_stat_activity "
+                "WHERE application_name = $1 OR backend_type <> 'client backend'",
+                self.store.app_name,
+            )
+        finally:
+            await pg.close()
+        ours = [int(r["pid"]) for r in rows if r["ours"]]
+        return ours, [int(r["pid"]) for r in rows if not r["ours"]]
+
+    async def begin(self) -> None:
+        ours, aux = await self._pids()
+        self.start = pids_cpu_seconds(ours + aux)
+
+    async def end(self) -> tuple[float, float, int]:
+        """(CPU seconds of tidings' backends, of the background processes,
+        number of tidings' backends), since begin()."""
+        ours, aux = await self._pids()
+        now = pids_cpu_seconds(ours + aux)
+
+        def used(pids: list[int]) -> float:
+            return sum(now[pid] - self.start.get(pid, 0.0) for pid in pids if pid in now)
+
+        return used(ours), used(aux), len(ours)
+
+
+async def run_inbox(spec: ServerSpec, kind: str, p: Params, log_dir: Path, label: str) -> Result:
+    res = Result()
+    raw = await raw_insert_rates(kind, p, log_dir, res)
+    for phase in ("single", "batched"):
+        rows = max(1.0, raw[phase]["rows"])
+        res.metrics[f"raw_{phase}_per_s"] = raw[phase]["rows_per_s"]
+        res.metrics[f"raw_{phase}_client_cpu_us_per_row"] = raw[phase]["cpu_s"] * 1e6 / rows
+        if kind == "postgres":
+            res.metrics[f"raw_{phase}_db_cpu_us_per_row"] = raw[phase]["db_cpu_s"] * 1e6 / rows
+    async with fresh_store(kind) as store:
+        srv_spec = dataclasses.replace(spec, env={**spec.env, "TIDINGS_STORE_URL": store.url})
+        try:
+            server = await start_server(srv_spec, log_dir, label)
+        except ServerUnavailable as e:
+            raise BenchError(f"unavailable: {e}") from e
+        try:
+            created = await measure_inbox(server, store, p, res)
+        except (RuntimeError, OSError, TimeoutError, ConnectionError) as e:
+            if isinstance(e, BenchError) or server.alive():
+                raise
+            raise BenchError(f"{type(e).__name__}: {e}\nlog tail:\n{server.log_tail()}") from e
+        finally:
+            await server.stop()
+        rows, undelivered, bad_users = await stored_rows(store)
+    if rows != created:
+        res.notes.append(f"store holds {rows} notifications, {created} were created (201)")
+    if undelivered:
+        res.notes.append(f"{undelivered} stored notifications have no delivered_at")
+    if bad_users:
+        res.notes.append(f"{bad_users} users' stored seqs are not exactly 1..count")
+    m = res.metrics
+    m["vs_raw_single"] = m["notifications_per_s"] / m["raw_single_per_s"]
+    m["vs_raw_batched"] = m["notifications_per_s"] / m["raw_batched_per_s"]
+    return res
+
+
+async def measure_inbox(server: RunningServer, store: InboxStore, p: Params, res: Result) -> int:
+    """Warm up, then one measured window of create requests; fills res and
+    returns the number of notifications created (201) over the whole run."""
+    n = INBOX_USERS
+    tally = Tally()
+    subs = await connect_many(server, tally, range(n), lambda i: None)
+    pub = Publisher(HOST, server.port, server.spec.api_key, size=INBOX_CONCURRENCY)
+    bodies = [
+        json.dumps(
+            {"userId": TOKENS.get(i)[0], "type": PUB_TYPE, "title": "t"}, separators=(",", ":")
+        ).encode()
+        for i in range(n)
+    ]
+    # Notification id -> time.time_ns() just before its create request was
+    # written, in creation order; arrivals at the clients, in arrival order.
+    sent: dict[bytes, int] = {}
+    arrivals: list[Arrival] = []
+    issued = 0
+    errors: list[str] = []
+
+    async def drive(seconds: float) -> int:
+        """Create requests, round-robin over the users, INBOX_CONCURRENCY in
+        flight, for `seconds` or p.inbox_max requests; returns requests sent."""
+        nonlocal issued
+        first = issued
+        deadline = time.monotonic() + seconds
+
+        async def worker() -> None:
+            nonlocal issued
+            while not errors and issued - first < p.inbox_max and time.monotonic() < deadline:
+                body = bodies[issued % n]
+                issued += 1
+                try:
+                    status, resp, t0 = await pub.post("/api/notifications", body)
+                    if status != 201:
+                        errors.append(f"POST /api/notifications -> HTTP {status}: {resp[:300]!r}")
+                        return
+                    for item in json.loads(resp)["notifications"]:
+                        sent[item["id"].encode()] = t0
+                except (RuntimeError, OSError, TimeoutError, ValueError, KeyError) as e:
+                    errors.append(f"create request failed: {type(e).__name__}: {e}")
+                    return
+
+        await asyncio.gather(*(worker() for _ in range(INBOX_CONCURRENCY)))
+        if errors:
+            check_server(server)
+            raise BenchError(errors[0])
+        return issued - first
+
+    db = DbCpu(store) if store.kind == "postgres" else None
+    try:
+        await pub.start()
+        tally.arrivals = arrivals
+        await drive(p.inbox_warmup_s)
+        await reach(tally, len(sent))  # one push per notification
+        check_server(server)
+
+        gc.collect()
+        gc.disable()  # no collector pauses in the load generator mid-window
+        a0, d0, s0 = len(arrivals), tally.delivered, len(sent)
+        if db is not None:
+            await db.begin()
+        win = Window(server)
+        requests = await drive(p.inbox_seconds)
+        created = len(sent) - s0
+        try:
+            await reach(tally, d0 + created)
+        except DeliveryTimeout:
+            res.notes.append(
+                f"lost {d0 + created - tally.delivered} of {created} pushes in the window"
+            )
+        db_cpu, aux_cpu, backends = (0.0, 0.0, 0) if db is None else await db.end()
+        res.metrics.update(win.close(res, shared_cpu_s=db_cpu + aux_cpu))
+        gc.enable()
+        # Let stragglers (if any) arrive before the books are checked.
+        await asyncio.sleep(0.2)
+        tally.arrivals = None
+        check_server(server)
+    finally:
+        gc.enable()
+        tally.arrivals = None
+        pub.close()
+        for s in subs:
+            s.close()
+
+    m = res.metrics
+    delivered = tally.delivered - d0
+    if delivered <= 0:
+        raise BenchError("no notification pushed in the measured window")
+    if created != requests:
+        res.notes.append(f"{requests} create requests made {created} notifications")
+    m["requests"] = requests
+    m["notifications"] = delivered
+    m["notifications_per_s"] = delivered / m["wall_s"]
+    m["cpu_us_per_notification"] = m["server_cpu_s"] * 1e6 / delivered
+    if db is not None:
+        m["db_backends"] = backends
+        m["db_util"] = db_cpu / m["wall_s"]
+        m["db_background_util"] = aux_cpu / m["wall_s"]
+        m["db_cpu_us_per_notification"] = db_cpu * 1e6 / delivered
+
+    # Latency: kernel receive time of the push - send time of its request.
+    window_ids = set(list(sent)[s0:])
+    lat = [kts - sent[nid] for _, nid, _, kts, _ in arrivals[a0:] if nid in window_ids]
+    app = [ats - sent[nid] for _, nid, _, _, ats in arrivals[a0:] if nid in window_ids]
+    m["p50_ms"] = percentile_ms(lat, 0.50)
+    m["p99_ms"] = percentile_ms(lat, 0.99)
+    m["max_ms"] = percentile_ms(lat, 1.0)
+    m["app_p50_ms"] = percentile_ms(app, 0.50)
+    m["app_p99_ms"] = percentile_ms(app, 0.99)
+    # Pushes per second of the window, to show a rate that drifts as the
+    # database grows (or a slow spell of the machine).
+    if lat:
+        first_ns = min(sent[nid] for nid in window_ids)
+        per_s = Counter((a[3] - first_ns) // 1_000_000_000 for a in arrivals[a0:])
+        res.notes.append(
+            "pushes in each second of the window: "
+            + ", ".join(f"{per_s[i]:,}" for i in range(max(per_s) + 1))
+        )
+
+    # The books over the whole run: every created notification pushed exactly
+    # once, and each connection (one per user) saw seq 1, 2, 3, ... in order.
+    got = Counter(nid for _, nid, _, _, _ in arrivals)
+    lost = sum(1 for nid in sent if nid not in got)
+    dupes = sum(c - 1 for c in got.values() if c > 1)
+    unknown = sum(1 for nid in got if nid not in sent)
+    last: dict[int, int] = {}
+    out_of_order = 0
+    for fd, _, seq, _, _ in arrivals:
+        if seq != last.get(fd, 0) + 1:
+            out_of_order += 1
+        last[fd] = seq
+    for what, count in (
+        ("created but never pushed", lost),
+        ("pushed more than once", dupes),
+        ("pushed but not in any 201 answer", unknown),
+        ("pushed out of seq order (or with a gap)", out_of_order),
+    ):
+        if count:
+            res.notes.append(f"{count} notifications {what}")
+    if tally.unexpected_closes:
+        res.notes.append(f"{tally.unexpected_closes} connections closed by the server")
+    return len(sent)
+
+
 SoloFn = Callable[[RunningServer, Params], Awaitable[Result]]
 PairedFn = Callable[[dict[str, RunningServer], Params], Awaitable[dict[str, Result]]]
 
@@ -659,7 +1077,12 @@ SOLO: dict[str, SoloFn] = {
     "steady": run_steady,
     "idle": run_idle,
 }
-SCENARIOS: list[str] = [*PAIRED, *SOLO]
+# tidings only (the Node reference has no inbox); name -> database.
+INBOX: dict[str, str] = {
+    "inbox-sqlite": "sqlite",
+    "inbox-postgres": "postgres",
+}
+SCENARIOS: list[str] = [*PAIRED, *SOLO, *INBOX]
 
 
 async def start_all(
@@ -689,6 +1112,18 @@ async def run_scenario(
     """Fresh servers for every scenario: memory and CPU baselines must not
     carry state (connections, heap growth) over from the previous one."""
     results: dict[str, Result] = {}
+    if name in INBOX:
+        spec = next((s for s in specs if s.name == "tidings"), None)
+        if spec is None:
+            return {}
+        try:
+            results["tidings"] = await run_inbox(spec, INBOX[name], p, log_dir, name)
+        except BenchError as e:
+            results["tidings"] = Result(error=str(e))
+        except (RuntimeError, OSError, TimeoutError, asyncpg.PostgresError) as e:
+            results["tidings"] = Result(error=f"{type(e).__name__}: {e}")
+        await asyncio.sleep(0.5)
+        return results
     if name in PAIRED:
         up, results = await start_all(specs, log_dir, name)
         try:
@@ -730,6 +1165,9 @@ def judge(m: Metric, vals: dict[str, float | None]) -> tuple[str, bool | None]:
     if kind == "ratio":
         ok = None if t is None or nd is None or nd == 0 else t / nd <= limit
         desc = f"<= {limit}x node"
+    elif kind == "min":
+        ok = None if t is None else t >= limit
+        desc = f">= {m.fmt.format(limit)}"
     else:
         ok = None if t is None else t < limit
         desc = f"< {limit:g}"
@@ -739,6 +1177,9 @@ def judge(m: Metric, vals: dict[str, float | None]) -> tuple[str, bool | None]:
 def print_table(results: dict[str, dict[str, Result]], servers: list[str]) -> bool:
     """Print the comparison table; return True if every target is met."""
     all_ok = True
+    # A server none of the chosen scenarios ran on (node, for inbox-* only)
+    # gets no column.
+    servers = [s for s in servers if any(s in per for per in results.values())] or servers
     both = "tidings" in servers and "node" in servers
     header = ["scenario", "metric", *servers]
     with_target = "tidings" in servers  # targets are about tidings

@@ -108,6 +108,16 @@ class RunningServer:
             await asyncio.wait_for(self._drain, 5)
 
 
+def pids_cpu_seconds(pids: list[int]) -> dict[int, float]:
+    """utime + stime of each live process in `pids` (e.g. database backends
+    serving the server under test); processes that are gone are left out."""
+    out: dict[int, float] = {}
+    for pid in pids:
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+            out[pid] = _stat_ticks(pid) / _CLK_TCK
+    return out
+
+
 def _stat_ticks(pid: int) -> int:
     with open(f"/proc/{pid}/stat", "rb") as f:
         raw = f.read()
@@ -164,6 +174,12 @@ def core_busy_seconds(core: int) -> tuple[float, float]:
 
 def self_cpu_seconds() -> float:
     ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def children_cpu_seconds() -> float:
+    """CPU time of this process's terminated, waited-for children."""
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
     return ru.ru_utime + ru.ru_stime
 
 

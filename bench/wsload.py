@@ -39,6 +39,10 @@ MARK: Final = PUB_TYPE.encode()
 # The publisher puts its time.time_ns() into data.t0; tolerate a space
 # after the colon in case a server re-serialises with json.dumps defaults.
 _T0_RE: Final = re.compile(rb'"t0":\s*(\d+)')
+# An inbox push is {"id": <notification id>, "type": "notification", ..., "data":
+# {..., "seq": N, ...}}: the first "id" is the notification's, the first "seq" its
+# per-user sequence number.
+_ID_SEQ_RE: Final = re.compile(rb'"id":\s*"([^"]+)".*?"seq":\s*(\d+)')
 
 _WS_GUID: Final = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
@@ -48,6 +52,9 @@ _WAIT_FIRST: Final = 1
 _WAIT_SUBSCRIBED: Final = 2
 _READY: Final = 3
 _CLOSED: Final = 4
+
+
+Arrival = tuple[int, bytes, int, int, int]
 
 
 class Tally:
@@ -61,6 +68,7 @@ class Tally:
     __slots__ = (
         "_waiters",
         "app_latencies_ns",
+        "arrivals",
         "delivered",
         "latencies_ns",
         "unexpected_closes",
@@ -77,6 +85,10 @@ class Tally:
         # with receive_ns taken when this process parsed the frame.
         self.latencies_ns: list[int] | None = None
         self.app_latencies_ns: list[int] | None = None
+        # When not None (inbox scenarios), every delivery appends (socket fd,
+        # notification id, seq, kernel receive ns, parse ns); the caller joins
+        # the ids with the create requests' send times afterwards.
+        self.arrivals: list[Arrival] | None = None
         self.unexpected_closes = 0
 
     def _wake(self) -> None:
@@ -154,6 +166,7 @@ class WsSubscriber:
         "_first",
         "_subscribed",
         "accept",
+        "auto_ready",
         "buf",
         "fd",
         "first_msg",
@@ -165,7 +178,15 @@ class WsSubscriber:
         "tally",
     )
 
-    def __init__(self, tally: Tally, sock: socket.socket, host: str, port: int, path: str) -> None:
+    def __init__(
+        self,
+        tally: Tally,
+        sock: socket.socket,
+        host: str,
+        port: int,
+        path: str,
+        subscribe: bool = True,
+    ) -> None:
         self.tally = tally
         self.sock = sock
         self.fd = sock.fileno()
@@ -188,6 +209,8 @@ class WsSubscriber:
         self._first: asyncio.Future[None] = self.loop.create_future()
         self._subscribed: asyncio.Future[None] = self.loop.create_future()
         self._closing = False
+        # No channel to subscribe to (inbox scenarios): ready after the first frame.
+        self.auto_ready = not subscribe
 
     # -- setup ---------------------------------------------------------------
 
@@ -195,10 +218,14 @@ class WsSubscriber:
         self.loop.add_reader(self.fd, self._on_readable)
         self._send(self.request)
 
-    async def setup(self, channel: str) -> None:
+    async def setup(self, channel: str | None) -> None:
         """Wait for the server's first text frame (tidings: `welcome`, guide:
-        `connected`), subscribe, and wait for the `subscribed` reply."""
+        `connected`), subscribe, and wait for the `subscribed` reply. With no
+        channel (the subscriber was built with subscribe=False), the first frame
+        is all there is to wait for."""
         await self._first
+        if channel is None:
+            return
         msg = json.dumps({"type": "subscribe", "channel": channel}).encode()
         self._send(client_frame(0x1, msg))
         await self._subscribed
@@ -246,7 +273,7 @@ class WsSubscriber:
     def _on_readable(self) -> None:
         tally = self.tally
         try:
-            if tally.latencies_ns is None:
+            if tally.latencies_ns is None and tally.arrivals is None:
                 n = self.sock.recv_into(_RXVIEW)
                 kts = 0
             else:
@@ -281,7 +308,8 @@ class WsSubscriber:
         hits = 0
         tally = self.tally
         lat = tally.latencies_ns
-        now = time.time_ns() if lat is not None else 0
+        arr = tally.arrivals
+        now = time.time_ns() if lat is not None or arr is not None else 0
         while n - pos >= 2:
             b1 = data[pos + 1]
             ln = b1 & 0x7F
@@ -311,6 +339,10 @@ class WsSubscriber:
                             lat.append((kts or now) - t0)
                             assert tally.app_latencies_ns is not None
                             tally.app_latencies_ns.append(now - t0)
+                    if arr is not None:
+                        m = _ID_SEQ_RE.search(data, pos + hl, end)
+                        if m is not None:
+                            arr.append((self.fd, m.group(1), int(m.group(2)), kts or now, now))
             elif op >= 8:
                 self._control(op, bytes(data[pos + hl : end]))
             pos = end
@@ -394,7 +426,7 @@ class WsSubscriber:
                 continue
             if self.state == _WAIT_FIRST:
                 self.first_msg = msg
-                self.state = _WAIT_SUBSCRIBED
+                self.state = _READY if self.auto_ready else _WAIT_SUBSCRIBED
                 self._first.set_result(None)
             elif msg.get("type") == "subscribed":
                 self.subscribed_msg = msg
@@ -412,9 +444,10 @@ class WsSubscriber:
 
 
 async def open_subscriber(
-    tally: Tally, host: str, port: int, path: str, channel: str
+    tally: Tally, host: str, port: int, path: str, channel: str | None
 ) -> WsSubscriber:
-    """Connect, upgrade, subscribe. Callers bound it with asyncio.timeout()."""
+    """Connect, upgrade, subscribe (channel None: no subscription, ready once
+    the first frame has arrived). Callers bound it with asyncio.timeout()."""
     loop = asyncio.get_running_loop()
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setblocking(False)
@@ -427,7 +460,7 @@ async def open_subscriber(
     except BaseException:
         sock.close()
         raise
-    sub = WsSubscriber(tally, sock, host, port, path)
+    sub = WsSubscriber(tally, sock, host, port, path, subscribe=channel is not None)
     sub.start()
     try:
         await sub.setup(channel)
@@ -537,7 +570,8 @@ def _parse_chunked(buf: bytes, pos: int) -> tuple[bytes, int] | None:
 
 
 class Publisher:
-    """A small pool of HttpConn to POST /api/publish."""
+    """A small pool of HttpConn to POST /api/publish (or, with post(), any
+    JSON route)."""
 
     # A publish answered later than this means the server is wedged.
     request_timeout_s = 30.0
@@ -593,6 +627,25 @@ class Publisher:
             return int(json.loads(body)["delivered"])
         except (ValueError, KeyError, TypeError) as e:
             raise RuntimeError(f"publish response without delivered count: {body[:300]!r}") from e
+
+    async def post(self, path: str, body: bytes) -> tuple[int, bytes, int]:
+        """POST a JSON body on an idle connection of the pool; return (status,
+        response body, time.time_ns() taken just before the request was
+        written). At most `size` requests are in flight at once."""
+        head = (
+            f"POST {path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n{self._auth}"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+        ).encode()
+        conn = await self._idle.get()
+        try:
+            if conn.closed:
+                conn = await self._connect()
+            t0 = time.time_ns()
+            async with asyncio.timeout(self.request_timeout_s):
+                status, resp = await conn.request(head + body)
+        finally:
+            self._idle.put_nowait(conn)
+        return status, resp, t0
 
     def close(self) -> None:
         for c in self._all:
