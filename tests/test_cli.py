@@ -186,3 +186,23 @@ async def test_invalid_config_names_the_setting(tmp_path: Path) -> None:
         _, err = await proc.communicate()
     assert proc.returncode == 2
     assert b"max_connections" in err
+
+
+async def test_port_taken_is_a_clear_error() -> None:
+    """A port already in use stops serve with exit 1 and says which address."""
+    async with running() as (_, port):
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "tidings",
+            "serve",
+            "--port",
+            str(port),
+            env=ENV,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        async with asyncio.timeout(TIMEOUT * 3):
+            _, err = await proc.communicate()
+        assert proc.returncode == 1
+        assert f"cannot listen on 127.0.0.1:{port}".encode() in err

@@ -118,7 +118,15 @@ class Server:
         )
         await runner.setup()
         site = web.TCPSite(runner, s.host, s.port, backlog=2048)
-        await site.start()
+        try:
+            await site.start()
+        except BaseException:
+            # Could not listen (port taken): release what start() opened.
+            await runner.cleanup()
+            await self.inbox.drain()
+            await store.close()
+            self.inbox = self.node.inbox = None
+            raise
         self._runner = runner
         server = site._server  # aiohttp keeps the bound sockets there
         sockets = getattr(server, "sockets", None) or []
