@@ -172,6 +172,33 @@ def core_busy_seconds(core: int) -> tuple[float, float]:
     return 0.0, 0.0
 
 
+def kernel_work_seconds(cores: tuple[int, ...]) -> float:
+    """CPU time the kernel spent on its own behalf: its threads (children of
+    kthreadd: block-layer and filesystem workers that complete an fsync, for
+    instance) on any core, plus the irq and softirq time of `cores`. For a
+    disk- or loopback-heavy workload this is part of the workload's cost, not
+    disturbance by other work."""
+    total = 0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                raw = f.read()
+        except OSError:
+            continue
+        fields = raw[raw.rfind(b")") + 2 :].split()
+        if fields[1] == b"2":  # ppid: kthreadd
+            total += int(fields[11]) + int(fields[12])
+    with open("/proc/stat") as f:
+        for line in f:
+            name = line.split(" ", 1)[0]
+            if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cores:
+                v = [int(x) for x in line.split()[1:]]
+                total += v[5] + v[6]
+    return total / _CLK_TCK
+
+
 def self_cpu_seconds() -> float:
     ru = resource.getrusage(resource.RUSAGE_SELF)
     return ru.ru_utime + ru.ru_stime
