@@ -206,3 +206,25 @@ async def test_port_taken_is_a_clear_error() -> None:
             _, err = await proc.communicate()
         assert proc.returncode == 1
         assert f"cannot listen on 127.0.0.1:{port}".encode() in err
+
+
+@pytest.mark.parametrize("url", ["postgresql://nobody@127.0.0.1:1/none", "/nonexistent-dir/x.db"])
+async def test_unopenable_store_is_a_clear_error(url: str) -> None:
+    """A store that cannot be opened stops serve with a message naming store_url."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tidings",
+        "serve",
+        "--port",
+        "0",
+        env=dict(ENV, TIDINGS_STORE_URL=url),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(TIMEOUT * 3):
+        _, err = await proc.communicate()
+    assert proc.returncode == 1
+    assert b"cannot open the store" in err
+    assert b"store_url" in err
+    assert b"Traceback" not in err

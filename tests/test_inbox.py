@@ -464,3 +464,24 @@ async def test_archive_and_delete(harness: Harness) -> None:
     assert (status, body["ids"]) == (200, [])
     _, page = await harness.api("GET", "/api/users/oz/notifications")
     assert page["items"] == []
+
+
+async def test_welcome_is_first_even_during_broadcasts(harness: Harness) -> None:
+    """Broadcasts racing a connection's welcome arrive after it, not before."""
+    node = harness.server.node
+    stop = asyncio.Event()
+
+    async def storm() -> None:
+        while not stop.is_set():
+            node.broadcast("tick", {})
+            await asyncio.sleep(0)  # yield: one broadcast per loop turn, racing the opens
+
+    task = asyncio.create_task(storm())
+    try:
+        for i in range(20):
+            async with harness.connect(f"?token={token(f'w{i}')}") as ws:
+                assert (await recv(ws))["type"] == "welcome"
+                assert (await recv(ws))["type"] == "tick"
+    finally:
+        stop.set()
+        await task

@@ -308,8 +308,8 @@ class IdsBody(msgspec.Struct, forbid_unknown_fields=True):
 
 async def archive_notifications(request: web.Request) -> web.Response:
     body = await _body(request, IdsBody)
-    if not 0 < len(body.ids) <= 1000:
-        raise _HTTPError(422, "give 1 to 1000 ids")
+    if len(body.ids) > 1000:
+        raise _HTTPError(422, "at most 1000 ids")
     changed, unread = await _inbox(request).remove(_owner(request), body.ids, delete=False)
     return json_response({"ids": changed, "unreadCount": unread})
 

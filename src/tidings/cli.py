@@ -21,6 +21,7 @@ from typing import Any
 from . import __version__
 from .auth import mint
 from .config import SETTINGS, ConfigError, Settings, load
+from .store import StoreError
 
 log = logging.getLogger("tidings.cli")
 
@@ -143,6 +144,9 @@ def _serve(args: argparse.Namespace) -> int:
     try:
         with asyncio.Runner(loop_factory=_loop_factory(settings.event_loop)) as runner:
             runner.run(run(settings))
+    except StoreError as exc:
+        print(f"tidings: {exc} (setting 'store_url')", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(
             f"tidings: cannot listen on {settings.host}:{settings.port}: {exc.strerror}",

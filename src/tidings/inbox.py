@@ -36,6 +36,8 @@ MAX_TITLE: Final = 500
 MAX_MESSAGE: Final = 10_000
 MAX_PAGE: Final = 100
 PURGE_BATCH: Final = 1000
+CATCH_UP_PAGE: Final = 500
+MAX_CATCH_UP: Final = 10_000
 
 
 class InboxError(ValueError):
@@ -224,6 +226,20 @@ class Inbox:
             raise InboxError(f"at most {MAX_RECIPIENTS} recipients per request")
         return users
 
+    async def notify(self, idempotency_key: str | None = None, **fields: Any) -> Created:
+        """The embedding API: ``await inbox.notify(userId="u1", title="Hi", priority="HIGH")``
+        with the fields of ``POST /api/notifications``, validated the same way.
+
+        Raises:
+            InboxError: an invalid request (nothing is stored).
+            IdempotencyConflict: the key was used for a different request.
+        """
+        try:
+            req = msgspec.convert(fields, CreateRequest)
+        except msgspec.ValidationError as exc:
+            raise InboxError(str(exc)) from None
+        return await self.create(req, idempotency_key=idempotency_key)
+
     async def create(self, req: CreateRequest, *, idempotency_key: str | None = None) -> Created:
         """Commit one notification per recipient, then push to those online.
 
@@ -371,43 +387,57 @@ class Inbox:
         """Send a newly opened connection what it missed, then release held live ones.
 
         ``session.inbox_held`` must be a list when this starts (set at open); live
-        notifications for the session collect there meanwhile.
+        notifications for the session collect there meanwhile. Missed notifications are
+        read a page at a time, up to ``MAX_CATCH_UP``; beyond that, clients page with
+        ``get_notifications``.
         """
         now = self.node.clock()
+        user = session.user_id
         try:
-            await self.store.remember_user(session.user_id, session.roles, now=now)
-            if last_seq is not None:
-                missed = await self.store.since(session.user_id, last_seq, now=now)
-            elif session.ack_mode:
-                missed = await self.store.unacked(session.user_id, now=now)
-            else:
-                # A client that never acks cannot say what it saw: what any connection of
-                # the user was sent counts as seen.
-                missed = await self.store.undelivered(session.user_id, now=now)
+            await self.store.remember_user(user, session.roles, now=now)
             sent = last_seq or 0
-            delivered = []
-            for n in missed:
-                session.push(self._message(n, recovered=True))
-                self._track(session, n)
-                delivered.append(n)
-                sent = max(sent, n.seq)
+            delivered: list[str] = []
+            while len(delivered) < MAX_CATCH_UP and session.state is State.OPEN:
+                if last_seq is not None:
+                    page = await self.store.since(user, sent, now=now, limit=CATCH_UP_PAGE)
+                elif session.ack_mode:
+                    page = await self.store.unacked(
+                        user, now=now, after_seq=sent, limit=CATCH_UP_PAGE
+                    )
+                else:
+                    # A client that never acks cannot say what it saw: what any connection
+                    # of the user was sent counts as seen.
+                    page = await self.store.undelivered(
+                        user, now=now, after_seq=sent, limit=CATCH_UP_PAGE
+                    )
+                for n in page:
+                    if session.push(self._message(n, recovered=True)):
+                        self._track(session, n)
+                        delivered.append(n.id)
+                    sent = max(sent, n.seq)
+                if len(page) < CATCH_UP_PAGE:
+                    break
             held = session.inbox_held or []
             session.inbox_held = None
             for n in sorted(held, key=lambda x: x.seq):
-                if n.seq > sent:
-                    session.push(self._message(n))
+                if n.seq > sent and session.push(self._message(n)):
                     self._track(session, n)
-                    delivered.append(n)
+                    delivered.append(n.id)
                     sent = n.seq
-            ids = [n.id for n in delivered]
-            if ids:
-                await self.store.mark_delivered({session.user_id: ids}, now=now)
+            if delivered:
+                await self.store.mark_delivered({user: delivered}, now=now)
         finally:
             session.inbox_held = None
 
     async def open_session(self, session: Session) -> None:
-        """Welcome a newly authenticated connection with its unread count, then catch up."""
+        """Welcome a newly authenticated connection with its unread count, then catch up.
+
+        Anything the hub sent the connection meanwhile was held by the session and follows
+        the welcome, so the welcome is always the first message.
+        """
         unread = await self.unread_count(session.user_id)
+        if session.state is not State.OPEN:  # closed while the count was read
+            return
         session.send_welcome({"unreadCount": unread}, session.welcome_reply_to)
         await self.catch_up(session, session.last_seq)
 

@@ -97,8 +97,9 @@ def _inbox_paths() -> dict[str, Any]:
                     "400": _ERROR,
                     "401": _ERROR,
                     "403": _ERROR,
-                    "409": _ERROR,
                     "413": _ERROR,
+                    "503": _ERROR,
+                    "409": _ERROR,
                     "422": _ERROR,
                 },
             }
@@ -117,6 +118,9 @@ def _inbox_paths() -> dict[str, Any]:
                     "200": {"description": "page", "content": _json("Page")},
                     "400": _ERROR,
                     "401": _ERROR,
+                    "403": _ERROR,
+                    "413": _ERROR,
+                    "503": _ERROR,
                 },
             }
         }
@@ -132,7 +136,11 @@ def _inbox_paths() -> dict[str, Any]:
                         "description": "changed ids and unread count",
                         "content": _json("ReadResult"),
                     },
+                    "400": _ERROR,
                     "401": _ERROR,
+                    "403": _ERROR,
+                    "413": _ERROR,
+                    "503": _ERROR,
                     "422": _ERROR,
                 },
             }
@@ -144,7 +152,11 @@ def _inbox_paths() -> dict[str, Any]:
                 "parameters": [*owner, _path_param("notificationId")],
                 "responses": {
                     "200": {"description": "notification", "content": _json("Notification")},
+                    "400": _ERROR,
                     "401": _ERROR,
+                    "403": _ERROR,
+                    "413": _ERROR,
+                    "503": _ERROR,
                     "404": _ERROR,
                 },
             }
@@ -156,7 +168,11 @@ def _inbox_paths() -> dict[str, Any]:
             "parameters": [*owner, _path_param("notificationId")],
             "responses": {
                 "200": {"description": "deleted", "content": _json("ReadResult")},
+                "400": _ERROR,
                 "401": _ERROR,
+                "403": _ERROR,
+                "413": _ERROR,
+                "503": _ERROR,
                 "404": _ERROR,
             },
         }
@@ -172,7 +188,11 @@ def _inbox_paths() -> dict[str, Any]:
                         "description": "changed ids and unread count",
                         "content": _json("ReadResult"),
                     },
+                    "400": _ERROR,
                     "401": _ERROR,
+                    "403": _ERROR,
+                    "413": _ERROR,
+                    "503": _ERROR,
                     "422": _ERROR,
                 },
             }
@@ -188,7 +208,11 @@ def _inbox_paths() -> dict[str, Any]:
                 "parameters": owner,
                 "responses": {
                     "200": {"description": "switches", "content": _json("Preferences")},
+                    "400": _ERROR,
                     "401": _ERROR,
+                    "403": _ERROR,
+                    "413": _ERROR,
+                    "503": _ERROR,
                 },
             },
             "put": {
@@ -199,7 +223,11 @@ def _inbox_paths() -> dict[str, Any]:
                 "requestBody": {"required": True, "content": _json("Preferences")},
                 "responses": {
                     "200": {"description": "stored", "content": _json("Preferences")},
+                    "400": _ERROR,
                     "401": _ERROR,
+                    "403": _ERROR,
+                    "413": _ERROR,
+                    "503": _ERROR,
                     "422": _ERROR,
                 },
             },
@@ -317,9 +345,7 @@ _INBOX_SCHEMAS: dict[str, Any] = {
         "type": "object",
         "required": ["ids"],
         "additionalProperties": False,
-        "properties": {
-            "ids": {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 1000}
-        },
+        "properties": {"ids": {"type": "array", "items": {"type": "string"}, "maxItems": 1000}},
     },
     "ReadResult": {
         "type": "object",
@@ -347,8 +373,9 @@ def _gateway_document() -> dict[str, Any]:
         "info": {
             "title": "tidings server API",
             "version": "1",
-            "description": "Publish to channels, users, roles or everyone; read stats. "
-            "Every /api route except this document needs a server API key.",
+            "description": "Publish to channels, users, roles or everyone; store and manage "
+            "notifications; read stats. Routes under /api/me/ take the user's own JWT; every "
+            "other /api route except this document needs a server API key.",
         },
         "paths": {
             "/api/publish": {
@@ -502,6 +529,7 @@ def _gateway_document() -> dict[str, Any]:
                                         "METHOD_NOT_ALLOWED",
                                         "PAYLOAD_TOO_LARGE",
                                         "VALIDATION_ERROR",
+                                        "CONFLICT",
                                         "RATE_LIMIT",
                                         "SERVER_ERROR",
                                         "UNAVAILABLE",

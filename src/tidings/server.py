@@ -22,7 +22,7 @@ from . import api
 from .config import Settings
 from .inbox import Inbox
 from .node import Node
-from .store import open_store
+from .store import StoreError, open_store
 from .transport import WebSocketEndpoint
 
 log = logging.getLogger("tidings.server")
@@ -104,7 +104,12 @@ class Server:
     async def start(self) -> None:
         s = self.settings
         store = open_store(s.store_url)
-        await store.open()
+        try:
+            await store.open()
+        except StoreError:
+            raise
+        except Exception as exc:  # a refused connection, an unwritable file, bad URL
+            raise StoreError(f"cannot open the store: {exc.__class__.__name__}: {exc}") from None
         self.inbox = self.node.inbox = Inbox(self.node, store)
         self.inbox.start()
         runner = web.AppRunner(

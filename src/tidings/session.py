@@ -26,6 +26,9 @@ from .ratelimit import TokenBucket
 
 log = logging.getLogger("tidings.session")
 
+# Messages kept for a connection between joining the hub and its welcome (one store query).
+PRE_WELCOME_LIMIT = 1000
+
 
 @dataclass(frozen=True, slots=True)
 class Close:
@@ -59,6 +62,8 @@ class Session:
     __slots__ = (
         "_abuse",
         "_bucket",
+        "_pre_welcome",
+        "_transport_push",
         "ack_mode",
         "awaiting",
         "client_id",
@@ -101,6 +106,8 @@ class Session:
         # id -> [notification, attempts, due time].
         self.ack_mode = ack_mode
         self.awaiting: dict[str, list[Any]] = {}
+        self._pre_welcome: list[Outbound] | None = None
+        self._transport_push: Callable[[Outbound], bool] | None = None
         self.state = State.AWAITING_AUTH
         self.user_id = ""
         self.roles: tuple[str, ...] = ()
@@ -161,15 +168,33 @@ class Session:
             # sends it (``send_welcome``) before reading anything else from the client.
             self.inbox_held = []
             self.welcome_reply_to = reply_to
+            # Joined now, so caps count it; but until the welcome is written, whatever the
+            # hub sends it (a broadcast, another tab's read receipt) waits in line.
+            self._pre_welcome = []
+            self._transport_push = self.push
+            self.push = self._hold
             hub.add(self)
             return None
         hub.add(self)
         self.send_welcome({}, reply_to)
         return None
 
+    def _hold(self, message: Outbound) -> bool:
+        held = self._pre_welcome
+        if held is None or len(held) >= PRE_WELCOME_LIMIT:
+            return False
+        held.append(message)
+        return True
+
     def send_welcome(self, extra: dict[str, Any], reply_to: str | None = None) -> None:
-        """Send the welcome, with inbox fields (``unreadCount``) when there is an inbox."""
+        """Send the welcome, with inbox fields (``unreadCount``) when there is an inbox,
+        then whatever arrived for this connection while it was being prepared."""
+        held, self._pre_welcome = self._pre_welcome, None
+        if self._transport_push is not None:
+            self.push, self._transport_push = self._transport_push, None
         self.send("welcome", {**self._welcome_data(), **extra}, reply_to=reply_to)
+        for message in held or ():
+            self.push(message)
 
     def _refresh(self, identity: Identity, reply_to: str | None) -> Close | None:
         if identity.user_id != self.user_id:

@@ -4,7 +4,7 @@ Implementations: ``sqlite.SQLiteStore`` (the default, a file or ``:memory:``) an
 ``postgres.PostgresStore`` (a ``postgresql://`` URL). Both pass one contract suite
 (``tests/test_store_contract.py``); the contract is the ``Store`` docstring below.
 
-Work in progress for the inbox issue: the gateway does not use a store yet.
+``inbox.Inbox`` is the only user of a store; ``tidings serve`` always opens one.
 """
 
 from __future__ import annotations
@@ -162,14 +162,16 @@ class Store(Protocol):
         """Oldest first: live (unexpired, unarchived) notifications with ``seq > after_seq``."""
         ...
 
-    async def unacked(self, user_id: str, *, now: float, limit: int = 500) -> list[Notification]:
-        """Oldest first: live notifications not yet acknowledged."""
+    async def unacked(
+        self, user_id: str, *, now: float, after_seq: int = 0, limit: int = 500
+    ) -> list[Notification]:
+        """Oldest first: live notifications with ``seq > after_seq`` not yet acknowledged."""
         ...
 
     async def undelivered(
-        self, user_id: str, *, now: float, limit: int = 500
+        self, user_id: str, *, now: float, after_seq: int = 0, limit: int = 500
     ) -> list[Notification]:
-        """Oldest first: live notifications never pushed to any connection."""
+        """Oldest first: live notifications with ``seq > after_seq`` never pushed anywhere."""
         ...
 
     async def unread_count(self, user_id: str, *, now: float) -> int:
@@ -225,7 +227,7 @@ class Store(Protocol):
     async def webhook_due(
         self, *, created_before: float, now: float, limit: int
     ) -> list[tuple[Notification, int]]:
-        """Live, unacknowledged notifications created before ``created_before`` whose
+        """Live, unacknowledged, unread notifications created before ``created_before`` whose
         webhook is neither sent nor given up, and whose next attempt is due by ``now``;
         each with the number of attempts made so far."""
         ...

@@ -279,21 +279,25 @@ class PostgresStore:
         )
         return [from_row(r) for r in await self._db().fetch(sql, user_id, after_seq, now, limit)]
 
-    async def unacked(self, user_id: str, *, now: float, limit: int = 500) -> list[Notification]:
+    async def unacked(
+        self, user_id: str, *, now: float, after_seq: int = 0, limit: int = 500
+    ) -> list[Notification]:
         sql = (
             f"SELECT {COLUMNS} FROM notifications WHERE user_id = $1 AND acked_at IS NULL "
-            f"AND {_live('$2')} ORDER BY seq LIMIT $3"
+            f"AND seq > $2 AND {_live('$3')} ORDER BY seq LIMIT $4"
         )
-        return [from_row(r) for r in await self._db().fetch(sql, user_id, now, limit)]
+        rows = await self._db().fetch(sql, user_id, after_seq, now, limit)
+        return [from_row(r) for r in rows]
 
     async def undelivered(
-        self, user_id: str, *, now: float, limit: int = 500
+        self, user_id: str, *, now: float, after_seq: int = 0, limit: int = 500
     ) -> list[Notification]:
         sql = (
             f"SELECT {COLUMNS} FROM notifications WHERE user_id = $1 AND delivered_at IS NULL "
-            f"AND {_live('$2')} ORDER BY seq LIMIT $3"
+            f"AND seq > $2 AND {_live('$3')} ORDER BY seq LIMIT $4"
         )
-        return [from_row(r) for r in await self._db().fetch(sql, user_id, now, limit)]
+        rows = await self._db().fetch(sql, user_id, after_seq, now, limit)
+        return [from_row(r) for r in rows]
 
     async def preferences(self, user_id: str) -> dict[str, bool]:
         rows = await self._db().fetch(
@@ -327,6 +331,7 @@ class PostgresStore:
     ) -> list[tuple[Notification, int]]:
         sql = (
             f"SELECT {COLUMNS}, webhook_attempts FROM notifications WHERE acked_at IS NULL AND "
+            "read_at IS NULL AND "
             "webhook_state IS NULL AND created_at <= $1 AND "
             f"(webhook_next_at IS NULL OR webhook_next_at <= $2) AND {_live('$2')} "
             "ORDER BY created_at LIMIT $3"

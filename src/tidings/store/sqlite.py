@@ -210,22 +210,24 @@ class SQLiteStore:
         args = (user_id, after_seq, now, limit)
         return await self._read(lambda c: [from_row(r) for r in c.execute(sql, args)])
 
-    async def unacked(self, user_id: str, *, now: float, limit: int = 500) -> list[Notification]:
+    async def unacked(
+        self, user_id: str, *, now: float, after_seq: int = 0, limit: int = 500
+    ) -> list[Notification]:
         sql = (
             f"SELECT {COLUMNS} FROM notifications WHERE user_id=? AND acked_at IS NULL "
-            f"AND {_LIVE} ORDER BY seq LIMIT ?"
+            f"AND seq > ? AND {_LIVE} ORDER BY seq LIMIT ?"
         )
-        args = (user_id, now, limit)
+        args = (user_id, after_seq, now, limit)
         return await self._read(lambda c: [from_row(r) for r in c.execute(sql, args)])
 
     async def undelivered(
-        self, user_id: str, *, now: float, limit: int = 500
+        self, user_id: str, *, now: float, after_seq: int = 0, limit: int = 500
     ) -> list[Notification]:
         sql = (
             f"SELECT {COLUMNS} FROM notifications WHERE user_id=? AND delivered_at IS NULL "
-            f"AND {_LIVE} ORDER BY seq LIMIT ?"
+            f"AND seq > ? AND {_LIVE} ORDER BY seq LIMIT ?"
         )
-        args = (user_id, now, limit)
+        args = (user_id, after_seq, now, limit)
         return await self._read(lambda c: [from_row(r) for r in c.execute(sql, args)])
 
     async def preferences(self, user_id: str) -> dict[str, bool]:
@@ -259,6 +261,7 @@ class SQLiteStore:
     ) -> list[tuple[Notification, int]]:
         sql = (
             f"SELECT {COLUMNS}, webhook_attempts FROM notifications WHERE acked_at IS NULL AND "
+            "read_at IS NULL AND "
             "webhook_state IS NULL AND created_at <= ? AND "
             f"(webhook_next_at IS NULL OR webhook_next_at <= ?) AND {_LIVE} "
             "ORDER BY created_at LIMIT ?"
@@ -423,7 +426,7 @@ def _create_batch(c: sqlite3.Connection, batch: list[_CreateArgs]) -> list[Creat
             c.execute("SAVEPOINT one")
             try:
                 results.append(_create_one(c, *args))
-            except (IdempotencyConflict, sqlite3.IntegrityError, ValueError) as exc:
+            except Exception as exc:  # whatever goes wrong with one request fails it alone
                 c.execute("ROLLBACK TO one")
                 results.append(exc)
             c.execute("RELEASE one")
