@@ -467,21 +467,18 @@ async def test_archive_and_delete(harness: Harness) -> None:
 
 
 async def test_welcome_is_first_even_during_broadcasts(harness: Harness) -> None:
-    """Broadcasts racing a connection's welcome arrive after it, not before."""
+    """A broadcast sent while a connection's welcome is being prepared arrives after it."""
+    inbox = harness.server.inbox
+    assert inbox is not None
     node = harness.server.node
-    stop = asyncio.Event()
+    real_count = inbox.unread_count
 
-    async def storm() -> None:
-        while not stop.is_set():
-            node.broadcast("tick", {})
-            await asyncio.sleep(0)  # yield: one broadcast per loop turn, racing the opens
+    async def count_then_broadcast(user_id: str) -> int:
+        # Exactly the window between joining the hub and writing the welcome.
+        node.broadcast("tick", {"for": user_id})
+        return await real_count(user_id)
 
-    task = asyncio.create_task(storm())
-    try:
-        for i in range(20):
-            async with harness.connect(f"?token={token(f'w{i}')}") as ws:
-                assert (await recv(ws))["type"] == "welcome"
-                assert (await recv(ws))["type"] == "tick"
-    finally:
-        stop.set()
-        await task
+    inbox.unread_count = count_then_broadcast  # type: ignore[method-assign]
+    async with harness.connect(f"?token={token('wes')}") as ws:
+        assert (await recv(ws))["type"] == "welcome"
+        assert (await recv(ws))["data"] == {"for": "wes"}
