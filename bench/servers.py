@@ -11,6 +11,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -242,6 +243,11 @@ def tidings_spec(secret: str, api_key: str) -> ServerSpec:
             "TIDINGS_MAX_CONNECTIONS": "20000",
             "TIDINGS_LOG_LEVEL": "WARNING",
             "TIDINGS_RATE_LIMIT_ENABLED": "false",
+            # A fresh store per run, never the repository's tidings.db; the inbox
+            # scenarios replace it with their own.
+            "TIDINGS_STORE_URL": os.path.join(
+                tempfile.mkdtemp(prefix="tidings-bench-"), "gateway.db"
+            ),
         },
         cwd=REPO_DIR,
         wants_user_id_param=False,

@@ -80,6 +80,9 @@ class SQLiteStore:
         self._w: sqlite3.Connection | None = None
         self._r: sqlite3.Connection | None = None
         self._pending: list[tuple[_CreateArgs, asyncio.Future[Created]]] = []
+        # Whether any preference row exists. One process owns a SQLite file, so this stays
+        # exact, and a create skips the preference query while nobody has any.
+        self._has_preferences = True
         self._flusher: asyncio.Task[None] | None = None
         # Transactions that carried creates: fewer than creates means group commit works.
         self.create_commits = 0
@@ -102,6 +105,9 @@ class SQLiteStore:
         loop = asyncio.get_running_loop()
         self._w = await loop.run_in_executor(self._writer, _connect, self._path)
         await self._write(_migrate)
+        self._has_preferences = await self._write(
+            lambda c: c.execute("SELECT EXISTS (SELECT 1 FROM preferences)").fetchone()[0] == 1
+        )
         if self._reader is self._writer:
             self._r = self._w
         else:
@@ -146,7 +152,11 @@ class SQLiteStore:
             batch, self._pending = self._pending, []
             try:
                 results = await self._write(
-                    functools.partial(_create_batch, batch=[a for a, _ in batch])
+                    functools.partial(
+                        _create_batch,
+                        batch=[a for a, _ in batch],
+                        preferences=self._has_preferences,
+                    )
                 )
             except Exception as exc:  # the commit itself failed: every request in it fails
                 log.exception("group commit of %d creates failed", len(batch))
@@ -249,6 +259,8 @@ class SQLiteStore:
                 raise
 
         await self._write(run)
+        if in_app:
+            self._has_preferences = True
 
     async def in_app_disabled(self, user_ids: Sequence[str], category: str | None) -> set[str]:
         users = list(dict.fromkeys(user_ids))
@@ -417,7 +429,9 @@ class SQLiteStore:
         return await self._write(run)
 
 
-def _create_batch(c: sqlite3.Connection, batch: list[_CreateArgs]) -> list[Created | Exception]:
+def _create_batch(
+    c: sqlite3.Connection, batch: list[_CreateArgs], preferences: bool = True
+) -> list[Created | Exception]:
     """Every create of a batch in one transaction, each in its own savepoint."""
     results: list[Created | Exception] = []
     c.execute("BEGIN IMMEDIATE")
@@ -425,7 +439,7 @@ def _create_batch(c: sqlite3.Connection, batch: list[_CreateArgs]) -> list[Creat
         for args in batch:
             c.execute("SAVEPOINT one")
             try:
-                results.append(_create_one(c, *args))
+                results.append(_create_one(c, *args, preferences=preferences))
             except Exception as exc:  # whatever goes wrong with one request fails it alone
                 c.execute("ROLLBACK TO one")
                 results.append(exc)
@@ -464,6 +478,8 @@ def _create_one(
     now: float,
     key: str | None,
     fingerprint: str,
+    *,
+    preferences: bool = True,
 ) -> Created:
     if key is not None:
         row = c.execute("SELECT fingerprint, ids FROM idempotency WHERE key=?", (key,)).fetchone()
@@ -476,7 +492,7 @@ def _create_one(
             return Created(tuple(found[i] for i in ids if i in found), replayed=True)
     created = []
     users = list(dict.fromkeys(user_ids))
-    off = _in_app_off(c, users, content.category)
+    off = _in_app_off(c, users, content.category) if preferences else set()
     for user_id in users:
         if user_id in off:
             continue
