@@ -93,6 +93,24 @@ async def running(
             await proc.wait()
 
 
+async def serve_fails(*args: str, env: dict[str, str] | None = None) -> tuple[int, bytes]:
+    """Run `tidings serve` expecting it to refuse to start; its exit status and stderr."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tidings",
+        "serve",
+        *args,
+        env=env or ENV,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(TIMEOUT * 3):
+        _, err = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, err
+
+
 async def test_sigterm_closes_1001_and_exits_0() -> None:
     """SIGTERM closes every WebSocket with 1001 and the process exits 0."""
     async with running() as (proc, port):
@@ -106,20 +124,8 @@ async def test_sigterm_closes_1001_and_exits_0() -> None:
 
 async def test_refuses_to_start_without_secret() -> None:
     """Without a JWT secret and without --dev, serve exits 2 and says what to set."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tidings",
-        "serve",
-        "--port",
-        "0",
-        env={"PATH": ENV["PATH"]},
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(TIMEOUT * 3):
-        _, err = await proc.communicate()
-    assert proc.returncode == 2
+    code, err = await serve_fails("--port", "0", env={"PATH": ENV["PATH"]})
+    assert code == 2
     assert b"TIDINGS_JWT_SECRET" in err
 
 
@@ -171,60 +177,24 @@ async def test_invalid_config_names_the_setting(tmp_path: Path) -> None:
     """A bad setting stops the server with a message naming it."""
     cfg = tmp_path / "bad.toml"
     cfg.write_text('max_connections = "lots"\n')
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tidings",
-        "serve",
-        "--config",
-        str(cfg),
-        env=ENV,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(TIMEOUT * 3):
-        _, err = await proc.communicate()
-    assert proc.returncode == 2
+    code, err = await serve_fails("--config", str(cfg))
+    assert code == 2
     assert b"max_connections" in err
 
 
 async def test_port_taken_is_a_clear_error() -> None:
     """A port already in use stops serve with exit 1 and says which address."""
     async with running() as (_, port):
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-m",
-            "tidings",
-            "serve",
-            "--port",
-            str(port),
-            env=ENV,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        async with asyncio.timeout(TIMEOUT * 3):
-            _, err = await proc.communicate()
-        assert proc.returncode == 1
+        code, err = await serve_fails("--port", str(port))
+        assert code == 1
         assert f"cannot listen on 127.0.0.1:{port}".encode() in err
 
 
 @pytest.mark.parametrize("url", ["postgresql://nobody@127.0.0.1:1/none", "/nonexistent-dir/x.db"])
 async def test_unopenable_store_is_a_clear_error(url: str) -> None:
     """A store that cannot be opened stops serve with a message naming store_url."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tidings",
-        "serve",
-        "--port",
-        "0",
-        env=dict(ENV, TIDINGS_STORE_URL=url),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    async with asyncio.timeout(TIMEOUT * 3):
-        _, err = await proc.communicate()
-    assert proc.returncode == 1
+    code, err = await serve_fails("--port", "0", env=dict(ENV, TIDINGS_STORE_URL=url))
+    assert code == 1
     assert b"cannot open the store" in err
     assert b"store_url" in err
     assert b"Traceback" not in err

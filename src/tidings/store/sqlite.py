@@ -210,35 +210,31 @@ class SQLiteStore:
         args.append(limit)
         return await self._read(lambda c: [from_row(r) for r in c.execute(sql, args)])
 
-    async def since(
-        self, user_id: str, after_seq: int, *, now: float, limit: int = 500
+    async def _live_after(
+        self, user_id: str, after_seq: int, now: float, limit: int, extra: str = ""
     ) -> list[Notification]:
+        """Live rows of a user after ``after_seq``, oldest first, with an extra condition."""
         sql = (
-            f"SELECT {COLUMNS} FROM notifications WHERE user_id=? AND seq > ? AND {_LIVE} "
-            "ORDER BY seq LIMIT ?"
+            f"SELECT {COLUMNS} FROM notifications WHERE user_id=? AND seq > ? {extra} "
+            f"AND {_LIVE} ORDER BY seq LIMIT ?"
         )
         args = (user_id, after_seq, now, limit)
         return await self._read(lambda c: [from_row(r) for r in c.execute(sql, args)])
+
+    async def since(
+        self, user_id: str, after_seq: int, *, now: float, limit: int = 500
+    ) -> list[Notification]:
+        return await self._live_after(user_id, after_seq, now, limit)
 
     async def unacked(
         self, user_id: str, *, now: float, after_seq: int = 0, limit: int = 500
     ) -> list[Notification]:
-        sql = (
-            f"SELECT {COLUMNS} FROM notifications WHERE user_id=? AND acked_at IS NULL "
-            f"AND seq > ? AND {_LIVE} ORDER BY seq LIMIT ?"
-        )
-        args = (user_id, after_seq, now, limit)
-        return await self._read(lambda c: [from_row(r) for r in c.execute(sql, args)])
+        return await self._live_after(user_id, after_seq, now, limit, "AND acked_at IS NULL")
 
     async def undelivered(
         self, user_id: str, *, now: float, after_seq: int = 0, limit: int = 500
     ) -> list[Notification]:
-        sql = (
-            f"SELECT {COLUMNS} FROM notifications WHERE user_id=? AND delivered_at IS NULL "
-            f"AND seq > ? AND {_LIVE} ORDER BY seq LIMIT ?"
-        )
-        args = (user_id, after_seq, now, limit)
-        return await self._read(lambda c: [from_row(r) for r in c.execute(sql, args)])
+        return await self._live_after(user_id, after_seq, now, limit, "AND delivered_at IS NULL")
 
     async def preferences(self, user_id: str) -> dict[str, bool]:
         sql = "SELECT category, in_app FROM preferences WHERE user_id=? ORDER BY category"
