@@ -298,3 +298,52 @@ async def test_create_skips_in_app_off(store: Store) -> None:
     assert [n.user_id for n in created.notifications] == ["bob"]
     assert created.skipped == ("alice",)
     assert await store.page("alice") == []
+
+
+async def test_mixed_burst_keeps_every_rule(store: Store) -> None:
+    """Keyed, unkeyed, replayed and preference-skipped creates in one burst: each gets its
+    own outcome, and every user's seqs stay gapless."""
+    await store.set_preferences("carol", {"MARKETING": False})
+    await store.create(note(0), ["alice"], now=NOW, idempotency_key="old", fingerprint="f")
+    calls = []
+    for i in range(60):
+        users = ["alice", "bob", "carol"][: 1 + i % 3]
+        category = "MARKETING" if i % 2 else None
+        key = f"k{i % 7}" if i % 4 == 0 else None
+        calls.append(
+            store.create(
+                note(i, category=category), users, now=NOW, idempotency_key=key, fingerprint="f"
+            )
+        )
+    calls.append(store.create(note(), ["bob"], now=NOW, idempotency_key="old", fingerprint="f"))
+    results = await asyncio.gather(*calls)
+    assert results[-1].replayed
+    for i, created in enumerate(results[:60]):
+        users = ["alice", "bob", "carol"][: 1 + i % 3]
+        if created.replayed:
+            continue
+        off = ("carol",) if i % 2 and "carol" in users else ()
+        assert created.skipped == off
+        assert [n.user_id for n in created.notifications] == [u for u in users if u not in off]
+    for user in ("alice", "bob", "carol"):
+        rows = await store.page(user, limit=500)
+        assert sorted(n.seq for n in rows) == list(range(1, len(rows) + 1))
+        for n in rows:
+            if n.user_id == "carol":
+                assert n.category != "MARKETING"
+
+
+async def test_a_value_the_database_rejects_fails_alone(store: Store) -> None:
+    """However a store treats a NUL character, the requests beside it commit."""
+    outcomes = await asyncio.gather(
+        *(store.create(note(i), ["alice", "bob"], now=NOW) for i in range(5)),
+        store.create(note(5, title="bad\x00title"), ["alice"], now=NOW),
+        *(store.create(note(i), ["bob"], now=NOW) for i in range(6, 10)),
+        return_exceptions=True,
+    )
+    assert all(not isinstance(o, BaseException) for i, o in enumerate(outcomes) if i != 5)
+    alice = await store.since("alice", 0, now=NOW)
+    bob = await store.since("bob", 0, now=NOW)
+    assert [n.seq for n in alice] == list(range(1, len(alice) + 1))
+    assert len(alice) == 5 + (not isinstance(outcomes[5], BaseException))
+    assert [n.seq for n in bob] == list(range(1, 10))

@@ -8,8 +8,11 @@ is claimed by inserting it before any notification is written, so a second trans
 with the same key waits on the unique index and then replays or conflicts.
 
 As in the SQLite store, ``create`` calls that arrive while a batch is being written wait
-and go together in the next transaction, each inside a savepoint, so one bad request fails
-alone and a burst costs one commit (one WAL flush) instead of one per notification.
+and go together in the next transaction, so a burst costs one commit (one WAL flush)
+instead of one per notification. Requests without an idempotency key are written
+set-wise, a fixed handful of statements for the whole batch; each keyed one goes inside a
+savepoint. If the set-wise part fails, the batch is rolled back and rerun with every request
+in a savepoint, so one bad request fails alone.
 """
 
 from __future__ import annotations
@@ -50,6 +53,27 @@ _NEXT_SEQ: Final = (
     "ON CONFLICT (user_id) DO UPDATE SET last_seq = inbox_users.last_seq + 1 "
     "RETURNING user_id, last_seq"
 )
+# The set-wise path (``_create_plain``): one seq allocation for every (user, count) pair
+# of a batch's unkeyed requests, and one insert of all their rows.
+_ALLOCATE: Final = (
+    "INSERT INTO inbox_users (user_id, last_seq) "
+    "SELECT u, n FROM unnest($1::text[], $2::bigint[]) AS t(u, n) ORDER BY u "
+    "ON CONFLICT (user_id) DO UPDATE SET last_seq = inbox_users.last_seq + excluded.last_seq "
+    "RETURNING user_id, last_seq"
+)
+_NEW_COLUMNS: Final = (
+    "id, user_id, seq, type, title, message, priority, category, data, actions, expires_at, "
+    "created_at"
+)
+_INSERT_MANY: Final = (
+    f"INSERT INTO notifications ({_NEW_COLUMNS}) SELECT * FROM unnest("
+    "$1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], "
+    "$8::text[], $9::text[], $10::text[], $11::float8[], $12::float8[])"
+)
+_PREFERENCES: Final = (
+    "SELECT user_id, category, in_app FROM preferences "
+    "WHERE user_id = ANY($1::text[]) AND (category = '*' OR category = ANY($2::text[]))"
+)
 # Takes every row of a batch's users, in user_id order, creating missing ones: DO UPDATE
 # locks the row it conflicts with even when its WHERE is false, and so writes nothing.
 _LOCK_USERS: Final = (
@@ -65,6 +89,10 @@ def _live(now: str) -> str:
 
 class _Retry(Exception):
     """A request that could not finish through no fault of its own; run it again later."""
+
+
+class _Fallback(Exception):
+    """The set-wise path failed; the batch is rolled back and run request by request."""
 
 
 class _Request:
@@ -162,7 +190,8 @@ class PostgresStore:
             self._pending = []
             # Keys are claimed in one global order, so two instances' batches holding the
             # same keys cannot deadlock; requests of one transaction have no order to keep.
-            batch.sort(key=lambda r: r.args[3] or "")
+            # Unkeyed requests go first: they are written set-wise, as one block.
+            batch.sort(key=lambda r: (r.args[3] is not None, r.args[3] or ""))
             if not batch:
                 continue
             try:
@@ -201,11 +230,46 @@ class PostgresStore:
                 self._pending[:0] = retry
 
     async def _create_batch(self, batch: list[_Request]) -> list[Created | Exception]:
-        """Every create of a batch in one transaction, each in its own savepoint.
+        """Every create of a batch in one transaction.
+
+        The unkeyed requests (first in the batch) are written set-wise, with a few
+        statements for all of them (``_create_plain``); each keyed request then goes in a
+        savepoint of its own. Should the set-wise part fail (a value PostgreSQL rejects, say),
+        the transaction is rolled back and the whole batch run request by request, so the
+        failing request fails alone.
 
         Returns one result per request, or fewer when a deadlock cut the batch short: the
         requests after it were not tried.
         """
+        plain = 0
+        while plain < len(batch) and batch[plain].args[3] is None:
+            plain += 1
+        if not plain:
+            return await self._create_each(batch)
+        users = sorted({u for r in batch for u in r.args[1]})
+        async with self._db().acquire() as conn:
+            try:
+                async with conn.transaction():
+                    # As in _create_each: every user of the batch first, in one global order.
+                    try:
+                        await conn.execute(_LOCK_USERS, users)
+                        results: list[Created | Exception] = await _create_plain(
+                            conn, batch[:plain]
+                        )
+                    except Exception as exc:
+                        raise _Fallback(exc) from exc
+                    await _create_keyed(conn, batch[plain:], results)
+                return results
+            except _Fallback as exc:
+                log.warning(
+                    "set-wise create of %d requests failed (%r); one by one instead",
+                    plain,
+                    exc.__cause__,
+                )
+        return await self._create_each(batch)
+
+    async def _create_each(self, batch: list[_Request]) -> list[Created | Exception]:
+        """Every create of a batch in one transaction, each in its own savepoint."""
         results: list[Created | Exception] = []
         users = sorted({u for r in batch for u in r.args[1]})
         async with self._db().acquire() as conn, conn.transaction():
@@ -215,24 +279,7 @@ class PostgresStore:
             # key does for key claims); a deadlock that happens all the same is handled
             # below.
             await conn.execute(_LOCK_USERS, users)
-            for r in batch:
-                try:
-                    # A nested transaction is a savepoint: a failure undoes this request
-                    # only. If even the rollback to it fails, that error escapes and the
-                    # whole batch fails.
-                    async with conn.transaction():
-                        results.append(await _create_one(conn, *r.args))
-                except (IdempotencyConflict, ValueError, _Retry) as exc:
-                    results.append(exc)
-                except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError) as exc:
-                    # The other transaction waits for locks this one holds: going on would
-                    # deadlock again on every later request. Commit what is done, which
-                    # lets it finish, and run the rest in the next batch.
-                    log.warning("create lost a deadlock; %d retried", len(batch) - len(results))
-                    results.append(_Retry(str(exc)))
-                    break
-                except asyncpg.PostgresError as exc:
-                    results.append(StoreError(f"create failed: {exc}"))
+            await _create_keyed(conn, batch, results)
         return results
 
     # --- reads ----------------------------------------------------------------------------
@@ -491,6 +538,105 @@ async def _in_app_off(conn: Any, users: list[str], category: str | None) -> set[
     for user, category_, on in rows:
         switches.setdefault(user, {})[category_] = on
     return {u for u, s in switches.items() if not s.get(cat, s.get("*", 1))}
+
+
+async def _create_keyed(
+    conn: Any, batch: Sequence[_Request], results: list[Created | Exception]
+) -> None:
+    """Each request of ``batch`` in its own savepoint, appending its result to ``results``;
+    a deadlock stops the loop (the requests after it get no result)."""
+    for done, r in enumerate(batch):
+        try:
+            # A nested transaction is a savepoint: a failure undoes this request only. If
+            # even the rollback to it fails, that error escapes and the whole batch fails.
+            async with conn.transaction():
+                results.append(await _create_one(conn, *r.args))
+        except (IdempotencyConflict, ValueError, _Retry) as exc:
+            results.append(exc)
+        except (asyncpg.DeadlockDetectedError, asyncpg.SerializationError) as exc:
+            # The other transaction waits for locks this one holds: going on would deadlock
+            # again on every later request. Commit what is done, which lets it finish, and
+            # run the rest in the next batch.
+            log.warning("create lost a deadlock; %d retried", len(batch) - done)
+            results.append(_Retry(str(exc)))
+            break
+        except asyncpg.PostgresError as exc:
+            results.append(StoreError(f"create failed: {exc}"))
+
+
+async def _create_plain(conn: Any, batch: Sequence[_Request]) -> list[Created | Exception]:
+    """Unkeyed creates, set-wise: one preferences query, one seq allocation and one insert
+    for all of them, whatever their number. The caller holds every recipient's
+    ``inbox_users`` row, so the preferences read here are the latest committed ones and
+    the seqs allocated follow the last commit. Raises if any statement fails."""
+    results: list[Created | Exception] = []
+    # Per request: (content, now, recipients, encoded data, encoded actions).
+    todo: list[tuple[int, NewNotification, float, list[str], str | None, str | None]] = []
+    for r in batch:
+        content, user_ids, now, _, _ = r.args
+        try:
+            data = None if content.data is None else dumps(content.data)
+            actions = dumps(content.actions) if content.actions else None
+        except Exception as exc:  # not encodable: this request fails, before any statement
+            results.append(exc)
+            continue
+        todo.append((len(results), content, now, list(dict.fromkeys(user_ids)), data, actions))
+        results.append(Created((), replayed=False))
+    users = sorted({u for item in todo for u in item[3]})
+    if not users:
+        return results
+    categories = sorted({item[1].category for item in todo if item[1].category is not None})
+    switches: dict[str, dict[str, int]] = {}
+    for user, category, on in await conn.fetch(_PREFERENCES, users, categories):
+        switches.setdefault(user, {})[category] = on
+    counts: dict[str, int] = {}
+    skipped: dict[int, tuple[str, ...]] = {}
+    for item in todo:
+        cat = item[1].category if item[1].category is not None else "*"
+        recipients = item[3]
+        off = {u for u in recipients if (s := switches.get(u)) and not s.get(cat, s.get("*", 1))}
+        if off:
+            skipped[item[0]] = tuple(sorted(off))
+            recipients[:] = [u for u in recipients if u not in off]
+        for u in recipients:
+            counts[u] = counts.get(u, 0) + 1
+    if counts:
+        rows = await conn.fetch(_ALLOCATE, list(counts), list(counts.values()))
+        # Each user's new seqs, last_seq - count + 1 … last_seq, go out in request order.
+        next_seq = {u: int(last) - counts[u] + 1 for u, last in rows}
+        columns: list[list[Any]] = [[] for _ in range(12)]
+        values: list[list[tuple[Any, ...]]] = []
+        for _, content, now, recipients, data, actions in todo:
+            mine = []
+            for u in recipients:
+                seq = next_seq[u]
+                next_seq[u] = seq + 1
+                row = (
+                    new_id(),
+                    u,
+                    seq,
+                    content.type,
+                    content.title,
+                    content.message,
+                    content.priority.value,
+                    content.category,
+                    data,
+                    actions,
+                    content.expires_at,
+                    now,
+                )
+                for column, value in zip(columns, row, strict=True):
+                    column.append(value)
+                mine.append((*row, None, None, None, None, 0))
+            values.append(mine)
+        await conn.execute(_INSERT_MANY, *columns)
+    else:
+        values = [[] for _ in todo]
+    for item, mine in zip(todo, values, strict=True):
+        results[item[0]] = Created(
+            tuple(from_row(v) for v in mine), replayed=False, skipped=skipped.get(item[0], ())
+        )
+    return results
 
 
 async def _create_one(
