@@ -370,17 +370,18 @@ async def test_in_app_preference_skips_the_user(harness: Harness) -> None:
     assert len(reply["notifications"]) == 1
 
 
-async def test_non_acking_client_is_not_sent_delivered_ones_again(harness: Harness) -> None:
-    """Without ack mode, a reconnect brings only what no connection was sent yet."""
-    async with harness.client("max") as ws:
-        await notify(harness, userId="max", title="seen")
-        await recv_type(ws, "notification")
-    await harness.server.inbox.drain()  # type: ignore[union-attr]  # flush delivered marks
-    await notify(harness, userId="max", title="missed")
-    async with harness.connect(f"?token={token('max')}") as ws:
-        assert (await recv(ws))["data"]["unreadCount"] == 2
-        assert (await recv(ws))["data"]["title"] == "missed"
-        assert (await request(ws, {"type": "ping"}))["type"] == "pong"
+async def test_default_catch_up_sends_every_unread(harness: Harness) -> None:
+    """Without lastSeq or ack mode, each connection is sent every unread notification."""
+    read = (await notify(harness, userId="max", title="read"))["notifications"][0]["id"]
+    await notify(harness, userId="max", title="unread 1")
+    await notify(harness, userId="max", title="unread 2")
+    await harness.api("POST", "/api/users/max/notifications/read", {"ids": [read]})
+    for _ in range(2):  # and again on the next connection: at least once, dedupe by id
+        async with harness.connect(f"?token={token('max')}") as ws:
+            assert (await recv(ws))["data"]["unreadCount"] == 2
+            titles = [(await recv(ws))["data"]["title"] for _ in range(2)]
+            assert titles == ["unread 1", "unread 2"]
+            assert (await request(ws, {"type": "ping"}))["type"] == "pong"
 
 
 async def test_webhook_for_unacked_signed_and_retried(make_server: ServerFactory) -> None:
@@ -442,9 +443,9 @@ async def test_archive_and_delete(harness: Harness) -> None:
         for i in range(3)
     ]
     async with harness.client("oz") as t1, harness.client("oz") as t2:
-        # The first tab to connect is sent the missed ones; the second finds none undelivered.
-        for _ in range(3):
-            await recv_type(t1, "notification")
+        for ws in (t1, t2):  # each tab is sent every unread one
+            for _ in range(3):
+                await recv_type(ws, "notification")
         reply = await request(t1, {"type": "archive", "notificationId": ids[0]})
         assert reply["type"] == "notification_archived"
         assert reply["data"] == {"ids": [ids[0]], "unreadCount": 2}

@@ -244,13 +244,14 @@ async def test_purge_in_bounded_batches(store: Store) -> None:
     assert [n.id for n in await store.page("alice", include_archived=True)] == [keep]
 
 
-async def test_undelivered(store: Store) -> None:
-    """undelivered lists live rows never pushed anywhere, oldest first."""
+async def test_unread(store: Store) -> None:
+    """unread lists live unread rows after a seq, oldest first."""
     a, b, c = [
         (await store.create(note(i), ["alice"], now=NOW)).notifications[0].id for i in range(3)
     ]
-    await store.mark_delivered({"alice": [b], "bob": [b]}, now=NOW)
-    assert [n.id for n in await store.undelivered("alice", now=NOW)] == [a, c]
+    await store.mark_read("alice", [b], now=NOW)
+    assert [n.id for n in await store.unread("alice", now=NOW)] == [a, c]
+    assert [n.id for n in await store.unread("alice", now=NOW, after_seq=1)] == [c]
 
 
 async def test_preferences_and_in_app_switches(store: Store) -> None:

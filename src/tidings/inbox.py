@@ -405,9 +405,9 @@ class Inbox:
                         user, now=now, after_seq=sent, limit=CATCH_UP_PAGE
                     )
                 else:
-                    # A client that never acks cannot say what it saw: what any connection
-                    # of the user was sent counts as seen.
-                    page = await self.store.undelivered(
+                    # A client that neither acks nor says where it stopped gets every
+                    # unread one: what a notification centre shows on (re)connect.
+                    page = await self.store.unread(
                         user, now=now, after_seq=sent, limit=CATCH_UP_PAGE
                     )
                 for n in page:

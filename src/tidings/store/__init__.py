@@ -168,10 +168,10 @@ class Store(Protocol):
         """Oldest first: live notifications with ``seq > after_seq`` not yet acknowledged."""
         ...
 
-    async def undelivered(
+    async def unread(
         self, user_id: str, *, now: float, after_seq: int = 0, limit: int = 500
     ) -> list[Notification]:
-        """Oldest first: live notifications with ``seq > after_seq`` never pushed anywhere."""
+        """Oldest first: live, unread notifications with ``seq > after_seq``."""
         ...
 
     async def unread_count(self, user_id: str, *, now: float) -> int:

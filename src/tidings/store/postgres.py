@@ -336,11 +336,11 @@ class PostgresStore:
         rows = await self._db().fetch(sql, user_id, after_seq, now, limit)
         return [from_row(r) for r in rows]
 
-    async def undelivered(
+    async def unread(
         self, user_id: str, *, now: float, after_seq: int = 0, limit: int = 500
     ) -> list[Notification]:
         sql = (
-            f"SELECT {COLUMNS} FROM notifications WHERE user_id = $1 AND delivered_at IS NULL "
+            f"SELECT {COLUMNS} FROM notifications WHERE user_id = $1 AND read_at IS NULL "
             f"AND seq > $2 AND {_live('$3')} ORDER BY seq LIMIT $4"
         )
         rows = await self._db().fetch(sql, user_id, after_seq, now, limit)

@@ -231,10 +231,10 @@ class SQLiteStore:
     ) -> list[Notification]:
         return await self._live_after(user_id, after_seq, now, limit, "AND acked_at IS NULL")
 
-    async def undelivered(
+    async def unread(
         self, user_id: str, *, now: float, after_seq: int = 0, limit: int = 500
     ) -> list[Notification]:
-        return await self._live_after(user_id, after_seq, now, limit, "AND delivered_at IS NULL")
+        return await self._live_after(user_id, after_seq, now, limit, "AND read_at IS NULL")
 
     async def preferences(self, user_id: str) -> dict[str, bool]:
         sql = "SELECT category, in_app FROM preferences WHERE user_id=? ORDER BY category"
