@@ -198,3 +198,36 @@ async def test_unopenable_store_is_a_clear_error(url: str) -> None:
     assert b"cannot open the store" in err
     assert b"store_url" in err
     assert b"Traceback" not in err
+
+
+def test_check_config_prints_sources_and_hides_secrets(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """check-config prints every setting with its source, secrets and passwords hidden."""
+    cfg = tmp_path / "t.toml"
+    cfg.write_text(
+        'store_url = "postgresql://app:hunter2@db:5432/inbox"\n'
+        '[namespaces.activities]\nallowed_roles = ["LIBRARIAN"]\n'
+    )
+    monkeypatch.setenv("TIDINGS_JWT_SECRET", SECRET)
+    monkeypatch.setenv("TIDINGS_API_KEYS", API_KEY)
+    assert main(["check-config", "--config", str(cfg), "--max-connections", "7"]) == 0
+    out = capsys.readouterr().out
+    assert SECRET not in out
+    assert API_KEY not in out
+    assert "hunter2" not in out
+    lines = {line.split()[0]: line for line in out.splitlines() if line.strip()}
+    assert lines["max_connections"].split()[1:] == ["7", "flag"]
+    assert lines["jwt_secret"].endswith("env TIDINGS_JWT_SECRET")
+    assert "postgresql://app:***@db:5432/inbox" in lines["store_url"]
+    assert "namespace activities" in out
+
+
+def test_check_config_names_a_bad_setting(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """An invalid file exits 2 naming the setting; a missing key file is named too."""
+    cfg = tmp_path / "bad.toml"
+    cfg.write_text('jwt_algorithms = ["RS256"]\njwt_public_key_file = "/nope.pem"\n')
+    assert main(["check-config", "--config", str(cfg)]) == 2
+    assert "jwt_public_key_file" in capsys.readouterr().err

@@ -16,6 +16,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 from typing import Any
 
 from . import __version__
@@ -58,6 +59,13 @@ def _parser() -> argparse.ArgumentParser:
     serve = sub.add_parser("serve", help="run the server")
     serve.add_argument("--config", help="TOML settings file (or TIDINGS_CONFIG)")
     _add_setting_flags(serve)
+
+    check = sub.add_parser(
+        "check-config",
+        help="validate the settings (file, environment, flags) and print each with its source",
+    )
+    check.add_argument("--config", help="TOML settings file (or TIDINGS_CONFIG)")
+    _add_setting_flags(check)
 
     token = sub.add_parser("token", help="print a signed JWT for development and tests")
     token.add_argument("--user", required=True, help="user id (sub and userId claims)")
@@ -156,6 +164,50 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _without_password(url: str) -> str:
+    """A database URL fit to print: its password replaced by ***."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(f":{parts.password}@", ":***@", 1)
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    """Load and validate like serve does, then print every effective setting."""
+    from .node import build_verifier
+
+    flags = {name: getattr(args, name) for name in SETTINGS}
+    settings = load(config_file=args.config, flags=flags)
+    hmac_algs = any(alg.startswith("HS") for alg in settings.jwt_algorithms)
+    if not (hmac_algs and not settings.jwt_secret and settings.dev):
+        build_verifier(settings, time.time)  # key files and algorithm rules
+    width = max(map(len, SETTINGS))
+    for name, spec in SETTINGS.items():
+        value = settings.values[name]
+        if spec.secret and value:
+            shown = "(set, hidden)"
+        elif name == "store_url" and isinstance(value, str):
+            shown = json.dumps(_without_password(value))
+        else:
+            shown = json.dumps(value)
+        print(f"{name:<{width}}  {shown:<40}  {settings.sources[name]}")
+    for ns, policy in sorted(settings.namespaces.items()):
+        roles = sorted(policy.allowed_roles)
+        print(
+            f"namespace {ns}: subscribe={policy.subscribe} publish={policy.publish} "
+            f"private={policy.private} allowed_roles={roles}"
+        )
+    if hmac_algs and not settings.jwt_secret and not settings.dev:
+        print(
+            "tidings: no JWT secret: serve would refuse to start (set TIDINGS_JWT_SECRET)",
+            file=sys.stderr,
+        )
+        return 2
+    print("configuration OK", file=sys.stderr)
+    return 0
+
+
 def _token(args: argparse.Namespace) -> int:
     secret = args.secret
     if not secret:
@@ -190,6 +242,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return _serve(args)
+        if args.command == "check-config":
+            return _check_config(args)
         return _token(args)
     except ConfigError as exc:
         print(f"tidings: invalid configuration: {exc}", file=sys.stderr)

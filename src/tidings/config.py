@@ -35,6 +35,8 @@ class Spec:
 SETTINGS: Final[dict[str, Spec]] = {
     "host": Spec("str", "127.0.0.1", "address to listen on (0.0.0.0 for every interface)"),
     "port": Spec("int", 8000, "port for the WebSocket endpoint and the HTTP API (0: any free)"),
+    "certfile": Spec("str", None, "PEM certificate (chain) file: serve https and wss"),
+    "keyfile": Spec("str", None, "PEM private key file for certfile", secret=False),
     "ws_paths": Spec("list", ["/ws"], "WebSocket endpoint paths"),
     "dev": Spec("bool", False, "development mode: generate a JWT secret if none is set"),
     "jwt_secret": Spec(
@@ -51,7 +53,6 @@ SETTINGS: Final[dict[str, Spec]] = {
         "str",
         "tidings.db",
         "notification store: a SQLite file path (or :memory:) or a postgresql:// URL",
-        secret=True,
     ),
     "ack_timeout": Spec(
         "float",
@@ -197,6 +198,8 @@ class Settings:
                 raise ConfigError(f"setting {name!r} must be positive, got {v[name]}")
         if not 0 <= v["port"] <= 65535:
             raise ConfigError(f"setting 'port' must be 0..65535, got {v['port']}")
+        if bool(v["certfile"]) != bool(v["keyfile"]):
+            raise ConfigError("settings 'certfile' and 'keyfile' go together")
         if v["webhook_url"] and not v["webhook_secret"]:
             raise ConfigError("setting 'webhook_secret' is required with 'webhook_url'")
         if v["webhook_url"] and not v["webhook_url"].startswith(("http://", "https://")):

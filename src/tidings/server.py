@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import ssl
 import sys
 import time
 from collections.abc import Callable
@@ -19,7 +20,7 @@ from typing import Any
 from aiohttp import web
 
 from . import api
-from .config import Settings
+from .config import ConfigError, Settings
 from .inbox import Inbox
 from .node import Node
 from .store import StoreError, open_store
@@ -103,6 +104,7 @@ class Server:
 
     async def start(self) -> None:
         s = self.settings
+        tls = self._tls_context()  # first: a bad certificate must not leave a store open
         store = open_store(s.store_url)
         try:
             await store.open()
@@ -122,7 +124,7 @@ class Server:
             keepalive_timeout=s.handshake_timeout,
         )
         await runner.setup()
-        site = web.TCPSite(runner, s.host, s.port, backlog=2048)
+        site = web.TCPSite(runner, s.host, s.port, backlog=2048, ssl_context=tls)
         try:
             await site.start()
         except BaseException:
@@ -140,9 +142,21 @@ class Server:
         else:  # pragma: no cover - TCPSite always binds
             self.port = s.port
 
+    def _tls_context(self) -> ssl.SSLContext | None:
+        s = self.settings
+        if not s.certfile:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            context.load_cert_chain(s.certfile, s.keyfile)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"settings 'certfile'/'keyfile': {exc}") from None
+        return context
+
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        scheme = "https" if self.settings.certfile else "http"
+        return f"{scheme}://{self.host}:{self.port}"
 
     async def stop(self) -> None:
         """Graceful shutdown: stop accepting, close WebSockets (1001), finish API calls."""
