@@ -15,9 +15,11 @@ from typing import Any, Final, TypeVar
 import msgspec
 from aiohttp import web
 from aiohttp.typedefs import Middleware
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from .auth import AuthError
 from .inbox import CreateRequest, Inbox, InboxError
+from .metrics import Collector
 from .node import Node, PublishError
 from .openapi import openapi_document
 from .ratelimit import TokenBucket
@@ -141,6 +143,14 @@ def make_middleware(node: Node) -> Middleware:
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        response = await respond(request, handler)
+        # The route template, never the path: user ids and notification ids stay out.
+        info = request.match_info
+        route = info.route.resource.canonical if info.route.resource else "unmatched"
+        node.metrics.api_requests[(request.method, route, str(response.status))] += 1
+        return response
+
+    async def respond(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
             if request.path.startswith("/api/me/"):
                 check_user(request)
@@ -365,6 +375,28 @@ def build_api_app(node: Node) -> web.Application:
         app.router.add_put(base, put_preferences)
     app.router.add_get("/openapi.json", openapi)
     return app
+
+
+def metrics_handler(node: Node) -> Handler:
+    """``GET /metrics`` in the Prometheus text format, for one node.
+
+    With ``metrics = "key"`` (the default) the scraper sends a server API key as a bearer
+    token, as every other API call does.
+    """
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Collector(node))
+    keys = [k.encode() for k in node.settings.api_keys]
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        if node.settings.metrics == "key":
+            _, _, value = request.headers.get("Authorization", "").partition(" ")
+            if not any(hmac.compare_digest(value.strip().encode(), k) for k in keys):
+                return error_response(401, "metrics need a server API key")
+        return web.Response(
+            body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+    return handler
 
 
 def add_routes(app: web.Application) -> None:

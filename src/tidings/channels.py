@@ -61,6 +61,11 @@ class Access:
         self._namespaces = merged
         self._default = merged[DEFAULT_NAMESPACE]
 
+    @property
+    def namespaces(self) -> frozenset[str]:
+        """Names of the configured (and built-in) namespaces."""
+        return frozenset(self._namespaces)
+
     def policy(self, channel: str) -> NamespacePolicy:
         """The policy governing ``channel``."""
         return self._namespaces.get(namespace_of(channel), self._default)

@@ -99,6 +99,7 @@ SETTINGS: Final[dict[str, Spec]] = {
     "compression": Spec("bool", False, "accept permessage-deflate from clients"),
     "shutdown_timeout": Spec("float", 10.0, "seconds to finish in-flight API calls on shutdown"),
     "event_loop": Spec("str", "auto", "auto (uvloop when installed), uvloop or asyncio"),
+    "metrics": Spec("str", "key", "GET /metrics: key (needs a server API key), open, or off"),
     "log_level": Spec("str", "INFO", "DEBUG, INFO, WARNING or ERROR"),
     "log_format": Spec("str", "text", "text or json"),
 }
@@ -204,6 +205,8 @@ class Settings:
             raise ConfigError("setting 'webhook_secret' is required with 'webhook_url'")
         if v["webhook_url"] and not v["webhook_url"].startswith(("http://", "https://")):
             raise ConfigError("setting 'webhook_url' must be an http:// or https:// URL")
+        if v["metrics"] not in ("key", "open", "off"):
+            raise ConfigError("setting 'metrics' must be key, open or off")
         if v["event_loop"] not in ("auto", "uvloop", "asyncio"):
             raise ConfigError("setting 'event_loop' must be auto, uvloop or asyncio")
         if v["log_format"] not in ("text", "json"):

@@ -80,6 +80,7 @@ class Hub:
         # conn -> {channel: filter key or None}; the hub owns it so removal is complete.
         self._subs: dict[Connection, dict[str, str | None]] = {}
         self.messages_out = 0
+        self.dropped = 0  # pushes refused by a closing connection
 
     # --- membership ---------------------------------------------------------------------
 
@@ -174,42 +175,43 @@ class Hub:
         subs = self._channels.get(channel)
         if subs is None:
             return 0
-        count = _push_all(subs.plain, message)
+        count = self._push_all(subs.plain, message)
         # Pushing may close a slow consumer and drop its filter group: iterate a copy.
         for flt, conns in tuple(subs.filtered.values()):
             if flt.matches(data):
-                count += _push_all(conns, message)
+                count += self._push_all(conns, message)
         self.messages_out += count
         return count
 
+    def _push_all(self, conns: Iterable[Connection], message: Outbound) -> int:
+        count = 0
+        # A push may close a slow consumer, which removes it from these sets: iterate a copy.
+        for conn in tuple(conns):
+            if conn.push(message):
+                count += 1
+            else:
+                self.dropped += 1
+        return count
+
     def send_to_user(self, user_id: str, message: Outbound) -> int:
-        count = _push_all(self._users.get(user_id, ()), message)
+        count = self._push_all(self._users.get(user_id, ()), message)
         self.messages_out += count
         return count
 
     def send_to_role(self, role: str, message: Outbound) -> int:
-        count = _push_all(self._roles.get(role, ()), message)
+        count = self._push_all(self._roles.get(role, ()), message)
         self.messages_out += count
         return count
 
     def broadcast(self, message: Outbound, exclude_user: str | None = None) -> int:
         if exclude_user is None:
-            count = _push_all(self._conns.values(), message)
+            count = self._push_all(self._conns.values(), message)
         else:
-            count = _push_all(
+            count = self._push_all(
                 (c for c in self._conns.values() if c.user_id != exclude_user), message
             )
         self.messages_out += count
         return count
-
-
-def _push_all(conns: Iterable[Connection], message: Outbound) -> int:
-    count = 0
-    # A push may close a slow consumer, which removes it from these sets: iterate a copy.
-    for conn in tuple(conns):
-        if conn.push(message):
-            count += 1
-    return count
 
 
 def _discard(index: dict[str, set[Connection]], key: str, conn: Connection) -> None:

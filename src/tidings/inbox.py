@@ -26,7 +26,15 @@ from .hub import Outbound
 from .node import Node, iso_timestamp
 from .protocol import ErrorCode
 from .session import Session, State
-from .store import Action, Created, NewNotification, Notification, Priority, Store
+from .store import (
+    Action,
+    Created,
+    NewNotification,
+    Notification,
+    Priority,
+    Store,
+    StoreError,
+)
 from .webhooks import WebhookSender
 
 log = logging.getLogger("tidings.inbox")
@@ -249,13 +257,19 @@ class Inbox:
         """
         content = self._content(req)
         users = await self._recipients(req)
-        created = await self.store.create(
-            content,
-            users,
-            now=self.node.clock(),
-            idempotency_key=idempotency_key,
-            fingerprint=_fingerprint(req),
-        )
+        started = self.node.monotonic()
+        try:
+            created = await self.store.create(
+                content,
+                users,
+                now=self.node.clock(),
+                idempotency_key=idempotency_key,
+                fingerprint=_fingerprint(req),
+            )
+        except StoreError:
+            self.node.metrics.store_errors += 1
+            raise
+        self.node.metrics.store_create_seconds.observe(self.node.monotonic() - started)
         if not created.replayed:
             for n in created.notifications:
                 self.deliver(n)

@@ -20,6 +20,7 @@ from .auth import Verifier
 from .channels import Access, is_valid_channel
 from .config import ConfigError, Settings
 from .hub import Hub, Outbound
+from .metrics import Metrics
 
 if TYPE_CHECKING:
     from .inbox import Inbox
@@ -94,6 +95,7 @@ class Node:
         self._ids = itertools.count(1)
         # Set by the server once its store is open; None when running without one.
         self.inbox: Inbox | None = None
+        self.metrics = Metrics()
 
     def new_id(self, kind: str = "msg") -> str:
         return f"{kind}_{self._id_prefix}-{next(self._ids):x}"
@@ -143,8 +145,11 @@ class Node:
         if not is_valid_channel(channel):
             raise PublishError(f"invalid channel name {channel[:80]!r}")
         self._check_type(kind)
+        started = self.monotonic()
         msg_id, out = self.message(kind, data, channel=channel)
-        return msg_id, self.hub.publish(channel, out, data)
+        count = self.hub.publish(channel, out, data)
+        self.metrics.publish_seconds.observe(self.monotonic() - started)
+        return msg_id, count
 
     def send_to_user(self, user_id: str, kind: str, data: Any) -> tuple[str, int]:
         """Send to every connection of one user."""

@@ -63,6 +63,8 @@ def build_app(node: Node, endpoint: WebSocketEndpoint) -> web.Application:
     app[api.READY_KEY] = lambda: endpoint.accepting
     for path in s.ws_paths:
         app.router.add_get(path, endpoint.handle)
+    if s.metrics != "off":
+        app.router.add_get("/metrics", api.metrics_handler(node))
     api.add_routes(app)
     # The API lives in a sub-application so its middleware (keys, JSON errors) wraps API
     # calls only: a WebSocket holds its handler's frames for its whole life, and every

@@ -140,6 +140,7 @@ class Session:
             identity = self.node.verifier.verify(token)
         except AuthError as exc:
             log.warning("rejected token for %s: %s", self.client_id, exc.reason)
+            self.node.metrics.auth_failures["expired" if exc.expired else "invalid"] += 1
             reason = "token expired" if exc.expired else "invalid or expired token"
             if self.state is State.OPEN:
                 # A failed refresh leaves the connection on its current, still valid token.
@@ -149,6 +150,7 @@ class Session:
         for claimed in (self.user_id_param, claimed_user):
             if claimed is not None and claimed != identity.user_id:
                 log.warning("user id mismatch on %s", self.client_id)
+                self.node.metrics.auth_failures["user_mismatch"] += 1
                 return Close(CloseCode.USER_MISMATCH, "user id mismatch")
         if self.state is State.OPEN:
             return self._refresh(identity, reply_to)
@@ -224,6 +226,7 @@ class Session:
     def auth_deadline(self) -> Close | None:
         """Called when the auth timeout fires: close if still unauthenticated."""
         if self.state is State.AWAITING_AUTH:
+            self.node.metrics.auth_failures["timeout"] += 1
             return Close(CloseCode.AUTH_TIMEOUT, "authentication timeout")
         return None
 
@@ -247,21 +250,26 @@ class Session:
             if not self._abuse.take():
                 log.warning("closing %s (user %r): sustained flood", self.client_id, self.user_id)
                 return Close(CloseCode.RATE_LIMITED, "rate limit exceeded")
+            self.node.metrics.rate_limited += 1
             self.error(ErrorCode.RATE_LIMIT, "too many messages; slow down")
             return None
         try:
             command = protocol.decode_command(frame)
         except protocol.ProtocolError as exc:
+            self.node.metrics.messages_in["invalid"] += 1
             if self.state is State.AWAITING_AUTH:
+                self.node.metrics.auth_failures["missing"] += 1
                 return Close(CloseCode.MISSING_CREDENTIALS, "missing authentication credentials")
             self.error(exc.code, exc.message, reply_to=exc.request_id)
             return None
+        self.node.metrics.messages_in[command.name] += 1
         if isinstance(command, protocol.Ping):
             self.send("PONG" if command.shout else "pong", {}, reply_to=command.id)
             return None
         if isinstance(command, protocol.Auth):
             return self._accept_token(command.token, command.userId, command.id)
         if self.state is State.AWAITING_AUTH:
+            self.node.metrics.auth_failures["missing"] += 1
             return Close(CloseCode.MISSING_CREDENTIALS, "missing authentication credentials")
         try:
             self._dispatch(command)

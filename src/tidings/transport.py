@@ -19,7 +19,7 @@ import struct
 from collections.abc import Callable
 from typing import Final
 
-from aiohttp import WSMsgType, web
+from aiohttp import WebSocketError, WSMsgType, web
 
 from .hub import Outbound
 from .node import Node
@@ -201,6 +201,8 @@ class WebSocketEndpoint:
             link.close_code = close.code
             await ws.close(code=close.code, message=close.reason.encode())
         code = link.close_code or ws.close_code
+        if session.user_id:  # counted as a connect: count its disconnect too
+            node.metrics.disconnects[str(code)] += 1
         log.info(
             "closed %s user=%r peer=%s code=%s duration=%.1fs",
             session.client_id,
@@ -233,8 +235,12 @@ class WebSocketEndpoint:
                     # Refreshed in-band: the new expiry may be earlier than the old one.
                     self._schedule_expiry(ws, session, timers)
             elif msg.type is WSMsgType.ERROR:
-                # aiohttp has already closed with the matching code (1009 for too big).
-                log.info("protocol error on %s: %s", session.client_id, ws.exception())
+                # aiohttp has already closed with the matching code (1009 for too big);
+                # remember it, since ws.close_code then reads as the abnormal 1006.
+                exc = ws.exception()
+                if isinstance(exc, WebSocketError):
+                    link.close_code = exc.code
+                log.info("protocol error on %s: %s", session.client_id, exc)
                 break
         return None
 
@@ -246,6 +252,7 @@ class WebSocketEndpoint:
             # Welcome and catch-up finish before the next client frame is read, so the
             # client sees welcome first and its missed notifications before live ones.
             await inbox.open_session(session)
+        self.node.metrics.connects += 1
         log.info(
             "open %s user=%r roles=%s", session.client_id, session.user_id, list(session.roles)
         )
