@@ -23,7 +23,9 @@ from .metrics import Collector
 from .node import Node, PublishError
 from .openapi import openapi_document
 from .ratelimit import TokenBucket
+from .session import Session
 from .store import IdempotencyConflict
+from .transport import WebSocketEndpoint
 
 log = logging.getLogger("tidings.api")
 
@@ -352,17 +354,64 @@ async def openapi(request: web.Request) -> web.Response:
 
 
 API_APP_KEY: Final = web.AppKey("api_app", web.Application)
+ENDPOINT_KEY: Final = web.AppKey("endpoint", WebSocketEndpoint)
 
 
-def build_api_app(node: Node) -> web.Application:
+class DisconnectBody(msgspec.Struct, forbid_unknown_fields=True):
+    code: int = 4010
+    reason: str = "disconnected by the server"
+    clientId: str | None = None
+
+
+class UnsubscribeBody(msgspec.Struct, forbid_unknown_fields=True):
+    channel: str
+
+
+def _user_sessions(request: web.Request) -> list[Session]:
+    hub = _node(request).hub
+    return [
+        c for c in hub.user_connections(request.match_info["user_id"]) if isinstance(c, Session)
+    ]
+
+
+async def list_connections(request: web.Request) -> web.Response:
+    items = [{**s.status(), "remoteAddress": s.remote} for s in _user_sessions(request)]
+    items.sort(key=lambda c: c["connectedAt"] or "")
+    return json_response({"connections": items})
+
+
+async def disconnect_user(request: web.Request) -> web.Response:
+    body = await _body(request, DisconnectBody)
+    if not (4000 <= body.code <= 4999 or body.code in (1000, 1001)):
+        raise _HTTPError(422, "code must be 1000, 1001 or 4000-4999")
+    if len(body.reason.encode()) > 120:
+        raise _HTTPError(422, "reason must be at most 120 bytes")
+    sessions = _user_sessions(request)
+    if body.clientId is not None:
+        sessions = [s for s in sessions if s.client_id == body.clientId]
+    closed = request.app[ENDPOINT_KEY].disconnect(sessions, body.code, body.reason)
+    return json_response({"disconnected": closed})
+
+
+async def unsubscribe_user(request: web.Request) -> web.Response:
+    body = await _body(request, UnsubscribeBody)
+    count = sum(s.unsubscribe(body.channel) for s in _user_sessions(request))
+    return json_response({"unsubscribed": count})
+
+
+def build_api_app(node: Node, endpoint: WebSocketEndpoint) -> web.Application:
     """The /api sub-application: API-key checks and JSON errors on every route."""
     app = web.Application(middlewares=[make_middleware(node)])
     app[NODE_KEY] = node
+    app[ENDPOINT_KEY] = endpoint
     app.router.add_post("/publish", publish)
     app.router.add_post("/users/{user_id}/send", send_to_user)
     app.router.add_post("/roles/{role}/send", send_to_role)
     app.router.add_post("/broadcast", broadcast)
     app.router.add_get("/stats", stats)
+    app.router.add_get("/users/{user_id}/connections", list_connections)
+    app.router.add_post("/users/{user_id}/disconnect", disconnect_user)
+    app.router.add_post("/users/{user_id}/unsubscribe", unsubscribe_user)
     app.router.add_post("/notifications", create_notification)
     for base in ("/users/{user_id}/notifications", "/me/notifications"):
         app.router.add_get(base, list_notifications)

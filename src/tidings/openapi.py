@@ -42,6 +42,7 @@ def _path_param(name: str) -> dict[str, Any]:
 def openapi_document() -> dict[str, Any]:
     """The API description (built per call: it is small and rarely fetched)."""
     doc = _gateway_document()
+    doc["paths"].update(_control_paths())
     doc["paths"].update(_inbox_paths())
     doc["components"]["schemas"].update(_INBOX_SCHEMAS)
     doc["components"]["securitySchemes"]["userToken"] = {
@@ -51,6 +52,73 @@ def openapi_document() -> dict[str, Any]:
         "description": "the user's own JWT (for /api/me routes)",
     }
     return doc
+
+
+def _control_paths() -> dict[str, Any]:
+    user = [_path_param("userId")]
+
+    def op(summary: str, body: dict[str, Any] | None, result: dict[str, Any]) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "summary": summary,
+            "security": [{"apiKey": []}],
+            "parameters": user,
+            "responses": {
+                "200": {"description": "done", "content": {"application/json": {"schema": result}}},
+                "400": _ERROR,
+                "401": _ERROR,
+                "403": _ERROR,
+                "422": _ERROR,
+            },
+        }
+        if body is not None:
+            out["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": body}},
+            }
+        return out
+
+    return {
+        "/api/users/{userId}/connections": {
+            "get": op(
+                "The user's live connections: clientId, connectedAt, expiresAt, roles, "
+                "subscriptions, remoteAddress",
+                None,
+                {"type": "object", "properties": {"connections": {"type": "array"}}},
+            )
+        },
+        "/api/users/{userId}/disconnect": {
+            "post": op(
+                "Close the user's connections (or one, by clientId) with a code and reason",
+                {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "code": {
+                            "type": "integer",
+                            "default": 4010,
+                            "description": "1000, 1001 or 4000-4999",
+                        },
+                        "reason": {"type": "string", "maxLength": 120},
+                        "clientId": {"type": "string"},
+                    },
+                },
+                {"type": "object", "properties": {"disconnected": {"type": "integer"}}},
+            )
+        },
+        "/api/users/{userId}/unsubscribe": {
+            "post": op(
+                "Remove a channel from every connection of the user; each gets unsubscribed "
+                "with byServer: true",
+                {
+                    "type": "object",
+                    "required": ["channel"],
+                    "additionalProperties": False,
+                    "properties": {"channel": {"type": "string"}},
+                },
+                {"type": "object", "properties": {"unsubscribed": {"type": "integer"}}},
+            )
+        },
+    }
 
 
 def _json(ref: str) -> dict[str, Any]:

@@ -49,6 +49,7 @@ class CloseCode(enum.IntEnum):
     FORBIDDEN_ORIGIN = 4006
     SLOW_CONSUMER = 4008
     TOO_MANY_CONNECTIONS = 4009
+    DISCONNECTED = 4010
     RATE_LIMITED = 4029
 
 
@@ -93,6 +94,11 @@ CLOSE_CODES: Final[Mapping[CloseCode, CloseInfo]] = {
     ),
     CloseCode.TOO_MANY_CONNECTIONS: CloseInfo(
         "too many connections", True, "reconnect later with backoff, or close other tabs"
+    ),
+    CloseCode.DISCONNECTED: CloseInfo(
+        "disconnected by the server",
+        False,
+        "an operator closed it (a ban, a password change): do not reconnect on your own",
     ),
     CloseCode.RATE_LIMITED: CloseInfo(
         "rate limit exceeded", True, "reconnect after a backoff and send less"

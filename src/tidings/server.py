@@ -69,7 +69,7 @@ def build_app(node: Node, endpoint: WebSocketEndpoint) -> web.Application:
     # The API lives in a sub-application so its middleware (keys, JSON errors) wraps API
     # calls only: a WebSocket holds its handler's frames for its whole life, and every
     # middleware frame kept per connection is memory times ten thousand.
-    api_app = api.build_api_app(node)
+    api_app = api.build_api_app(node, endpoint)
     app[api.API_APP_KEY] = api_app
     app.add_subapp("/api/", api_app)
 

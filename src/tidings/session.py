@@ -34,7 +34,7 @@ PRE_WELCOME_LIMIT = 1000
 class Close:
     """An instruction to close the connection with a code and a reason."""
 
-    code: CloseCode
+    code: int  # a CloseCode, or an operator's own 4000-4999 code
     reason: str
 
 
@@ -74,6 +74,7 @@ class Session:
         "last_seq",
         "node",
         "push",
+        "remote",
         "roles",
         "state",
         "user_id",
@@ -96,6 +97,7 @@ class Session:
         # The hub calls ``push`` directly: keep it a plain attribute (the fan-out hot path).
         self.push = push
         self.user_id_param = user_id_param
+        self.remote: str | None = None  # the peer's address, for operators
         # The inbox position the client resumes from (None: every unacknowledged one).
         self.last_seq = last_seq
         # While the inbox catches this connection up, live notifications wait here.
@@ -387,6 +389,15 @@ class Session:
                 {"channel": ch, "filters": f} for ch, f in sorted(self.filters.items())
             ],
         }
+
+    def unsubscribe(self, channel: str) -> bool:
+        """Drop one subscription on the server's initiative and tell the client."""
+        if channel not in self.filters:
+            return False
+        self.node.hub.unsubscribe(self, channel)
+        del self.filters[channel]
+        self.send("unsubscribed", {"channel": channel, "byServer": True}, channel=channel)
+        return True
 
     def close(self) -> None:
         """Leave the hub; idempotent."""

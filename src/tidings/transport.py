@@ -164,6 +164,7 @@ class WebSocketEndpoint:
         link.session = session
         self._live[ws] = link
         peer = request.remote
+        session.remote = peer
         started = node.monotonic()
         close: Close | None = None
         timers: list[asyncio.TimerHandle] = []
@@ -300,6 +301,16 @@ class WebSocketEndpoint:
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+
+    def disconnect(self, sessions: list[Session], code: int, reason: str) -> int:
+        """Close these connections with ``code`` (the connection control API)."""
+        wanted = set(sessions)
+        count = 0
+        for ws, link in list(self._live.items()):
+            if link.session in wanted and not link.closing:
+                self._close_soon(ws, Close(code, reason))
+                count += 1
+        return count
 
     async def shutdown(self) -> None:
         """Stop accepting and close every connection with 1001."""
