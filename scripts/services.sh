@@ -19,4 +19,14 @@ if [ -x /usr/sbin/nats-server ] && ! port_open 4222; then
     -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log \
     || echo "services: nats did not start"
 fi
+# nginx, for the reverse-proxy test (tests/test_deploy.py). The package would start a
+# system nginx on port 80: a temporary policy-rc.d tells it not to.
+if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ] && command -v apt-get >/dev/null; then
+  policy=/usr/sbin/policy-rc.d
+  made_policy=0
+  if [ ! -e "$policy" ]; then printf '#!/bin/sh\nexit 101\n' > "$policy"; chmod +x "$policy"; made_policy=1; fi
+  (apt-get install -y -qq nginx-light >/dev/null 2>&1 || { apt-get update -qq >/dev/null 2>&1 && \
+    apt-get install -y -qq nginx-light >/dev/null 2>&1; }) || echo "services: nginx did not install"
+  [ "$made_policy" = 1 ] && rm -f "$policy"
+fi
 exit 0

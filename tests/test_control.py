@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .conftest import Harness, closed_with, recv_type, request
+from .conftest import Harness, ServerFactory, closed_with, recv, recv_type, request, token
 
 
 async def test_list_disconnect_and_unsubscribe(harness: Harness) -> None:
@@ -46,3 +46,14 @@ async def test_list_disconnect_and_unsubscribe(harness: Harness) -> None:
 async def test_control_needs_an_api_key(harness: Harness) -> None:
     """Connection control is a server API: no key, no access."""
     assert (await harness.api("GET", "/api/users/uma/connections", key=None))[0] == 401
+
+
+async def test_forwarded_for_only_from_trusted_proxies(make_server: ServerFactory) -> None:
+    """X-Forwarded-For names the client only when the peer is a configured proxy."""
+    for trusted, expected in (([], "127.0.0.1"), (["127.0.0.0/8"], "203.0.113.7")):
+        h = await make_server(trusted_proxies=trusted)
+        headers = {"X-Forwarded-For": "198.51.100.1, 203.0.113.7"}
+        async with h.connect(f"?token={token('xena')}", additional_headers=headers) as ws:
+            await recv(ws)
+            _, body = await h.api("GET", "/api/users/xena/connections")
+            assert body["connections"][0]["remoteAddress"] == expected

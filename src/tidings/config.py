@@ -7,6 +7,7 @@ effective value remembers where it came from (``Settings.sources``).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from collections.abc import Mapping
@@ -93,6 +94,11 @@ SETTINGS: Final[dict[str, Spec]] = {
         "int", 50, "rejected messages (refilled at the same rate) before closing with 4029"
     ),
     "api_rate_limit_per_second": Spec("float", 0.0, "API requests per second per key (0: off)"),
+    "trusted_proxies": Spec(
+        "list",
+        [],
+        "proxy addresses or networks (CIDR) whose X-Forwarded-For is believed",
+    ),
     "allowed_origins": Spec(
         "list", [], "allowed Origin values for WebSocket connections (empty: any)"
     ),
@@ -199,6 +205,13 @@ class Settings:
                 raise ConfigError(f"setting {name!r} must be positive, got {v[name]}")
         if not 0 <= v["port"] <= 65535:
             raise ConfigError(f"setting 'port' must be 0..65535, got {v['port']}")
+        for proxy in v["trusted_proxies"]:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise ConfigError(
+                    f"setting 'trusted_proxies': {proxy!r} is not an address or network"
+                ) from None
         if bool(v["certfile"]) != bool(v["keyfile"]):
             raise ConfigError("settings 'certfile' and 'keyfile' go together")
         if v["webhook_url"] and not v["webhook_secret"]:

@@ -14,6 +14,7 @@ synchronous call, and the event loop never interleaves two synchronous calls.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import logging
 import struct
 from collections.abc import Callable
@@ -119,6 +120,30 @@ def _handshake_token(request: web.Request, offered: list[str]) -> str | None:
     return None
 
 
+def client_address(
+    request: web.Request, trusted: list[ipaddress.IPv4Network | ipaddress.IPv6Network]
+) -> str | None:
+    """The client's address: the peer's, or, when the peer is a trusted proxy, the
+    right-most address in X-Forwarded-For that is not itself a trusted proxy (what a
+    client writes further left is unverifiable)."""
+    peer = request.remote
+    if not trusted or peer is None or not _in(peer, trusted):
+        return peer
+    hops = [h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",")]
+    for hop in reversed([h for h in hops if h]):
+        if not _in(hop, trusted):
+            return hop
+    return peer
+
+
+def _in(address: str, networks: list[ipaddress.IPv4Network | ipaddress.IPv6Network]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in networks)
+
+
 class WebSocketEndpoint:
     """Accepts WebSocket connections for one node and keeps track of them."""
 
@@ -127,6 +152,9 @@ class WebSocketEndpoint:
         self._live: dict[web.WebSocketResponse, _Link] = {}
         self.accepting = True
         self._tasks: set[asyncio.Task[bool]] = set()
+        self._trusted = [
+            ipaddress.ip_network(p, strict=False) for p in node.settings.trusted_proxies
+        ]
 
     @property
     def open_connections(self) -> int:
@@ -163,7 +191,7 @@ class WebSocketEndpoint:
         )
         link.session = session
         self._live[ws] = link
-        peer = request.remote
+        peer = client_address(request, self._trusted)
         session.remote = peer
         started = node.monotonic()
         close: Close | None = None

@@ -1,0 +1,140 @@
+"""The shipped nginx site in front of a real tidings process, restarted underneath it."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiohttp
+import pytest
+import websockets
+
+from .conftest import API_KEY, SECRET, TIMEOUT, closed_with, recv, token
+
+SITE = Path(__file__).parent.parent / "deploy" / "nginx-tidings.conf"
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+
+
+@asynccontextmanager
+async def tidings(port: int = 0) -> AsyncIterator[tuple[asyncio.subprocess.Process, int]]:
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin"),
+        "TIDINGS_JWT_SECRET": SECRET,
+        "TIDINGS_API_KEYS": API_KEY,
+        "TIDINGS_STORE_URL": ":memory:",
+        "TIDINGS_TRUSTED_PROXIES": "127.0.0.1",
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tidings",
+        "serve",
+        "--port",
+        str(port),
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    assert proc.stdout is not None
+    try:
+        async with asyncio.timeout(TIMEOUT * 3):
+            line = (await proc.stdout.readline()).decode()
+        assert line.startswith("tidings listening on "), line
+        yield proc, int(line.rsplit(":", 1)[1])
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(signal.SIGTERM)
+            await proc.wait()
+
+
+@asynccontextmanager
+async def nginx(tmp: Path, upstream_port: int) -> AsyncIterator[Path]:
+    """nginx running the shipped site, listening on a Unix socket (no port to pick)."""
+    sock = tmp / "nginx.sock"
+    site = SITE.read_text()
+    site = site.replace("server 127.0.0.1:8000;", f"server 127.0.0.1:{upstream_port};")
+    site = site.replace("listen 80;", f"listen unix:{sock};")
+    assert f"127.0.0.1:{upstream_port}" in site
+    assert str(sock) in site
+    (tmp / "site.conf").write_text(site)
+    (tmp / "nginx.conf").write_text(f"""
+daemon off;
+master_process off;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+events {{ worker_connections 256; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    include {tmp}/site.conf;
+}}
+""")
+    proc = await asyncio.create_subprocess_exec(
+        NGINX,
+        "-c",
+        str(tmp / "nginx.conf"),
+        "-p",
+        str(tmp),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        async with asyncio.timeout(TIMEOUT * 2):
+            while not sock.exists():  # nginx creates the socket once it listens
+                if proc.returncode is not None:
+                    err = await proc.stderr.read() if proc.stderr else b""
+                    raise AssertionError(f"nginx exited: {err.decode()}")
+                await asyncio.sleep(0)
+        yield sock
+    finally:
+        proc.terminate()
+        await proc.wait()
+
+
+@pytest.mark.skipif(not Path(NGINX).exists(), reason="nginx is installed by scripts/services.sh")
+async def test_through_nginx_and_across_a_restart(tmp_path: Path) -> None:
+    """WebSocket upgrade and API through nginx; a client reconnects after tidings restarts."""
+    async with tidings() as (proc, port), nginx(tmp_path, port) as sock:
+        url = f"ws://localhost/ws?token={token('nell')}"
+        http = aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(sock)))
+        try:
+            async with websockets.unix_connect(str(sock), url, open_timeout=TIMEOUT) as ws:
+                assert (await recv(ws))["type"] == "welcome"
+                async with http.post(
+                    "http://localhost/api/users/nell/send",
+                    json={"type": "via_nginx", "data": {}},
+                    headers={"Authorization": f"Bearer {API_KEY}"},
+                ) as r:
+                    assert r.status == 200
+                assert (await recv(ws))["type"] == "via_nginx"
+                async with http.get(
+                    "http://localhost/api/users/nell/connections",
+                    headers={"Authorization": f"Bearer {API_KEY}"},
+                ) as r:
+                    [conn] = (await r.json())["connections"]
+                    # nginx (a trusted proxy) saw a Unix-socket client and said so in
+                    # X-Forwarded-For; the proxy's own 127.0.0.1 is not reported.
+                    assert conn["remoteAddress"] == "unix:"
+                proc.send_signal(signal.SIGTERM)
+                assert (await closed_with(ws))[0] == 1001  # relayed by nginx
+            await proc.wait()
+            # The same address comes back (a restart, as systemd would do it).
+            async with (
+                tidings(port) as _,
+                websockets.unix_connect(str(sock), url, open_timeout=TIMEOUT) as ws,
+            ):
+                assert (await recv(ws))["type"] == "welcome"
+                async with http.get("http://localhost/health") as r:
+                    assert r.status == 200
+        finally:
+            await http.close()
