@@ -9,7 +9,7 @@ from typing import Any
 
 from tidings.inbox import CreateRequest
 
-from .conftest import Harness, ServerFactory, recv, recv_type, request, token
+from .conftest import TIMEOUT, Harness, ServerFactory, recv, recv_type, request, token
 
 
 async def notify(
@@ -483,3 +483,28 @@ async def test_welcome_is_first_even_during_broadcasts(harness: Harness) -> None
     async with harness.connect(f"?token={token('wes')}") as ws:
         assert (await recv(ws))["type"] == "welcome"
         assert (await recv(ws))["data"] == {"for": "wes"}
+
+
+async def test_no_duplicate_when_created_during_catch_up(harness: Harness) -> None:
+    """A notification created while a connection catches up reaches it exactly once."""
+    for i in range(300):  # a catch-up long enough to race with
+        await harness.api("POST", "/api/notifications", {"userId": "quinn", "title": f"o{i}"})
+    for attempt in range(10):
+        async with harness.connect(f"?token={token('quinn')}") as ws:
+            assert (await recv(ws))["type"] == "welcome"
+            created = asyncio.create_task(notify(harness, userId="quinn", title=f"new{attempt}"))
+            seen: list[str] = []
+            async with asyncio.timeout(TIMEOUT):
+                while True:
+                    msg = await recv(ws)
+                    if msg["type"] == "notification":
+                        seen.append(msg["id"])
+                        if msg["data"]["title"] == f"new{attempt}":
+                            break
+            await created
+            await ws.send('{"type":"ping","id":"end"}')
+            async with asyncio.timeout(TIMEOUT):
+                while (msg := await recv(ws)).get("replyTo") != "end":
+                    if msg["type"] == "notification":  # anything after it, up to the pong
+                        seen.append(msg["id"])
+            assert len(seen) == len(set(seen)), "a notification arrived twice"
