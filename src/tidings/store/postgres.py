@@ -317,34 +317,30 @@ class PostgresStore:
         )
         return [from_row(r) for r in await self._db().fetch(sql, *args)]
 
-    async def since(
-        self, user_id: str, after_seq: int, *, now: float, limit: int = 500
+    async def _live_after(
+        self, user_id: str, after_seq: int, now: float, limit: int, extra: str = ""
     ) -> list[Notification]:
+        """Live rows of a user after ``after_seq``, oldest first, with an extra condition."""
         sql = (
-            f"SELECT {COLUMNS} FROM notifications WHERE user_id = $1 AND seq > $2 "
+            f"SELECT {COLUMNS} FROM notifications WHERE user_id = $1 AND seq > $2 {extra} "
             f"AND {_live('$3')} ORDER BY seq LIMIT $4"
         )
         return [from_row(r) for r in await self._db().fetch(sql, user_id, after_seq, now, limit)]
 
+    async def since(
+        self, user_id: str, after_seq: int, *, now: float, limit: int = 500
+    ) -> list[Notification]:
+        return await self._live_after(user_id, after_seq, now, limit)
+
     async def unacked(
         self, user_id: str, *, now: float, after_seq: int = 0, limit: int = 500
     ) -> list[Notification]:
-        sql = (
-            f"SELECT {COLUMNS} FROM notifications WHERE user_id = $1 AND acked_at IS NULL "
-            f"AND seq > $2 AND {_live('$3')} ORDER BY seq LIMIT $4"
-        )
-        rows = await self._db().fetch(sql, user_id, after_seq, now, limit)
-        return [from_row(r) for r in rows]
+        return await self._live_after(user_id, after_seq, now, limit, "AND acked_at IS NULL")
 
     async def unread(
         self, user_id: str, *, now: float, after_seq: int = 0, limit: int = 500
     ) -> list[Notification]:
-        sql = (
-            f"SELECT {COLUMNS} FROM notifications WHERE user_id = $1 AND read_at IS NULL "
-            f"AND seq > $2 AND {_live('$3')} ORDER BY seq LIMIT $4"
-        )
-        rows = await self._db().fetch(sql, user_id, after_seq, now, limit)
-        return [from_row(r) for r in rows]
+        return await self._live_after(user_id, after_seq, now, limit, "AND read_at IS NULL")
 
     async def preferences(self, user_id: str) -> dict[str, bool]:
         rows = await self._db().fetch(
