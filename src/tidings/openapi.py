@@ -125,6 +125,31 @@ def _json(ref: str) -> dict[str, Any]:
     return {"application/json": {"schema": {"$ref": f"#/components/schemas/{ref}"}}}
 
 
+def _op(
+    summary: str,
+    security: str,
+    params: list[dict[str, Any]],
+    ok: str,
+    ok_schema: str,
+    *,
+    body: str | None = None,
+    errors: tuple[str, ...] = (),
+) -> dict[str, Any]:
+    """One inbox operation; every one can answer 400, 401, 403, 413 and 503."""
+    responses: dict[str, Any] = {"200": {"description": ok, "content": _json(ok_schema)}}
+    for status in ("400", "401", "403", "413", "503", *errors):
+        responses[status] = _ERROR
+    op: dict[str, Any] = {
+        "summary": summary,
+        "security": [{security: []}],
+        "parameters": params,
+        "responses": responses,
+    }
+    if body is not None:
+        op["requestBody"] = {"required": True, "content": _json(body)}
+    return op
+
+
 def _inbox_paths() -> dict[str, Any]:
     page_params = [
         {"name": "unreadOnly", "in": "query", "schema": {"type": "boolean", "default": False}},
@@ -177,93 +202,54 @@ def _inbox_paths() -> dict[str, Any]:
         ("/api/users/{userId}/notifications", "apiKey", [_path_param("userId")]),
         ("/api/me/notifications", "userToken", []),
     ):
+        one = [*owner, _path_param("notificationId")]
         paths[base] = {
-            "get": {
-                "summary": "A page of the inbox, newest first",
-                "security": [{security: []}],
-                "parameters": owner + page_params,
-                "responses": {
-                    "200": {"description": "page", "content": _json("Page")},
-                    "400": _ERROR,
-                    "401": _ERROR,
-                    "403": _ERROR,
-                    "413": _ERROR,
-                    "503": _ERROR,
-                },
-            }
+            "get": _op(
+                "A page of the inbox, newest first", security, owner + page_params, "page", "Page"
+            )
         }
         paths[base + "/read"] = {
-            "post": {
-                "summary": "Mark notifications read (ids, or all); every connection of the user "
-                "receives notification_read",
-                "security": [{security: []}],
-                "parameters": owner,
-                "requestBody": {"required": True, "content": _json("Read")},
-                "responses": {
-                    "200": {
-                        "description": "changed ids and unread count",
-                        "content": _json("ReadResult"),
-                    },
-                    "400": _ERROR,
-                    "401": _ERROR,
-                    "403": _ERROR,
-                    "413": _ERROR,
-                    "503": _ERROR,
-                    "422": _ERROR,
-                },
-            }
-        }
-        paths[base + "/{notificationId}"] = {
-            "get": {
-                "summary": "One notification (404 for a missing one and for another user's alike)",
-                "security": [{security: []}],
-                "parameters": [*owner, _path_param("notificationId")],
-                "responses": {
-                    "200": {"description": "notification", "content": _json("Notification")},
-                    "400": _ERROR,
-                    "401": _ERROR,
-                    "403": _ERROR,
-                    "413": _ERROR,
-                    "503": _ERROR,
-                    "404": _ERROR,
-                },
-            }
-        }
-        paths[base + "/{notificationId}"]["delete"] = {
-            "summary": "Delete one notification for good; every connection of the user "
-            "receives notification_deleted",
-            "security": [{security: []}],
-            "parameters": [*owner, _path_param("notificationId")],
-            "responses": {
-                "200": {"description": "deleted", "content": _json("ReadResult")},
-                "400": _ERROR,
-                "401": _ERROR,
-                "403": _ERROR,
-                "413": _ERROR,
-                "503": _ERROR,
-                "404": _ERROR,
-            },
+            "post": _op(
+                "Mark notifications read (ids, or all); every connection of the user receives "
+                "notification_read",
+                security,
+                owner,
+                "changed ids and unread count",
+                "ReadResult",
+                body="Read",
+                errors=("422",),
+            )
         }
         paths[base + "/archive"] = {
-            "post": {
-                "summary": "Archive notifications (kept, out of the inbox and the unread count); "
-                "every connection of the user receives notification_archived",
-                "security": [{security: []}],
-                "parameters": owner,
-                "requestBody": {"required": True, "content": _json("Ids")},
-                "responses": {
-                    "200": {
-                        "description": "changed ids and unread count",
-                        "content": _json("ReadResult"),
-                    },
-                    "400": _ERROR,
-                    "401": _ERROR,
-                    "403": _ERROR,
-                    "413": _ERROR,
-                    "503": _ERROR,
-                    "422": _ERROR,
-                },
-            }
+            "post": _op(
+                "Archive notifications (kept, out of the inbox and the unread count); every "
+                "connection of the user receives notification_archived",
+                security,
+                owner,
+                "changed ids and unread count",
+                "ReadResult",
+                body="Ids",
+                errors=("422",),
+            )
+        }
+        paths[base + "/{notificationId}"] = {
+            "get": _op(
+                "One notification (404 for a missing one and for another user's alike)",
+                security,
+                one,
+                "notification",
+                "Notification",
+                errors=("404",),
+            ),
+            "delete": _op(
+                "Delete one notification for good; every connection of the user "
+                "receives notification_deleted",
+                security,
+                one,
+                "deleted",
+                "ReadResult",
+                errors=("404",),
+            ),
         }
     for base, security, owner in (
         ("/api/users/{userId}/preferences", "apiKey", [_path_param("userId")]),
