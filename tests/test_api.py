@@ -155,3 +155,12 @@ async def test_api_rate_limit(make_server: ServerFactory) -> None:
     assert 429 in statuses
     status, body = await h.api("GET", "/api/stats")
     assert (status, body["error"]["code"]) == (429, "RATE_LIMIT")
+
+
+def test_openapi_document_is_valid() -> None:
+    """The OpenAPI document passes an OpenAPI 3.1 validator."""
+    from openapi_spec_validator import validate
+
+    from tidings.openapi import openapi_document
+
+    validate(openapi_document())
