@@ -1,0 +1,162 @@
+"""The in-process broker: the single-node default, and a cluster inside one process.
+
+A ``MemoryExchange`` plays the part Redis plays for ``RedisBroker``: it holds the
+history streams and routes publications. Each ``MemoryBroker`` is one node's link to
+it. ``MemoryBroker()`` makes an exchange of its own (one node); brokers built on one
+shared exchange are several nodes in one process, which is what the contract suite
+and in-process cluster tests use.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import secrets
+import time
+from collections.abc import Callable
+
+from . import Handler, HistoryResult, StreamPosition, check_history, history_result
+
+logger = logging.getLogger("tidings.broker")
+
+DEFAULT_META_TTL = 30 * 24 * 3600.0
+
+
+class _Stream:
+    """One topic's history: its epoch, last offset and newest publications."""
+
+    __slots__ = ("entries", "epoch", "expires_at", "meta_expires_at", "offset")
+
+    def __init__(self, epoch: str, meta_expires_at: float) -> None:
+        self.epoch = epoch
+        self.offset = 0
+        self.entries: collections.deque[tuple[int, bytes]] = collections.deque()
+        self.expires_at = meta_expires_at
+        self.meta_expires_at = meta_expires_at
+
+
+class MemoryExchange:
+    """Routing and history shared by the ``MemoryBroker`` nodes of one process.
+
+    Args:
+        clock: Seconds, monotonic; history TTLs are measured with it.
+        meta_ttl: Seconds a stream's epoch and offset outlive its last publication.
+    """
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        meta_ttl: float = DEFAULT_META_TTL,
+    ) -> None:
+        self._clock = clock
+        self._meta_ttl = meta_ttl
+        self._brokers: list[MemoryBroker] = []
+        self._streams: dict[str, _Stream] = {}
+
+    def attach(self, broker: MemoryBroker) -> None:
+        if broker not in self._brokers:
+            self._brokers.append(broker)
+
+    def detach(self, broker: MemoryBroker) -> None:
+        if broker in self._brokers:
+            self._brokers.remove(broker)
+
+    def _stream(self, topic: str, now: float) -> _Stream:
+        """The topic's live stream, expired parts dropped; a new epoch if it had none."""
+        stream = self._streams.get(topic)
+        if stream is not None and now >= stream.meta_expires_at:
+            stream = None
+        if stream is None:
+            stream = _Stream(secrets.token_hex(8), now + self._meta_ttl)
+            self._streams[topic] = stream
+        elif now >= stream.expires_at:
+            stream.entries.clear()
+        return stream
+
+    def publish(
+        self, topic: str, payload: bytes, history_size: int, history_ttl: float
+    ) -> StreamPosition | None:
+        position = None
+        if check_history(history_size, history_ttl):
+            now = self._clock()
+            stream = self._stream(topic, now)
+            stream.offset += 1
+            stream.entries.append((stream.offset, payload))
+            while len(stream.entries) > history_size:
+                stream.entries.popleft()
+            stream.expires_at = now + history_ttl
+            stream.meta_expires_at = now + max(self._meta_ttl, history_ttl)
+            position = StreamPosition(stream.offset, stream.epoch)
+        for broker in self._brokers:
+            broker.enqueue(topic, payload, position)
+        return position
+
+    def history(self, topic: str, since: StreamPosition | None, limit: int) -> HistoryResult:
+        stream = self._stream(topic, self._clock())
+        position = StreamPosition(stream.offset, stream.epoch)
+        after = since.offset if since is not None else 0
+        kept = [entry for entry in stream.entries if entry[0] > after]
+        return history_result(since, position, kept, limit)
+
+
+class MemoryBroker:
+    """One node's link to a ``MemoryExchange`` (its own when none is given).
+
+    Delivery is asynchronous, as over a network: ``publish`` schedules each handler
+    call on the event loop and returns, so no caller depends on the handler having
+    run by then.
+    """
+
+    def __init__(self, exchange: MemoryExchange | None = None) -> None:
+        self.exchange = exchange if exchange is not None else MemoryExchange()
+        self._handler: Handler | None = None
+        self._topics: set[str] = set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    @property
+    def healthy(self) -> bool:
+        return self._handler is not None
+
+    async def start(self, handler: Handler) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._handler = handler
+        self.exchange.attach(self)
+
+    async def close(self) -> None:
+        self.exchange.detach(self)
+        self._handler = None
+        self._topics.clear()
+
+    async def subscribe(self, topic: str) -> None:
+        self._topics.add(topic)
+
+    async def unsubscribe(self, topic: str) -> None:
+        self._topics.discard(topic)
+
+    async def publish(
+        self, topic: str, payload: bytes, *, history_size: int = 0, history_ttl: float = 0.0
+    ) -> StreamPosition | None:
+        return self.exchange.publish(topic, payload, history_size, history_ttl)
+
+    async def history(
+        self, topic: str, since: StreamPosition | None = None, limit: int = 100
+    ) -> HistoryResult:
+        return self.exchange.history(topic, since, limit)
+
+    def enqueue(self, topic: str, payload: bytes, position: StreamPosition | None) -> None:
+        """Schedule delivery of one publication if this node listens on ``topic``."""
+        if self._loop is not None and topic in self._topics:
+            # call_soon runs callbacks in FIFO order, which keeps per-topic order.
+            self._loop.call_soon(self._deliver, topic, payload, position)
+
+    def _deliver(self, topic: str, payload: bytes, position: StreamPosition | None) -> None:
+        handler = self._handler
+        # Checked again here: an unsubscribe may have come between publish and delivery.
+        if handler is None or topic not in self._topics:
+            return
+        try:
+            handler(topic, payload, position)
+        except Exception:
+            logger.exception("broker handler failed on topic %s", topic)

@@ -1,0 +1,328 @@
+"""The Redis broker: many tidings processes on one Redis act as one server.
+
+Delivery is Redis pub/sub, one ``PUBLISH`` per publication. History lives in Redis:
+per topic a hash ``<prefix>meta:<topic>`` (``e``: epoch, ``o``: last offset) and a
+stream ``<prefix>stream:<topic>`` whose entry ids are ``<offset>-0``. A Lua script
+bumps the offset, appends, trims, sets the TTLs and publishes in one atomic step, so
+no node can see a publication out of offset order or miss it in history.
+
+Every key and pub/sub channel starts with the broker's ``prefix``: brokers with the
+same prefix form one cluster, and tests isolate themselves with a prefix each.
+
+On the wire a pub/sub message is ``\\x00`` + payload, or ``\\x01<offset>:<epoch>\\n`` +
+payload when it carries a stream position.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import secrets
+from typing import Any
+
+import redis.asyncio as aioredis
+from redis.asyncio.client import PubSub
+from redis.backoff import NoBackoff
+from redis.exceptions import RedisError
+from redis.retry import Retry
+
+from . import (
+    BrokerError,
+    Handler,
+    HistoryResult,
+    StreamPosition,
+    check_history,
+    history_result,
+)
+
+logger = logging.getLogger("tidings.broker")
+
+DEFAULT_META_TTL = 30 * 24 * 3600.0
+
+# KEYS: meta, stream. ARGV: channel, payload, size, ttl ms, meta ttl ms, fresh epoch.
+_PUBLISH = """
+if redis.call('hsetnx', KEYS[1], 'e', ARGV[6]) == 1 then
+  redis.call('del', KEYS[2])
+end
+local epoch = redis.call('hget', KEYS[1], 'e')
+local offset = redis.call('hincrby', KEYS[1], 'o', 1)
+redis.call('xadd', KEYS[2], 'MAXLEN', ARGV[3], offset .. '-0', 'd', ARGV[2])
+redis.call('pexpire', KEYS[2], ARGV[4])
+redis.call('pexpire', KEYS[1], ARGV[5])
+redis.call('publish', ARGV[1], '\\1' .. offset .. ':' .. epoch .. '\\n' .. ARGV[2])
+return {offset, epoch}
+"""
+
+# KEYS: meta, stream. ARGV: first offset wanted ('-': the oldest), count, fresh epoch,
+# meta ttl ms. Creating the epoch on read keeps a position read before the first
+# publication valid.
+_HISTORY = """
+if redis.call('hsetnx', KEYS[1], 'e', ARGV[3]) == 1 then
+  redis.call('del', KEYS[2])
+  redis.call('pexpire', KEYS[1], ARGV[4])
+end
+local epoch = redis.call('hget', KEYS[1], 'e')
+local offset = tonumber(redis.call('hget', KEYS[1], 'o') or '0')
+local entries = {}
+if tonumber(ARGV[2]) > 0 then
+  entries = redis.call('xrange', KEYS[2], ARGV[1], '+', 'COUNT', ARGV[2])
+end
+return {offset, epoch, entries}
+"""
+
+_PLAIN = b"\x00"
+_POSITIONED = b"\x01"
+
+
+def _ms(seconds: float) -> int:
+    return max(1, round(seconds * 1000))
+
+
+def _decode(data: bytes) -> tuple[bytes, StreamPosition | None]:
+    if data[:1] == _POSITIONED:
+        header, _, payload = data[1:].partition(b"\n")
+        offset, _, epoch = header.partition(b":")
+        return payload, StreamPosition(int(offset), epoch.decode())
+    return data[1:], None
+
+
+class RedisBroker:
+    """A node's link to the cluster through Redis.
+
+    Args:
+        url: ``redis://host:port/db``.
+        prefix: Starts every key and channel; nodes sharing it form one cluster.
+        meta_ttl: Seconds a stream's epoch and offset outlive its last publication.
+        backoff: Shortest and longest wait between reconnection attempts (seconds);
+            each failed attempt doubles the wait, with jitter.
+        confirm_timeout: Seconds ``subscribe`` waits for Redis to confirm.
+
+    Two connections are used: a pool for commands (publish, history) and one pub/sub
+    connection read by a background task, which reconnects with backoff when it is
+    lost and subscribes every topic again before reporting healthy.
+    """
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        prefix: str = "tidings:",
+        meta_ttl: float = DEFAULT_META_TTL,
+        backoff: tuple[float, float] = (0.05, 5.0),
+        confirm_timeout: float = 5.0,
+    ) -> None:
+        self.prefix = prefix
+        self.node_id = secrets.token_hex(6)
+        self._url = url
+        self._meta_ttl = meta_ttl
+        self._backoff = backoff
+        self._confirm_timeout = confirm_timeout
+        self._handler: Handler | None = None
+        self._topics: set[str] = set()
+        # A command that fails must fail the call, not be sent again behind our back:
+        # a retried publish could be delivered twice.
+        no_retry = Retry(NoBackoff(), 0)
+        self._redis = aioredis.Redis.from_url(url, retry=no_retry, socket_connect_timeout=5)
+        self._sub_client = aioredis.Redis.from_url(
+            url,
+            retry=Retry(NoBackoff(), 0),
+            socket_connect_timeout=5,
+            client_name=f"tidings-broker-{self.node_id}",
+            health_check_interval=10,
+            socket_keepalive=True,
+        )
+        self._pubsub: PubSub | None = None
+        self._lock = asyncio.Lock()  # orders (un)subscribe commands with _topics changes
+        self._waiting: dict[bytes, asyncio.Future[None]] = {}
+        self._healthy = False
+        self._up: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self.connects = 0  # times the pub/sub link came up, for tests and metrics
+        self._publish_script = self._redis.register_script(_PUBLISH)
+        self._history_script = self._redis.register_script(_HISTORY)
+
+    @property
+    def healthy(self) -> bool:
+        return self._healthy
+
+    def _channel(self, topic: str) -> bytes:
+        return f"{self.prefix}pub:{topic}".encode()
+
+    def _keys(self, topic: str) -> list[str]:
+        return [f"{self.prefix}meta:{topic}", f"{self.prefix}stream:{topic}"]
+
+    @property
+    def _control(self) -> bytes:
+        # Always subscribed, so the link exists (and is watched) with no topics, and
+        # its confirmation, sent last, tells that a resubscription is complete.
+        return f"{self.prefix}control".encode()
+
+    async def start(self, handler: Handler) -> None:
+        try:
+            await self._redis.ping()
+        except RedisError as exc:
+            raise BrokerError(f"cannot reach Redis at {self._url}: {exc}") from exc
+        self._handler = handler
+        self._up = asyncio.Event()
+        self._task = asyncio.create_task(self._run(), name=f"tidings-broker-{self.node_id}")
+        try:
+            async with asyncio.timeout(self._confirm_timeout):
+                await self._up.wait()
+        except TimeoutError:
+            logger.warning("broker: pub/sub not confirmed yet; continuing to retry")
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._handler = None
+        self._healthy = False
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._release_waiters()
+        await self._redis.aclose()
+        await self._sub_client.aclose()
+
+    async def subscribe(self, topic: str) -> None:
+        channel = self._channel(topic)
+        async with self._lock:
+            waiter = self._waiting.get(channel)
+            if waiter is None and topic not in self._topics:
+                self._topics.add(topic)
+                pubsub = self._pubsub
+                # None: no link; the reader subscribes every recorded topic on connect.
+                if pubsub is not None:
+                    waiter = asyncio.get_running_loop().create_future()
+                    self._waiting[channel] = waiter
+                    try:
+                        await pubsub.subscribe(channel)
+                    except RedisError:
+                        # The reader sees the broken link too and subscribes again.
+                        self._waiting.pop(channel, None)
+                        waiter = None
+        if waiter is not None:
+            try:
+                async with asyncio.timeout(self._confirm_timeout):
+                    await asyncio.shield(waiter)
+            except TimeoutError:
+                logger.warning("broker: subscription to %s not confirmed in time", topic)
+
+    async def unsubscribe(self, topic: str) -> None:
+        async with self._lock:
+            if topic not in self._topics:
+                return
+            self._topics.discard(topic)
+            pubsub = self._pubsub
+            if pubsub is not None:
+                # If the link is gone the reader will not subscribe the topic again.
+                with contextlib.suppress(RedisError):
+                    await pubsub.unsubscribe(self._channel(topic))
+
+    async def publish(
+        self, topic: str, payload: bytes, *, history_size: int = 0, history_ttl: float = 0.0
+    ) -> StreamPosition | None:
+        try:
+            if not check_history(history_size, history_ttl):
+                await self._redis.publish(self._channel(topic), _PLAIN + payload)
+                return None
+            offset, epoch = await self._publish_script(
+                keys=self._keys(topic),
+                args=[
+                    self._channel(topic),
+                    payload,
+                    history_size,
+                    _ms(history_ttl),
+                    _ms(max(self._meta_ttl, history_ttl)),
+                    secrets.token_hex(8),
+                ],
+            )
+        except RedisError as exc:
+            raise BrokerError(f"publish to {topic} failed: {exc}") from exc
+        return StreamPosition(int(offset), epoch.decode())
+
+    async def history(
+        self, topic: str, since: StreamPosition | None = None, limit: int = 100
+    ) -> HistoryResult:
+        first = "-" if since is None else f"{since.offset + 1}-0"
+        # One entry even for limit=0: it shows whether the gap is still covered.
+        count = limit if since is None else max(limit, 1)
+        try:
+            offset, epoch, entries = await self._history_script(
+                keys=self._keys(topic),
+                args=[first, count, secrets.token_hex(8), _ms(self._meta_ttl)],
+            )
+        except RedisError as exc:
+            raise BrokerError(f"history of {topic} failed: {exc}") from exc
+        kept = [(int(eid.split(b"-", 1)[0]), fields[1]) for eid, fields in entries]
+        position = StreamPosition(int(offset), epoch.decode())
+        return history_result(since, position, kept, limit)
+
+    async def _run(self) -> None:
+        """Keep one pub/sub link up and deliver from it, reconnecting with backoff."""
+        delay = self._backoff[0]
+        while True:
+            pubsub = self._sub_client.pubsub()
+            try:
+                async with self._lock:
+                    self._pubsub = pubsub
+                    channels = [self._channel(t) for t in self._topics]
+                    await pubsub.subscribe(*channels, self._control)
+                self.connects += 1
+                delay = self._backoff[0]
+                await self._read(pubsub)
+            except (RedisError, OSError) as exc:
+                was_healthy = self._healthy
+                self._healthy = False
+                self._pubsub = None
+                self._release_waiters()
+                wait = random.uniform(delay / 2, delay)
+                log = logger.warning if was_healthy or self.connects == 0 else logger.debug
+                log("broker: Redis link lost (%s); reconnecting in %.2fs", exc, wait)
+                delay = min(delay * 2, self._backoff[1])
+                await asyncio.sleep(wait)
+            finally:
+                await pubsub.aclose()  # type: ignore[no-untyped-call]
+
+    async def _read(self, pubsub: PubSub) -> None:
+        while True:
+            message: dict[str, Any] | None = await pubsub.get_message(timeout=1.0)
+            if message is None:
+                continue
+            kind = message["type"]
+            channel: bytes = message["channel"]
+            if kind == "message":
+                self._deliver(channel, message["data"])
+            elif kind == "subscribe":
+                if channel == self._control and not self._healthy:
+                    self._healthy = True
+                    if self._up is not None:
+                        self._up.set()
+                    if self.connects > 1:
+                        logger.info("broker: Redis link restored, %d topics", len(self._topics))
+                waiter = self._waiting.pop(channel, None)
+                if waiter is not None and not waiter.done():
+                    waiter.set_result(None)
+
+    def _deliver(self, channel: bytes, data: bytes) -> None:
+        topic = channel.decode()[len(self.prefix) + len("pub:") :]
+        handler = self._handler
+        # A message already in flight when its topic was unsubscribed is dropped.
+        if handler is None or topic not in self._topics:
+            return
+        payload, position = _decode(data)
+        try:
+            handler(topic, payload, position)
+        except Exception:
+            logger.exception("broker handler failed on topic %s", topic)
+
+    def _release_waiters(self) -> None:
+        """Let subscribers waiting on a lost link return; the topics are resubscribed."""
+        for waiter in self._waiting.values():
+            if not waiter.done():
+                waiter.set_result(None)
+        self._waiting.clear()
