@@ -140,20 +140,10 @@ class Hub:
         self._unlink(conn, channel, mine.pop(channel))
         return True
 
-    def subscriptions(self, conn: Connection) -> dict[str, str | None]:
-        """The channels ``conn`` listens on, each with its filter key."""
-        return dict(self._subs.get(conn, {}))
-
     def subscription_count(self, conn: Connection) -> int:
         return len(self._subs.get(conn, ()))
 
     # --- queries ------------------------------------------------------------------------
-
-    def get(self, client_id: str) -> Connection | None:
-        return self._conns.get(client_id)
-
-    def connections(self) -> Iterable[Connection]:
-        return self._conns.values()
 
     def user_connections(self, user_id: str) -> set[Connection]:
         return self._users.get(user_id, set())
