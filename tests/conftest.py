@@ -22,7 +22,7 @@ from tidings.config import Settings, load
 from tidings.server import Server
 
 # One timeout unit, scaled for slow machines (TIDINGS_TEST_TIMEOUT_SCALE=3 on a busy CI).
-TIMEOUT = 5.0 * float(os.environ.get("TIDINGS_TEST_TIMEOUT_SCALE", "1"))
+TIMEOUT = 10.0 * float(os.environ.get("TIDINGS_TEST_TIMEOUT_SCALE", "1"))
 SECRET = "test-secret-0123456789-abcdefghijklmnop"
 API_KEY = "test-api-key-0123456789"
 
