@@ -20,6 +20,7 @@ import contextlib
 import logging
 import random
 import secrets
+from collections.abc import Callable
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -141,12 +142,29 @@ class RedisBroker:
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self.connects = 0  # times the pub/sub link came up, for tests and metrics
+        # Replaced (and the old one set) at every change of the link's state, so a waiter
+        # that read the state before waiting cannot miss the change.
+        self._changed = asyncio.Event()
         self._publish_script = self._redis.register_script(_PUBLISH)
         self._history_script = self._redis.register_script(_HISTORY)
 
     @property
     def healthy(self) -> bool:
         return self._healthy
+
+    def _set_healthy(self, healthy: bool) -> None:
+        self._healthy = healthy
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    async def wait_until(self, condition: Callable[[], bool]) -> None:
+        """Wait until ``condition()`` holds, re-checking at every link state change
+        (health, reconnects): for health checks and tests, instead of polling."""
+        while True:
+            changed = self._changed
+            if condition():
+                return
+            await changed.wait()
 
     def _channel(self, topic: str) -> bytes:
         return f"{self.prefix}pub:{topic}".encode()
@@ -179,7 +197,7 @@ class RedisBroker:
             return
         self._closed = True
         self._handler = None
-        self._healthy = False
+        self._set_healthy(False)
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -277,7 +295,7 @@ class RedisBroker:
                 await self._read(pubsub)
             except (RedisError, OSError) as exc:
                 was_healthy = self._healthy
-                self._healthy = False
+                self._set_healthy(False)
                 self._pubsub = None
                 self._release_waiters()
                 wait = random.uniform(delay / 2, delay)
@@ -299,7 +317,7 @@ class RedisBroker:
                 self._deliver(channel, message["data"])
             elif kind == "subscribe":
                 if channel == self._control and not self._healthy:
-                    self._healthy = True
+                    self._set_healthy(True)
                     if self._up is not None:
                         self._up.set()
                     if self.connects > 1:
