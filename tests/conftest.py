@@ -7,9 +7,12 @@ import io
 import json
 import logging
 import os
+import signal
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -153,6 +156,55 @@ async def wait_for(predicate: Callable[[], bool], timeout: float = TIMEOUT) -> N
 
 
 ServerFactory = Callable[..., Awaitable[Harness]]
+
+
+def serve_env(**extra: str) -> dict[str, str]:
+    """The environment of a `tidings serve` subprocess: test secrets, in-memory store."""
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin"),
+        "TIDINGS_JWT_SECRET": SECRET,
+        "TIDINGS_API_KEYS": API_KEY,
+        "TIDINGS_STORE_URL": ":memory:",
+    }
+    env.update(extra)
+    return env
+
+
+@asynccontextmanager
+async def serve_process(
+    *args: str,
+    env: dict[str, str] | None = None,
+    port: int = 0,
+    cwd: Path | None = None,
+    stop: int = signal.SIGTERM,
+) -> AsyncIterator[tuple[asyncio.subprocess.Process, int]]:
+    """`python -m tidings serve` in a subprocess; yields it and the port it reports.
+
+    At exit a process still running gets ``stop`` (SIGTERM: a graceful shutdown).
+    """
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tidings",
+        "serve",
+        "--port",
+        str(port),
+        *args,
+        env=serve_env() if env is None else env,
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        assert proc.stdout is not None
+        async with asyncio.timeout(TIMEOUT * 3):
+            line = (await proc.stdout.readline()).decode()
+        assert line.startswith("tidings listening on http://"), line
+        yield proc, int(line.rsplit(":", 1)[1])
+    finally:
+        if proc.returncode is None:
+            proc.send_signal(stop)
+            await proc.wait()
 
 
 @pytest.fixture

@@ -11,9 +11,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 
-@cache
-def rsa_pair() -> tuple[str, str]:
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+def _pem_pair(key: rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey) -> tuple[str, str]:
+    """A private key and its public key, both as PEM text."""
     private = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
@@ -23,20 +22,16 @@ def rsa_pair() -> tuple[str, str]:
         .decode()
     )
     return private, public
+
+
+@cache
+def rsa_pair() -> tuple[str, str]:
+    return _pem_pair(rsa.generate_private_key(public_exponent=65537, key_size=2048))
 
 
 @cache
 def ec_pair() -> tuple[str, str]:
-    key = ec.generate_private_key(ec.SECP256R1())
-    private = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    ).decode()
-    public = (
-        key.public_key()
-        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
-        .decode()
-    )
-    return private, public
+    return _pem_pair(ec.generate_private_key(ec.SECP256R1()))
 
 
 def jwks_for_ec(kid: str) -> dict[str, Any]:

@@ -8,8 +8,7 @@ import os
 import signal
 import sys
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 
 import jwt
@@ -18,7 +17,7 @@ import websockets
 
 from tidings.cli import main, parse_duration
 
-from .conftest import API_KEY, SECRET, TIMEOUT, closed_with, recv, token
+from .conftest import API_KEY, SECRET, TIMEOUT, closed_with, recv, serve_process, token
 
 ENV = {
     "PATH": os.environ.get("PATH", "/usr/bin"),
@@ -63,34 +62,11 @@ def test_durations(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
 
 
-@asynccontextmanager
-async def running(
+def running(
     *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
-) -> AsyncIterator[tuple[asyncio.subprocess.Process, int]]:
-    """`python -m tidings serve` in a subprocess on a free port."""
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tidings",
-        "serve",
-        "--port",
-        "0",
-        *args,
-        env=env or ENV,
-        cwd=cwd,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        assert proc.stdout is not None
-        async with asyncio.timeout(TIMEOUT * 3):
-            line = (await proc.stdout.readline()).decode()
-        assert line.startswith("tidings listening on http://"), line
-        yield proc, int(line.rsplit(":", 1)[1])
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+) -> AbstractAsyncContextManager[tuple[asyncio.subprocess.Process, int]]:
+    """`python -m tidings serve` on a free port, killed at the end if still running."""
+    return serve_process(*args, env=env or ENV, cwd=cwd, stop=signal.SIGKILL)
 
 
 async def serve_fails(*args: str, env: dict[str, str] | None = None) -> tuple[int, bytes]:

@@ -3,54 +3,25 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import signal
-import sys
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 import aiohttp
 import pytest
 import websockets
 
-from .conftest import API_KEY, SECRET, TIMEOUT, closed_with, recv, token
+from .conftest import API_KEY, TIMEOUT, closed_with, recv, serve_env, serve_process, token
 
 SITE = Path(__file__).parent.parent / "deploy" / "nginx-tidings.conf"
 NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
 
 
-@asynccontextmanager
-async def tidings(port: int = 0) -> AsyncIterator[tuple[asyncio.subprocess.Process, int]]:
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin"),
-        "TIDINGS_JWT_SECRET": SECRET,
-        "TIDINGS_API_KEYS": API_KEY,
-        "TIDINGS_STORE_URL": ":memory:",
-        "TIDINGS_TRUSTED_PROXIES": "127.0.0.1",
-    }
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tidings",
-        "serve",
-        "--port",
-        str(port),
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    assert proc.stdout is not None
-    try:
-        async with asyncio.timeout(TIMEOUT * 3):
-            line = (await proc.stdout.readline()).decode()
-        assert line.startswith("tidings listening on "), line
-        yield proc, int(line.rsplit(":", 1)[1])
-    finally:
-        if proc.returncode is None:
-            proc.send_signal(signal.SIGTERM)
-            await proc.wait()
+def tidings(port: int = 0) -> AbstractAsyncContextManager[tuple[asyncio.subprocess.Process, int]]:
+    """tidings behind the proxy, believing its X-Forwarded-For."""
+    return serve_process(env=serve_env(TIDINGS_TRUSTED_PROXIES="127.0.0.1"), port=port)
 
 
 @asynccontextmanager

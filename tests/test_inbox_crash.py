@@ -3,52 +3,28 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sqlite3
-import sys
 from pathlib import Path
 
 import aiohttp
 
-from .conftest import API_KEY, SECRET, TIMEOUT
-
-
-async def start(db: Path) -> tuple[asyncio.subprocess.Process, str]:
-    env = {
-        "PATH": os.environ.get("PATH", "/usr/bin"),
-        "TIDINGS_JWT_SECRET": SECRET,
-        "TIDINGS_API_KEYS": API_KEY,
-        "TIDINGS_STORE_URL": str(db),
-        "TIDINGS_LOG_LEVEL": "WARNING",
-    }
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "tidings",
-        "serve",
-        "--port",
-        "0",
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    assert proc.stdout is not None
-    async with asyncio.timeout(TIMEOUT * 3):
-        line = (await proc.stdout.readline()).decode()
-    assert line.startswith("tidings listening on "), line
-    return proc, line.split(" on ", 1)[1].strip()
+from .conftest import API_KEY, serve_env, serve_process
 
 
 async def test_sigkill_loses_no_acknowledged_create(tmp_path: Path) -> None:
     """Creates answered 2xx before a SIGKILL are all there after a restart."""
     db = tmp_path / "crash.db"
-    proc, url = await start(db)
+    env = serve_env(TIDINGS_STORE_URL=str(db), TIDINGS_LOG_LEVEL="WARNING")
     accepted: dict[str, str] = {}  # id -> user
     headers = {"Authorization": f"Bearer {API_KEY}"}
     killed = asyncio.Event()
 
-    async with aiohttp.ClientSession(headers=headers) as http:
+    async with (
+        serve_process(env=env) as (proc, port),
+        aiohttp.ClientSession(headers=headers) as http,
+    ):
+        url = f"http://127.0.0.1:{port}"
 
         async def writer(w: int) -> None:
             i = 0
@@ -69,11 +45,11 @@ async def test_sigkill_loses_no_acknowledged_create(tmp_path: Path) -> None:
                     killed.set()
 
         await asyncio.gather(*(writer(w) for w in range(8)))
-    await proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+        await proc.wait()
+        assert proc.returncode == -signal.SIGKILL
 
-    proc, url = await start(db)
-    try:
+    async with serve_process(env=env) as (_, port):
+        url = f"http://127.0.0.1:{port}"
         async with aiohttp.ClientSession(headers=headers) as http:
             found: dict[str, str] = {}
             for user in {f"u{k}" for k in range(7)}:
@@ -86,9 +62,6 @@ async def test_sigkill_loses_no_acknowledged_create(tmp_path: Path) -> None:
                     cursor = page["nextCursor"]
                     if cursor is None:
                         break
-    finally:
-        proc.terminate()
-        await proc.wait()
     missing = set(accepted) - set(found)
     print(
         f"\ncrash: accepted={len(accepted)} found_after_restart={len(found)} missing={len(missing)}"
