@@ -26,7 +26,7 @@ import asyncpg  # type: ignore[import-untyped]
 import msgspec
 
 from . import Created, IdempotencyConflict, NewNotification, Notification, StoreError
-from .records import dumps, from_row, insert_values, new_id
+from .records import dumps, from_row, insert_values, new_id, page_query
 from .schema import COLUMNS, LATEST, MIGRATIONS
 
 log = logging.getLogger("tidings.store.postgres")
@@ -301,19 +301,13 @@ class PostgresStore:
         before_seq: int | None = None,
         limit: int = 50,
     ) -> list[Notification]:
-        where = ["user_id = $1"]
-        args: list[Any] = [user_id]
-        if unread_only:
-            where.append("read_at IS NULL")
-        if not include_archived:
-            where.append("archived_at IS NULL")
-        if before_seq is not None:
-            args.append(before_seq)
-            where.append(f"seq < ${len(args)}")
-        args.append(limit)
-        sql = (
-            f"SELECT {COLUMNS} FROM notifications WHERE {' AND '.join(where)} "
-            f"ORDER BY seq DESC LIMIT ${len(args)}"
+        sql, args = page_query(
+            lambda n: f"${n}",
+            user_id,
+            unread_only=unread_only,
+            include_archived=include_archived,
+            before_seq=before_seq,
+            limit=limit,
         )
         return [from_row(r) for r in await self._db().fetch(sql, *args)]
 

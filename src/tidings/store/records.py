@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
 
 from . import Action, NewNotification, Notification, Priority
+from .schema import COLUMNS
 
 _actions_decoder = msgspec.json.Decoder(tuple[Action, ...])
 
@@ -68,3 +69,31 @@ def from_row(row: Sequence[Any]) -> Notification:
         archived_at=row[15],
         attempts=int(row[16]),
     )
+
+
+def page_query(
+    mark: Callable[[int], str],
+    user_id: str,
+    *,
+    unread_only: bool,
+    include_archived: bool,
+    before_seq: int | None,
+    limit: int,
+) -> tuple[str, list[Any]]:
+    """SQL and arguments of ``Store.page``; ``mark(n)`` is the dialect's n-th placeholder
+    (``?`` for SQLite, ``$n`` for PostgreSQL)."""
+    args: list[Any] = [user_id]
+    where = [f"user_id = {mark(1)}"]
+    if unread_only:
+        where.append("read_at IS NULL")
+    if not include_archived:
+        where.append("archived_at IS NULL")
+    if before_seq is not None:
+        args.append(before_seq)
+        where.append(f"seq < {mark(len(args))}")
+    args.append(limit)
+    sql = (
+        f"SELECT {COLUMNS} FROM notifications WHERE {' AND '.join(where)} "
+        f"ORDER BY seq DESC LIMIT {mark(len(args))}"
+    )
+    return sql, args

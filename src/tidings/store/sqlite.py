@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import msgspec
 
 from . import Created, IdempotencyConflict, NewNotification, Notification, StoreError
-from .records import dumps, from_row, insert_values, new_id
+from .records import dumps, from_row, insert_values, new_id, page_query
 from .schema import COLUMNS, LATEST, MIGRATIONS
 
 log = logging.getLogger("tidings.store.sqlite")
@@ -194,20 +194,14 @@ class SQLiteStore:
         before_seq: int | None = None,
         limit: int = 50,
     ) -> list[Notification]:
-        where = ["user_id=?"]
-        args: list[Any] = [user_id]
-        if unread_only:
-            where.append("read_at IS NULL")
-        if not include_archived:
-            where.append("archived_at IS NULL")
-        if before_seq is not None:
-            where.append("seq < ?")
-            args.append(before_seq)
-        sql = (
-            f"SELECT {COLUMNS} FROM notifications WHERE {' AND '.join(where)} "
-            "ORDER BY seq DESC LIMIT ?"
+        sql, args = page_query(
+            lambda n: "?",
+            user_id,
+            unread_only=unread_only,
+            include_archived=include_archived,
+            before_seq=before_seq,
+            limit=limit,
         )
-        args.append(limit)
         return await self._read(lambda c: [from_row(r) for r in c.execute(sql, args)])
 
     async def _live_after(
