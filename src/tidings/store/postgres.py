@@ -26,7 +26,7 @@ import asyncpg  # type: ignore[import-untyped]
 import msgspec
 
 from . import Created, IdempotencyConflict, NewNotification, Notification, StoreError
-from .records import dumps, from_row, insert_values, new_id, page_query
+from .records import dumps, encoded, from_row, insert_values, new_id, page_query
 from .schema import COLUMNS, LATEST, MIGRATIONS
 
 log = logging.getLogger("tidings.store.postgres")
@@ -565,8 +565,7 @@ async def _create_plain(conn: Any, batch: Sequence[_Request]) -> list[Created | 
     for r in batch:
         content, user_ids, now, _, _ = r.args
         try:
-            data = None if content.data is None else dumps(content.data)
-            actions = dumps(content.actions) if content.actions else None
+            data, actions = encoded(content)
         except Exception as exc:  # not encodable: this request fails, before any statement
             results.append(exc)
             continue
@@ -601,23 +600,11 @@ async def _create_plain(conn: Any, batch: Sequence[_Request]) -> list[Created | 
             for u in recipients:
                 seq = next_seq[u]
                 next_seq[u] = seq + 1
-                row = (
-                    new_id(),
-                    u,
-                    seq,
-                    content.type,
-                    content.title,
-                    content.message,
-                    content.priority.value,
-                    content.category,
-                    data,
-                    actions,
-                    content.expires_at,
-                    now,
-                )
-                for column, value in zip(columns, row, strict=True):
+                full = insert_values(new_id(), u, seq, content, now, (data, actions))
+                # The first 12 columns are the ones a new row sets; the rest start empty.
+                for column, value in zip(columns, full[:12], strict=True):
                     column.append(value)
-                mine.append((*row, None, None, None, None, 0))
+                mine.append(full)
             values.append(mine)
         await conn.execute(_INSERT_MANY, *columns)
     else:

@@ -23,10 +23,25 @@ def dumps(value: Any) -> str:
     return msgspec.json.encode(value).decode()
 
 
+def encoded(content: NewNotification) -> tuple[str | None, str | None]:
+    """The JSON columns (data, actions) of a notification, encoded once per request."""
+    return (
+        None if content.data is None else dumps(content.data),
+        dumps(content.actions) if content.actions else None,
+    )
+
+
 def insert_values(
-    nid: str, user_id: str, seq: int, content: NewNotification, now: float
+    nid: str,
+    user_id: str,
+    seq: int,
+    content: NewNotification,
+    now: float,
+    json_columns: tuple[str | None, str | None] | None = None,
 ) -> tuple[Any, ...]:
-    """Values for ``INSERT INTO notifications (COLUMNS)`` of a new row."""
+    """Values for ``INSERT INTO notifications (COLUMNS)`` of a new row; pass
+    ``json_columns`` (from ``encoded``) to reuse one encoding for many recipients."""
+    data, actions = encoded(content) if json_columns is None else json_columns
     return (
         nid,
         user_id,
@@ -36,8 +51,8 @@ def insert_values(
         content.message,
         content.priority.value,
         content.category,
-        None if content.data is None else dumps(content.data),
-        dumps(content.actions) if content.actions else None,
+        data,
+        actions,
         content.expires_at,
         now,
         None,
