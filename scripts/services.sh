@@ -29,4 +29,10 @@ if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ] && command -v 
     apt-get install -y -qq nginx-light >/dev/null 2>&1; }) || echo "services: nginx did not install"
   [ "$made_policy" = 1 ] && rm -f "$policy"
 fi
+# Debian's chromium, for the browser tests (tests/browser.py drives it with Playwright;
+# Playwright's own browser download does not work here).
+if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null; then
+  (apt-get install -y -qq chromium >/dev/null 2>&1 || { apt-get update -qq >/dev/null 2>&1 && \
+    apt-get install -y -qq chromium >/dev/null 2>&1; }) || echo "services: chromium did not install"
+fi
 exit 0
