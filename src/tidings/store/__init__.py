@@ -15,6 +15,8 @@ from typing import Any, Protocol
 
 import msgspec
 
+from .rooms import RoomStore
+
 
 class Priority(enum.StrEnum):
     LOW = "LOW"
@@ -87,8 +89,8 @@ class IdempotencyConflict(Exception):
     """An idempotency key reused with a different request."""
 
 
-class Store(Protocol):
-    """Durable per-user notification inboxes.
+class Store(RoomStore, Protocol):
+    """Durable per-user notification inboxes (and chat rooms: see ``RoomStore``).
 
     Contract, for every implementation:
 

@@ -26,6 +26,7 @@ import asyncpg  # type: ignore[import-untyped]
 import msgspec
 
 from . import Created, IdempotencyConflict, NewNotification, Notification, StoreError
+from .postgres_rooms import PostgresRooms
 from .records import dumps, encoded, from_row, insert_values, new_id, page_query
 from .schema import COLUMNS, LATEST, MIGRATIONS
 
@@ -122,7 +123,7 @@ async def _migrate(conn: Any) -> None:
             log.info("applied schema migration %d", version)
 
 
-class PostgresStore:
+class PostgresStore(PostgresRooms):
     """The ``Store`` on PostgreSQL. ``url`` is a ``postgresql://`` DSN; query parameters
     asyncpg does not know are sent as server settings (``?search_path=inbox``)."""
 

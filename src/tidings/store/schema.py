@@ -71,6 +71,46 @@ MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
             )""",
         ),
     ),
+    (
+        3,
+        (
+            # Chat rooms (issue 6): rooms, their members, messages, blocks.
+            """CREATE TABLE rooms (
+                id TEXT PRIMARY KEY,
+                name TEXT,
+                ws_post INTEGER NOT NULL DEFAULT 1,
+                last_seq BIGINT NOT NULL DEFAULT 0,
+                created_at DOUBLE PRECISION NOT NULL
+            )""",
+            """CREATE TABLE room_members (
+                room_id TEXT NOT NULL REFERENCES rooms (id) ON DELETE CASCADE,
+                user_id TEXT NOT NULL,
+                role TEXT NOT NULL,
+                joined_at DOUBLE PRECISION NOT NULL,
+                last_read_seq BIGINT NOT NULL DEFAULT 0,
+                PRIMARY KEY (room_id, user_id)
+            )""",
+            "CREATE INDEX room_members_user ON room_members (user_id)",
+            """CREATE TABLE room_messages (
+                id TEXT PRIMARY KEY,
+                room_id TEXT NOT NULL REFERENCES rooms (id) ON DELETE CASCADE,
+                seq BIGINT NOT NULL,
+                author_id TEXT NOT NULL,
+                body TEXT,
+                created_at DOUBLE PRECISION NOT NULL,
+                edited_at DOUBLE PRECISION,
+                deleted_at DOUBLE PRECISION,
+                deleted_by TEXT,
+                UNIQUE (room_id, seq)
+            )""",
+            """CREATE TABLE user_blocks (
+                user_id TEXT NOT NULL,
+                blocked_id TEXT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL,
+                PRIMARY KEY (user_id, blocked_id)
+            )""",
+        ),
+    ),
 )
 
 LATEST: Final = MIGRATIONS[-1][0]

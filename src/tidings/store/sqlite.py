@@ -22,6 +22,7 @@ import msgspec
 from . import Created, IdempotencyConflict, NewNotification, Notification, StoreError
 from .records import dumps, from_row, insert_values, new_id, page_query
 from .schema import COLUMNS, LATEST, MIGRATIONS
+from .sqlite_rooms import SQLiteRooms
 
 log = logging.getLogger("tidings.store.sqlite")
 
@@ -65,7 +66,7 @@ def _placeholders(n: int) -> str:
     return ",".join("?" * n)
 
 
-class SQLiteStore:
+class SQLiteStore(SQLiteRooms):
     """The ``Store`` on SQLite. ``path`` is a file path or ``:memory:`` (tests)."""
 
     def __init__(self, path: str) -> None:
