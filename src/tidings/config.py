@@ -83,6 +83,11 @@ SETTINGS: Final[dict[str, Spec]] = {
         "int", 1048576, "bytes queued to one connection before it is closed as a slow consumer"
     ),
     "heartbeat_interval": Spec("float", 30.0, "seconds between protocol pings (0: off)"),
+    "sse_resume_seconds": Spec(
+        "float",
+        30.0,
+        "seconds an SSE session outlives its dropped stream, for a Last-Event-ID resume (0: none)",
+    ),
     "auth_timeout": Spec("float", 10.0, "seconds a client has to send auth after open"),
     "handshake_timeout": Spec(
         "float", 10.0, "seconds a new TCP connection has to send its request"
@@ -203,6 +208,8 @@ class Settings:
         for name in timed:
             if v[name] <= 0:
                 raise ConfigError(f"setting {name!r} must be positive, got {v[name]}")
+        if v["sse_resume_seconds"] < 0:
+            raise ConfigError("setting 'sse_resume_seconds' must not be negative")
         if not 0 <= v["port"] <= 65535:
             raise ConfigError(f"setting 'port' must be 0..65535, got {v['port']}")
         for proxy in v["trusted_proxies"]:

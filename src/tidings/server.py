@@ -19,7 +19,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import api
+from . import api, sse
 from .config import ConfigError, Settings
 from .inbox import Inbox
 from .node import Node
@@ -63,6 +63,7 @@ def build_app(node: Node, endpoint: WebSocketEndpoint) -> web.Application:
     app[api.READY_KEY] = lambda: endpoint.accepting
     for path in s.ws_paths:
         app.router.add_get(path, endpoint.handle)
+    sse.add_routes(app, node, endpoint)  # the fallback for clients without WebSocket
     if s.metrics != "off":
         app.router.add_get("/metrics", api.metrics_handler(node))
     api.add_routes(app)

@@ -18,7 +18,7 @@ import ipaddress
 import logging
 import struct
 from collections.abc import Callable
-from typing import Final
+from typing import Final, Protocol
 
 from aiohttp import WebSocketError, WSMsgType, web
 
@@ -106,7 +106,9 @@ def _offered_protocols(request: web.Request) -> list[str]:
     return [p.strip() for p in header.split(",") if p.strip()]
 
 
-def _handshake_token(request: web.Request, offered: list[str]) -> str | None:
+def handshake_token(request: web.Request, offered: list[str]) -> str | None:
+    """The token a client passed with its request: ``?token=``, a Bearer header, or a
+    ``bearer.<jwt>`` subprotocol (one of ``offered``)."""
     token = request.query.get("token")
     if token:
         return token
@@ -144,6 +146,16 @@ def _in(address: str, networks: list[ipaddress.IPv4Network | ipaddress.IPv6Netwo
     return any(ip in net for net in networks)
 
 
+class Fallback(Protocol):
+    """Another transport (the SSE fallback) whose connections share the caps and the
+    connection control API with the WebSockets."""
+
+    @property
+    def open_connections(self) -> int: ...
+
+    def disconnect(self, sessions: list[Session], code: int, reason: str) -> int: ...
+
+
 class WebSocketEndpoint:
     """Accepts WebSocket connections for one node and keeps track of them."""
 
@@ -155,11 +167,15 @@ class WebSocketEndpoint:
         self._trusted = [
             ipaddress.ip_network(p, strict=False) for p in node.settings.trusted_proxies
         ]
+        self.fallback: Fallback | None = None
 
     @property
     def open_connections(self) -> int:
         """Every open WebSocket, authenticated or not."""
         return len(self._live)
+
+    def _fallback_connections(self) -> int:
+        return 0 if self.fallback is None else self.fallback.open_connections
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         node = self.node
@@ -204,11 +220,11 @@ class WebSocketEndpoint:
             elif s.allowed_origins and origin not in s.allowed_origins:
                 log.warning("rejected WebSocket from %s: origin %r not allowed", peer, origin)
                 close = Close(CloseCode.FORBIDDEN_ORIGIN, "origin not allowed")
-            elif len(self._live) > s.max_connections:
+            elif len(self._live) + self._fallback_connections() > s.max_connections:
                 log.warning("rejected WebSocket from %s: server full", peer)
                 close = Close(CloseCode.TOO_MANY_CONNECTIONS, "server connection limit reached")
             else:
-                close = session.authenticate(_handshake_token(request, offered))
+                close = session.authenticate(handshake_token(request, offered))
             if close is None and session.state is State.AWAITING_AUTH:
                 timers.append(
                     loop.call_later(
@@ -338,6 +354,8 @@ class WebSocketEndpoint:
             if link.session in wanted and not link.closing:
                 self._close_soon(ws, Close(code, reason))
                 count += 1
+        if self.fallback is not None:
+            count += self.fallback.disconnect(sessions, code, reason)
         return count
 
     async def shutdown(self) -> None:
