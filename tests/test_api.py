@@ -87,11 +87,11 @@ async def test_openapi_lists_every_api_route(harness: Harness) -> None:
     app = harness.server.app
     for route in [*app.router.routes(), *app[API_APP_KEY].router.routes()]:
         path = route.resource.canonical if route.resource else ""
-        if path.startswith(("/api", "/health")):
+        if path.startswith(("/api", "/health", "/sse")):
             app_routes.add(
-                path.replace("{user_id}", "{userId}").replace(
-                    "{notification_id}", "{notificationId}"
-                )
+                path.replace("{user_id}", "{userId}")
+                .replace("{notification_id}", "{notificationId}")
+                .replace("{client_id}", "{clientId}")
             )
     assert app_routes == set(doc["paths"])
 

@@ -44,6 +44,7 @@ def openapi_document() -> dict[str, Any]:
     doc = _gateway_document()
     doc["paths"].update(_control_paths())
     doc["paths"].update(_inbox_paths())
+    doc["paths"].update(_sse_paths())
     doc["components"]["schemas"].update(_INBOX_SCHEMAS)
     doc["components"]["securitySchemes"]["userToken"] = {
         "type": "http",
@@ -119,6 +120,71 @@ def _control_paths() -> dict[str, Any]:
             )
         },
     }
+
+
+def _sse_paths() -> dict[str, Any]:
+    """The SSE fallback (docs/protocol.md, "Fallback: Server-Sent Events")."""
+    token = {
+        "name": "token",
+        "in": "query",
+        "schema": {"type": "string"},
+        "description": "the user's JWT, when it cannot go in an Authorization header",
+    }
+    opened = {
+        "summary": "Open (or, with Last-Event-ID, resume) a Server-Sent Events stream of "
+        "server messages; the first event of a new session is the welcome",
+        "security": [{"userToken": []}],
+        "parameters": [
+            token,
+            {"name": "userId", "in": "query", "schema": {"type": "string"}},
+            {"name": "lastSeq", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+            {"name": "ack", "in": "query", "schema": {"type": "string", "enum": ["1", "true"]}},
+            {
+                "name": "lastEventId",
+                "in": "query",
+                "schema": {"type": "string"},
+                "description": "<clientId>.<n>: resume, like the Last-Event-ID header",
+            },
+            {"name": "Last-Event-ID", "in": "header", "schema": {"type": "string"}},
+        ],
+        "responses": {
+            "200": {
+                "description": "the event stream; it ends after a close event",
+                "content": {"text/event-stream": {"schema": {"type": "string"}}},
+            },
+            "401": _ERROR,
+        },
+    }
+    post = {
+        "summary": "Client messages for an SSE session: one JSON message or an array; "
+        "replies and errors arrive on the stream",
+        "security": [{"userToken": []}],
+        "parameters": [_path_param("clientId"), token],
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"oneOf": [{"type": "object"}, {"type": "array"}]}}
+            },
+        },
+        "responses": {
+            "202": {
+                "description": "handed to the session",
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {"accepted": {"type": "integer"}},
+                        }
+                    }
+                },
+            },
+            "401": _ERROR,
+            "403": _ERROR,
+            "404": _ERROR,
+            "413": _ERROR,
+        },
+    }
+    return {"/sse": {"get": opened}, "/sse/{clientId}": {"post": post}}
 
 
 def _json(ref: str) -> dict[str, Any]:
