@@ -14,19 +14,19 @@ async def test_send_publish_broadcast_from_python(harness: Harness) -> None:
     node = harness.server.node
     async with harness.client("alice", ("STAFF",)) as ws:
         await request(ws, {"type": "subscribe", "channel": "cases"})
-        _, n = node.send_to_user(
+        sent = await node.send_to_user(
             "alice", "notification", {"message": "Form submitted", "type": "success"}
         )
-        assert n == 1
+        assert sent.delivered == 1
         assert (await recv(ws))["data"]["message"] == "Form submitted"
-        assert node.send_to_role("STAFF", "alert", {})[1] == 1
+        assert (await node.send_to_role("STAFF", "alert", {})).delivered == 1
         assert (await recv(ws))["type"] == "alert"
-        assert node.publish("cases", "case_status", {"status": "in_review"})[1] == 1
+        assert (await node.publish("cases", "case_status", {"status": "in_review"})).delivered == 1
         assert (await recv(ws))["data"] == {"status": "in_review"}
-        assert node.broadcast("system", {"x": 1}, exclude_user="alice")[1] == 0
+        assert (await node.broadcast("system", {"x": 1}, exclude_user="alice")).delivered == 0
 
 
-def test_invalid_publication_raises() -> None:
+async def test_invalid_publication_raises() -> None:
     """Bad channel names and types raise PublishError."""
     from tidings.node import Node
 
@@ -34,9 +34,9 @@ def test_invalid_publication_raises() -> None:
 
     node = Node(make_settings())
     with pytest.raises(PublishError):
-        node.publish("bad name", "x", {})
+        await node.publish("bad name", "x", {})
     with pytest.raises(PublishError):
-        node.send_to_user("u", "", {})
+        await node.send_to_user("u", "", {})
 
 
 async def test_two_servers_in_one_process(make_server) -> None:  # type: ignore[no-untyped-def]
@@ -44,6 +44,6 @@ async def test_two_servers_in_one_process(make_server) -> None:  # type: ignore[
     a = await make_server()
     b = await make_server()
     async with a.client("alice") as on_a, b.client("alice") as on_b:
-        assert a.server.node.send_to_user("alice", "only_a", {})[1] == 1
+        assert (await a.server.node.send_to_user("alice", "only_a", {})).delivered == 1
         assert (await recv(on_a))["type"] == "only_a"
         assert (await request(on_b, {"type": "ping"}))["type"] == "pong"

@@ -476,7 +476,7 @@ async def test_welcome_is_first_even_during_broadcasts(harness: Harness) -> None
 
     async def count_then_broadcast(user_id: str) -> int:
         # Exactly the window between joining the hub and writing the welcome.
-        node.broadcast("tick", {"for": user_id})
+        await node.broadcast("tick", {"for": user_id})
         return await real_count(user_id)
 
     inbox.unread_count = count_then_broadcast  # type: ignore[method-assign]

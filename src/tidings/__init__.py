@@ -5,7 +5,7 @@ Embedding::
     from tidings import Server, load_settings
 
     async with Server(load_settings(flags={"jwt_secret": "..."})) as server:
-        server.node.send_to_user("alice", "notification", {"title": "Hi"})
+        await server.node.send_to_user("alice", "notification", {"title": "Hi"})
 """
 
 from .config import ConfigError, Settings

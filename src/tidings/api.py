@@ -18,12 +18,12 @@ from aiohttp.typedefs import Middleware
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
 from .auth import AuthError
+from .broker import BrokerError
 from .inbox import CreateRequest, Inbox, InboxError
 from .metrics import Collector
-from .node import Node, PublishError
+from .node import Node, PublishError, Sent
 from .openapi import openapi_document
 from .ratelimit import TokenBucket
-from .session import Session
 from .store import IdempotencyConflict
 from .transport import WebSocketEndpoint
 
@@ -162,6 +162,12 @@ def make_middleware(node: Node) -> Middleware:
         except _HTTPError as exc:
             headers = {"Retry-After": "1"} if exc.status == 429 else None
             return error_response(exc.status, exc.message, headers)
+        except BrokerError as exc:
+            # Never report as delivered what the cluster did not take.
+            log.warning("%s %s: broker unavailable: %s", request.method, request.path, exc)
+            return error_response(
+                503, "the cluster's broker is unreachable; nothing was sent", {"Retry-After": "1"}
+            )
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
@@ -178,40 +184,49 @@ def _node(request: web.Request) -> Node:
     return request.app[NODE_KEY]
 
 
+def _sent(sent: Sent, **extra: Any) -> web.Response:
+    body: dict[str, Any] = {"id": sent.id, **extra, "delivered": sent.delivered}
+    if sent.position is not None:
+        body["offset"], body["epoch"] = sent.position
+    return json_response(body)
+
+
 async def publish(request: web.Request) -> web.Response:
     body = await _body(request, PublishRequest)
     try:
-        msg_id, delivered = _node(request).publish(body.channel, body.type, body.data)
+        sent = await _node(request).publish(body.channel, body.type, body.data)
     except PublishError as exc:
         raise _HTTPError(422, str(exc)) from None
-    return json_response({"id": msg_id, "channel": body.channel, "delivered": delivered})
+    return _sent(sent, channel=body.channel)
 
 
 async def send_to_user(request: web.Request) -> web.Response:
     body = await _body(request, SendRequest)
     try:
-        msg_id, n = _node(request).send_to_user(request.match_info["user_id"], body.type, body.data)
+        sent = await _node(request).send_to_user(
+            request.match_info["user_id"], body.type, body.data
+        )
     except PublishError as exc:
         raise _HTTPError(422, str(exc)) from None
-    return json_response({"id": msg_id, "delivered": n})
+    return _sent(sent)
 
 
 async def send_to_role(request: web.Request) -> web.Response:
     body = await _body(request, SendRequest)
     try:
-        msg_id, n = _node(request).send_to_role(request.match_info["role"], body.type, body.data)
+        sent = await _node(request).send_to_role(request.match_info["role"], body.type, body.data)
     except PublishError as exc:
         raise _HTTPError(422, str(exc)) from None
-    return json_response({"id": msg_id, "delivered": n})
+    return _sent(sent)
 
 
 async def broadcast(request: web.Request) -> web.Response:
     body = await _body(request, BroadcastRequest)
     try:
-        msg_id, n = _node(request).broadcast(body.type, body.data, exclude_user=body.excludeUserId)
+        sent = await _node(request).broadcast(body.type, body.data, exclude_user=body.excludeUserId)
     except PublishError as exc:
         raise _HTTPError(422, str(exc)) from None
-    return json_response({"id": msg_id, "delivered": n})
+    return _sent(sent)
 
 
 # --- notifications ------------------------------------------------------------------------
@@ -335,6 +350,11 @@ async def delete_notification(request: web.Request) -> web.Response:
 
 
 async def stats(request: web.Request) -> web.Response:
+    scope = request.query.get("scope", "instance")
+    if scope == "cluster":
+        return json_response(await _node(request).cluster_stats())
+    if scope != "instance":
+        raise _HTTPError(400, "scope must be instance or cluster")
     return json_response(_node(request).stats())
 
 
@@ -367,15 +387,10 @@ class UnsubscribeBody(msgspec.Struct, forbid_unknown_fields=True):
     channel: str
 
 
-def _user_sessions(request: web.Request) -> list[Session]:
-    hub = _node(request).hub
-    return [
-        c for c in hub.user_connections(request.match_info["user_id"]) if isinstance(c, Session)
-    ]
-
-
 async def list_connections(request: web.Request) -> web.Response:
-    items = [{**s.status(), "remoteAddress": s.remote} for s in _user_sessions(request)]
+    user = request.match_info["user_id"]
+    answers = await _node(request).control({"op": "list", "user": user})
+    items = [conn for answer in answers for conn in answer]
     items.sort(key=lambda c: c["connectedAt"] or "")
     return json_response({"connections": items})
 
@@ -386,17 +401,22 @@ async def disconnect_user(request: web.Request) -> web.Response:
         raise _HTTPError(422, "code must be 1000, 1001 or 4000-4999")
     if len(body.reason.encode()) > 120:
         raise _HTTPError(422, "reason must be at most 120 bytes")
-    sessions = _user_sessions(request)
-    if body.clientId is not None:
-        sessions = [s for s in sessions if s.client_id == body.clientId]
-    closed = request.app[ENDPOINT_KEY].disconnect(sessions, body.code, body.reason)
-    return json_response({"disconnected": closed})
+    op = {
+        "op": "disconnect",
+        "user": request.match_info["user_id"],
+        "client": body.clientId,
+        "code": body.code,
+        "reason": body.reason,
+    }
+    answers = await _node(request).control(op)
+    return json_response({"disconnected": sum(answers)})
 
 
 async def unsubscribe_user(request: web.Request) -> web.Response:
     body = await _body(request, UnsubscribeBody)
-    count = sum(s.unsubscribe(body.channel) for s in _user_sessions(request))
-    return json_response({"unsubscribed": count})
+    op = {"op": "unsubscribe", "user": request.match_info["user_id"], "channel": body.channel}
+    answers = await _node(request).control(op)
+    return json_response({"unsubscribed": sum(answers)})
 
 
 def build_api_app(node: Node, endpoint: WebSocketEndpoint) -> web.Application:

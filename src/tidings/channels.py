@@ -28,12 +28,16 @@ class NamespacePolicy:
         allowed_roles: if not empty, only users holding one of these roles may subscribe
             (and publish).
         private: ``ns:{userId}`` and ``ns:{userId}:...`` are only for that user.
+        history_size: publications kept per channel for recovery (0: none).
+        history_ttl: seconds a channel's history is kept after its last publication.
     """
 
     subscribe: bool = True
     publish: bool = False
     allowed_roles: frozenset[str] = field(default_factory=frozenset)
     private: bool = False
+    history_size: int = 0
+    history_ttl: float = 0.0
 
 
 BUILTIN_NAMESPACES: Final[Mapping[str, NamespacePolicy]] = {

@@ -1,7 +1,9 @@
-"""The ``tidings`` command: ``serve`` and ``token``.
+"""The ``tidings`` command: ``serve``, ``token``, and the companions that talk to a server.
 
 Every setting in ``config.SETTINGS`` is also a ``serve`` flag (``max_connections`` is
 ``--max-connections``); flags beat ``TIDINGS_*`` variables, which beat the TOML file.
+``listen`` connects as a user with the Python client and prints what arrives;
+``publish``, ``notify`` and ``stats`` call the HTTP API with a server API key.
 """
 
 from __future__ import annotations
@@ -10,10 +12,13 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import re
 import secrets
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -27,6 +32,7 @@ from .store import StoreError
 log = logging.getLogger("tidings.cli")
 
 DEV_STATE_FILE = ".tidings-dev.json"
+DEFAULT_URL = "http://127.0.0.1:8000"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -85,7 +91,62 @@ def _parser() -> argparse.ArgumentParser:
     )
     token.add_argument("--config", help="TOML settings file (for jwt_secret)")
     token.add_argument("--secret", help="HMAC secret (default: the configured one)")
+    _companion_parsers(sub)
     return parser
+
+
+def _remote_flags(parser: argparse.ArgumentParser, *, api_key: bool) -> None:
+    parser.add_argument("--url", help=f"the server (default: $TIDINGS_URL, else {DEFAULT_URL})")
+    parser.add_argument("--config", help="TOML settings file (for the secret or API key)")
+    if api_key:
+        parser.add_argument(
+            "--api-key",
+            help="a server API key (default: the configured api_keys, else the api_key "
+            f"in {DEV_STATE_FILE})",
+        )
+
+
+def _companion_parsers(sub: Any) -> None:
+    listen = sub.add_parser(
+        "listen", help="connect as a user and print every message as a JSON line"
+    )
+    _remote_flags(listen, api_key=False)
+    listen.add_argument("--token", help="a JWT to connect with")
+    listen.add_argument("--user", help="mint a token for this user (with the secret)")
+    listen.add_argument("--role", action="append", default=[], help="a role; repeatable")
+    listen.add_argument(
+        "--ttl", type=parse_duration, default=3600.0, help="minted tokens' lifetime (1h)"
+    )
+    listen.add_argument("--secret", help="HMAC secret (default: the configured or dev one)")
+    listen.add_argument(
+        "--channel", action="append", default=[], help="subscribe to a channel; repeatable"
+    )
+    listen.add_argument("--ack", action="store_true", help="acknowledge notifications")
+
+    publish = sub.add_parser("publish", help="publish to a channel (POST /api/publish)")
+    publish.add_argument("channel")
+    publish.add_argument("--type", default="message", help="the message type (message)")
+    publish.add_argument("--data", type=_json_arg, default=None, help="the data, as JSON")
+    _remote_flags(publish, api_key=True)
+
+    notify = sub.add_parser("notify", help="create a notification (POST /api/notifications)")
+    notify.add_argument("user", help="the user id")
+    notify.add_argument("--title", required=True)
+    notify.add_argument("--body", help="the text (the notification's message)")
+    notify.add_argument("--priority", type=str.upper, choices=["LOW", "MEDIUM", "HIGH", "CRITICAL"])
+    notify.add_argument("--category")
+    notify.add_argument("--data", type=_json_arg, default=None, help="extra data, as JSON")
+    _remote_flags(notify, api_key=True)
+
+    stats = sub.add_parser("stats", help="print the server's stats (GET /api/stats)")
+    _remote_flags(stats, api_key=True)
+
+
+def _json_arg(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
 
 
 def _dev_state(path: Path) -> dict[str, str]:
@@ -187,7 +248,7 @@ def _check_config(args: argparse.Namespace) -> int:
         value = settings.values[name]
         if spec.secret and value:
             shown = "(set, hidden)"
-        elif name == "store_url" and isinstance(value, str):
+        elif name in ("store_url", "broker_url") and isinstance(value, str):
             shown = json.dumps(_without_password(value))
         else:
             shown = json.dumps(value)
@@ -208,21 +269,35 @@ def _check_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def _token(args: argparse.Namespace) -> int:
-    secret = args.secret
+def _secret(args: argparse.Namespace) -> str | None:
+    """``--secret``, else the configured ``jwt_secret``, else the development one."""
+    secret: str | None = args.secret
     if not secret:
         settings: Settings = load(config_file=args.config)
         secret = settings.jwt_secret
     if not secret:
-        try:
-            secret = json.loads(Path(DEV_STATE_FILE).read_text())["jwt_secret"]
-        except (OSError, ValueError, KeyError):
-            print(
-                "tidings: no JWT secret: set TIDINGS_JWT_SECRET, pass --secret, or run "
-                "`tidings serve --dev` here first",
-                file=sys.stderr,
-            )
-            return 2
+        secret = _dev_value("jwt_secret")
+    if not secret:
+        print(
+            "tidings: no JWT secret: set TIDINGS_JWT_SECRET, pass --secret, or run "
+            "`tidings serve --dev` here first",
+            file=sys.stderr,
+        )
+    return secret
+
+
+def _dev_value(name: str) -> str | None:
+    try:
+        value = json.loads(Path(DEV_STATE_FILE).read_text())[name]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return value if isinstance(value, str) else None
+
+
+def _token(args: argparse.Namespace) -> int:
+    secret = _secret(args)
+    if not secret:
+        return 2
     extra: dict[str, Any] = {}
     for item in args.claim:
         name, sep, value = item.partition("=")
@@ -237,14 +312,170 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+# --- companions: listen, publish, notify, stats ---------------------------------------
+
+
+def _base_url(args: argparse.Namespace) -> str:
+    url: str = args.url or os.environ.get("TIDINGS_URL") or DEFAULT_URL
+    return url.rstrip("/")
+
+
+def ws_url(base: str) -> str:
+    """The WebSocket endpoint of a server URL: ``http://h:p`` -> ``ws://h:p/ws``."""
+    parts = urlsplit(base)
+    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
+    path = parts.path if parts.path not in ("", "/") else "/ws"
+    return urlunsplit(parts._replace(scheme=scheme, path=path))
+
+
+def _api_key(args: argparse.Namespace) -> str | None:
+    if args.api_key:
+        key: str = args.api_key
+        return key
+    keys: list[str] = load(config_file=args.config).api_keys
+    return keys[0] if keys else _dev_value("api_key")
+
+
+def _call(args: argparse.Namespace, method: str, path: str, body: Any = None) -> int:
+    """Call the HTTP API and print its JSON answer; 1 for an error answer."""
+    key = _api_key(args)
+    if not key:
+        print(
+            "tidings: no API key: pass --api-key, set TIDINGS_API_KEYS, or run "
+            "`tidings serve --dev` here first",
+            file=sys.stderr,
+        )
+        return 2
+    url = _base_url(args) + path
+    if not url.startswith(("http://", "https://")):
+        print(f"tidings: --url must be http:// or https://, got {url!r}", file=sys.stderr)
+        return 2
+    request = urllib.request.Request(
+        url,
+        data=None if body is None else json.dumps(body).encode(),
+        method=method,
+        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            status, raw = response.status, response.read()
+    except urllib.error.HTTPError as exc:
+        status, raw = exc.code, exc.read()
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        print(f"tidings: cannot reach {url}: {reason}", file=sys.stderr)
+        return 1
+    try:
+        answer = json.loads(raw) if raw else None
+    except ValueError:
+        answer = None
+    if status >= 400:
+        error = answer.get("error", {}) if isinstance(answer, dict) else {}
+        message = error.get("message") if isinstance(error, dict) else None
+        print(f"tidings: {method} {path}: {status} {message or raw[:200]!r}", file=sys.stderr)
+        return 1
+    print(json.dumps(answer, indent=2 if method == "GET" else None))
+    return 0
+
+
+def _publish(args: argparse.Namespace) -> int:
+    body = {"channel": args.channel, "type": args.type, "data": args.data}
+    return _call(args, "POST", "/api/publish", body)
+
+
+def _notify(args: argparse.Namespace) -> int:
+    body: dict[str, Any] = {"userId": args.user, "title": args.title}
+    for field, value in (
+        ("message", args.body),
+        ("priority", args.priority),
+        ("category", args.category),
+        ("data", args.data),
+    ):
+        if value is not None:
+            body[field] = value
+    return _call(args, "POST", "/api/notifications", body)
+
+
+def _listen(args: argparse.Namespace) -> int:
+    token: str | Callable[[], str]
+    if args.token:
+        token = args.token
+    elif args.user:
+        secret = _secret(args)
+        if not secret:
+            return 2
+        user, roles, ttl = args.user, args.role, args.ttl
+
+        def token() -> str:
+            # A fresh token for every connection, so a reconnect after 4005 works.
+            return mint(secret, user, roles=roles, ttl=ttl, now=time.time())
+
+    else:
+        print("tidings: listen needs --token, or --user to mint one", file=sys.stderr)
+        return 2
+    return asyncio.run(_listen_loop(ws_url(_base_url(args)), token, args.channel, args.ack))
+
+
+async def _listen_loop(
+    url: str, token: str | Callable[[], str], channels: list[str], ack: bool
+) -> int:
+    import websockets
+
+    from .client import Client, ClientClosed, ClientError
+
+    client = Client(url, token, ack=ack)
+    try:
+        await client.connect()
+    except ClientClosed as exc:
+        print(f"tidings: closed {exc.code}: {exc.reason}", file=sys.stderr)
+        return 1
+    except (OSError, TimeoutError, websockets.InvalidHandshake) as exc:
+        print(f"tidings: cannot connect to {url}: {exc}", file=sys.stderr)
+        return 1
+    try:
+        for channel in channels:
+            try:
+                await client.subscribe(channel)
+            except ClientError as exc:
+                print(f"tidings: cannot subscribe to {channel!r}: {exc}", file=sys.stderr)
+                return 1
+        async for msg in client:
+            kind = msg.get("type")
+            if kind == "_connected":
+                welcome = msg.get("welcome") or {}
+                print(
+                    f"tidings: connected to {url} as {welcome.get('userId')!r} "
+                    f"({welcome.get('clientId')})",
+                    file=sys.stderr,
+                )
+            elif kind == "_disconnected":
+                then = "reconnecting" if msg.get("reconnect") else "giving up"
+                print(
+                    f"tidings: closed {msg.get('code')}: {msg.get('reason')}; {then}",
+                    file=sys.stderr,
+                )
+            else:
+                print(json.dumps(msg, ensure_ascii=False), flush=True)
+    except ClientClosed:
+        pass  # the iterator's last event said so already
+    finally:
+        await client.close()
+    return 1
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    commands: dict[str, Callable[[argparse.Namespace], int]] = {
+        "serve": _serve,
+        "check-config": _check_config,
+        "token": _token,
+        "listen": _listen,
+        "publish": _publish,
+        "notify": _notify,
+        "stats": lambda a: _call(a, "GET", "/api/stats"),
+    }
     try:
-        if args.command == "serve":
-            return _serve(args)
-        if args.command == "check-config":
-            return _check_config(args)
-        return _token(args)
+        return commands[args.command](args)
     except ConfigError as exc:
         print(f"tidings: invalid configuration: {exc}", file=sys.stderr)
         return 2

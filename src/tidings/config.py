@@ -55,6 +55,17 @@ SETTINGS: Final[dict[str, Spec]] = {
         "tidings.db",
         "notification store: a SQLite file path (or :memory:) or a postgresql:// URL",
     ),
+    "broker_url": Spec(
+        "str",
+        "memory",
+        "memory (one instance) or a redis:// URL: instances on one Redis act as one cluster",
+    ),
+    "broker_prefix": Spec("str", "tidings:", "prefix of every Redis key and channel tidings uses"),
+    "cluster_heartbeat": Spec(
+        "float",
+        5.0,
+        "seconds between an instance's heartbeats in Redis; it counts as dead after three missed",
+    ),
     "ack_timeout": Spec(
         "float",
         30.0,
@@ -231,6 +242,11 @@ class Settings:
             raise ConfigError("setting 'event_loop' must be auto, uvloop or asyncio")
         if v["log_format"] not in ("text", "json"):
             raise ConfigError("setting 'log_format' must be 'text' or 'json'")
+        url = v["broker_url"]
+        if url != "memory" and not url.startswith(("redis://", "rediss://", "unix://")):
+            raise ConfigError("setting 'broker_url' must be 'memory' or a redis:// URL")
+        if v["cluster_heartbeat"] <= 0:
+            raise ConfigError("setting 'cluster_heartbeat' must be positive")
         if v["log_level"].upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError("setting 'log_level' must be DEBUG, INFO, WARNING or ERROR")
         for path in v["ws_paths"]:
@@ -242,7 +258,7 @@ def _parse_namespaces(raw: Any) -> dict[str, NamespacePolicy]:
     if not isinstance(raw, dict):
         raise ConfigError("[namespaces] must be a table of tables")
     out: dict[str, NamespacePolicy] = {}
-    allowed = {"subscribe", "publish", "allowed_roles", "private"}
+    allowed = {"subscribe", "publish", "allowed_roles", "private", "history_size", "history_ttl"}
     for name, table in raw.items():
         where = f"namespaces.{name}"
         if not isinstance(table, dict):
@@ -259,13 +275,23 @@ def _parse_namespaces(raw: Any) -> dict[str, NamespacePolicy]:
                 if not isinstance(table[key], bool):
                     raise ConfigError(f"[{where}] {key} must be true or false")
                 flags[key] = table[key]
+        history: dict[str, Any] = {}
+        size = table.get("history_size", 0)
+        ttl = table.get("history_ttl", 300.0 if size else 0.0)
+        if isinstance(size, bool) or not isinstance(size, int) or not 0 <= size <= 100_000:
+            raise ConfigError(f"[{where}] history_size must be an integer from 0 to 100000")
+        if isinstance(ttl, bool) or not isinstance(ttl, int | float) or ttl < 0:
+            raise ConfigError(f"[{where}] history_ttl must be a number of seconds >= 0")
+        if size and not ttl:
+            raise ConfigError(f"[{where}] history_size needs a positive history_ttl")
+        history = {"history_size": size, "history_ttl": float(ttl)}
         if name != DEFAULT_NAMESPACE and ":" in name:
             raise ConfigError(f"[{where}]: a namespace name cannot contain ':'")
         if name == "user":
             # Configuring the built-in user namespace (say, to add roles) must not make
             # everyone's private channels public unless that is said outright.
             flags.setdefault("private", True)
-        out[name] = NamespacePolicy(allowed_roles=frozenset(roles), **flags)
+        out[name] = NamespacePolicy(allowed_roles=frozenset(roles), **flags, **history)
     return out
 
 

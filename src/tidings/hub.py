@@ -8,7 +8,7 @@ bytes to a bounded outbox and returns, so one slow client cannot delay the other
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
 from .filters import Filter
@@ -19,14 +19,24 @@ class Outbound:
 
     ``wire`` is a cache a transport may fill with the framed bytes (a WebSocket frame
     header plus ``payload``), so framing, like serialization, happens once per message
-    rather than once per recipient.
+    rather than once per recipient. ``channel`` and ``offset`` are set on channel
+    publications (``offset`` only when the channel keeps history), so a connection
+    that is still being caught up on a channel can hold them back and drop repeats.
     """
 
-    __slots__ = ("payload", "wire")
+    __slots__ = ("channel", "offset", "payload", "wire")
 
-    def __init__(self, payload: bytes) -> None:
+    def __init__(self, payload: bytes, channel: str | None = None, offset: int = 0) -> None:
         self.payload = payload
         self.wire: bytes | None = None
+        self.channel = channel
+        self.offset = offset
+
+
+Watcher = Callable[[str, str, bool], None]
+"""Called as ``watcher(kind, name, active)`` when a channel (``"ch"``), user (``"user"``)
+or role (``"role"``) gains its first local connection (``active``) or loses its last:
+what a node subscribes to on the broker follows it."""
 
 
 class Connection(Protocol):
@@ -72,7 +82,8 @@ class _ChannelSubscribers:
 class Hub:
     """Routing tables and fan-out for the connections of one node."""
 
-    def __init__(self) -> None:
+    def __init__(self, watcher: Watcher | None = None) -> None:
+        self.watcher = watcher
         self._conns: dict[str, Connection] = {}
         self._users: dict[str, set[Connection]] = {}
         self._roles: dict[str, set[Connection]] = {}
@@ -87,18 +98,18 @@ class Hub:
     def add(self, conn: Connection) -> None:
         """Register an authenticated connection."""
         self._conns[conn.client_id] = conn
-        self._users.setdefault(conn.user_id, set()).add(conn)
+        _add(self._users, conn.user_id, conn, "user", self.watcher)
         for role in conn.roles:
-            self._roles.setdefault(role, set()).add(conn)
+            _add(self._roles, role, conn, "role", self.watcher)
         self._subs[conn] = {}
 
     def remove(self, conn: Connection) -> None:
         """Forget a connection and all its subscriptions; safe to call twice."""
         if self._conns.pop(conn.client_id, None) is None:
             return
-        _discard(self._users, conn.user_id, conn)
+        _discard(self._users, conn.user_id, conn, "user", self.watcher)
         for role in conn.roles:
-            _discard(self._roles, role, conn)
+            _discard(self._roles, role, conn, "role", self.watcher)
         for channel, key in self._subs.pop(conn, {}).items():
             self._unlink(conn, channel, key)
 
@@ -108,6 +119,8 @@ class Hub:
             subs.discard(conn, key)
             if not subs.plain and not subs.filtered:
                 del self._channels[channel]
+                if self.watcher is not None:
+                    self.watcher("ch", channel, False)
 
     def subscribe(self, conn: Connection, channel: str, flt: Filter | None) -> bool:
         """Subscribe, replacing any earlier filter on the same channel.
@@ -121,6 +134,8 @@ class Hub:
         subs = self._channels.get(channel)
         if subs is None:
             subs = self._channels[channel] = _ChannelSubscribers()
+            if self.watcher is not None:
+                self.watcher("ch", channel, True)
         if flt is None:
             subs.plain.add(conn)
             mine[channel] = None
@@ -140,10 +155,21 @@ class Hub:
         self._unlink(conn, channel, mine.pop(channel))
         return True
 
+    def is_subscribed(self, conn: Connection, channel: str) -> bool:
+        return channel in self._subs.get(conn, ())
+
+    def has_filters(self, channel: str) -> bool:
+        """True if some subscriber of ``channel`` has a filter (publish needs the data)."""
+        subs = self._channels.get(channel)
+        return subs is not None and bool(subs.filtered)
+
     def subscription_count(self, conn: Connection) -> int:
         return len(self._subs.get(conn, ()))
 
     # --- queries ------------------------------------------------------------------------
+
+    def connections(self) -> Iterable[Connection]:
+        return self._conns.values()
 
     def user_connections(self, user_id: str) -> set[Connection]:
         return self._users.get(user_id, set())
@@ -204,9 +230,32 @@ class Hub:
         return count
 
 
-def _discard(index: dict[str, set[Connection]], key: str, conn: Connection) -> None:
+def _add(
+    index: dict[str, set[Connection]],
+    key: str,
+    conn: Connection,
+    kind: str,
+    watcher: Watcher | None,
+) -> None:
+    conns = index.get(key)
+    if conns is None:
+        conns = index[key] = set()
+        if watcher is not None:
+            watcher(kind, key, True)
+    conns.add(conn)
+
+
+def _discard(
+    index: dict[str, set[Connection]],
+    key: str,
+    conn: Connection,
+    kind: str,
+    watcher: Watcher | None,
+) -> None:
     conns = index.get(key)
     if conns is not None:
         conns.discard(conn)
         if not conns:
             del index[key]
+            if watcher is not None:
+                watcher(kind, key, False)

@@ -21,7 +21,8 @@ from typing import Any, Final
 
 import msgspec
 
-from . import protocol
+from . import cluster, protocol
+from .broker import BrokerError
 from .hub import Outbound
 from .node import Node, iso_timestamp
 from .protocol import ErrorCode
@@ -38,6 +39,10 @@ from .store import (
 from .webhooks import WebhookSender
 
 log = logging.getLogger("tidings.inbox")
+
+# A committed notification as it crosses the broker to the instances of its user.
+_ENCODER: Final = msgspec.json.Encoder()
+_NOTIFICATION: Final = msgspec.json.Decoder(Notification)
 
 MAX_RECIPIENTS: Final = 10_000
 MAX_TITLE: Final = 500
@@ -271,9 +276,56 @@ class Inbox:
             raise
         self.node.metrics.store_create_seconds.observe(self.node.monotonic() - started)
         if not created.replayed:
-            for n in created.notifications:
-                self.deliver(n)
+            await self.dispatch(created.notifications)
         return created
+
+    async def dispatch(self, notifications: Sequence[Notification]) -> None:
+        """Push committed notifications to their users' connections on every instance.
+
+        In a cluster each crosses the broker once. When the broker cannot be reached
+        they stay committed: this instance's connections get them now, the others when
+        the link is back (``resync``) or when their clients reconnect (catch-up).
+        """
+        if self.node.broker is None:
+            for n in notifications:
+                self.deliver(n)
+            return
+        for n in notifications:
+            try:
+                await self.node.send(
+                    cluster.topic("user", n.user_id),
+                    cluster.tagged(cluster.NOTIFICATION, _ENCODER.encode(n)),
+                )
+            except BrokerError as exc:
+                log.warning("notification %s not sent over the cluster: %s", n.id, exc)
+                self.deliver(n)
+
+    def receive(self, tag: int, payload: bytes) -> int:
+        """Carry out an inbox event another instance (or this one) sent over the broker."""
+        if tag == cluster.NOTIFICATION:
+            return self.deliver(_NOTIFICATION.decode(payload[1:]))
+        header, envelope = cluster.split_header(payload)
+        sessions = self.node.local_sessions(header["u"])
+        for session in sessions:
+            for nid in header.get("pop", ()):
+                session.awaiting.pop(nid, None)
+        if tag == cluster.ACKED:
+            return 0
+        out = Outbound(envelope)
+        count = 0
+        for session in sessions:
+            if session.client_id != header.get("s") and session.push(out):
+                count += 1
+        self.node.hub.messages_out += count
+        return count
+
+    def resync(self) -> None:
+        """Catch every local connection up from the last notification it was sent: after
+        a broker outage, notifications committed on other instances were not pushed."""
+        for conn in list(self.node.hub.connections()):
+            if isinstance(conn, Session) and conn.state is State.OPEN and conn.inbox_held is None:
+                conn.inbox_held = []
+                self.spawn(self.catch_up(conn, conn.seen_seq))
 
     # --- delivery -----------------------------------------------------------------------
 
@@ -302,6 +354,7 @@ class Inbox:
                 count += 1
                 if isinstance(conn, Session):
                     self._track(conn, n)
+                    conn.seen_seq = max(conn.seen_seq, n.seq)
         if count:
             self._note_delivered(n.user_id, n.id)
             self.node.hub.messages_out += count
@@ -429,6 +482,7 @@ class Inbox:
                         self._track(session, n)
                         delivered.append(n.id)
                     sent = max(sent, n.seq)
+                    session.seen_seq = max(session.seen_seq, n.seq)
                 if len(page) < CATCH_UP_PAGE:
                     break
             held = session.inbox_held or []
@@ -438,6 +492,7 @@ class Inbox:
                     self._track(session, n)
                     delivered.append(n.id)
                     sent = n.seq
+                    session.seen_seq = max(session.seen_seq, n.seq)
             if delivered:
                 await self.store.mark_delivered({user: delivered}, now=now)
         finally:
@@ -505,7 +560,7 @@ class Inbox:
         changed = await self.store.mark_read(user_id, ids, now=self.node.clock())
         unread = await self.unread_count(user_id)
         data = {"ids": changed, "unreadCount": unread}
-        self._tell_user(user_id, "notification_read", data, changed, reply, reply_to)
+        await self._tell_user(user_id, "notification_read", data, changed, reply, reply_to)
         return changed, unread
 
     async def remove(
@@ -523,18 +578,21 @@ class Inbox:
             changed = await self.store.delete(user_id, ids)
         else:
             changed = await self.store.archive(user_id, ids, now=self.node.clock())
-        for conn in self.node.hub.user_connections(user_id):
-            if isinstance(conn, Session):
-                for nid in changed:
-                    conn.awaiting.pop(nid, None)  # gone from the inbox: stop redelivering
         unread = await self.unread_count(user_id)
         kind = "notification_deleted" if delete else "notification_archived"
-        self._tell_user(
-            user_id, kind, {"ids": changed, "unreadCount": unread}, changed, reply, reply_to
+        # Gone from the inbox: no tab on any instance redelivers them.
+        await self._tell_user(
+            user_id,
+            kind,
+            {"ids": changed, "unreadCount": unread},
+            changed,
+            reply,
+            reply_to,
+            pop=True,
         )
         return changed, unread
 
-    def _tell_user(
+    async def _tell_user(
         self,
         user_id: str,
         kind: str,
@@ -542,21 +600,38 @@ class Inbox:
         changed: list[str],
         reply: Session | None,
         reply_to: str | None,
+        *,
+        pop: bool = False,
     ) -> None:
-        if changed:
-            out = Outbound(self.node.envelope(self.node.new_id(), kind, data))
-            for conn in tuple(self.node.hub.user_connections(user_id)):
-                if conn is not reply and conn.push(out):
-                    self.node.hub.messages_out += 1
+        """Tell the user's connections on every instance (but ``reply``, which gets its
+        own copy with ``replyTo``) of a change; ``pop`` ends redelivery of ``changed``."""
         if reply is not None:
+            if pop:
+                for nid in changed:
+                    reply.awaiting.pop(nid, None)
             reply.send(kind, data, reply_to=reply_to)
+        if not changed:
+            return
+        header: dict[str, Any] = {"u": user_id, "s": reply.client_id if reply else None}
+        if pop:
+            header["pop"] = changed
+        envelope = self.node.envelope(self.node.new_id(), kind, data)
+        payload = cluster.with_header(cluster.TELL, header, envelope)
+        try:
+            await self.node.send(cluster.topic("user", user_id), payload)
+        except BrokerError as exc:
+            log.warning("%s for %s not sent over the cluster: %s", kind, user_id, exc)
+            self.receive(cluster.TELL, payload)
 
     async def ack(self, user_id: str, ids: Sequence[str]) -> list[str]:
-        """Record acknowledgements; no tab of the user gets these again."""
-        for conn in self.node.hub.user_connections(user_id):
-            if isinstance(conn, Session):
-                for nid in ids:
-                    conn.awaiting.pop(nid, None)
+        """Record acknowledgements; no tab of the user, on any instance, gets these again."""
+        payload = cluster.with_header(cluster.ACKED, {"u": user_id, "pop": list(ids)})
+        self.receive(cluster.ACKED, payload)
+        if self.node.broker is not None:
+            try:
+                await self.node.send(cluster.topic("user", user_id), payload)
+            except BrokerError as exc:
+                log.warning("acks of %s not sent over the cluster: %s", user_id, exc)
         return await self.store.ack(user_id, ids, now=self.node.clock())
 
     async def list(

@@ -77,6 +77,8 @@ class Metrics:
         self.publish_seconds = Histogram()
         self.store_create_seconds = Histogram()
         self.store_errors = 0
+        self.recovered = 0  # subscriptions that recovered missed publications
+        self.broker_publish_seconds = Histogram()
 
 
 class Collector:
@@ -170,4 +172,22 @@ class Collector:
         )
         yield CounterMetricFamily(
             "tidings_store_errors", "Store operations that failed", value=m.store_errors
+        )
+        yield CounterMetricFamily(
+            "tidings_recoveries",
+            "Subscriptions that recovered missed channel publications",
+            value=m.recovered,
+        )
+        yield GaugeMetricFamily(
+            "tidings_broker_up",
+            "1 while the broker link is up (always 1 on a single instance)",
+            value=1 if node.broker is None or node.broker.healthy else 0,
+        )
+        yield m.broker_publish_seconds.family(
+            "tidings_broker_publish_seconds", "Broker publish calls, from call to accepted"
+        )
+        yield CounterMetricFamily(
+            "tidings_broker_errors",
+            "Publications the broker could not take (answered 503 / UNAVAILABLE)",
+            value=node.broker_errors,
         )

@@ -1,33 +1,67 @@
 """One tidings node: the hub, the access rules, the token verifier and the publish path.
 
-This is also the embedding API: code in the same process calls ``publish``,
-``send_to_user``, ``send_to_role`` and ``broadcast``. Each serializes its message once
-and hands the bytes to the hub. Nothing here touches a socket or awaits.
+This is also the embedding API: code in the same process awaits ``publish``,
+``send_to_user``, ``send_to_role`` and ``broadcast``. Each serializes its message once.
+On a single instance (``broker_url = "memory"``) the bytes go straight to the hub,
+with no task switch; in a cluster they cross the broker once and every node's
+``route`` hands them to its own hub (``cluster.py`` has the wire format).
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
+import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from . import protocol
+import msgspec
+
+from . import cluster, protocol
 from .auth import Verifier
-from .channels import Access, is_valid_channel
+from .broker import Broker, BrokerError, HistoryResult, StreamPosition
+from .broker.memory import MemoryExchange
+from .channels import Access, NamespacePolicy, is_valid_channel
+from .cluster import Topics
 from .config import ConfigError, Settings
 from .hub import Hub, Outbound
 from .metrics import Metrics
 
 if TYPE_CHECKING:
     from .inbox import Inbox
+    from .registry import RedisRegistry
+    from .session import Session
+
+log = logging.getLogger("tidings.node")
 
 
 class PublishError(ValueError):
     """A publication the server refuses (bad channel name or type)."""
+
+
+class Sent(NamedTuple):
+    """What a send did.
+
+    ``delivered`` is the number of connections it was queued to on a single instance;
+    in a cluster it is the user's connection count over the cluster for a user send and
+    None otherwise (no instance knows who else took it). ``position`` is a channel
+    publication's stream position when its namespace keeps history.
+    """
+
+    id: str
+    delivered: int | None
+    position: StreamPosition | None = None
+
+
+class _Data(msgspec.Struct):
+    data: Any = None
+
+
+_DATA_DECODER = msgspec.json.Decoder(_Data)
 
 
 def iso_timestamp(unix: float) -> str:
@@ -85,7 +119,8 @@ class Node:
         self.settings = settings
         self.clock = clock
         self.monotonic = monotonic
-        self.hub = Hub()
+        self.clustered = settings.broker_url != "memory"
+        self.hub = Hub(self._watch if self.clustered else None)
         self.access = Access(settings.namespaces)
         self.verifier = build_verifier(settings, clock)
         self.started_at = clock()
@@ -93,9 +128,21 @@ class Node:
         # Ids are unique per node run: a random prefix, then a counter (cheap, ordered).
         self._id_prefix = os.urandom(4).hex()
         self._ids = itertools.count(1)
+        self.instance_id = self._id_prefix
         # Set by the server once its store is open; None when running without one.
         self.inbox: Inbox | None = None
         self.metrics = Metrics()
+        # Channel history of a single instance (a cluster keeps it in the broker).
+        self._history = MemoryExchange(clock=monotonic)
+        self.broker: Broker | None = None
+        self.topics: Topics | None = None
+        self.registry: RedisRegistry | None = None
+        # Closes local connections for the connection control API (set by the server).
+        self.disconnect_local: Callable[[list[Session], int, str], int] | None = None
+        self._requests: dict[str, tuple[asyncio.Future[None], list[tuple[int, Any]]]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._beat: asyncio.Task[None] | None = None
+        self.broker_errors = 0
 
     def new_id(self, kind: str = "msg") -> str:
         return f"{kind}_{self._id_prefix}-{next(self._ids):x}"
@@ -127,6 +174,205 @@ class Node:
         )
         return msg_id, Outbound(payload)
 
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run ``coro`` in the background, kept referenced until it ends."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed", exc_info=task.exception())
+
+    # --- the cluster --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Join the cluster (a no-op on a single instance).
+
+        Raises:
+            BrokerError: Redis cannot be reached at start.
+        """
+        if not self.clustered:
+            return
+        from redis.asyncio import Redis
+
+        from .broker.redis import RedisBroker
+        from .registry import RedisRegistry
+
+        s = self.settings
+        broker = RedisBroker(s.broker_url, prefix=s.broker_prefix)
+        self.broker = broker
+        self.topics = Topics(broker)
+        self.registry = RedisRegistry(
+            Redis.from_url(s.broker_url),
+            self.instance_id,
+            prefix=s.broker_prefix,
+            ttl=3 * s.cluster_heartbeat,
+        )
+        await broker.start(self._on_publication)
+        await broker.subscribe(cluster.ALL)
+        await broker.subscribe(cluster.topic("node", self.instance_id))
+        await self._heartbeat_once()
+        self._beat = asyncio.get_running_loop().create_task(self._heartbeat())
+        broker.on_restored = self._restored
+
+    async def stop(self) -> None:
+        """Leave the cluster: stop heartbeats, drop this instance's registry entries."""
+        if self._beat is not None:
+            self._beat.cancel()
+            self._beat = None
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        if self.topics is not None:
+            await self.topics.settle()
+        if self.registry is not None:
+            await self.registry.leave()
+            await self.registry.close()
+        if self.broker is not None:
+            await self.broker.close()
+
+    async def _heartbeat_once(self) -> None:
+        assert self.registry is not None
+        try:
+            await self.registry.beat(self.stats())
+        except Exception as exc:
+            log.debug("heartbeat failed: %s", exc)
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.cluster_heartbeat)
+            await self._heartbeat_once()
+
+    def _restored(self) -> None:
+        """The broker link is back: notifications sent meanwhile may have been missed."""
+        if self.inbox is not None:
+            self.inbox.resync()
+
+    def _watch(self, kind: str, name: str, active: bool) -> None:
+        if self.topics is not None:
+            self.topics.change(cluster.topic(kind, name), active)
+
+    async def ready(self, kind: str, name: str) -> None:
+        """Wait until this node listens on the broker for ``kind:name`` (if joining)."""
+        if self.topics is not None:
+            pending = self.topics.pending(cluster.topic(kind, name))
+            if pending is not None:
+                await asyncio.shield(pending)
+
+    def is_ready(self, kind: str, name: str) -> bool:
+        return self.topics is None or self.topics.pending(cluster.topic(kind, name)) is None
+
+    async def join(self, session: Session) -> bool:
+        """Count a new connection in the cluster; False if its user is over the cap.
+
+        When Redis cannot be reached the connection is let in on the local cap alone.
+        """
+        if self.registry is None:
+            return True
+        await self.ready("user", session.user_id)
+        try:
+            count = await self.registry.add(
+                session.user_id, session.client_id, self.settings.max_connections_per_user
+            )
+        except Exception as exc:
+            log.warning("registry unreachable (%s): cap checked on this instance only", exc)
+            return True
+        return count >= 0
+
+    def leave(self, session: Session) -> None:
+        """Forget a closed connection in the cluster registry."""
+        registry = self.registry
+        if registry is not None and session.user_id:
+            self.spawn(self._leave(registry, session.user_id, session.client_id))
+
+    @staticmethod
+    async def _leave(registry: RedisRegistry, user_id: str, client_id: str) -> None:
+        try:
+            await registry.remove(user_id, client_id)
+        except Exception as exc:
+            log.debug("registry remove failed (%s); it expires with the heartbeat", exc)
+
+    # --- delivery: one handler for both modes -------------------------------------------
+
+    def _on_publication(self, topic: str, payload: bytes, position: StreamPosition | None) -> None:
+        self.route(topic, payload, position)
+
+    def route(self, topic: str, payload: bytes, position: StreamPosition | None) -> int:
+        """Deliver one publication to this node's connections; returns how many took it.
+
+        The broker calls this for every publication on a topic this node listens on;
+        a single instance calls it directly.
+        """
+        tag = payload[0]
+        hub = self.hub
+        if tag == cluster.MESSAGE:
+            envelope = payload[1:]
+            kind, _, name = topic.partition(":")
+            if kind == "ch":
+                offset = 0
+                if position is not None:
+                    offset = position.offset
+                    envelope = cluster.with_position(envelope, offset, position.epoch)
+                data = _DATA_DECODER.decode(envelope).data if hub.has_filters(name) else None
+                return hub.publish(name, Outbound(envelope, name, offset), data)
+            if kind == "user":
+                return hub.send_to_user(name, Outbound(envelope))
+            if kind == "role":
+                return hub.send_to_role(name, Outbound(envelope))
+            return hub.broadcast(Outbound(envelope))
+        if tag == cluster.EXCEPT_USER:
+            user, _, envelope = payload[1:].partition(b"\0")
+            return hub.broadcast(Outbound(envelope), user.decode())
+        if tag in (cluster.NOTIFICATION, cluster.TELL, cluster.ACKED):
+            if self.inbox is not None:
+                return self.inbox.receive(tag, payload)
+            return 0
+        if tag == cluster.CONTROL:
+            self._control(payload)
+        elif tag == cluster.REPLY:
+            self._reply(payload)
+        return 0
+
+    async def send(
+        self, topic: str, payload: bytes, policy: NamespacePolicy | None = None
+    ) -> tuple[int | None, StreamPosition | None]:
+        """Deliver ``payload`` on ``topic`` to every node (``route`` on each).
+
+        Returns:
+            Local deliveries (single instance; None in a cluster) and the stream
+            position when ``policy`` keeps history.
+        Raises:
+            BrokerError: the cluster cannot be reached; nothing was delivered.
+        """
+        size = policy.history_size if policy is not None else 0
+        ttl = policy.history_ttl if policy is not None else 0.0
+        broker = self.broker
+        if broker is None:
+            position = self._history.publish(topic, payload, size, ttl) if size else None
+            return self.route(topic, payload, position), position
+        started = self.monotonic()
+        try:
+            position = await broker.publish(topic, payload, history_size=size, history_ttl=ttl)
+        except BrokerError:
+            self.broker_errors += 1
+            raise
+        self.metrics.broker_publish_seconds.observe(self.monotonic() - started)
+        return None, position
+
+    async def history(
+        self, channel: str, since: StreamPosition | None, limit: int
+    ) -> HistoryResult:
+        """The kept publications of ``channel`` after ``since`` (see ``Broker.history``).
+
+        Raises:
+            BrokerError: the cluster cannot be reached.
+        """
+        name = cluster.topic("ch", channel)
+        if self.broker is None:
+            return self._history.history(name, since, limit)
+        return await self.broker.history(name, since, limit)
+
     # --- publish path (also the embedding API) -----------------------------------------
 
     @staticmethod
@@ -134,42 +380,164 @@ class Node:
         if not kind or len(kind) > 64:
             raise PublishError("type must be 1 to 64 characters")
 
-    def publish(self, channel: str, kind: str, data: Any) -> tuple[str, int]:
-        """Publish to a channel's subscribers (their filters apply).
-
-        Returns:
-            The message id and how many connections it was queued to.
-        Raises:
-            PublishError: invalid channel name or type.
-        """
+    def _publication(self, channel: str, kind: str, data: Any) -> tuple[str, bytes]:
         if not is_valid_channel(channel):
             raise PublishError(f"invalid channel name {channel[:80]!r}")
         self._check_type(kind)
-        started = self.monotonic()
-        msg_id, out = self.message(kind, data, channel=channel)
-        count = self.hub.publish(channel, out, data)
-        self.metrics.publish_seconds.observe(self.monotonic() - started)
-        return msg_id, count
+        msg_id = self.new_id()
+        envelope = protocol.envelope(msg_id, kind, self.now_iso(), data, channel=channel)
+        return msg_id, cluster.tagged(cluster.MESSAGE, envelope)
 
-    def send_to_user(self, user_id: str, kind: str, data: Any) -> tuple[str, int]:
-        """Send to every connection of one user."""
+    def publish_now(self, channel: str, kind: str, data: Any) -> Sent:
+        """``publish`` on a single instance, without awaiting (the client publish path)."""
+        assert self.broker is None, "a cluster publishes through the broker: await publish()"
+        started = self.monotonic()
+        msg_id, payload = self._publication(channel, kind, data)
+        policy = self.access.policy(channel)
+        name = cluster.topic("ch", channel)
+        size = policy.history_size
+        position = self._history.publish(name, payload, size, policy.history_ttl) if size else None
+        count = self.route(name, payload, position)
+        self.metrics.publish_seconds.observe(self.monotonic() - started)
+        return Sent(msg_id, count, position)
+
+    async def publish(self, channel: str, kind: str, data: Any) -> Sent:
+        """Publish to a channel's subscribers on every instance (their filters apply).
+
+        Raises:
+            PublishError: invalid channel name or type.
+            BrokerError: the cluster cannot be reached; nothing was published.
+        """
+        if self.broker is None:
+            return self.publish_now(channel, kind, data)
+        started = self.monotonic()
+        msg_id, payload = self._publication(channel, kind, data)
+        policy = self.access.policy(channel)
+        count, position = await self.send(cluster.topic("ch", channel), payload, policy)
+        self.metrics.publish_seconds.observe(self.monotonic() - started)
+        return Sent(msg_id, count, position)
+
+    async def send_to_user(self, user_id: str, kind: str, data: Any) -> Sent:
+        """Send to every connection of one user, on every instance."""
         self._check_type(kind)
         msg_id, out = self.message(kind, data)
-        return msg_id, self.hub.send_to_user(user_id, out)
+        payload = cluster.tagged(cluster.MESSAGE, out.payload)
+        count, _ = await self.send(cluster.topic("user", user_id), payload)
+        if count is None and self.registry is not None:
+            try:
+                count = await self.registry.count(user_id)
+            except Exception as exc:
+                log.debug("registry count failed: %s", exc)
+        return Sent(msg_id, count)
 
-    def send_to_role(self, role: str, kind: str, data: Any) -> tuple[str, int]:
+    async def send_to_role(self, role: str, kind: str, data: Any) -> Sent:
         """Send to every connection whose token holds ``role``."""
         self._check_type(kind)
         msg_id, out = self.message(kind, data)
-        return msg_id, self.hub.send_to_role(role, out)
+        count, _ = await self.send(
+            cluster.topic("role", role), cluster.tagged(cluster.MESSAGE, out.payload)
+        )
+        return Sent(msg_id, count)
 
-    def broadcast(
-        self, kind: str, data: Any, *, exclude_user: str | None = None
-    ) -> tuple[str, int]:
+    async def broadcast(self, kind: str, data: Any, *, exclude_user: str | None = None) -> Sent:
         """Send to every connection, optionally skipping one user's."""
         self._check_type(kind)
         msg_id, out = self.message(kind, data)
-        return msg_id, self.hub.broadcast(out, exclude_user)
+        if exclude_user is None:
+            payload = cluster.tagged(cluster.MESSAGE, out.payload)
+        else:
+            payload = (
+                cluster.tagged(cluster.EXCEPT_USER, exclude_user.encode()) + b"\0" + out.payload
+            )
+        count, _ = await self.send(cluster.ALL, payload)
+        return Sent(msg_id, count)
+
+    # --- connection control over the cluster -------------------------------------------
+
+    def local_sessions(self, user_id: str, client_id: str | None = None) -> list[Session]:
+        from .session import Session
+
+        return [
+            c
+            for c in self.hub.user_connections(user_id)
+            if isinstance(c, Session) and (client_id is None or c.client_id == client_id)
+        ]
+
+    def _apply(self, op: dict[str, Any]) -> Any:
+        """Carry out one control operation on this node's connections of a user."""
+        sessions = self.local_sessions(op["user"], op.get("client"))
+        kind = op["op"]
+        if kind == "list":
+            return [
+                {**s.status(), "remoteAddress": s.remote, "instance": self.instance_id}
+                for s in sessions
+            ]
+        if kind == "disconnect":
+            close = self.disconnect_local
+            return close(sessions, op["code"], op["reason"]) if close is not None else 0
+        if kind == "unsubscribe":
+            return sum(s.unsubscribe(op["channel"]) for s in sessions)
+        raise ValueError(f"unknown control operation {kind!r}")
+
+    def _control(self, payload: bytes) -> None:
+        header, _ = cluster.split_header(payload)
+        held = len(self.local_sessions(header["user"]))
+        result = self._apply(header)
+        reply = cluster.with_header(
+            cluster.REPLY,
+            {"req": header["req"], "node": self.instance_id, "held": held, "result": result},
+        )
+        self.spawn(self._send_reply(header["from"], reply))
+
+    async def _send_reply(self, node_id: str, reply: bytes) -> None:
+        try:
+            await self.send(cluster.topic("node", node_id), reply)
+        except BrokerError as exc:
+            log.warning("control reply to %s lost: %s", node_id, exc)
+
+    def _reply(self, payload: bytes) -> None:
+        header, _ = cluster.split_header(payload)
+        pending = self._requests.get(header["req"])
+        if pending is not None:
+            pending[1].append((header["held"], header["result"]))
+            if not pending[0].done():
+                pending[0].set_result(None)
+
+    async def control(self, op: dict[str, Any], *, wait: float = 2.0) -> list[Any]:
+        """Run a control operation on every instance holding the user's connections.
+
+        Returns each answering instance's result. On a single instance, only its own.
+
+        Raises:
+            BrokerError: the cluster cannot be reached.
+        """
+        if self.broker is None or self.registry is None:
+            return [self._apply(op)]
+        req = self.new_id("req")
+        try:
+            expected = await self.registry.count(op["user"])
+        except Exception as exc:
+            raise BrokerError(f"registry unreachable: {exc}") from exc
+        if expected == 0:
+            return []
+        loop = asyncio.get_running_loop()
+        results: list[tuple[int, Any]] = []
+        self._requests[req] = (loop.create_future(), results)
+        try:
+            header = {**op, "req": req, "from": self.instance_id}
+            await self.send(
+                cluster.topic("user", op["user"]), cluster.with_header(cluster.CONTROL, header)
+            )
+            async with asyncio.timeout(wait):
+                while sum(held for held, _ in results) < expected:
+                    fut = loop.create_future()
+                    self._requests[req] = (fut, results)
+                    await fut
+        except TimeoutError:
+            log.info("control %s: %d of %d answered in time", op["op"], len(results), expected)
+        finally:
+            del self._requests[req]
+        return [result for _, result in results]
 
     # --- stats --------------------------------------------------------------------------
 
@@ -177,6 +545,7 @@ class Node:
         """Guide 001's ``getStats`` plus message counters and uptime."""
         hub = self.hub
         return {
+            "instance": self.instance_id,
             "totalConnections": hub.connection_count(),
             "totalUsers": hub.user_count(),
             "channelCounts": hub.channel_counts(),
@@ -184,4 +553,33 @@ class Node:
             "messagesOut": hub.messages_out,
             "uptimeSeconds": round(self.clock() - self.started_at, 3),
             "timestamp": self.now_iso(),
+        }
+
+    async def cluster_stats(self) -> dict[str, Any]:
+        """Stats over every live instance, with each instance's own.
+
+        Raises:
+            BrokerError: the cluster cannot be reached.
+        """
+        if self.registry is None:
+            own = self.stats()
+            return {**own, "instances": [own]}
+        try:
+            users, instances = await self.registry.instances()
+        except Exception as exc:
+            raise BrokerError(f"registry unreachable: {exc}") from exc
+        own = self.stats()
+        instances = [i for i in instances if i.get("instance") != self.instance_id] + [own]
+        channels: dict[str, int] = {}
+        for inst in instances:
+            for name, n in inst.get("channelCounts", {}).items():
+                channels[name] = channels.get(name, 0) + n
+        return {
+            "totalConnections": sum(i.get("totalConnections", 0) for i in instances),
+            "totalUsers": users,
+            "channelCounts": channels,
+            "messagesIn": sum(i.get("messagesIn", 0) for i in instances),
+            "messagesOut": sum(i.get("messagesOut", 0) for i in instances),
+            "timestamp": self.now_iso(),
+            "instances": sorted(instances, key=lambda i: str(i.get("instance"))),
         }

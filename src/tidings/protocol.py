@@ -20,7 +20,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Final
+from typing import Annotated, Any, ClassVar, Final
 
 import msgspec
 
@@ -126,6 +126,8 @@ class ErrorCode(enum.StrEnum):
     RATE_LIMIT = "RATE_LIMIT"
     LIMIT_EXCEEDED = "LIMIT_EXCEEDED"
     SERVER_ERROR = "SERVER_ERROR"
+    # The cluster's broker cannot be reached: nothing was published; try again.
+    UNAVAILABLE = "UNAVAILABLE"
 
 
 class ProtocolError(Exception):
@@ -163,10 +165,19 @@ class Auth(Command, kw_only=True):
     userId: str | None = None
 
 
+class Position(msgspec.Struct, forbid_unknown_fields=True):
+    """A channel stream position, as publications carry it (``offset``, ``epoch``)."""
+
+    offset: Annotated[int, msgspec.Meta(ge=0, le=2**53)]
+    epoch: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
+
+
 class Subscribe(Command, kw_only=True):
     name: ClassVar[str] = "subscribe"
     channel: str
     filters: dict[str, FilterValue] | None = None
+    # Resume after this position: the publications missed since are sent first.
+    since: Position | None = None
 
 
 class Unsubscribe(Command, kw_only=True):

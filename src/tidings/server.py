@@ -36,6 +36,18 @@ def build_app(node: Node, endpoint: WebSocketEndpoint) -> web.Application:
     app = web.Application(client_max_size=s.max_api_body_bytes)
     app[api.NODE_KEY] = node
 
+    def pubsub() -> dict[str, Any]:
+        broker = node.broker
+        up = broker is None or broker.healthy
+        return {
+            "isHealthy": up,
+            "broker": "memory" if broker is None else "redis",
+            "instance": node.instance_id,
+            "publisherConnected": up,
+            "subscriberConnected": up,
+            "subscribedChannels": len(node.hub.channel_counts()),
+        }
+
     def health() -> dict[str, Any]:
         hub = node.hub
         conns, users = hub.connection_count(), hub.user_count()
@@ -48,13 +60,7 @@ def build_app(node: Node, endpoint: WebSocketEndpoint) -> web.Application:
                     "averageConnectionsPerUser": round(conns / users, 2) if users else 0,
                     "isHealthy": endpoint.accepting,
                 },
-                "pubsub": {
-                    "isHealthy": True,
-                    "broker": "memory",
-                    "publisherConnected": True,
-                    "subscriberConnected": True,
-                    "subscribedChannels": len(hub.channel_counts()),
-                },
+                "pubsub": pubsub(),
                 "timestamp": node.now_iso(),
             },
         }
@@ -99,6 +105,7 @@ class Server:
         self.settings = settings
         self.node = Node(settings, clock=clock, monotonic=monotonic)
         self.endpoint = WebSocketEndpoint(self.node)
+        self.node.disconnect_local = self.endpoint.disconnect
         self.app = build_app(self.node, self.endpoint)
         self._runner: web.AppRunner | None = None
         self.inbox: Inbox | None = None
@@ -117,6 +124,14 @@ class Server:
             raise StoreError(f"cannot open the store: {exc.__class__.__name__}: {exc}") from None
         self.inbox = self.node.inbox = Inbox(self.node, store)
         self.inbox.start()
+        try:
+            await self.node.start()
+        except BaseException:
+            await self.node.stop()
+            await self.inbox.drain()
+            await store.close()
+            self.inbox = self.node.inbox = None
+            raise
         runner = web.AppRunner(
             self.app,
             handle_signals=False,
@@ -133,6 +148,7 @@ class Server:
         except BaseException:
             # Could not listen (port taken): release what start() opened.
             await runner.cleanup()
+            await self.node.stop()
             await self.inbox.drain()
             await store.close()
             self.inbox = self.node.inbox = None
@@ -168,6 +184,7 @@ class Server:
             return
         self.endpoint.accepting = False
         await runner.cleanup()
+        await self.node.stop()
         inbox, self.inbox = self.inbox, None
         if inbox is not None:
             self.node.inbox = None

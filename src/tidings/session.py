@@ -15,9 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from . import protocol
+from . import cluster, protocol
 from .auth import AuthError, Identity
-from .channels import is_valid_channel
+from .broker import BrokerError, StreamPosition
+from .channels import NamespacePolicy, is_valid_channel
 from .filters import Filter, FilterError
 from .hub import Outbound
 from .node import Node, PublishError, iso_timestamp
@@ -62,6 +63,7 @@ class Session:
     __slots__ = (
         "_abuse",
         "_bucket",
+        "_catching_up",
         "_pre_welcome",
         "_transport_push",
         "ack_mode",
@@ -76,6 +78,7 @@ class Session:
         "push",
         "remote",
         "roles",
+        "seen_seq",
         "state",
         "user_id",
         "user_id_param",
@@ -108,6 +111,11 @@ class Session:
         # id -> [notification, attempts, due time].
         self.ack_mode = ack_mode
         self.awaiting: dict[str, list[Any]] = {}
+        # The highest inbox seq pushed to this connection (a resync resumes after it).
+        self.seen_seq = 0
+        # Channels being caught up (subscribe with recovery, or awaiting the broker):
+        # their live publications wait here, so the reply and history go first.
+        self._catching_up: dict[str, list[Outbound]] = {}
         self._pre_welcome: list[Outbound] | None = None
         self._transport_push: Callable[[Outbound], bool] | None = None
         self.state = State.AWAITING_AUTH
@@ -175,8 +183,7 @@ class Session:
             # Joined now, so caps count it; but until the welcome is written, whatever the
             # hub sends it (a broadcast, another tab's read receipt) waits in line.
             self._pre_welcome = []
-            self._transport_push = self.push
-            self.push = self._hold
+            self._gate()
             hub.add(self)
             return None
         hub.add(self)
@@ -184,18 +191,35 @@ class Session:
         return None
 
     def _hold(self, message: Outbound) -> bool:
+        """``push`` while the welcome or a channel's catch-up is pending: hold back what
+        must follow them; everything else goes straight out."""
         held = self._pre_welcome
-        if held is None or len(held) >= PRE_WELCOME_LIMIT:
+        if held is None:
+            queue = self._catching_up.get(message.channel) if message.channel else None
+            if queue is None:
+                assert self._transport_push is not None
+                return self._transport_push(message)
+            held = queue
+        if len(held) >= PRE_WELCOME_LIMIT:
             return False
         held.append(message)
         return True
+
+    def _gate(self) -> None:
+        """Route ``push`` through ``_hold`` (the fan-out path pays for it only meanwhile)."""
+        if self._transport_push is None:
+            self._transport_push = self.push
+            self.push = self._hold
+
+    def _ungate(self) -> None:
+        if self._pre_welcome is None and not self._catching_up and self._transport_push:
+            self.push, self._transport_push = self._transport_push, None
 
     def send_welcome(self, extra: dict[str, Any], reply_to: str | None = None) -> None:
         """Send the welcome, with inbox fields (``unreadCount``) when there is an inbox,
         then whatever arrived for this connection while it was being prepared."""
         held, self._pre_welcome = self._pre_welcome, None
-        if self._transport_push is not None:
-            self.push, self._transport_push = self._transport_push, None
+        self._ungate()
         self.send("welcome", {**self._welcome_data(), **extra}, reply_to=reply_to)
         for message in held or ():
             self.push(message)
@@ -337,14 +361,60 @@ class Session:
             except FilterError as exc:
                 self.error(ErrorCode.INVALID_MESSAGE, str(exc), reply_to=cmd.id, channel=channel)
                 return
+        policy = self.node.access.policy(channel)
         hub.subscribe(self, channel, flt)
         self.filters[channel] = dict(cmd.filters) if cmd.filters else None
-        self.send(
-            "subscribed",
-            {"channel": channel, "filters": self.filters[channel]},
-            channel=channel,
-            reply_to=cmd.id,
-        )
+        reply = {"channel": channel, "filters": self.filters[channel]}
+        if not policy.history_size and self.node.is_ready("ch", channel):
+            self.send("subscribed", reply, channel=channel, reply_to=cmd.id)
+            return
+        # The broker must be listening (a cluster's first subscriber here) or history
+        # read before the reply: hold this channel's live publications until then.
+        self._catching_up[channel] = []
+        self._gate()
+        self.node.spawn(self._finish_subscribe(cmd, reply, policy))
+
+    async def _finish_subscribe(
+        self, cmd: protocol.Subscribe, reply: dict[str, Any], policy: NamespacePolicy
+    ) -> None:
+        channel = cmd.channel
+        top = 0
+        recovered: list[tuple[int, bytes]] = []
+        epoch = ""
+        try:
+            await self.node.ready("ch", channel)
+            if policy.history_size:
+                since = (
+                    None if cmd.since is None else StreamPosition(cmd.since.offset, cmd.since.epoch)
+                )
+                result = await self.node.history(channel, since, policy.history_size)
+                top, epoch = result.position
+                reply["offset"], reply["epoch"] = top, epoch
+                if since is not None:
+                    reply["recovered"] = result.recoverable
+                    if not result.recoverable:
+                        reply["reason"] = "epoch" if since.epoch != epoch else "gone"
+                    recovered = result.publications
+                    if result.recoverable:
+                        self.node.metrics.recovered += 1
+        except BrokerError as exc:
+            log.warning("subscribe to %s: history unavailable (%s)", channel, exc)
+            reply["recovered"] = False
+            reply["reason"] = "unavailable"
+        finally:
+            held = self._catching_up.pop(channel, [])
+            self._ungate()
+        if self.state is not State.OPEN or not self.node.hub.is_subscribed(self, channel):
+            return  # closed or unsubscribed meanwhile
+        self.send("subscribed", reply, channel=channel, reply_to=cmd.id)
+        for offset, payload in recovered:
+            envelope = cluster.with_position(payload[1:], offset, epoch, recovered=True)
+            self.push(Outbound(envelope, channel, offset))
+        last = recovered[-1][0] if recovered else 0
+        for message in held:
+            # What history already covered is not sent twice.
+            if not (last and message.offset and message.offset <= last):
+                self.push(message)
 
     def _unsubscribe(self, cmd: protocol.Unsubscribe) -> None:
         if not is_valid_channel(cmd.channel):
@@ -357,6 +427,8 @@ class Session:
             return
         self.node.hub.unsubscribe(self, cmd.channel)
         self.filters.pop(cmd.channel, None)
+        if self._catching_up.pop(cmd.channel, None) is not None:
+            self._ungate()
         # Unsubscribing from a channel one is not on is not an error: the end state holds.
         self.send("unsubscribed", {"channel": cmd.channel}, channel=cmd.channel, reply_to=cmd.id)
 
@@ -365,11 +437,33 @@ class Session:
         if denied:
             self.error(ErrorCode.FORBIDDEN, denied, reply_to=cmd.id, channel=cmd.channel)
             return
+        if self.node.clustered:
+            self.node.spawn(self._publish_async(cmd))
+            return
         try:
-            msg_id, _ = self.node.publish(cmd.channel, cmd.event, cmd.data)
+            sent = self.node.publish_now(cmd.channel, cmd.event, cmd.data)
         except PublishError as exc:
             self.error(ErrorCode.INVALID_MESSAGE, str(exc), reply_to=cmd.id)
             return
+        self._published(cmd, sent.id)
+
+    async def _publish_async(self, cmd: protocol.Publish) -> None:
+        try:
+            sent = await self.node.publish(cmd.channel, cmd.event, cmd.data)
+        except PublishError as exc:
+            self.error(ErrorCode.INVALID_MESSAGE, str(exc), reply_to=cmd.id)
+            return
+        except BrokerError:
+            self.error(
+                ErrorCode.UNAVAILABLE,
+                "the cluster is unreachable; not published",
+                reply_to=cmd.id,
+                channel=cmd.channel,
+            )
+            return
+        self._published(cmd, sent.id)
+
+    def _published(self, cmd: protocol.Publish, msg_id: str) -> None:
         self.send(
             "published",
             {"channel": cmd.channel, "messageId": msg_id},
@@ -396,6 +490,8 @@ class Session:
             return False
         self.node.hub.unsubscribe(self, channel)
         del self.filters[channel]
+        if self._catching_up.pop(channel, None) is not None:
+            self._ungate()
         self.send("unsubscribed", {"channel": channel, "byServer": True}, channel=channel)
         return True
 
@@ -403,6 +499,7 @@ class Session:
         """Leave the hub; idempotent."""
         if self.state is State.OPEN:
             self.node.hub.remove(self)
+            self.node.leave(self)
         self.state = State.CLOSED
 
     # --- output -------------------------------------------------------------------------

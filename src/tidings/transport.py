@@ -266,7 +266,9 @@ class WebSocketEndpoint:
         timers: list[asyncio.TimerHandle],
     ) -> Close | None:
         if session.state is State.OPEN:
-            await self._on_open(ws, session, timers)
+            close = await self._on_open(ws, session, timers)
+            if close is not None:
+                return close
         async for msg in ws:
             if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                 was_open = session.state is State.OPEN
@@ -275,7 +277,9 @@ class WebSocketEndpoint:
                 if close is not None:
                     return close
                 if not was_open and session.state is State.OPEN:
-                    await self._on_open(ws, session, timers)
+                    close = await self._on_open(ws, session, timers)
+                    if close is not None:
+                        return close
                 elif session.expires_at != expires_at:
                     # Refreshed in-band: the new expiry may be earlier than the old one.
                     self._schedule_expiry(ws, session, timers)
@@ -291,7 +295,9 @@ class WebSocketEndpoint:
 
     async def _on_open(
         self, ws: web.WebSocketResponse, session: Session, timers: list[asyncio.TimerHandle]
-    ) -> None:
+    ) -> Close | None:
+        if not await self.node.join(session):
+            return Close(CloseCode.TOO_MANY_CONNECTIONS, "too many connections for this user")
         inbox = self.node.inbox
         if inbox is not None:
             # Welcome and catch-up finish before the next client frame is read, so the
@@ -302,6 +308,7 @@ class WebSocketEndpoint:
             "open %s user=%r roles=%s", session.client_id, session.user_id, list(session.roles)
         )
         self._schedule_expiry(ws, session, timers)
+        return None
 
     def _schedule_expiry(
         self, ws: web.WebSocketResponse, session: Session, timers: list[asyncio.TimerHandle]

@@ -142,6 +142,8 @@ class RedisBroker:
         self._task: asyncio.Task[None] | None = None
         self._closed = False
         self.connects = 0  # times the pub/sub link came up, for tests and metrics
+        # Called when the link comes back after a loss: publications were missed.
+        self.on_restored: Callable[[], None] | None = None
         # Replaced (and the old one set) at every change of the link's state, so a waiter
         # that read the state before waiting cannot miss the change.
         self._changed = asyncio.Event()
@@ -322,6 +324,8 @@ class RedisBroker:
                         self._up.set()
                     if self.connects > 1:
                         logger.info("broker: Redis link restored, %d topics", len(self._topics))
+                        if self.on_restored is not None:
+                            self.on_restored()
                 waiter = self._waiting.pop(channel, None)
                 if waiter is not None and not waiter.done():
                     waiter.set_result(None)
