@@ -10,6 +10,7 @@ import sys
 import time
 from contextlib import AbstractAsyncContextManager
 from pathlib import Path
+from typing import Any
 
 import jwt
 import pytest
@@ -17,7 +18,18 @@ import websockets
 
 from tidings.cli import main, parse_duration
 
-from .conftest import API_KEY, SECRET, TIMEOUT, closed_with, recv, serve_process, token
+from .conftest import (
+    API_KEY,
+    SECRET,
+    TIMEOUT,
+    Harness,
+    ServerFactory,
+    closed_with,
+    recv,
+    serve_process,
+    token,
+    wait_for,
+)
 
 ENV = {
     "PATH": os.environ.get("PATH", "/usr/bin"),
@@ -207,3 +219,140 @@ def test_check_config_names_a_bad_setting(
     cfg.write_text('jwt_algorithms = ["RS256"]\njwt_public_key_file = "/nope.pem"\n')
     assert main(["check-config", "--config", str(cfg)]) == 2
     assert "jwt_public_key_file" in capsys.readouterr().err
+
+
+# --- the companions: listen, publish, notify, stats -------------------------------------
+
+
+async def tidings(*args: str, cwd: Path | None = None) -> tuple[int, str, str]:
+    """Run a `tidings` command to its end: exit status, stdout, stderr."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tidings",
+        *args,
+        env=CLIENT_ENV,
+        cwd=cwd,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    async with asyncio.timeout(TIMEOUT * 3):
+        out, err = await proc.communicate()
+    assert proc.returncode is not None
+    return proc.returncode, out.decode(), err.decode()
+
+
+# No TIDINGS_* variables: what the commands need comes from flags or .tidings-dev.json.
+CLIENT_ENV = {k: v for k, v in os.environ.items() if not k.startswith(("TIDINGS_", "JWT_"))}
+
+
+async def next_line(proc: asyncio.subprocess.Process) -> dict[str, Any]:
+    """The next JSON line `tidings listen` prints."""
+    assert proc.stdout is not None
+    async with asyncio.timeout(TIMEOUT):
+        line = await proc.stdout.readline()
+    assert line, "listen ended"
+    msg = json.loads(line)
+    assert isinstance(msg, dict)
+    return msg
+
+
+async def test_listen_prints_messages_and_exits_on_terminal_close(harness: Harness) -> None:
+    """listen mints a token, subscribes, prints JSON lines, and exits 1 after a 4010 close."""
+    h = harness
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tidings",
+        "listen",
+        "--url",
+        h.url,
+        "--user",
+        "alice",
+        "--secret",
+        SECRET,
+        "--channel",
+        "news",
+        env=CLIENT_ENV,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        welcome = await next_line(proc)
+        assert (welcome["type"], welcome["data"]["userId"]) == ("welcome", "alice")
+        await wait_for(lambda: h.server.node.hub.channel_counts().get("news") == 1)
+        await h.api("POST", "/api/publish", {"channel": "news", "type": "headline", "data": 1})
+        assert (await next_line(proc))["type"] == "headline"
+        await h.api("POST", "/api/notifications", {"userId": "alice", "title": "hi"})
+        note = await next_line(proc)
+        assert (note["type"], note["data"]["title"]) == ("notification", "hi")
+        status, _ = await h.api("POST", "/api/users/alice/disconnect", {"reason": "banned"})
+        assert status == 200
+        assert proc.stderr is not None
+        async with asyncio.timeout(TIMEOUT):
+            assert await proc.wait() == 1
+            err = (await proc.stderr.read()).decode()
+        assert "closed 4010: banned; giving up" in err
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+
+
+async def test_listen_with_a_bad_token_fails(harness: Harness) -> None:
+    """listen with a refused token exits 1 naming the close code; no token at all exits 2."""
+    code, out, err = await tidings("listen", "--url", harness.url, "--token", "nope")
+    assert (code, out) == (1, "")
+    assert "closed 4002" in err
+    code, _, err = await tidings("listen", "--url", harness.url)
+    assert code == 2
+    assert "--token" in err
+
+
+async def test_publish_notify_and_stats(harness: Harness) -> None:
+    """publish and notify reach a connected client; stats prints the counts."""
+    h = harness
+    key = ("--url", h.url, "--api-key", API_KEY)
+    async with h.client("bob") as ws:
+        await ws.send(json.dumps({"type": "subscribe", "channel": "news", "id": "s"}))
+        assert (await recv(ws))["type"] == "subscribed"
+        code, out, _ = await tidings(
+            "publish", "news", "--type", "tick", "--data", '{"n": 1}', *key
+        )
+        assert code == 0
+        assert json.loads(out)["delivered"] == 1
+        msg = await recv(ws)
+        assert (msg["type"], msg["channel"], msg["data"]) == ("tick", "news", {"n": 1})
+        code, out, _ = await tidings(
+            "notify", "bob", "--title", "Due", "--body", "Return it", "--priority", "high", *key
+        )
+        assert code == 0
+        note = await recv(ws)
+        assert note["type"] == "notification"
+        assert (note["data"]["title"], note["data"]["message"]) == ("Due", "Return it")
+        assert note["data"]["priority"] == "HIGH"
+        code, out, _ = await tidings("stats", *key)
+        assert code == 0
+        stats = json.loads(out)
+        assert (stats["totalConnections"], stats["channelCounts"]) == (1, {"news": 1})
+
+
+async def test_api_errors_and_dev_defaults(make_server: ServerFactory, tmp_path: Path) -> None:
+    """A wrong key exits 1 with the API's message; the dev file's key is the default."""
+    dev_key = "dev-key-0123456789-abcdef"
+    (tmp_path / ".tidings-dev.json").write_text(
+        json.dumps({"jwt_secret": SECRET, "api_key": dev_key})
+    )
+    h = await make_server(api_keys=[dev_key])
+    code, _, err = await tidings("stats", "--url", h.url, "--api-key", "wrong")
+    assert code == 1
+    assert "401" in err
+    code, out, _ = await tidings("stats", "--url", h.url, cwd=tmp_path)
+    assert code == 0
+    assert json.loads(out)["totalConnections"] == 0
+    code, _, err = await tidings("publish", "bad channel!", "--url", h.url, cwd=tmp_path)
+    assert code == 1
+    assert "422" in err or "400" in err
+    code, _, err = await tidings("stats", "--url", "http://127.0.0.1:1", cwd=tmp_path)
+    assert code == 1
+    assert "cannot reach" in err
