@@ -248,7 +248,7 @@ def _check_config(args: argparse.Namespace) -> int:
         value = settings.values[name]
         if spec.secret and value:
             shown = "(set, hidden)"
-        elif name == "store_url" and isinstance(value, str):
+        elif name in ("store_url", "broker_url") and isinstance(value, str):
             shown = json.dumps(_without_password(value))
         else:
             shown = json.dumps(value)
