@@ -34,6 +34,7 @@ from .metrics import Metrics
 if TYPE_CHECKING:
     from .inbox import Inbox
     from .registry import RedisRegistry
+    from .rooms_service import Rooms
     from .session import Session
 
 log = logging.getLogger("tidings.node")
@@ -131,6 +132,7 @@ class Node:
         self.instance_id = self._id_prefix
         # Set by the server once its store is open; None when running without one.
         self.inbox: Inbox | None = None
+        self.rooms: Rooms | None = None
         self.metrics = Metrics()
         # Channel history of a single instance (a cluster keeps it in the broker).
         self._history = MemoryExchange(clock=monotonic)
@@ -481,8 +483,11 @@ class Node:
 
     def _control(self, payload: bytes) -> None:
         header, _ = cluster.split_header(payload)
-        held = len(self.local_sessions(header["user"]))
-        result = self._apply(header)
+        if header["op"] == "stats":
+            held, result = 1, self.stats()
+        else:
+            held = len(self.local_sessions(header["user"]))
+            result = self._apply(header)
         reply = cluster.with_header(
             cluster.REPLY,
             {"req": header["req"], "node": self.instance_id, "held": held, "result": result},
@@ -513,21 +518,26 @@ class Node:
         """
         if self.broker is None or self.registry is None:
             return [self._apply(op)]
-        req = self.new_id("req")
         try:
             expected = await self.registry.count(op["user"])
         except Exception as exc:
             raise BrokerError(f"registry unreachable: {exc}") from exc
+        return await self._gather(cluster.topic("user", op["user"]), op, expected, wait)
+
+    async def _gather(
+        self, topic: str, op: dict[str, Any], expected: int, wait: float
+    ) -> list[Any]:
+        """Send a control request on ``topic``; collect replies until they account for
+        ``expected`` (connections, or instances for stats) or ``wait`` runs out."""
         if expected == 0:
             return []
+        req = self.new_id("req")
         loop = asyncio.get_running_loop()
         results: list[tuple[int, Any]] = []
         self._requests[req] = (loop.create_future(), results)
         try:
             header = {**op, "req": req, "from": self.instance_id}
-            await self.send(
-                cluster.topic("user", op["user"]), cluster.with_header(cluster.CONTROL, header)
-            )
+            await self.send(topic, cluster.with_header(cluster.CONTROL, header))
             async with asyncio.timeout(wait):
                 while sum(held for held, _ in results) < expected:
                     fut = loop.create_future()
@@ -565,11 +575,14 @@ class Node:
             own = self.stats()
             return {**own, "instances": [own]}
         try:
-            users, instances = await self.registry.instances()
+            users, known = await self.registry.instances()
         except Exception as exc:
             raise BrokerError(f"registry unreachable: {exc}") from exc
-        own = self.stats()
-        instances = [i for i in instances if i.get("instance") != self.instance_id] + [own]
+        # Live figures from every instance; one that does not answer in time is shown
+        # with its last heartbeat's.
+        fresh = await self._gather(cluster.ALL, {"op": "stats"}, len(known), 2.0)
+        answered = {i.get("instance") for i in fresh}
+        instances = fresh + [i for i in known if i.get("instance") not in answered]
         channels: dict[str, int] = {}
         for inst in instances:
             for name, n in inst.get("channelCounts", {}).items():

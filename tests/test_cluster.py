@@ -1,0 +1,236 @@
+"""Three tidings processes on one Redis act as one server (issue 4)."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .cluster import Instance, cluster, pg_schema
+from .conftest import TIMEOUT, closed_with, recv, recv_type, request
+
+
+async def _until(check: Any, timeout: float = TIMEOUT) -> Any:
+    """Ask ``check()`` (an API query) again until it returns something truthy."""
+    async with asyncio.timeout(timeout):
+        while True:
+            result = await check()
+            if result:
+                return result
+            await asyncio.sleep(0.05)  # an HTTP round trip apart, not a synchronisation delay
+
+
+@pytest.fixture
+async def three(tmp_path: Path) -> Any:
+    async with pg_schema() as store, cluster(3, tmp_path, store_url=store) as nodes:
+        yield nodes
+
+
+async def test_publish_through_any_instance_reaches_every_instance(three: list[Instance]) -> None:
+    """A publish, user send, role send and broadcast through any instance reach all clients."""
+    async with (
+        three[0].client("alice", ("STAFF",)) as a,
+        three[1].client("bob") as b,
+        three[2].client("carol", ("STAFF",)) as c,
+    ):
+        for ws in (a, b, c):
+            reply = await request(ws, {"type": "subscribe", "channel": "room1"})
+            assert reply["type"] == "subscribed"
+        for i, via in enumerate(three):
+            status, body = await via.api(
+                "POST", "/api/publish", {"channel": "room1", "type": "note", "data": {"i": i}}
+            )
+            assert status == 200, body
+            assert body["delivered"] is None  # no instance knows the cluster's count
+        for ws in (a, b, c):
+            assert [(await recv(ws))["data"]["i"] for _ in range(3)] == [0, 1, 2]
+
+        status, body = await three[1].api("POST", "/api/users/carol/send", {"type": "dm"})
+        assert (status, body["delivered"]) == (200, 1)  # carol's connections, cluster-wide
+        assert (await recv(c))["type"] == "dm"
+        await three[2].api("POST", "/api/roles/STAFF/send", {"type": "staff"})
+        assert (await recv(a))["type"] == "staff"
+        assert (await recv(c))["type"] == "staff"
+        await three[0].api(
+            "POST", "/api/broadcast", {"type": "all", "data": {}, "excludeUserId": "bob"}
+        )
+        assert (await recv(a))["type"] == "all"
+        assert (await recv(c))["type"] == "all"
+        # bob got neither the role message nor the broadcast: his next message is this one.
+        await three[0].api("POST", "/api/users/bob/send", {"type": "last"})
+        assert (await recv(b))["type"] == "last"
+
+
+async def test_notification_read_reaches_tabs_on_two_instances(three: list[Instance]) -> None:
+    """A user with tabs on two instances gets the notification and notification_read on both."""
+    async with three[0].client("dana") as tab1, three[1].client("dana") as tab2:
+        status, body = await three[2].api(
+            "POST", "/api/notifications", {"userId": "dana", "title": "Rent due"}
+        )
+        assert status == 201, body
+        nid = body["notifications"][0]["id"]
+        for tab in (tab1, tab2):
+            msg = await recv_type(tab, "notification")
+            assert msg["id"] == nid
+        reply = await request(tab1, {"type": "mark_read", "data": {"notificationIds": [nid]}})
+        assert reply["data"] == {"ids": [nid], "unreadCount": 0}
+        told = await recv_type(tab2, "notification_read")
+        assert told["data"] == {"ids": [nid], "unreadCount": 0}
+        assert "replyTo" not in told
+
+
+async def test_per_user_cap_holds_across_instances(tmp_path: Path) -> None:
+    """max_connections_per_user counts the user's connections on every instance."""
+    settings = {"TIDINGS_MAX_CONNECTIONS_PER_USER": "2"}
+    async with (
+        pg_schema() as store,
+        cluster(3, tmp_path, store_url=store, settings=settings) as n,
+        n[0].client("erin") as first,
+        n[1].client("erin"),
+    ):
+        async with n[2].connect(_query("erin")) as third:
+            assert await closed_with(third) == (4009, "too many connections for this user")
+        await first.close()
+
+        async def one_left() -> bool:
+            _, body = await n[2].api("GET", "/api/users/erin/connections")
+            return len(body["connections"]) == 1
+
+        await _until(one_left)
+        async with n[2].client("erin") as again:
+            assert (await request(again, {"type": "ping"}))["type"] == "pong"
+
+
+def _query(user: str, roles: tuple[str, ...] = (), extra: str = "") -> str:
+    from .conftest import token
+
+    return f"?token={token(user, roles)}{extra}"
+
+
+async def test_recovery_on_another_instance(three: list[Instance]) -> None:
+    """A client that comes back on another instance gets exactly what it missed, marked
+    recovered, then live publications; a position from another epoch is refused."""
+    async with three[0].client("fred") as ws:
+        reply = await request(ws, {"type": "subscribe", "channel": "news:1"})
+        assert reply["data"]["offset"] == 0
+        epoch = reply["data"]["epoch"]
+        for i in (1, 2):
+            body = {"channel": "news:1", "type": "n", "data": i}
+            await three[0].api("POST", "/api/publish", body)
+        seen = [await recv(ws) for _ in range(2)]
+        assert [(m["offset"], m["epoch"], m["data"]) for m in seen] == [
+            (1, epoch, 1),
+            (2, epoch, 2),
+        ]
+    for i in (3, 4):
+        status, body = await three[1].api(
+            "POST", "/api/publish", {"channel": "news:1", "type": "n", "data": i}
+        )
+        assert (status, body["offset"], body["epoch"]) == (200, i, epoch)
+    async with three[2].client("fred") as ws:
+        since = {"offset": 2, "epoch": epoch}
+        reply = await request(ws, {"type": "subscribe", "channel": "news:1", "since": since})
+        assert reply["data"]["recovered"] is True
+        assert (reply["data"]["offset"], reply["data"]["epoch"]) == (4, epoch)
+        missed = [await recv(ws) for _ in range(2)]
+        assert [(m["offset"], m["data"], m.get("recovered")) for m in missed] == [
+            (3, 3, True),
+            (4, 4, True),
+        ]
+        await three[0].api("POST", "/api/publish", {"channel": "news:1", "type": "n", "data": 5})
+        live = await recv(ws)
+        assert (live["offset"], live["data"], live.get("recovered")) == (5, 5, None)
+        stale = {"offset": 2, "epoch": "not-this-one"}
+        reply = await request(ws, {"type": "subscribe", "channel": "news:1", "since": stale})
+        assert (reply["data"]["recovered"], reply["data"]["reason"]) == (False, "epoch")
+
+
+async def test_cluster_stats_and_connection_control(three: list[Instance]) -> None:
+    """stats?scope=cluster adds up every instance; list and disconnect reach every instance."""
+    async with three[0].client("gail") as tab1, three[1].client("gail") as tab2:
+        await request(tab1, {"type": "subscribe", "channel": "alerts"})
+        await request(tab2, {"type": "subscribe", "channel": "alerts"})
+        status, stats = await three[2].api("GET", "/api/stats?scope=cluster")
+        assert status == 200
+        assert (stats["totalConnections"], stats["totalUsers"]) == (2, 1)
+        assert stats["channelCounts"] == {"alerts": 2}
+        assert len(stats["instances"]) == 3
+        _, listed = await three[2].api("GET", "/api/users/gail/connections")
+        instances = {c["instance"] for c in listed["connections"]}
+        assert len(listed["connections"]) == 2
+        assert len(instances) == 2
+        status, body = await three[2].api(
+            "POST", "/api/users/gail/unsubscribe", {"channel": "alerts"}
+        )
+        assert body == {"unsubscribed": 2}
+        for tab in (tab1, tab2):
+            assert (await recv_type(tab, "unsubscribed"))["data"]["byServer"] is True
+        status, body = await three[2].api(
+            "POST", "/api/users/gail/disconnect", {"code": 4010, "reason": "password changed"}
+        )
+        assert (status, body) == (200, {"disconnected": 2})
+        assert await closed_with(tab1) == (4010, "password changed")
+        assert await closed_with(tab2) == (4010, "password changed")
+
+
+async def test_killed_instance_clients_recover_elsewhere(three: list[Instance]) -> None:
+    """SIGKILL an instance: its client reconnects to another and recovers channel
+    publications and notifications; the dead instance leaves the cluster on its own."""
+    async with three[0].client("hana") as ws:
+        reply = await request(ws, {"type": "subscribe", "channel": "news:k"})
+        epoch = reply["data"]["epoch"]
+        three[0].kill()
+        await closed_with_any(ws)
+    status, _ = await three[1].api(
+        "POST", "/api/publish", {"channel": "news:k", "type": "n", "data": "while away"}
+    )
+    assert status == 200
+    status, made = await three[1].api(
+        "POST", "/api/notifications", {"userId": "hana", "title": "while away"}
+    )
+    assert status == 201
+    async with three[2].client("hana") as ws:
+        # The welcome's catch-up brings the notification (unread) first.
+        note = await recv_type(ws, "notification")
+        assert note["id"] == made["notifications"][0]["id"]
+        since = {"offset": 0, "epoch": epoch}
+        reply = await request(ws, {"type": "subscribe", "channel": "news:k", "since": since})
+        assert reply["data"]["recovered"] is True
+        assert (await recv(ws))["data"] == "while away"
+
+    async def two_instances() -> bool:
+        _, stats = await three[1].api("GET", "/api/stats?scope=cluster")
+        return len(stats["instances"]) == 2
+
+    await _until(two_instances)
+
+
+async def closed_with_any(ws: Any) -> None:
+    """Wait until the connection is gone, however it ended."""
+    import websockets
+
+    async with asyncio.timeout(TIMEOUT):
+        try:
+            while True:
+                await ws.recv()
+        except websockets.ConnectionClosed:
+            return
+
+
+async def test_sigterm_drains_and_clients_move_without_loss(three: list[Instance]) -> None:
+    """SIGTERM closes with 1001; the client moves to another instance and recovers."""
+    async with three[0].client("ivan") as ws:
+        reply = await request(ws, {"type": "subscribe", "channel": "news:d"})
+        epoch = reply["data"]["epoch"]
+        three[0].proc.terminate()
+        code, _ = await closed_with(ws)
+        assert code == 1001
+    await three[1].api("POST", "/api/publish", {"channel": "news:d", "type": "n", "data": 1})
+    async with three[1].client("ivan") as ws:
+        since = {"offset": 0, "epoch": epoch}
+        reply = await request(ws, {"type": "subscribe", "channel": "news:d", "since": since})
+        assert reply["data"]["recovered"] is True
+        assert (await recv(ws))["data"] == 1
+    assert await asyncio.wait_for(three[0].proc.wait(), TIMEOUT) == 0
