@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from tidings.client import Client, ClientClosed, ClientError, QueueFull
+from tidings.channels import NamespacePolicy
+from tidings.client import Client, ClientClosed, ClientError, QueueFull, Recovery, backoff_delay
 from tidings.server import Server
 
 from .conftest import TIMEOUT, Harness, ServerFactory, make_settings, token
@@ -241,3 +242,108 @@ async def test_ack_mode_and_mark_read(harness: Harness) -> None:
         read = await c.mark_read(all=True)
         assert read == {"ids": [nid], "unreadCount": 0}
         assert await c.mark_read([nid]) == {"ids": [], "unreadCount": 0}
+
+
+HISTORY = {"prices": NamespacePolicy(history_size=100, history_ttl=300)}
+
+
+async def publish(h: Harness, channel: str, n: int) -> dict[str, Any]:
+    """Publish ``{"n": n}`` through the HTTP API; its answer."""
+    status, reply = await h.api(
+        "POST", "/api/publish", {"channel": channel, "type": "price", "data": {"n": n}}
+    )
+    assert status == 200, reply
+    assert isinstance(reply, dict)
+    return reply
+
+
+async def test_channel_recovery_after_reconnect(make_server: ServerFactory) -> None:
+    """Publications missed while reconnecting are replayed once, from the last position."""
+    h = await make_server(namespaces=HISTORY)
+    tok = GatedToken()
+    async with Client(h.ws_url, tok, **FAST) as c:
+        first = await c.subscribe("prices:1")
+        assert first["offset"] == 0
+        await publish(h, "prices:1", 1)
+        seen = await next_of(c, "price")
+        assert (seen["data"], seen["offset"]) == ({"n": 1}, 1)
+        epoch = seen["epoch"]
+        assert c.positions == {"prices:1": (1, epoch)}
+        tok.gate.clear()  # hold the reconnection until the publications exist
+        status, _ = await h.api(
+            "POST", "/api/users/alice/disconnect", {"code": 4000, "reason": "again"}
+        )
+        assert status == 200
+        await next_of(c, "_disconnected")
+        for n in (2, 3):
+            await publish(h, "prices:1", n)
+        tok.gate.set()
+        again = await next_of(c, "_resubscribed")
+        assert again["channel"] == "prices:1"
+        assert (again["data"]["recovered"], again["data"]["offset"]) == (True, 3)
+        missed = [await next_of(c, "price") for _ in range(2)]
+        assert [(m["data"]["n"], m["offset"], m.get("recovered")) for m in missed] == [
+            (2, 2, True),
+            (3, 3, True),
+        ]
+        await publish(h, "prices:1", 4)
+        live = await next_of(c, "price")
+        assert (live["data"], live.get("recovered")) == ({"n": 4}, None)
+        assert c.positions == {"prices:1": (4, epoch)}
+        assert c.duplicates == 0
+    # A position saved from that run resumes a new client where it stood.
+    async with Client(h.ws_url, token("alice"), **FAST) as later:
+        data = await later.subscribe("prices:1", since=(2, epoch))
+        assert data["recovered"] is True
+        replayed = [await next_of(later, "price") for _ in range(2)]
+        assert [m["data"]["n"] for m in replayed] == [3, 4]
+
+
+async def test_recovery_refused_after_restart(make_server: ServerFactory) -> None:
+    """After a restart (a new epoch) the resubscription says recovered: false and goes on."""
+    h = await make_server(namespaces=HISTORY)
+    async with Client(h.ws_url, GatedToken(), **FAST) as c:
+        await c.subscribe("prices:1")
+        await publish(h, "prices:1", 1)
+        old = await next_of(c, "price")
+        h2 = await restart(h, namespaces=HISTORY)
+        try:
+            again = await next_of(c, "_resubscribed")
+            assert again["data"]["recovered"] is False
+            assert again["data"]["reason"] == "epoch"
+            await publish(h2, "prices:1", 2)
+            new = await next_of(c, "price")
+            assert new["data"] == {"n": 2}
+            assert new["epoch"] != old["epoch"]
+            assert c.positions == {"prices:1": (new["offset"], new["epoch"])}
+        finally:
+            await h2.server.stop()
+
+
+def test_recovery_positions_and_dedup() -> None:
+    """Recovery tracks positions per channel, drops repeats, and never moves back."""
+    r = Recovery()
+    pub = {"type": "price", "channel": "p:1", "offset": 5, "epoch": "e"}
+    assert r.publication(pub)
+    assert not r.publication(pub)
+    assert r.publication({**pub, "offset": 6})
+    assert r.publication({**pub, "offset": 1, "epoch": "f"})  # a new epoch starts over
+    assert r.positions == {"p:1": (1, "f")}
+    r.subscribed("p:1", {"offset": 0, "epoch": "f"})
+    assert r.since("p:1") == {"offset": 1, "epoch": "f"}
+    r.subscribed("p:1", {"offset": 9, "epoch": "g", "recovered": False})
+    assert r.since("p:1") == {"offset": 9, "epoch": "g"}
+    assert r.publication({"type": "plain", "channel": "news"})  # no position: not tracked
+    assert r.notification({"id": "n1", "data": {"seq": 4}})
+    assert not r.notification({"id": "n1", "data": {"seq": 4}})
+    assert (r.last_seq, r.duplicates) == (4, 2)
+    r.forget("p:1")
+    assert r.since("p:1") is None
+
+
+def test_backoff_is_full_jitter_capped() -> None:
+    """The delay is uniform up to initial * 2**attempt, capped at the maximum."""
+    assert backoff_delay(0, 0.5, 30, lambda lo, hi: hi) == 0.5
+    assert backoff_delay(3, 0.5, 30, lambda lo, hi: hi) == 4.0
+    assert backoff_delay(10, 0.5, 30, lambda lo, hi: hi) == 30
+    assert backoff_delay(10_000, 0.5, 30, lambda lo, hi: lo) == 0
