@@ -230,6 +230,9 @@ async def test_bad_token_on_stream_is_401(harness: Harness) -> None:
         async with harness.http.get(f"{harness.url}/sse{query}") as r:
             assert r.status == 401
             assert (await r.json())["error"]["code"] == "UNAUTHORIZED"
+    async with harness.http.head(f"{harness.url}/sse?token={token()}") as r:
+        assert r.status == 405
+    assert harness.server.node.hub.connection_count() == 0
 
 
 async def test_malformed_json_gets_error_event(harness: Harness) -> None:
@@ -336,3 +339,19 @@ async def test_cors_preflight_and_origin_allowlist(make_server: ServerFactory) -
     async with stream(h, f"?token={token()}", {"Origin": "https://evil.example"}) as events:
         assert "Access-Control-Allow-Origin" not in events.response.headers
         assert await events.close_event() == (4006, "origin not allowed")
+
+
+async def test_header_token_and_query_resume(harness: Harness) -> None:
+    """A Bearer header opens a stream, ?token= posts, and ?lastEventId= resumes like the header."""
+    h = harness
+    tok = token("alice")
+    async with stream(h, headers={"Authorization": f"Bearer {tok}"}) as events:
+        cid = (await events.next())["data"]["clientId"]
+        seen = events.last_id
+    async with h.http.post(
+        f"{h.url}/sse/{cid}?token={tok}", data=json.dumps({"type": "ping", "id": "q"})
+    ) as r:
+        assert r.status == 202
+    async with stream(h, f"?token={tok}&lastEventId={seen}") as events:
+        pong = await events.next()
+        assert (pong["type"], pong["replyTo"], events.last_id) == ("pong", "q", f"{cid}.2")

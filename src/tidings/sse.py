@@ -184,7 +184,8 @@ class SseEndpoint:
 
     def add_routes(self, app: web.Application) -> None:
         """Register ``GET /sse`` and ``POST /sse/{clientId}`` (and their CORS preflight)."""
-        app.router.add_get(STREAM_PATH, self.handle_stream)
+        # No HEAD: a stream with no body to carry events would only hold a session.
+        app.router.add_get(STREAM_PATH, self.handle_stream, allow_head=False)
         app.router.add_post(POST_PATH, self.handle_post)
         app.router.add_route("OPTIONS", STREAM_PATH, self.preflight)
         app.router.add_route("OPTIONS", POST_PATH, self.preflight)
