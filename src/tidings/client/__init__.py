@@ -15,7 +15,8 @@ the application sends while offline, and acknowledges notifications in ack mode.
 
 The package: ``client`` (the connection and its requests), ``events`` (callbacks and the
 async iterator), ``handshake`` (opening one connection), ``recovery`` (resume points and
-duplicate detection, no I/O), ``backoff`` (the reconnection delay) and ``errors``. See ``docs/client.md``.
+duplicate detection, no I/O), ``backoff`` (the reconnection delay) and ``errors``.
+See ``docs/client.md``.
 """
 
 from __future__ import annotations
