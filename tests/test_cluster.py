@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from .cluster import Instance, cluster, pg_schema
+from .cluster import Instance, PrivateRedis, cluster, pg_schema
 from .conftest import TIMEOUT, closed_with, recv, recv_type, request
 
 
@@ -234,3 +234,86 @@ async def test_sigterm_drains_and_clients_move_without_loss(three: list[Instance
         assert reply["data"]["recovered"] is True
         assert (await recv(ws))["data"] == 1
     assert await asyncio.wait_for(three[0].proc.wait(), TIMEOUT) == 0
+
+
+async def test_redis_restart_in_the_middle_of_a_publish_stream(tmp_path: Path) -> None:
+    """Redis stopped and started mid-stream: publishes answer 503 while it is down (never a
+    false 200), /health reports it, instances reconnect and resubscribe, every accepted
+    publication arrives, the lost stream is announced, and a notification stored during the
+    outage is pushed once the link is back."""
+    redis = PrivateRedis(tmp_path)
+    await redis.start()
+    try:
+        async with (
+            pg_schema() as store,
+            cluster(2, tmp_path, store_url=store, redis_url=redis.url) as n,
+            n[1].client("kim") as ws,
+        ):
+            await request(ws, {"type": "subscribe", "channel": "news:f"})
+            accepted: list[int] = []
+            refused = 0
+            received: list[int] = []
+            others: list[dict[str, Any]] = []
+
+            async def publish(i: int) -> None:
+                nonlocal refused
+                body = {"channel": "news:f", "type": "n", "data": i}
+                status, answer = await n[0].api("POST", "/api/publish", body)
+                if status == 200:
+                    accepted.append(i)
+                else:
+                    assert status == 503, answer
+                    assert answer["error"]["code"] == "UNAVAILABLE"
+                    refused += 1
+
+            async def read_until_all_accepted() -> None:
+                while not set(accepted) <= set(received):
+                    msg = await recv(ws)
+                    if msg["type"] == "n":
+                        received.append(msg["data"])
+                    else:
+                        others.append(msg)
+
+            for i in range(10):
+                await publish(i)
+            await read_until_all_accepted()
+            await redis.stop()
+            await _until(lambda: _pubsub_down(n[0]))
+            for i in range(10, 15):
+                await publish(i)
+            status, made = await n[0].api(
+                "POST", "/api/notifications", {"userId": "kim", "title": "during the outage"}
+            )
+            assert status == 201  # stored; pushed when the link is back
+            await redis.start()
+            for inst in n:
+                await _until(lambda inst=inst: _pubsub_up(inst))
+            for i in range(15, 25):
+                await publish(i)
+            await read_until_all_accepted()
+            while {"notification", "subscribed"} - {m["type"] for m in others}:
+                others.append(await recv(ws))
+            [note] = [m for m in others if m["type"] == "notification"]
+            assert note["id"] == made["notifications"][0]["id"]
+            # Redis lost the stream (it keeps nothing on disk): subscribers are told.
+            [reset] = [m for m in others if m["type"] == "subscribed"]
+            assert (reset["data"]["recovered"], reset["data"]["reason"]) == (False, "epoch")
+            # 503 for every publish while Redis was down (and possibly the first one after,
+            # on a pooled connection from before: never retried, as it could repeat).
+            assert refused >= 5
+            assert set(range(10, 15)).isdisjoint(accepted)
+            assert set(range(10)) <= set(accepted)
+            assert len(accepted) >= 19
+            assert received == sorted(received)
+    finally:
+        await redis.stop()
+
+
+async def _pubsub_down(inst: Instance) -> bool:
+    _, body = await inst.api("GET", "/health")
+    return body["data"]["pubsub"]["isHealthy"] is False
+
+
+async def _pubsub_up(inst: Instance) -> bool:
+    _, body = await inst.api("GET", "/health")
+    return body["data"]["pubsub"]["isHealthy"] is True

@@ -143,6 +143,9 @@ class Node:
         self.disconnect_local: Callable[[list[Session], int, str], int] | None = None
         self._requests: dict[str, tuple[asyncio.Future[None], list[tuple[int, Any]]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        # Last position delivered per history channel (cluster only), to recover from
+        # after a broker outage.
+        self._positions: dict[str, tuple[int, str]] = {}
         self._beat: asyncio.Task[None] | None = None
         self.broker_errors = 0
 
@@ -247,11 +250,49 @@ class Node:
             await self._heartbeat_once()
 
     def _restored(self) -> None:
-        """The broker link is back: notifications sent meanwhile may have been missed."""
+        """The broker link is back: publications sent meanwhile may have been missed."""
         if self.inbox is not None:
             self.inbox.resync()
+        self.spawn(self._recover_channels())
+
+    async def _recover_channels(self) -> None:
+        """Catch every local channel with history up from the last position this node
+        delivered; where history no longer covers the gap, tell its subscribers with a
+        ``subscribed`` whose ``recovered`` is false, as a failed client recovery is told."""
+        live = self.hub.channel_counts()
+        for channel, (offset, epoch) in list(self._positions.items()):
+            if channel not in live:
+                continue
+            policy = self.access.policy(channel)
+            since = StreamPosition(offset, epoch)
+            for attempt in range(6):
+                try:
+                    result = await self.history(channel, since, policy.history_size)
+                    break
+                except BrokerError as exc:
+                    # The first call on a pooled connection from before the outage fails.
+                    log.info("recovering %s after the outage: %s", channel, exc)
+                    await asyncio.sleep(0.05 * 2**attempt)
+            else:
+                log.warning("could not recover %s after the broker outage", channel)
+                continue
+            name = cluster.topic("ch", channel)
+            if result.recoverable:
+                for pub_offset, payload in result.publications:
+                    if pub_offset > self._positions.get(channel, (0, ""))[0]:
+                        self.route(name, payload, StreamPosition(pub_offset, result.position.epoch))
+                continue
+            top, new_epoch = result.position
+            self._positions[channel] = (top, new_epoch)
+            reason = "epoch" if new_epoch != epoch else "gone"
+            data = {"channel": channel, "recovered": False, "reason": reason}
+            data.update(offset=top, epoch=new_epoch)
+            _, out = self.message("subscribed", data, channel=channel)
+            self.hub.publish(channel, out, None)
 
     def _watch(self, kind: str, name: str, active: bool) -> None:
+        if kind == "ch" and not active:
+            self._positions.pop(name, None)
         if self.topics is not None:
             self.topics.change(cluster.topic(kind, name), active)
 
@@ -316,6 +357,8 @@ class Node:
                 if position is not None:
                     offset = position.offset
                     envelope = cluster.with_position(envelope, offset, position.epoch)
+                    if self.broker is not None:
+                        self._positions[name] = (offset, position.epoch)
                 data = _DATA_DECODER.decode(envelope).data if hub.has_filters(name) else None
                 return hub.publish(name, Outbound(envelope, name, offset), data)
             if kind == "user":
