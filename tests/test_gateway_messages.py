@@ -12,7 +12,8 @@ from .conftest import Harness, ServerFactory, recv, recv_type, request, token
 
 LIBRARY_NAMESPACES = {
     "activities": NamespacePolicy(allowed_roles=frozenset({"LIBRARIAN", "ADMIN"})),
-    "room": NamespacePolicy(publish=True),
+    # Not "room": that namespace belongs to chat rooms, members only (docs/rooms.md).
+    "lounge": NamespacePolicy(publish=True),
     "system": NamespacePolicy(subscribe=False),
 }
 
@@ -137,7 +138,7 @@ async def test_welcome_lists_available_topics(make_server: ServerFactory) -> Non
     async with h.connect(f"?token={token('lib', ('LIBRARIAN',))}") as ws:
         assert (await recv(ws))["data"]["availableSubscriptions"] == [
             "activities",
-            "room",
+            "lounge",
             "user:lib",
         ]
 
@@ -156,13 +157,13 @@ async def test_client_publish_where_allowed(make_server: ServerFactory) -> None:
     """Clients publish into namespaces that allow it; elsewhere they get FORBIDDEN."""
     h = await make_server(namespaces=LIBRARY_NAMESPACES)
     async with h.client("a") as a, h.client("b") as b:
-        await request(b, {"type": "subscribe", "channel": "room:1"})
+        await request(b, {"type": "subscribe", "channel": "lounge:1"})
         ok = await request(
-            a, {"type": "publish", "channel": "room:1", "event": "chat", "data": {"text": "hi"}}
+            a, {"type": "publish", "channel": "lounge:1", "event": "chat", "data": {"text": "hi"}}
         )
         assert ok["type"] == "published"
         got = await recv(b)
-        assert (got["type"], got["channel"], got["data"]) == ("chat", "room:1", {"text": "hi"})
+        assert (got["type"], got["channel"], got["data"]) == ("chat", "lounge:1", {"text": "hi"})
         assert got["id"] == ok["data"]["messageId"]
         no = await request(a, {"type": "publish", "channel": "news", "data": {}})
         assert no["data"]["code"] == "FORBIDDEN"

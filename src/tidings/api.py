@@ -154,7 +154,10 @@ def make_middleware(node: Node) -> Middleware:
 
     async def respond(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
-            if request.path.startswith("/api/me/"):
+            # Room routes a member calls carry ``user_token`` (rooms_api.member_route).
+            if request.path.startswith("/api/me/") or getattr(
+                request.match_info.handler, "user_token", False
+            ):
                 check_user(request)
             elif request.path.startswith("/api/") and request.path != "/api/openapi.json":
                 check_key(request)
@@ -443,6 +446,9 @@ def build_api_app(node: Node, endpoint: WebSocketEndpoint) -> web.Application:
         app.router.add_get(base, get_preferences)
         app.router.add_put(base, put_preferences)
     app.router.add_get("/openapi.json", openapi)
+    from .rooms_api import add_room_routes  # here: rooms_api builds on this module
+
+    add_room_routes(app)
     return app
 
 

@@ -66,6 +66,15 @@ SETTINGS: Final[dict[str, Spec]] = {
         5.0,
         "seconds between an instance's heartbeats in Redis; it counts as dead after three missed",
     ),
+    "presence_grace": Spec(
+        "float",
+        5.0,
+        "seconds a user stays online in a room after their last connection to it closed "
+        "(a page reload does not flap USER_LEFT/USER_JOINED)",
+    ),
+    "typing_timeout": Spec(
+        "float", 5.0, "seconds after a client's last TYPING before it counts as stopped"
+    ),
     "ack_timeout": Spec(
         "float",
         30.0,
@@ -247,6 +256,8 @@ class Settings:
             raise ConfigError("setting 'broker_url' must be 'memory' or a redis:// URL")
         if v["cluster_heartbeat"] <= 0:
             raise ConfigError("setting 'cluster_heartbeat' must be positive")
+        if v["presence_grace"] < 0 or v["typing_timeout"] <= 0:
+            raise ConfigError("settings 'presence_grace' (>= 0), 'typing_timeout' (> 0)")
         if v["log_level"].upper() not in ("DEBUG", "INFO", "WARNING", "ERROR"):
             raise ConfigError("setting 'log_level' must be DEBUG, INFO, WARNING or ERROR")
         for path in v["ws_paths"]:

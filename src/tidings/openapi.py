@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from .rooms_openapi import ROOMS_SCHEMAS, rooms_paths
+
 _ERROR = {"$ref": "#/components/responses/Error"}
 
 
@@ -46,6 +48,8 @@ def openapi_document() -> dict[str, Any]:
     doc["paths"].update(_inbox_paths())
     doc["paths"].update(_sse_paths())
     doc["components"]["schemas"].update(_INBOX_SCHEMAS)
+    doc["paths"].update(rooms_paths())
+    doc["components"]["schemas"].update(ROOMS_SCHEMAS)
     doc["components"]["securitySchemes"]["userToken"] = {
         "type": "http",
         "scheme": "bearer",

@@ -263,6 +263,74 @@ def _ids(one: str | None, many: list[str] | None) -> list[str]:
 IdsCommand = Ack | MarkRead | Archive | Delete
 InboxCommand = Ack | MarkRead | Archive | Delete | GetNotifications
 
+
+# Chat rooms (docs/rooms.md); guide 004's names, as commands too. ``content`` is checked by
+# the room rules, so a wrong type gets their documented error rather than a schema one.
+
+
+class ChatMessage(Command, kw_only=True):
+    """Post to a room that allows posting over the WebSocket."""
+
+    name: ClassVar[str] = "chat_message"
+    roomId: str
+    content: Any = None
+
+
+class MessageEdit(Command, kw_only=True):
+    """The author replaces a message's text."""
+
+    name: ClassVar[str] = "message_edit"
+    roomId: str
+    messageId: str
+    content: Any = None
+
+
+class MessageDelete(Command, kw_only=True):
+    """The author or a moderator deletes a message."""
+
+    name: ClassVar[str] = "message_delete"
+    roomId: str
+    messageId: str
+
+
+class Typing(Command, kw_only=True):
+    """Guide 004's ``TYPING``: ``isTyping`` true while typing, false when stopped."""
+
+    name: ClassVar[str] = "typing"
+    roomId: str
+    isTyping: bool = True
+
+
+class RoomRead(Command, kw_only=True):
+    """Move this user's read marker in a room to a message (by ``seq`` or ``messageId``)."""
+
+    name: ClassVar[str] = "room_read"
+    roomId: str
+    seq: int | None = None
+    messageId: str | None = None
+
+
+class RoomPresence(Command, kw_only=True):
+    """Who is online in a room, or whether ``userId`` is."""
+
+    name: ClassVar[str] = "room_presence"
+    roomId: str
+    userId: str | None = None
+
+
+class RoomHistory(Command, kw_only=True):
+    """A page of a room's messages, newest first, below ``beforeSeq``."""
+
+    name: ClassVar[str] = "room_history"
+    roomId: str
+    beforeSeq: int | None = None
+    limit: int = 50
+
+
+RoomCommand = (
+    ChatMessage | MessageEdit | MessageDelete | Typing | RoomRead | RoomPresence | RoomHistory
+)
+
 COMMANDS: Final[dict[str, type[Command]]] = {
     cls.name: cls
     for cls in (
@@ -277,6 +345,13 @@ COMMANDS: Final[dict[str, type[Command]]] = {
         Archive,
         Delete,
         GetNotifications,
+        ChatMessage,
+        MessageEdit,
+        MessageDelete,
+        Typing,
+        RoomRead,
+        RoomPresence,
+        RoomHistory,
     )
 }
 

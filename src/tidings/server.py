@@ -23,6 +23,7 @@ from . import api, sse
 from .config import ConfigError, Settings
 from .inbox import Inbox
 from .node import Node
+from .rooms_service import Rooms
 from .store import StoreError, open_store
 from .transport import WebSocketEndpoint
 
@@ -109,6 +110,7 @@ class Server:
         self.app = build_app(self.node, self.endpoint)
         self._runner: web.AppRunner | None = None
         self.inbox: Inbox | None = None
+        self.rooms: Rooms | None = None
         self.port: int = 0
         self.host: str = settings.host
 
@@ -126,6 +128,8 @@ class Server:
         self.inbox.start()
         try:
             await self.node.start()
+            self.rooms = self.node.rooms = Rooms.from_settings(self.node, store)
+            await self.rooms.start()
         except BaseException:
             await self.node.stop()
             await self.inbox.drain()
@@ -148,6 +152,7 @@ class Server:
         except BaseException:
             # Could not listen (port taken): release what start() opened.
             await runner.cleanup()
+            await self._stop_rooms()
             await self.node.stop()
             await self.inbox.drain()
             await store.close()
@@ -184,12 +189,19 @@ class Server:
             return
         self.endpoint.accepting = False
         await runner.cleanup()
+        await self._stop_rooms()
         await self.node.stop()
         inbox, self.inbox = self.inbox, None
         if inbox is not None:
             self.node.inbox = None
             await inbox.drain()
             await inbox.store.close()
+
+    async def _stop_rooms(self) -> None:
+        rooms, self.rooms = self.rooms, None
+        if rooms is not None:
+            await rooms.stop()
+            self.node.rooms = None
 
     async def __aenter__(self) -> Server:
         await self.start()

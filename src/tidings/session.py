@@ -305,6 +305,11 @@ class Session:
         return None
 
     def _dispatch(self, command: protocol.Command) -> None:
+        # Rooms check membership (in the store) before room subscriptions, and own the room
+        # commands: see rooms_service.Rooms.intercept.
+        rooms = self.node.rooms
+        if rooms is not None and rooms.intercept(self, command):
+            return
         if isinstance(command, protocol.Subscribe):
             self._subscribe(command)
         elif isinstance(command, protocol.Unsubscribe):
@@ -500,6 +505,8 @@ class Session:
         if self.state is State.OPEN:
             self.node.hub.remove(self)
             self.node.leave(self)
+            if self.node.rooms is not None:
+                self.node.rooms.on_close(self)
         self.state = State.CLOSED
 
     # --- output -------------------------------------------------------------------------
