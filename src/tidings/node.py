@@ -133,7 +133,6 @@ class Node:
         # Set by the server once its store is open; None when running without one.
         self.inbox: Inbox | None = None
         self.rooms: Rooms | None = None
-        self.rooms: Rooms | None = None
         self.metrics = Metrics()
         # Channel history of a single instance (a cluster keeps it in the broker).
         self._history = MemoryExchange(clock=monotonic)
