@@ -12,6 +12,7 @@ from typing import Any
 import aiohttp
 
 from tidings.auth import mint
+from tidings.eventstream import EventOutbox, client_frames, last_event_id
 
 from .conftest import SECRET, TIMEOUT, Harness, ServerFactory, closed_with, recv, token
 
@@ -104,6 +105,38 @@ async def post(
     headers = {"Authorization": f"Bearer {tok or token('alice')}"}
     async with h.http.post(f"{h.url}/sse/{client_id}", data=data, headers=headers) as r:
         return r.status, await r.json()
+
+
+def test_outbox_numbers_queues_and_replays() -> None:
+    """Events are numbered; a replay gives exactly those after n, or refuses a gap."""
+    box = EventOutbox("c-1", keep=60)
+    box.append(b'{"a":1}')
+    box.append(b'{"a":2}')
+    assert box.take() == b'id: c-1.1\ndata: {"a":1}\n\nid: c-1.2\ndata: {"a":2}\n\n'
+    assert (box.take(), box.unsent) == (b"", 0)
+    assert box.replay_from(1)
+    assert box.take() == b'id: c-1.2\ndata: {"a":2}\n\n'
+    assert box.replay_from(2)
+    assert box.take() == b""
+    assert not box.replay_from(3)  # beyond the last event
+    for n in range(3, 6):
+        box.append(b'{"a":%d}' % n)
+    box.take()
+    assert len(box.recent) == 2  # the oldest were dropped past keep bytes
+    assert not box.replay_from(1)  # events 2 and 3 are gone: no partial replay
+    assert box.replay_from(3)
+    assert box.take().count(b"id: ") == 2
+
+
+def test_last_event_id_and_post_bodies() -> None:
+    """Last-Event-ID values and POST bodies are read strictly; the rest goes to the session."""
+    assert last_event_id("client_ab-1f.12") == ("client_ab-1f", 12)
+    for bad in ("", "12", "x.", ".3", "x.-1", "x.1e3", "x." + "9" * 19):
+        assert last_event_id(bad) is None
+    assert client_frames(b'{"type":"ping"}') == [b'{"type":"ping"}']
+    assert client_frames(b' [{"type":"ping"}, 1]') == [b'{"type":"ping"}', b"1"]
+    assert client_frames(b"[1, {") == [b"[1, {"]
+    assert client_frames(b"[]") == []
 
 
 async def publish(h: Harness, channel: str, n: int) -> None:

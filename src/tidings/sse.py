@@ -21,15 +21,14 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import logging
-from collections import deque
 from collections.abc import Callable
 from typing import Final
 
-import msgspec
 from aiohttp import web
 
 from .api import error_response, json_response
 from .auth import AuthError, Identity
+from .eventstream import EventOutbox, client_frames, last_event_id
 from .hub import Outbound
 from .node import Node
 from .protocol import CloseCode
@@ -57,42 +56,28 @@ _CORS_HEADERS: Final = "Authorization, Content-Type, Last-Event-ID"
 
 
 class _Stream:
-    """One SSE session: its outbox, its replay buffer and the response writing it, if any.
-
-    Events are numbered from 1. ``pending`` holds the events the current response has
-    not written yet; ``recent`` holds the latest events whatever their state (at most
-    ``keep`` bytes of them), for a reconnect that missed some.
-    """
+    """One SSE session: its events, the response writing them (if any) and its timers."""
 
     __slots__ = (
-        "count",
+        "client_id",
+        "events",
         "expiry",
         "final",
-        "keep",
-        "kept",
         "limit",
         "on_slow",
-        "pending",
-        "prefix",
-        "recent",
         "response",
         "resume_timer",
         "session",
         "transport",
-        "unsent",
         "wake",
     )
 
     def __init__(self, client_id: str, limit: int, on_slow: Callable[[_Stream], None]) -> None:
-        self.on_slow = on_slow
-        self.prefix = f"id: {client_id}.".encode()
+        self.client_id = client_id
+        # The replay buffer holds as much as the outbox may: a resume never needs more.
+        self.events = EventOutbox(client_id, limit)
         self.limit = limit
-        self.keep = limit
-        self.count = 0
-        self.recent: deque[tuple[int, bytes]] = deque()
-        self.kept = 0
-        self.pending: list[bytes] = []
-        self.unsent = 0
+        self.on_slow = on_slow
         self.wake = asyncio.Event()
         self.response: web.StreamResponse | None = None
         self.transport: asyncio.Transport | None = None
@@ -111,15 +96,7 @@ class _Stream:
         return True
 
     def append(self, payload: bytes) -> None:
-        self.count += 1
-        event = b"%s%d\ndata: %s\n\n" % (self.prefix, self.count, payload)
-        self.pending.append(event)
-        self.unsent += len(event)
-        self.recent.append((self.count, event))
-        self.kept += len(event)
-        while self.kept > self.keep and len(self.recent) > 1:
-            _, old = self.recent.popleft()
-            self.kept -= len(old)
+        self.events.append(payload)
         self.wake.set()
 
     def ended(self) -> bool:
@@ -128,34 +105,7 @@ class _Stream:
     def backlog(self) -> int:
         """Bytes queued for the client and not yet taken by its socket."""
         t = self.transport
-        return self.unsent + (0 if t is None else t.get_write_buffer_size())
-
-    def take(self) -> bytes:
-        """Everything the current response has still to write."""
-        chunk = b"".join(self.pending)
-        self.pending.clear()
-        self.unsent = 0
-        return chunk
-
-    def replay_from(self, seen: int) -> bool:
-        """Queue every kept event after ``seen``; False if some of them are gone."""
-        if seen > self.count:
-            return False
-        missed = [event for n, event in self.recent if n > seen]
-        if len(missed) != self.count - seen:
-            return False
-        self.pending = missed
-        self.unsent = sum(map(len, missed))
-        return True
-
-
-def _last_event(request: web.Request) -> tuple[str, int] | None:
-    """The ``(clientId, n)`` of ``Last-Event-ID`` (or ``?lastEventId=``), if well formed."""
-    raw = request.headers.get("Last-Event-ID") or request.query.get("lastEventId") or ""
-    client_id, dot, n = raw.strip().rpartition(".")
-    if not dot or not client_id or not n.isdigit() or len(n) > 18:
-        return None
-    return client_id, int(n)
+        return self.events.unsent + (0 if t is None else t.get_write_buffer_size())
 
 
 class SseEndpoint:
@@ -246,7 +196,7 @@ class SseEndpoint:
         stream = self._resumable(request, identity)
         if stream is not None:
             await response.prepare(request)
-            log.info("resumed %s user=%r", stream.prefix[4:-1].decode(), identity.user_id)
+            log.info("resumed %s user=%r", stream.client_id, identity.user_id)
             return await self._attach(request, response, stream)
         self._opening += 1
         try:
@@ -256,7 +206,8 @@ class SseEndpoint:
         return await self._attach(request, response, stream, fresh=True)
 
     def _resumable(self, request: web.Request, identity: Identity) -> _Stream | None:
-        last = _last_event(request)
+        header = request.headers.get("Last-Event-ID") or request.query.get("lastEventId")
+        last = last_event_id(header or "")
         if last is None or self.node.settings.sse_resume_seconds <= 0:
             return None
         client_id, seen = last
@@ -264,7 +215,7 @@ class SseEndpoint:
         session = stream.session if stream is not None else None
         if stream is None or session is None or session.user_id != identity.user_id:
             return None
-        if stream.final is not None or not stream.replay_from(seen):
+        if stream.final is not None or not stream.events.replay_from(seen):
             # Too late or too much missed: this session can never be resumed; free it.
             self._end(stream, None, False)
             return None
@@ -351,7 +302,7 @@ class SseEndpoint:
         try:
             await response.write(_OPENED)
             while stream.response is response:
-                chunk = stream.take()
+                chunk = stream.events.take()
                 if chunk:
                     await response.write(chunk)
                     continue
@@ -409,7 +360,7 @@ class SseEndpoint:
             if len(body) > limit:
                 return self._error(request, 413, f"a message is at most {limit} bytes")
         accepted = 0
-        for frame in _frames(bytes(body)):
+        for frame in client_frames(bytes(body)):
             if stream.ended():  # by an earlier message of this body
                 break
             accepted += 1
@@ -459,7 +410,7 @@ class SseEndpoint:
             )
         # Drop what the client has not taken: the session is over, so nothing will ever
         # replay it, and the close event should not wait behind it.
-        stream.take()
+        stream.events.take()
         self._end(stream, Close(CloseCode.SLOW_CONSUMER, "slow consumer"), True)
         t = stream.transport
         if t is not None:
@@ -514,23 +465,6 @@ class SseEndpoint:
 def _close_payload(node: Node, close: Close) -> bytes:
     _, out = node.message("close", {"code": close.code, "reason": close.reason})
     return out.payload
-
-
-_raw_list: Final = msgspec.json.Decoder(list[msgspec.Raw])
-
-
-def _frames(body: bytes) -> list[bytes]:
-    """The client messages in a POST body: one object, or each item of an array.
-
-    Anything else is passed on whole, so the session answers it with the same
-    ``INVALID_MESSAGE`` error a WebSocket frame would get.
-    """
-    if body.lstrip()[:1] == b"[":
-        try:
-            return [bytes(item) for item in _raw_list.decode(body)]
-        except msgspec.DecodeError:
-            pass
-    return [body]
 
 
 def add_routes(app: web.Application, node: Node, websockets: WebSocketEndpoint) -> SseEndpoint:
