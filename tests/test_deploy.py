@@ -25,13 +25,15 @@ def tidings(port: int = 0) -> AbstractAsyncContextManager[tuple[asyncio.subproce
 
 
 @asynccontextmanager
-async def nginx(tmp: Path, upstream_port: int) -> AsyncIterator[Path]:
-    """nginx running the shipped site, listening on a Unix socket (no port to pick)."""
+async def nginx(tmp: Path, *upstream_ports: int) -> AsyncIterator[Path]:
+    """nginx running the shipped site, listening on a Unix socket (no port to pick), with
+    one upstream server line per tidings instance."""
     sock = tmp / "nginx.sock"
     site = SITE.read_text()
-    site = site.replace("server 127.0.0.1:8000;", f"server 127.0.0.1:{upstream_port};")
+    servers = "\n    ".join(f"server 127.0.0.1:{port};" for port in upstream_ports)
+    site = site.replace("server 127.0.0.1:8000;", servers)
     site = site.replace("listen 80;", f"listen unix:{sock};")
-    assert f"127.0.0.1:{upstream_port}" in site
+    assert all(f"127.0.0.1:{port}" in site for port in upstream_ports)
     assert str(sock) in site
     (tmp / "site.conf").write_text(site)
     (tmp / "nginx.conf").write_text(f"""
@@ -107,5 +109,51 @@ async def test_through_nginx_and_across_a_restart(tmp_path: Path) -> None:
                 assert (await recv(ws))["type"] == "welcome"
                 async with http.get("http://localhost/health") as r:
                     assert r.status == 200
+        finally:
+            await http.close()
+
+
+@pytest.mark.skipif(not Path(NGINX).exists(), reason="nginx is installed by scripts/services.sh")
+async def test_nginx_balances_a_cluster_without_sticky_sessions(tmp_path: Path) -> None:
+    """Two clustered instances behind the shipped nginx site (round robin, no stickiness):
+    connections land on both, and a publish through nginx reaches every one of them."""
+    from .cluster import cluster, pg_schema
+
+    async with (
+        pg_schema() as store,
+        cluster(2, tmp_path, store_url=store) as nodes,
+        nginx(tmp_path, *(n.port for n in nodes)) as sock,
+    ):
+        http = aiohttp.ClientSession(connector=aiohttp.UnixConnector(path=str(sock)))
+        auth = {"Authorization": f"Bearer {API_KEY}"}
+        try:
+            clients = [
+                await websockets.unix_connect(
+                    str(sock), f"ws://localhost/ws?token={token(f'lb{i}')}", open_timeout=TIMEOUT
+                )
+                for i in range(4)
+            ]
+            instances = set()
+            for ws in clients:
+                welcome = await recv(ws)
+                assert welcome["type"] == "welcome"
+                await ws.send('{"type": "subscribe", "channel": "lb", "id": "s"}')
+                assert (await recv(ws))["type"] == "subscribed"
+            for i in range(4):
+                async with http.get(
+                    f"http://localhost/api/users/lb{i}/connections", headers=auth
+                ) as r:
+                    [conn] = (await r.json())["connections"]
+                    instances.add(conn["instance"])
+            assert len(instances) == 2  # round robin spread them over both instances
+            async with http.post(
+                "http://localhost/api/publish",
+                json={"channel": "lb", "type": "everyone", "data": {}},
+                headers=auth,
+            ) as r:
+                assert r.status == 200
+            for ws in clients:
+                assert (await recv(ws))["type"] == "everyone"
+                await ws.close()
         finally:
             await http.close()

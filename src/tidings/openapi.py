@@ -30,6 +30,10 @@ def _send_op(
             "413": _ERROR,
             "422": _ERROR,
             "429": _ERROR,
+            "503": {
+                "description": "clustered and the broker is unreachable: nothing was sent",
+                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            },
         },
     }
     if params:
@@ -532,6 +536,16 @@ def _gateway_document() -> dict[str, Any]:
                 "get": {
                     "summary": "Connection, user and channel counts; message counters; uptime",
                     "security": [{"apiKey": []}],
+                    "parameters": [
+                        {
+                            "name": "scope",
+                            "in": "query",
+                            "required": False,
+                            "description": "instance (default) or cluster: totals over every "
+                            "live instance, with each one's figures in instances",
+                            "schema": {"type": "string", "enum": ["instance", "cluster"]},
+                        }
+                    ],
                     "responses": {
                         "200": {
                             "description": "stats",
@@ -541,8 +555,10 @@ def _gateway_document() -> dict[str, Any]:
                                 }
                             },
                         },
+                        "400": _ERROR,
                         "401": _ERROR,
                         "403": _ERROR,
+                        "503": _ERROR,
                     },
                 }
             },
@@ -615,9 +631,16 @@ def _gateway_document() -> dict[str, Any]:
                         "id": {"type": "string", "description": "the message id clients see"},
                         "channel": {"type": "string"},
                         "delivered": {
-                            "type": "integer",
-                            "description": "connections it was queued to",
+                            "type": ["integer", "null"],
+                            "description": "connections it was queued to on a single "
+                            "instance; in a cluster, the user's connections over the cluster "
+                            "for a user send and null otherwise",
                         },
+                        "offset": {
+                            "type": "integer",
+                            "description": "stream position (namespaces with history)",
+                        },
+                        "epoch": {"type": "string"},
                     },
                 },
                 "Stats": {
@@ -633,6 +656,12 @@ def _gateway_document() -> dict[str, Any]:
                         "messagesOut": {"type": "integer"},
                         "uptimeSeconds": {"type": "number"},
                         "timestamp": {"type": "string", "format": "date-time"},
+                        "instance": {"type": "string", "description": "this instance's id"},
+                        "instances": {
+                            "type": "array",
+                            "items": {"type": "object"},
+                            "description": "scope=cluster: each live instance's own stats",
+                        },
                     },
                 },
                 "Error": {
