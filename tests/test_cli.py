@@ -356,3 +356,31 @@ async def test_api_errors_and_dev_defaults(make_server: ServerFactory, tmp_path:
     code, _, err = await tidings("stats", "--url", "http://127.0.0.1:1", cwd=tmp_path)
     assert code == 1
     assert "cannot reach" in err
+
+
+async def test_listen_stops_on_ctrl_c(harness: Harness) -> None:
+    """Ctrl-C (SIGINT) ends listen with status 130 and no traceback."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "tidings",
+        "listen",
+        "--url",
+        harness.url,
+        "--token",
+        token("alice"),
+        env=CLIENT_ENV,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        assert (await next_line(proc))["type"] == "welcome"
+        proc.send_signal(signal.SIGINT)
+        async with asyncio.timeout(TIMEOUT):
+            _, err = await proc.communicate()
+        assert proc.returncode == 130
+        assert b"Traceback" not in err
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

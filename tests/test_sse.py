@@ -56,6 +56,16 @@ class EventStream:
                 else:
                     raise AssertionError(f"unexpected field {line!r}")
 
+    async def comment(self) -> str:
+        """Read raw lines until a comment line; its text."""
+        async with asyncio.timeout(TIMEOUT):
+            while True:
+                line = (await self.response.content.readline()).decode()
+                if not line:
+                    raise EOFError("the stream ended")
+                if line.startswith(":"):
+                    return line[1:].strip()
+
     async def until(self, kind: str) -> dict[str, Any]:
         """Skip events until one of type ``kind``."""
         async with asyncio.timeout(TIMEOUT):
@@ -388,3 +398,13 @@ async def test_header_token_and_query_resume(harness: Harness) -> None:
     async with stream(h, f"?token={tok}&lastEventId={seen}") as events:
         pong = await events.next()
         assert (pong["type"], pong["replyTo"], events.last_id) == ("pong", "q", f"{cid}.2")
+
+
+async def test_heartbeat_comment_keeps_idle_stream_open(make_server: ServerFactory) -> None:
+    """An idle stream gets ': ping' comments every heartbeat_interval, and stays usable."""
+    h = await make_server(heartbeat_interval=0.05)
+    async with welcomed(h) as (events, cid):
+        assert await events.comment() == "ping"
+        assert await events.comment() == "ping"
+        await post(h, cid, {"type": "ping", "id": "after"})
+        assert (await events.next())["replyTo"] == "after"
