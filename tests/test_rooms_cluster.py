@@ -121,3 +121,19 @@ async def closed_with_any(ws: Any) -> None:
     """The connection ends, by a close frame or by the peer vanishing."""
     with contextlib.suppress(AssertionError):  # no close frame: the process was killed
         await closed_with(ws)
+
+
+async def test_a_block_applies_on_every_instance_at_once(three: list[Instance]) -> None:
+    """alice blocks bob through one instance while her tab is on another: from the
+    answer on, none of bob's messages reach that tab."""
+    await make_room(three[0], ["alice", "bob", "carol"])
+    async with three[1].client("alice") as a:
+        await joined(a, "room:r1")
+        status, _ = await three[0].api("PUT", "/api/me/blocks/bob", key=token("alice"))
+        assert status == 200
+        for author, text in (("bob", "hidden"), ("carol", "visible")):
+            status, _ = await three[2].api(
+                "POST", "/api/rooms/r1/messages", {"content": text}, key=token(author)
+            )
+            assert status == 201
+        assert (await next_event(a, "CHAT_MESSAGE"))["data"]["content"] == "visible"

@@ -476,16 +476,34 @@ class Rooms:
             changed = await self.store.block(user_id, blocked_id, now=self.node.clock())
         else:
             changed = await self.store.unblock(user_id, blocked_id)
-        blocked = frozenset(await self.store.blocked(user_id))
+        blocked = sorted(await self.store.blocked(user_id))
+        op = {"op": "room_blocks", "user": user_id, "blocked": blocked}
+        try:
+            # Every instance holding the user's connections refilters them (Node._apply).
+            await self.node.control(op)
+        except BrokerError as exc:
+            log.warning("block list of %r not sent to other instances: %s", user_id, exc)
+            self.refilter(self.node.local_sessions(user_id), blocked)
+        return changed
+
+    def refilter(self, sessions: list[Session], blocked: list[str]) -> int:
+        """Give these connections (one user's) the hub filters of a new block list."""
+        if not sessions:
+            return 0
+        user_id = sessions[0].user_id
+        frozen = frozenset(blocked)
         if user_id in self._blocked or any(s.user_id == user_id for s in self._subs):
-            self._blocked[user_id] = blocked
-        for session, subs in list(self._subs.items()):
-            if session.user_id != user_id or session.state is not State.OPEN:
+            self._blocked[user_id] = frozen
+        count = 0
+        for session in sessions:
+            subs = self._subs.get(session, {})
+            if session.state is not State.OPEN:
                 continue
             for channel, (_, kind) in subs.items():
-                flt = r.subscription_filter(kind, blocked, session.filters.get(channel))
+                flt = r.subscription_filter(kind, frozen, session.filters.get(channel))
                 self.node.hub.subscribe(session, channel, flt)
-        return changed
+                count += 1
+        return count
 
     # --- management (server API) -----------------------------------------------------------
 
