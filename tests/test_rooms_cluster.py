@@ -137,3 +137,16 @@ async def test_a_block_applies_on_every_instance_at_once(three: list[Instance]) 
             )
             assert status == 201
         assert (await next_event(a, "CHAT_MESSAGE"))["data"]["content"] == "visible"
+
+
+async def test_removed_member_loses_the_room_on_every_instance(three: list[Instance]) -> None:
+    """Removing a member through one instance unsubscribes their tabs on the others."""
+    await make_room(three[0], ["alice", "bob"])
+    async with three[1].client("bob") as b1, three[2].client("bob") as b2:
+        for ws in (b1, b2):
+            await joined(ws, "room:r1")
+        status, _ = await three[0].api("DELETE", "/api/rooms/r1/members/bob")
+        assert status == 200
+        for ws in (b1, b2):
+            gone = await next_event(ws, "unsubscribed")
+            assert gone["data"] == {"channel": "room:r1", "byServer": True}

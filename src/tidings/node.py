@@ -522,9 +522,9 @@ class Node:
             return close(sessions, op["code"], op["reason"]) if close is not None else 0
         if kind == "unsubscribe":
             return sum(s.unsubscribe(op["channel"]) for s in sessions)
-        if kind == "room_blocks":  # a user's block list changed (rooms_service.Rooms.block)
+        if kind.startswith("room_"):  # rooms_service.Rooms.control: blocks, evictions
             rooms = self.rooms
-            return rooms.refilter(sessions, op["blocked"]) if rooms is not None else 0
+            return rooms.control(sessions, op) if rooms is not None else 0
         raise ValueError(f"unknown control operation {kind!r}")
 
     def _control(self, payload: bytes) -> None:

@@ -486,6 +486,16 @@ class Rooms:
             self.refilter(self.node.local_sessions(user_id), blocked)
         return changed
 
+    def control(self, sessions: list[Session], op: dict[str, Any]) -> int:
+        """A room operation sent to every instance holding a user's connections
+        (``Node.control``): ``room_blocks`` (new block list) or ``room_evict`` (removed
+        from a room). Returns how many subscriptions it changed."""
+        if op["op"] == "room_blocks":
+            return self.refilter(sessions, op["blocked"])
+        if op["op"] == "room_evict":
+            return self.evict(sessions, op["room"])
+        raise ValueError(f"unknown room operation {op['op']!r}")
+
     def refilter(self, sessions: list[Session], blocked: list[str]) -> int:
         """Give these connections (one user's) the hub filters of a new block list."""
         if not sessions:
@@ -530,31 +540,42 @@ class Rooms:
         return added
 
     async def remove_member(self, room_id: str, user_id: str) -> bool:
-        """Remove a member; their connections here lose the room's channels at once."""
+        """Remove a member; their connections, on every instance, lose the room's channels."""
         removed = await self.store.remove_member(room_id, user_id)
-        await self._evict(room_id, user_id)
+        await self._evict_everywhere(room_id, [user_id])
         return removed
 
     async def delete_room(self, room_id: str) -> bool:
+        members = [m.user_id for m in await self.store.members(room_id)]
         deleted = await self.store.delete_room(room_id)
-        users = {
-            s.user_id
-            for s, subs in self._subs.items()
-            if any(room == room_id for room, _ in subs.values())
-        }
-        for user in users:
-            await self._evict(room_id, user)
+        await self._evict_everywhere(room_id, members)
         return deleted
 
-    async def _evict(self, room_id: str, user_id: str) -> None:
-        for session, subs in list(self._subs.items()):
-            if session.user_id != user_id:
-                continue
+    async def _evict_everywhere(self, room_id: str, user_ids: list[str]) -> None:
+        for user_id in user_ids:
+            op = {"op": "room_evict", "user": user_id, "room": room_id}
+            try:
+                await self.node.control(op)
+            except BrokerError as exc:
+                log.warning("eviction of %r from %r not sent: %s", user_id, room_id, exc)
+                self.evict(self.node.local_sessions(user_id), room_id)
+
+    def evict(self, sessions: list[Session], room_id: str) -> int:
+        """Drop these connections' subscriptions to the room's channels (telling them,
+        ``unsubscribed`` with ``byServer``) and their presence there."""
+        count = 0
+        for session in sessions:
+            subs = self._subs.get(session, {})
             for channel, (room, _) in list(subs.items()):
                 if room == room_id:
                     del subs[channel]
                     session.unsubscribe(channel)
-            await self._leave(session, room_id)
+                    count += 1
+            rooms = self._present.get(session)
+            if rooms is not None and room_id in rooms:
+                rooms.discard(room_id)
+                self._queue(session, self._depart(session, room_id))
+        return count
 
     async def members(self, room_id: str) -> list[dict[str, Any]]:
         if await self.store.get_room(room_id) is None:
