@@ -40,6 +40,9 @@ from .webhooks import WebhookSender
 
 log = logging.getLogger("tidings.inbox")
 
+# Longest a notification waits for an earlier one still crossing the cluster (seconds).
+REORDER_WINDOW: Final = 0.25
+
 # A committed notification as it crosses the broker to the instances of its user.
 _ENCODER: Final = msgspec.json.Encoder()
 _NOTIFICATION: Final = msgspec.json.Decoder(Notification)
@@ -131,6 +134,8 @@ class Inbox:
         self._delivered: dict[str, list[str]] = {}
         self._flushing = False
         self._awaiting: set[Session] = set()
+        # Notifications held back per connection until the one before them arrives.
+        self._reorder: dict[Session, list[Notification]] = {}
         self._loops: list[asyncio.Task[None]] = []
         s = node.settings
         self.webhooks = WebhookSender(s.webhook_url, s.webhook_secret) if s.webhook_url else None
@@ -343,22 +348,67 @@ class Inbox:
         """Push a committed notification to its user's open connections."""
         out: Outbound | None = None
         count = 0
+        # In a cluster, notifications committed through different instances race each
+        # other over the broker; a connection gets them in seq order (seqs are gapless
+        # per user) unless the missing one is later than REORDER_WINDOW.
+        reorder = self.node.broker is not None
         for conn in self.node.hub.user_connections(n.user_id):
-            held = conn.inbox_held if isinstance(conn, Session) else None
-            if held is not None:  # still catching up: keep the seq order
-                held.append(n)
+            if not isinstance(conn, Session):
+                out = out or self._message(n)
+                count += conn.push(out)
                 continue
-            if out is None:
-                out = self._message(n)
-            if conn.push(out):
+            if conn.inbox_held is not None:  # still catching up: keep the seq order
+                conn.inbox_held.append(n)
+                continue
+            if reorder and (conn.seen_seq and n.seq > conn.seen_seq + 1):
+                self._hold_back(conn, n)
+                continue
+            out = out or self._message(n)
+            if self._push_live(conn, n, out):
                 count += 1
-                if isinstance(conn, Session):
-                    self._track(conn, n)
-                    conn.seen_seq = max(conn.seen_seq, n.seq)
+            count += self._release(conn)
         if count:
             self._note_delivered(n.user_id, n.id)
             self.node.hub.messages_out += count
         return count
+
+    def _push_live(self, session: Session, n: Notification, out: Outbound | None = None) -> bool:
+        if not session.push(out or self._message(n)):
+            return False
+        self._track(session, n)
+        session.seen_seq = max(session.seen_seq, n.seq)
+        return True
+
+    def _hold_back(self, session: Session, n: Notification) -> None:
+        held = self._reorder.get(session)
+        if held is None:
+            held = self._reorder[session] = []
+            loop = asyncio.get_running_loop()
+            loop.call_later(REORDER_WINDOW, self._flush_held, session)
+        held.append(n)
+
+    def _release(self, session: Session) -> int:
+        """Push held-back notifications that are next in seq order."""
+        held = self._reorder.get(session)
+        count = 0
+        while held:
+            nxt = min(held, key=lambda x: x.seq)
+            if nxt.seq != session.seen_seq + 1:
+                break
+            held.remove(nxt)
+            count += self._push_live(session, nxt)
+            self._note_delivered(nxt.user_id, nxt.id)
+        if held is not None and not held:
+            del self._reorder[session]
+        return count
+
+    def _flush_held(self, session: Session) -> None:
+        """The window is over: push what was held back, in seq order (never drop it)."""
+        held = self._reorder.pop(session, None) or []
+        for n in sorted(held, key=lambda x: x.seq):
+            if session.state is State.OPEN and self._push_live(session, n):
+                self._note_delivered(n.user_id, n.id)
+                self.node.hub.messages_out += 1
 
     def _track(self, session: Session, n: Notification) -> None:
         if session.ack_mode:
@@ -463,6 +513,11 @@ class Inbox:
         try:
             await self.store.remember_user(user, session.roles, now=now)
             sent = last_seq or 0
+            top = sent
+            if self.node.broker is not None:
+                # The user's newest seq now: live ones after it are ordered against it.
+                newest = await self.store.page(user, include_archived=True, limit=1)
+                top = max(top, newest[0].seq if newest else 0)
             delivered: list[str] = []
             while len(delivered) < MAX_CATCH_UP and session.state is State.OPEN:
                 if last_seq is not None:
@@ -493,6 +548,7 @@ class Inbox:
                     delivered.append(n.id)
                     sent = n.seq
                     session.seen_seq = max(session.seen_seq, n.seq)
+            session.seen_seq = max(session.seen_seq, top)
             if delivered:
                 await self.store.mark_delivered({user: delivered}, now=now)
         finally:
