@@ -7,6 +7,7 @@ import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -14,6 +15,7 @@ import aiohttp
 from tidings.auth import mint
 from tidings.eventstream import EventOutbox, client_frames, last_event_id
 
+from .cluster import cluster, pg_schema
 from .conftest import SECRET, TIMEOUT, Harness, ServerFactory, closed_with, recv, token
 
 NO_TIMEOUT = aiohttp.ClientTimeout(total=None)
@@ -408,3 +410,18 @@ async def test_heartbeat_comment_keeps_idle_stream_open(make_server: ServerFacto
         assert await events.comment() == "ping"
         await post(h, cid, {"type": "ping", "id": "after"})
         assert (await events.next())["replyTo"] == "after"
+
+
+async def test_post_reaching_another_instance_is_forwarded(tmp_path: Path) -> None:
+    """Behind a proxy without sticky sessions, a POST to another instance still arrives."""
+    async with (
+        pg_schema() as store,
+        cluster(2, tmp_path, store_url=store) as (one, two),
+        welcomed(one) as (events, cid),
+    ):
+        assert await post(two, cid, {"type": "ping", "id": "via-two"}) == (202, {"accepted": 1})
+        assert (await events.next())["replyTo"] == "via-two"
+        status, _ = await post(two, "client_nope-1", {"type": "ping"})
+        assert status == 404
+        status, _ = await post(two, cid, {"type": "ping"}, tok=token("bob"))
+        assert status == 404  # bob holds no session of that id anywhere

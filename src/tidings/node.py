@@ -141,6 +141,8 @@ class Node:
         self.registry: RedisRegistry | None = None
         # Closes local connections for the connection control API (set by the server).
         self.disconnect_local: Callable[[list[Session], int, str], int] | None = None
+        # Hands a POSTed SSE body to the session here (None: not here); set by sse.py.
+        self.sse_post_local: Callable[[list[Session], str], int | None] | None = None
         self._requests: dict[str, tuple[asyncio.Future[None], list[tuple[int, Any]]]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         # Last position delivered per history channel (cluster only), to recover from
@@ -522,6 +524,9 @@ class Node:
             return close(sessions, op["code"], op["reason"]) if close is not None else 0
         if kind == "unsubscribe":
             return sum(s.unsubscribe(op["channel"]) for s in sessions)
+        if kind == "sse_post":  # an SSE client's POST that reached another instance
+            post = self.sse_post_local
+            return post(sessions, op["body"]) if post is not None else None
         if kind.startswith("room_"):  # rooms_service.Rooms.control: blocks, evictions
             rooms = self.rooms
             return rooms.control(sessions, op) if rooms is not None else 0

@@ -28,6 +28,7 @@ from aiohttp import web
 
 from .api import error_response, json_response
 from .auth import AuthError, Identity
+from .broker import BrokerError
 from .eventstream import EventOutbox, client_frames, last_event_id
 from .hub import Outbound
 from .node import Node
@@ -344,11 +345,10 @@ class SseEndpoint:
         identity = self._verify(handshake_token(request, []))
         if isinstance(identity, str):
             return self._error(request, 401, identity)
-        stream = self._streams.get(request.match_info["client_id"])
+        client_id = request.match_info["client_id"]
+        stream = self._streams.get(client_id)
         session = stream.session if stream is not None else None
-        if stream is None or session is None or stream.final is not None:
-            return self._error(request, 404, "no such session (it ended, or never existed)")
-        if identity.user_id != session.user_id:
+        if session is not None and identity.user_id != session.user_id:
             log.warning("SSE post to %s with another user's token", session.client_id)
             return self._error(request, 403, "this session belongs to another user")
         limit = self.node.settings.max_message_bytes
@@ -359,8 +359,22 @@ class SseEndpoint:
             body += chunk
             if len(body) > limit:
                 return self._error(request, 413, f"a message is at most {limit} bytes")
+        if stream is not None and not stream.ended():
+            accepted: int | None = self._deliver(stream, bytes(body))
+        else:
+            accepted = await self._forward(identity.user_id, client_id, bytes(body))
+        if accepted is None:
+            return self._error(request, 404, "no such session (it ended, or never existed)")
+        response = json_response({"accepted": accepted}, status=202)
+        self._cors(request, response)
+        return response
+
+    def _deliver(self, stream: _Stream, body: bytes) -> int:
+        """Hand a POST body's messages to the session; how many it took."""
+        session = stream.session
+        assert session is not None
         accepted = 0
-        for frame in client_frames(bytes(body)):
+        for frame in client_frames(body):
             if stream.ended():  # by an earlier message of this body
                 break
             accepted += 1
@@ -370,9 +384,37 @@ class SseEndpoint:
                 self._end(stream, close, True)
             elif session.expires_at != expires_at:
                 self._schedule_expiry(stream)  # refreshed in-band
-        response = json_response({"accepted": accepted}, status=202)
-        self._cors(request, response)
-        return response
+        return accepted
+
+    async def _forward(self, user_id: str, client_id: str, body: bytes) -> int | None:
+        """In a cluster, a POST may reach an instance that does not hold the stream (a
+        proxy without sticky sessions): pass it to the one that does, if any."""
+        node = self.node
+        if node.registry is None:
+            return None
+        op = {
+            "op": "sse_post",
+            "user": user_id,
+            "client": client_id,
+            # Control messages are JSON: a body that is not UTF-8 was not valid JSON
+            # either, and the session answers the replacement text the same way.
+            "body": body.decode(errors="replace"),
+        }
+        try:
+            answers = await node.control(op)
+        except BrokerError as exc:
+            log.warning("SSE post to %s not forwarded: %s", client_id, exc)
+            return None
+        taken = [a for a in answers if isinstance(a, int)]
+        return taken[0] if taken else None
+
+    def post_local(self, sessions: list[Session], body: str) -> int | None:
+        """A POST forwarded by another instance, for one of these sessions (if here)."""
+        for session in sessions:
+            stream = self._streams.get(session.client_id)
+            if stream is not None and stream.session is session and not stream.ended():
+                return self._deliver(stream, body.encode())
+        return None
 
     # --- ending -------------------------------------------------------------------------
 
@@ -471,5 +513,6 @@ def add_routes(app: web.Application, node: Node, websockets: WebSocketEndpoint) 
     """Serve the SSE fallback on ``app``; its sessions share the WebSockets' caps."""
     endpoint = SseEndpoint(node, websockets)
     websockets.fallback = endpoint
+    node.sse_post_local = endpoint.post_local
     endpoint.add_routes(app)
     return endpoint
