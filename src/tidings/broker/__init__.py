@@ -6,7 +6,8 @@ sharing one ``memory.MemoryExchange`` act as a cluster inside one process) and
 contract suite (``tests/test_broker_contract.py``); the contract is the ``Broker``
 docstring below.
 
-Nothing uses a broker yet: ``node.Node`` still fans out to its own hub only.
+``node.Node`` uses a ``RedisBroker`` when ``broker_url`` is a Redis URL; a single
+instance needs none (it routes to its own hub directly).
 """
 
 from __future__ import annotations
