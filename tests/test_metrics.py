@@ -106,3 +106,58 @@ async def test_metrics_need_a_key_unless_open(make_server: ServerFactory) -> Non
     off = await make_server(metrics="off")
     async with off.http.get(f"{off.url}/metrics") as r:
         assert r.status == 404
+
+
+async def test_every_close_cause_is_counted(make_server: ServerFactory) -> None:
+    """Each way a connection ends moves its own series: disconnects by code for open ones,
+    rejections by code for those refused before they opened."""
+    from .conftest import token
+
+    h = await make_server(
+        allowed_origins=["https://app.example"],
+        max_connections_per_user=1,
+        outbox_max_bytes=64 * 1024,
+        jwt_leeway=0,
+    )
+    origin = {"additional_headers": {"Origin": "https://app.example"}}
+    before = await scrape(h)
+    async with h.connect(**origin) as ws:  # 4001: a message before auth
+        await ws.send('{"type": "subscribe", "channel": "x"}')
+        assert (await closed_with(ws))[0] == 4001
+    async with h.connect(f"?token={token('ann')}&userId=bob", **origin) as ws:  # 4003
+        assert (await closed_with(ws))[0] == 4003
+    async with h.connect(
+        f"?token={token('ann')}", additional_headers={"Origin": "https://x"}
+    ) as ws:
+        assert (await closed_with(ws))[0] == 4006
+    async with (
+        h.client("ann", **origin),
+        h.connect(f"?token={token('ann')}", **origin) as second,  # 4009
+    ):
+        assert (await closed_with(second))[0] == 4009
+    async with h.connect(f"?token={token('short', ttl=1)}", **origin) as ws:  # 4005
+        assert (await closed_with(ws))[0] == 4005
+    async with h.client("cut", **origin) as ws:  # 4010: the operator's disconnect
+        await h.api("POST", "/api/users/cut/disconnect", {"code": 4010, "reason": "ban"})
+        assert (await closed_with(ws))[0] == 4010
+    async with h.client("slow", max_queue=1, **origin) as ws:  # 4008: stopped reading
+        await request(ws, {"type": "subscribe", "channel": "feed"})
+        hub = h.server.node.hub
+        for _ in range(500):
+            if not hub.channel_counts():
+                break
+            await h.api("POST", "/api/publish", {"channel": "feed", "data": "x" * 16384})
+        assert not hub.channel_counts(), "the slow consumer was never closed"
+        assert (await closed_with(ws))[0] == 4008
+    after = await scrape(h)
+
+    def moved(name: str, **labels: str) -> float:
+        return value(after, name, **labels) - value(before, name, **labels)
+
+    for code in ("4005", "4008", "4010"):
+        assert moved("tidings_disconnects_total", code=code) == 1, code
+    for code in ("4001", "4003", "4006", "4009"):
+        assert moved("tidings_rejections_total", code=code) == 1, code
+    assert moved("tidings_slow_consumer_closes_total") == 1
+    assert moved("tidings_auth_failures_total", reason="missing") == 1
+    assert moved("tidings_auth_failures_total", reason="user_mismatch") == 1

@@ -70,6 +70,7 @@ class Metrics:
     def __init__(self) -> None:
         self.connects = 0
         self.disconnects: Counter[str] = Counter()  # by close code
+        self.rejections: Counter[str] = Counter()  # closed before open, by close code
         self.auth_failures: Counter[str] = Counter()  # by reason
         self.rate_limited = 0  # client messages refused with RATE_LIMIT
         self.messages_in: Counter[str] = Counter()  # by command name, or "invalid"
@@ -123,6 +124,14 @@ class Collector:
         for code, count in sorted(m.disconnects.items()):
             closes.add_metric([code], count)
         yield closes
+        rejected = CounterMetricFamily(
+            "tidings_rejections",
+            "Connections closed before they were open (token, origin, caps), by close code",
+            labels=["code"],
+        )
+        for code, count in sorted(m.rejections.items()):
+            rejected.add_metric([code], count)
+        yield rejected
         failures = CounterMetricFamily(
             "tidings_auth_failures", "Refused authentications, by reason", labels=["reason"]
         )

@@ -55,7 +55,7 @@ def frame_close(code: int, reason: str) -> bytes:
 class _Link:
     """The outbox of one connection: its asyncio transport's write buffer."""
 
-    __slots__ = ("close_code", "closing", "limit", "session", "transport")
+    __slots__ = ("close_code", "closing", "counted", "limit", "session", "transport")
 
     def __init__(self, transport: asyncio.Transport, limit: int) -> None:
         self.transport = transport
@@ -64,6 +64,7 @@ class _Link:
         # The code of a close this side started, for the connection's log line.
         self.close_code: int | None = None
         self.session: Session | None = None
+        self.counted = False  # counted as a connect (so its close counts as a disconnect)
 
     def push(self, message: Outbound) -> bool:
         if self.closing:
@@ -246,8 +247,10 @@ class WebSocketEndpoint:
             link.close_code = close.code
             await ws.close(code=close.code, message=close.reason.encode())
         code = link.close_code or ws.close_code
-        if session.user_id:  # counted as a connect: count its disconnect too
+        if link.counted:  # counted as a connect: count its disconnect too
             node.metrics.disconnects[str(code)] += 1
+        else:  # refused before it was open (auth, origin, caps)
+            node.metrics.rejections[str(code)] += 1
         log.info(
             "closed %s user=%r peer=%s code=%s duration=%.1fs",
             session.client_id,
@@ -269,6 +272,7 @@ class WebSocketEndpoint:
             close = await self._on_open(ws, session, timers)
             if close is not None:
                 return close
+            link.counted = True
         async for msg in ws:
             if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                 was_open = session.state is State.OPEN
@@ -280,6 +284,7 @@ class WebSocketEndpoint:
                     close = await self._on_open(ws, session, timers)
                     if close is not None:
                         return close
+                    link.counted = True
                 elif session.expires_at != expires_at:
                     # Refreshed in-band: the new expiry may be earlier than the old one.
                     self._schedule_expiry(ws, session, timers)
