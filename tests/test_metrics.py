@@ -83,6 +83,15 @@ async def test_counters_move_with_traffic(make_server: ServerFactory) -> None:
     assert value(after, "tidings_connections") == 0
 
 
+async def test_inbox_backlog_gauge(harness: Harness) -> None:
+    """The backlog gauge counts stored notifications nobody acknowledged or received."""
+    for user in ("offline-1", "offline-2"):
+        await harness.api("POST", "/api/notifications", {"userId": user, "title": "t"})
+    samples = await scrape(harness)
+    assert value(samples, "tidings_inbox_backlog", state="unacked") == 2
+    assert value(samples, "tidings_inbox_backlog", state="undelivered") == 2
+
+
 async def test_labels_stay_bounded(harness: Harness) -> None:
     """No user id, channel name or notification id ever becomes a label value."""
     async with harness.client("secret-user-7") as ws:

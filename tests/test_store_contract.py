@@ -184,6 +184,20 @@ async def test_delivery_and_ack(store: Store) -> None:
     assert (got.attempts, got.delivered_at, got.acked_at) == (2, NOW + 1, NOW + 3)
 
 
+async def test_backlog_counts_live_unacked_and_undelivered(store: Store) -> None:
+    """backlog: live rows not acked, and live rows never delivered, over every user."""
+    assert await store.backlog(now=NOW) == (0, 0)
+    ids = [
+        (await store.create(note(i), [u], now=NOW)).notifications[0].id
+        for i, u in enumerate(["alice", "alice", "bob"])
+    ]
+    await store.create(note(9, expires_at=NOW + 10), ["bob"], now=NOW)
+    await store.mark_delivered({"alice": ids[:2]}, now=NOW + 1)
+    await store.ack("alice", [ids[0]], now=NOW + 2)
+    assert await store.backlog(now=NOW + 3) == (3, 2)
+    assert await store.backlog(now=NOW + 11) == (2, 1)  # the expired one no longer counts
+
+
 async def test_expired_and_archived_are_not_live(store: Store) -> None:
     """Expired rows are not resumed, redelivered or counted; archived ones leave the page."""
     live = (await store.create(note(1), ["alice"], now=NOW)).notifications[0].id

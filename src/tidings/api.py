@@ -467,11 +467,30 @@ def metrics_handler(node: Node) -> Handler:
             _, _, value = request.headers.get("Authorization", "").partition(" ")
             if not any(hmac.compare_digest(value.strip().encode(), k) for k in keys):
                 return error_response(401, "metrics need a server API key")
+        await _refresh_backlog(node)
         return web.Response(
             body=generate_latest(registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
         )
 
     return handler
+
+
+# The backlog counts scan the notifications table: at most once per this many seconds.
+BACKLOG_EVERY: Final = 15.0
+
+
+async def _refresh_backlog(node: Node) -> None:
+    inbox = node.inbox
+    m = node.metrics
+    now = node.monotonic()
+    if inbox is None or (m.backlog_at is not None and now - m.backlog_at < BACKLOG_EVERY):
+        return
+    m.backlog_at = now
+    try:
+        m.backlog = await inbox.store.backlog(now=node.clock())
+    except Exception as exc:  # a scrape must not fail because the store is down
+        m.store_errors += 1
+        log.warning("inbox backlog not counted: %s", exc)
 
 
 def add_routes(app: web.Application) -> None:

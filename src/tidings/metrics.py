@@ -79,6 +79,9 @@ class Metrics:
         self.store_create_seconds = Histogram()
         self.store_errors = 0
         self.recovered = 0  # subscriptions that recovered missed publications
+        # Live notifications not acked / not delivered, counted at most every 15 s.
+        self.backlog: tuple[int, int] | None = None
+        self.backlog_at: float | None = None
         self.broker_publish_seconds = Histogram()
 
 
@@ -182,6 +185,16 @@ class Collector:
         yield CounterMetricFamily(
             "tidings_store_errors", "Store operations that failed", value=m.store_errors
         )
+        if m.backlog is not None:
+            backlog = GaugeMetricFamily(
+                "tidings_inbox_backlog",
+                "Live stored notifications not yet acknowledged / never delivered "
+                "(over every user; refreshed at most every 15 s)",
+                labels=["state"],
+            )
+            backlog.add_metric(["unacked"], m.backlog[0])
+            backlog.add_metric(["undelivered"], m.backlog[1])
+            yield backlog
         yield CounterMetricFamily(
             "tidings_recoveries",
             "Subscriptions that recovered missed channel publications",

@@ -180,6 +180,11 @@ class Store(RoomStore, Protocol):
         """Live, unread notifications of this user."""
         ...
 
+    async def backlog(self, *, now: float) -> tuple[int, int]:
+        """Live notifications of every user not yet acknowledged, and not yet delivered
+        to any connection (for the operator's metrics; it may scan the table)."""
+        ...
+
     async def mark_delivered(self, deliveries: Mapping[str, Sequence[str]], *, now: float) -> None:
         """Count a delivery attempt for each ``{user_id: [ids]}``, in one transaction; set
         ``delivered_at`` on the first one."""

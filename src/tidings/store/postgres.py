@@ -405,6 +405,16 @@ class PostgresStore(PostgresRooms):
         )
         return int(await self._db().fetchval(sql, user_id, now))
 
+    async def backlog(self, *, now: float) -> tuple[int, int]:
+        sql = (
+            "SELECT COUNT(*) FILTER (WHERE acked_at IS NULL), "
+            "COUNT(*) FILTER (WHERE delivered_at IS NULL) "
+            f"FROM notifications WHERE {_live('$1')}"
+        )
+        row = await self._db().fetchrow(sql, now)
+        assert row is not None
+        return int(row[0]), int(row[1])
+
     # The database's default collation may not be bytewise; "C" sorts as SQLite does.
     async def users_with_role(self, role: str) -> list[str]:
         sql = 'SELECT user_id FROM user_roles WHERE role = $1 ORDER BY user_id COLLATE "C"'

@@ -300,6 +300,18 @@ class SQLiteStore(SQLiteRooms):
         sql = f"SELECT COUNT(*) FROM notifications WHERE user_id=? AND read_at IS NULL AND {_LIVE}"
         return await self._read(lambda c: int(c.execute(sql, (user_id, now)).fetchone()[0]))
 
+    async def backlog(self, *, now: float) -> tuple[int, int]:
+        sql = (
+            "SELECT COUNT(*) FILTER (WHERE acked_at IS NULL), "
+            f"COUNT(*) FILTER (WHERE delivered_at IS NULL) FROM notifications WHERE {_LIVE}"
+        )
+
+        def run(c: sqlite3.Connection) -> tuple[int, int]:
+            unacked, undelivered = c.execute(sql, (now,)).fetchone()
+            return int(unacked or 0), int(undelivered or 0)
+
+        return await self._read(run)
+
     async def users_with_role(self, role: str) -> list[str]:
         sql = "SELECT user_id FROM user_roles WHERE role=? ORDER BY user_id"
         return await self._read(lambda c: [r[0] for r in c.execute(sql, (role,))])
