@@ -1088,6 +1088,10 @@ INBOX: dict[str, str] = {
 }
 SCENARIOS: list[str] = [*PAIRED, *SOLO, *INBOX]
 
+# One chat room of 1,000 members (bench/rooms.py); tidings only.
+ROOMS = "rooms"
+SCENARIOS.append(ROOMS)
+
 
 async def start_all(
     specs: list[ServerSpec], log_dir: Path, label: str
@@ -1116,6 +1120,11 @@ async def run_scenario(
     """Fresh servers for every scenario: memory and CPU baselines must not
     carry state (connections, heap growth) over from the previous one."""
     results: dict[str, Result] = {}
+    if name == ROOMS:
+        if any(s.name == "tidings" for s in specs):
+            got = await rooms_bench.run_rooms(log_dir, quick=p is QUICK)
+            results["tidings"] = Result(got.metrics, got.notes, got.error)
+        return results
     if name in INBOX:
         spec = next((s for s in specs if s.name == "tidings"), None)
         if spec is None:
@@ -1283,6 +1292,11 @@ async def run_all(
         )
         print(f" {status} ({time.monotonic() - t:.1f}s)", flush=True)
     return results
+
+
+import rooms as rooms_bench  # noqa: E402 (bench/rooms.py, which needs nothing from here)
+
+SCENARIO_METRICS[ROOMS] = [Metric(*m) for m in rooms_bench.METRICS]
 
 
 def main() -> int:

@@ -2,19 +2,45 @@
 
 Writes run on the store's single writer thread, so a room's next ``seq`` (an update of its
 ``rooms`` row) and the message insert sit in one ``BEGIN IMMEDIATE`` transaction that
-nothing else can interleave with.
+nothing else can interleave with. Posts that arrive while one is being written wait and go
+together in the next transaction (group commit): with ``synchronous=FULL`` a commit is an
+fsync, and one fsync per message would cap a busy room at the disk's fsync rate.
 """
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import logging
 import sqlite3
 from collections.abc import Callable, Iterable
 from typing import TypeVar
 
+from . import StoreError
 from . import rooms as q
 from .rooms import Member, Room, RoomMessage
 
 T = TypeVar("T")
+log = logging.getLogger("tidings.store.sqlite")
+_Post = tuple[str, str, str, float]
+
+
+def _add(
+    c: sqlite3.Connection, room_id: str, author_id: str, body: str, now: float
+) -> RoomMessage | None:
+    row = c.execute(q.NEXT_SEQ, (room_id,)).fetchone()
+    if row is None:
+        return None
+    msg = RoomMessage(
+        id=q.new_message_id(),
+        room_id=room_id,
+        seq=int(row[0]),
+        author_id=author_id,
+        body=body,
+        created_at=now,
+    )
+    c.execute(q.INSERT_MESSAGE, (msg.id, room_id, msg.seq, author_id, body, now))
+    return msg
 
 
 def _tx(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -26,6 +52,10 @@ def _tx(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
         raise
     conn.execute("COMMIT")
     return result
+
+
+def _add_all(c: sqlite3.Connection, posts: list[_Post]) -> list[RoomMessage | None]:
+    return _tx(c, lambda c: [_add(c, *post) for post in posts])
 
 
 class SQLiteRooms:
@@ -81,25 +111,38 @@ class SQLiteRooms:
         rows = await self._read(lambda c: c.execute(q.ROOMS_OF, (user_id,)).fetchall())
         return [q.member_from(r) for r in rows]
 
+    # Posts waiting for the next group commit, and the task writing them (created on use).
+    _posts: list[tuple[_Post, asyncio.Future[RoomMessage | None]]] | None = None
+    _post_flusher: asyncio.Task[None] | None = None
+
     async def add_message(
         self, room_id: str, author_id: str, body: str, *, now: float
     ) -> RoomMessage | None:
-        def run(c: sqlite3.Connection) -> RoomMessage | None:
-            row = c.execute(q.NEXT_SEQ, (room_id,)).fetchone()
-            if row is None:
-                return None
-            msg = RoomMessage(
-                id=q.new_message_id(),
-                room_id=room_id,
-                seq=int(row[0]),
-                author_id=author_id,
-                body=body,
-                created_at=now,
-            )
-            c.execute(q.INSERT_MESSAGE, (msg.id, room_id, msg.seq, author_id, body, now))
-            return msg
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[RoomMessage | None] = loop.create_future()
+        if self._posts is None:
+            self._posts = []
+        self._posts.append(((room_id, author_id, body, now), future))
+        if self._post_flusher is None or self._post_flusher.done():
+            self._post_flusher = loop.create_task(self._flush_posts())
+        return await future
 
-        return await self._write(lambda c: _tx(c, run))
+    async def _flush_posts(self) -> None:
+        while self._posts:
+            batch, self._posts = self._posts, []
+
+            posts = [args for args, _ in batch]
+            try:
+                results = await self._write(functools.partial(_add_all, posts=posts))
+            except Exception as exc:  # the commit failed: every post in it fails
+                log.exception("group commit of %d room messages failed", len(batch))
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(StoreError(f"commit failed: {exc}"))
+                continue
+            for (_, future), result in zip(batch, results, strict=True):
+                if not future.done():  # a cancelled caller: the row is committed anyway
+                    future.set_result(result)
 
     async def get_message(self, room_id: str, message_id: str) -> RoomMessage | None:
         row = await self._read(lambda c: c.execute(q.GET_MESSAGE, (room_id, message_id)).fetchone())
