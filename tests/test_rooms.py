@@ -600,3 +600,19 @@ async def test_room_channels_recover_after_a_reconnect(h: Harness) -> None:
     async with h.client("mallory") as m:
         reply = await request(m, {"type": "subscribe", "channel": "room:r1", "since": since})
         assert reply["data"]["code"] == "FORBIDDEN"
+
+
+async def test_posting_is_rate_limited_per_user(clock: Clock) -> None:
+    """A member posting faster than the client rate limit gets 429 RATE_LIMIT, others
+    are unaffected, and time refills the bucket."""
+    settings = make_settings(rate_limit_per_second=1.0, rate_limit_burst=2)
+    async with Server(settings, monotonic=clock) as server, aiohttp.ClientSession() as http:
+        h = Harness(server, http)
+        await make_room(h)
+        await post(h, "alice", "one")
+        await post(h, "alice", "two")
+        status, body = await as_user(h, "alice", "POST", "/api/rooms/r1/messages", {"content": "3"})
+        assert (status, body["error"]["code"]) == (429, "RATE_LIMIT")
+        await post(h, "bob", "bob is not limited by alice")
+        clock.now += 1.0
+        await post(h, "alice", "three")

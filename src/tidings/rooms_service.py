@@ -27,6 +27,7 @@ from .broker import BrokerError
 from .node import Node, iso_timestamp
 from .presence import Presence, open_presence
 from .protocol import ErrorCode
+from .ratelimit import TokenBucket
 from .rooms import Role, RoomError
 from .session import Session, State
 from .store import Store
@@ -36,6 +37,7 @@ log = logging.getLogger("tidings.rooms")
 
 GRACE_SECONDS = 5.0
 TICK_SECONDS = 0.25
+MAX_BUCKETS = 100_000
 
 
 class Rooms:
@@ -79,6 +81,8 @@ class Rooms:
         self._blocked: dict[str, frozenset[str]] = {}
         # (due on node.monotonic, room, user): presence checks after the grace period.
         self._settles: list[tuple[float, str, str]] = []
+        # Posts per user (HTTP and WebSocket alike), on the client rate-limit settings.
+        self._post_buckets: dict[str, TokenBucket] = {}
 
     @classmethod
     def from_settings(cls, node: Node, store: Store) -> Rooms:
@@ -327,6 +331,7 @@ class Rooms:
     ) -> dict[str, Any]:
         """Store a message and publish ``CHAT_MESSAGE``; returns its view."""
         text = r.check_content(content)
+        self._check_rate(user_id)
         await self._member(room_id, user_id)
         if websocket:
             room = await self.store.get_room(room_id)
@@ -341,6 +346,22 @@ class Rooms:
             await self._publish_typing(room_id, user_id, False)
         await self._emit(channels.messages, r.CHAT_MESSAGE, view)
         return view
+
+    def _check_rate(self, user_id: str) -> None:
+        s = self.node.settings
+        if not s.rate_limit_enabled:
+            return
+        bucket = self._post_buckets.get(user_id)
+        if bucket is None:
+            if len(self._post_buckets) >= MAX_BUCKETS:
+                # A full bucket is what a forgotten user would get anyway: forgetting
+                # everyone at once only ever lets through one extra burst.
+                self._post_buckets.clear()
+            bucket = self._post_buckets[user_id] = TokenBucket(
+                s.rate_limit_per_second, s.rate_limit_burst, self.node.monotonic
+            )
+        if not bucket.take():
+            raise RoomError(429, "posting too fast; slow down")
 
     async def edit(
         self, room_id: str, user_id: str, message_id: str, content: Any
@@ -598,7 +619,9 @@ class Rooms:
         try:
             reply = await self._run(session, cmd)
         except RoomError as exc:
-            code = ErrorCode.FORBIDDEN if exc.status == 403 else ErrorCode.INVALID_MESSAGE
+            code = {403: ErrorCode.FORBIDDEN, 429: ErrorCode.RATE_LIMIT}.get(
+                exc.status, ErrorCode.INVALID_MESSAGE
+            )
             session.error(code, exc.message, reply_to=cmd.id)
             return
         except Exception:
