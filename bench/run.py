@@ -1086,7 +1086,10 @@ INBOX: dict[str, str] = {
     "inbox-sqlite": "sqlite",
     "inbox-postgres": "postgres",
 }
-SCENARIOS: list[str] = [*PAIRED, *SOLO, *INBOX]
+# Two tidings instances on Redis next to one instance (bench/cluster.py), with
+# the traffic of fanout-1ch and of fanout-100ch; name -> channels.
+CLUSTER: dict[str, int] = {"fanout-cluster": 1, "fanout-cluster-100ch": 100}
+SCENARIOS: list[str] = [*PAIRED, *CLUSTER, *SOLO, *INBOX]
 
 # One chat room of 1,000 members (bench/rooms.py); tidings only.
 ROOMS = "rooms"
@@ -1124,6 +1127,10 @@ async def run_scenario(
         if any(s.name == "tidings" for s in specs):
             got = await rooms_bench.run_rooms(log_dir, quick=p is QUICK)
             results["tidings"] = Result(got.metrics, got.notes, got.error)
+        return results
+    if name in CLUSTER:
+        if any(s.name == "tidings" for s in specs):
+            results["tidings"] = await cluster.run_cluster(p, log_dir, CLUSTER[name])
         return results
     if name in INBOX:
         spec = next((s for s in specs if s.name == "tidings"), None)
@@ -1292,6 +1299,15 @@ async def run_all(
         )
         print(f" {status} ({time.monotonic() - t:.1f}s)", flush=True)
     return results
+
+
+# fanout-cluster lives in its own module, which builds on the helpers above:
+# make them importable as `run` when this file runs as __main__, so there is
+# one copy of them.
+sys.modules.setdefault("run", sys.modules[__name__])
+import cluster  # noqa: E402
+
+SCENARIO_METRICS.update(dict.fromkeys(CLUSTER, cluster.METRICS))
 
 
 import rooms as rooms_bench  # noqa: E402 (bench/rooms.py, which needs nothing from here)

@@ -317,8 +317,11 @@ def _tail(path: Path, lines: int = 15) -> str:
     return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
 
 
-async def start_server(spec: ServerSpec, log_dir: Path, label: str) -> RunningServer:
-    """Start the server pinned to SERVER_CORE and wait for its listen line.
+async def start_server(
+    spec: ServerSpec, log_dir: Path, label: str, core: int = SERVER_CORE
+) -> RunningServer:
+    """Start the server pinned to `core` (SERVER_CORE unless a scenario runs
+    several servers side by side) and wait for its listen line.
     stdout is echoed into log_dir/LABEL.NAME.log; stderr goes straight to it."""
     if spec.prepare is not None:
         spec.prepare()
@@ -328,7 +331,7 @@ async def start_server(spec: ServerSpec, log_dir: Path, label: str) -> RunningSe
         proc = await asyncio.create_subprocess_exec(
             "taskset",
             "-c",
-            str(SERVER_CORE),
+            str(core),
             *spec.argv,
             cwd=spec.cwd,
             env=env,
