@@ -150,12 +150,18 @@ async def test_live_instances_are_not_swept(cluster: Cluster) -> None:
     assert await a.online("r1") == ["bob"]
 
 
-async def test_close_makes_the_instance_sweepable(cluster: Cluster) -> None:
-    """A gracefully closed instance's entries are swept by the others."""
+async def test_a_closed_instance_is_swept_once_its_liveness_runs_out(cluster: Cluster) -> None:
+    """A gracefully closed instance stays live until its TTL, so a client reconnecting
+    elsewhere meanwhile keeps its user online; the rest is swept afterwards."""
     a, b = await cluster.instance(), await cluster.instance()
     await b.connect("r1", "bob", "c1")
+    await b.connect("r1", "dave", "c2")
     await b.close()
-    assert await a.sweep() == [("r1", "bob")]
+    assert await a.sweep() == []
+    assert not await a.connect("r1", "bob", "c3")  # bob's client came back on a
+    await cluster.kill(b)
+    assert await a.sweep() == [("r1", "dave")]
+    assert await a.online("r1") == ["bob"]
 
 
 async def test_scopes_and_users_with_separators_stay_apart(cluster: Cluster) -> None:

@@ -35,8 +35,10 @@ class Presence(Protocol):
       at least every ``ttl / 3`` seconds). ``sweep``, run by any live instance, removes the
       entries of instances whose heartbeat expired and settles their users, returning the
       ``(scope, user)`` pairs that went offline, each reported by one sweeper only.
-    * ``close`` removes this instance's liveness at once (a graceful stop); its entries are
-      then swept like a dead instance's.
+    * ``close`` stops this instance's heartbeat and releases its connections but leaves
+      its liveness to run out on its own TTL: its entries are then swept like a dead
+      instance's. A graceful restart's clients reconnect elsewhere meanwhile, so a deploy
+      does not make every user of the instance leave and join again.
     """
 
     instance_id: str
@@ -46,7 +48,7 @@ class Presence(Protocol):
         ...
 
     async def close(self) -> None:
-        """Stop being live (see the contract) and release connections."""
+        """Release connections; liveness runs out on its own (see the contract)."""
         ...
 
     async def heartbeat(self) -> None:

@@ -76,10 +76,7 @@ class RedisPresence:
     async def close(self) -> None:
         r, self._r = self._r, None
         if r is not None:
-            try:
-                await r.delete(f"{self._p}alive:{self.instance_id}")
-            finally:
-                await r.aclose()
+            await r.aclose()
 
     async def heartbeat(self) -> None:
         r = self._db()
