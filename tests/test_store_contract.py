@@ -282,6 +282,22 @@ async def test_preferences_and_in_app_switches(store: Store) -> None:
     assert await store.in_app_disabled(users, "MARKETING") == {"bob"}
 
 
+async def test_webhook_claims_are_exclusive(store: Store) -> None:
+    """Concurrent claims with a lease split the due rows; a lapsed lease frees them."""
+    ids = {
+        (await store.create(note(i), ["alice"], now=NOW - 100)).notifications[0].id
+        for i in range(6)
+    }
+    claims = await asyncio.gather(
+        *(store.webhook_due(created_before=NOW - 50, now=NOW, limit=3, lease=60) for _ in range(3))
+    )
+    claimed = [n.id for batch in claims for n, _ in batch]
+    assert sorted(claimed) == sorted(ids)  # every row once, none twice
+    assert await store.webhook_due(created_before=NOW - 50, now=NOW + 59, limit=10) == []
+    again = await store.webhook_due(created_before=NOW - 50, now=NOW + 61, limit=10)
+    assert {n.id for n, _ in again} == ids
+
+
 async def test_webhook_queue(store: Store) -> None:
     """Due rows are unacked, old enough and not yet sent; results move them along."""
     old = (await store.create(note(1), ["alice"], now=NOW - 100)).notifications[0].id

@@ -40,6 +40,9 @@ from .webhooks import WebhookSender
 
 log = logging.getLogger("tidings.inbox")
 
+# Seconds a batch of due webhooks stays claimed by the instance sending it.
+WEBHOOK_LEASE: Final = 300.0
+
 # Longest a notification waits for an earlier one still crossing the cluster (seconds).
 REORDER_WINDOW: Final = 0.25
 
@@ -453,7 +456,11 @@ class Inbox:
             return 0
         s = self.node.settings
         now = self.node.clock()
-        due = await self.store.webhook_due(created_before=now - s.webhook_delay, now=now, limit=100)
+        # Claimed for WEBHOOK_LEASE seconds: instances sharing the store never send the
+        # same one at once, and a claim lost with its instance comes back after the lease.
+        due = await self.store.webhook_due(
+            created_before=now - s.webhook_delay, now=now, limit=100, lease=WEBHOOK_LEASE
+        )
         sent = 0
         for n, attempts in due:
             payload = {"userId": n.user_id, "notification": view(n)}

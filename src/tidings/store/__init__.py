@@ -232,11 +232,16 @@ class Store(RoomStore, Protocol):
         ...
 
     async def webhook_due(
-        self, *, created_before: float, now: float, limit: int
+        self, *, created_before: float, now: float, limit: int, lease: float = 0.0
     ) -> list[tuple[Notification, int]]:
         """Live, unacknowledged, unread notifications created before ``created_before`` whose
         webhook is neither sent nor given up, and whose next attempt is due by ``now``;
-        each with the number of attempts made so far."""
+        each with the number of attempts made so far, oldest first.
+
+        With ``lease > 0`` the rows are claimed in the same atomic step: they are not due
+        again before ``now + lease`` (unless ``webhook_result`` says otherwise), so the
+        instances of a cluster sharing one store never send the same webhook at once.
+        """
         ...
 
     async def webhook_result(

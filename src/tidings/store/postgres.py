@@ -365,17 +365,33 @@ class PostgresStore(PostgresRooms):
             return await _in_app_off(conn, list(dict.fromkeys(user_ids)), category)
 
     async def webhook_due(
-        self, *, created_before: float, now: float, limit: int
+        self, *, created_before: float, now: float, limit: int, lease: float = 0.0
     ) -> list[tuple[Notification, int]]:
-        sql = (
-            f"SELECT {COLUMNS}, webhook_attempts FROM notifications WHERE acked_at IS NULL AND "
-            "read_at IS NULL AND "
+        due = (
+            "acked_at IS NULL AND read_at IS NULL AND "
             "webhook_state IS NULL AND created_at <= $1 AND "
-            f"(webhook_next_at IS NULL OR webhook_next_at <= $2) AND {_live('$2')} "
-            "ORDER BY created_at LIMIT $3"
+            f"(webhook_next_at IS NULL OR webhook_next_at <= $2) AND {_live('$2')}"
         )
-        rows = await self._db().fetch(sql, created_before, now, limit)
-        return [(from_row(r), int(r[-1])) for r in rows]
+        if lease <= 0:
+            sql = (
+                f"SELECT {COLUMNS}, webhook_attempts FROM notifications WHERE {due} "
+                "ORDER BY created_at LIMIT $3"
+            )
+            rows = await self._db().fetch(sql, created_before, now, limit)
+        else:
+            # SKIP LOCKED: instances claiming at the same moment take disjoint rows.
+            returning = ", ".join(f"n.{c.strip()}" for c in COLUMNS.split(","))
+            sql = (
+                "UPDATE notifications AS n SET webhook_next_at = $4 FROM ("
+                f"SELECT user_id, id FROM notifications WHERE {due} "
+                "ORDER BY created_at LIMIT $3 FOR UPDATE SKIP LOCKED) AS d "
+                f"WHERE n.user_id = d.user_id AND n.id = d.id "
+                f"RETURNING {returning}, n.webhook_attempts"
+            )
+            rows = await self._db().fetch(sql, created_before, now, limit, now + lease)
+        out = [(from_row(r), int(r[-1])) for r in rows]
+        out.sort(key=lambda item: item[0].created_at)
+        return out
 
     async def webhook_result(
         self, user_id: str, notification_id: str, *, sent: bool, next_at: float | None

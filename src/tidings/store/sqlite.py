@@ -260,7 +260,7 @@ class SQLiteStore(SQLiteRooms):
         return await self._read(lambda c: _in_app_off(c, users, category))
 
     async def webhook_due(
-        self, *, created_before: float, now: float, limit: int
+        self, *, created_before: float, now: float, limit: int, lease: float = 0.0
     ) -> list[tuple[Notification, int]]:
         sql = (
             f"SELECT {COLUMNS}, webhook_attempts FROM notifications WHERE acked_at IS NULL AND "
@@ -270,7 +270,27 @@ class SQLiteStore(SQLiteRooms):
             "ORDER BY created_at LIMIT ?"
         )
         args = (created_before, now, now, limit)
-        return await self._read(lambda c: [(from_row(r), int(r[-1])) for r in c.execute(sql, args)])
+        if lease <= 0:
+            return await self._read(
+                lambda c: [(from_row(r), int(r[-1])) for r in c.execute(sql, args)]
+            )
+
+        def claim(c: sqlite3.Connection) -> list[tuple[Notification, int]]:
+            # IMMEDIATE: another process on the same file waits rather than claims too.
+            c.execute("BEGIN IMMEDIATE")
+            try:
+                rows = [(from_row(r), int(r[-1])) for r in c.execute(sql, args)]
+                c.executemany(
+                    "UPDATE notifications SET webhook_next_at=? WHERE user_id=? AND id=?",
+                    [(now + lease, n.user_id, n.id) for n, _ in rows],
+                )
+            except BaseException:
+                c.execute("ROLLBACK")
+                raise
+            c.execute("COMMIT")
+            return rows
+
+        return await self._write(claim)
 
     async def webhook_result(
         self, user_id: str, notification_id: str, *, sent: bool, next_at: float | None
