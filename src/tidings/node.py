@@ -63,6 +63,7 @@ class _Data(msgspec.Struct):
 
 
 _DATA_DECODER = msgspec.json.Decoder(_Data)
+_UNKNOWN: Any = object()
 
 
 def iso_timestamp(unix: float) -> str:
@@ -343,7 +344,9 @@ class Node:
     def _on_publication(self, topic: str, payload: bytes, position: StreamPosition | None) -> None:
         self.route(topic, payload, position)
 
-    def route(self, topic: str, payload: bytes, position: StreamPosition | None) -> int:
+    def route(
+        self, topic: str, payload: bytes, position: StreamPosition | None, data: Any = _UNKNOWN
+    ) -> int:
         """Deliver one publication to this node's connections; returns how many took it.
 
         The broker calls this for every publication on a topic this node listens on;
@@ -361,7 +364,8 @@ class Node:
                     envelope = cluster.with_position(envelope, offset, position.epoch)
                     if self.broker is not None:
                         self._positions[name] = (offset, position.epoch)
-                data = _DATA_DECODER.decode(envelope).data if hub.has_filters(name) else None
+                if data is _UNKNOWN:  # from the broker: decoded only if a filter needs it
+                    data = _DATA_DECODER.decode(envelope).data if hub.has_filters(name) else None
                 return hub.publish(name, Outbound(envelope, name, offset), data)
             if kind == "user":
                 return hub.send_to_user(name, Outbound(envelope))
@@ -444,7 +448,7 @@ class Node:
         name = cluster.topic("ch", channel)
         size = policy.history_size
         position = self._history.publish(name, payload, size, policy.history_ttl) if size else None
-        count = self.route(name, payload, position)
+        count = self.route(name, payload, position, data)
         self.metrics.publish_seconds.observe(self.monotonic() - started)
         return Sent(msg_id, count, position)
 
