@@ -150,3 +150,23 @@ async def test_removed_member_loses_the_room_on_every_instance(three: list[Insta
         for ws in (b1, b2):
             gone = await next_event(ws, "unsubscribed")
             assert gone["data"] == {"channel": "room:r1", "byServer": True}
+
+
+async def test_users_of_a_stopped_instance_leave_once_it_is_gone(three: list[Instance]) -> None:
+    """SIGTERM an instance: its users are left to the survivors' sweep, which publishes
+    USER_LEFT for the one who did not come back (and not for the one who did)."""
+    await make_room(three[0], ["bob", "carol", "dave"])
+    async with three[0].client("carol") as watcher:
+        await joined(watcher, "room:r1:online")
+        async with three[2].client("bob") as b, three[2].client("dave") as d:
+            for ws in (b, d):
+                await joined(ws, "room:r1")
+            for _ in range(2):
+                assert (await next_event(watcher, "USER_JOINED"))["type"] == "USER_JOINED"
+            three[2].proc.terminate()
+            await closed_with_any(b)
+            await closed_with_any(d)
+        async with three[1].client("bob") as b:  # bob's client reconnects elsewhere
+            await joined(b, "room:r1")
+            event = await next_event(watcher, "USER_JOINED", "USER_LEFT")
+            assert (event["type"], event["data"]["userId"]) == ("USER_LEFT", "dave")

@@ -81,6 +81,10 @@ class Rooms:
         self._blocked: dict[str, frozenset[str]] = {}
         # (due on node.monotonic, room, user): presence checks after the grace period.
         self._settles: list[tuple[float, str, str]] = []
+        # Set by the server before it closes every connection on shutdown: presence entries
+        # are then left to expire with this instance's liveness, and the survivors settle
+        # them (a client that reconnects elsewhere in time never leaves).
+        self.draining = False
         # Posts per user (HTTP and WebSocket alike), on the client rate-limit settings.
         self._post_buckets: dict[str, TokenBucket] = {}
 
@@ -194,6 +198,8 @@ class Rooms:
     async def _closed(self, session: Session) -> None:
         self._subs.pop(session, None)
         rooms = self._present.pop(session, set())
+        if self.draining:
+            rooms = set()
         for room_id in rooms:
             await self._depart(session, room_id)
         if not any(s.user_id == session.user_id for s in self._subs):

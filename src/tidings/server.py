@@ -188,6 +188,8 @@ class Server:
         if runner is None:
             return
         self.endpoint.accepting = False
+        if self.rooms is not None:
+            self.rooms.draining = True  # presence entries expire with this instance
         await runner.cleanup()
         await self._stop_rooms()
         await self.node.stop()
