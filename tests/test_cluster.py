@@ -317,3 +317,19 @@ async def _pubsub_down(inst: Instance) -> bool:
 async def _pubsub_up(inst: Instance) -> bool:
     _, body = await inst.api("GET", "/health")
     return body["data"]["pubsub"]["isHealthy"] is True
+
+
+async def test_one_clients_publications_keep_their_order(three: list[Instance]) -> None:
+    """A client publishing fast over the WebSocket: another instance's subscriber gets its
+    publications in the order sent, with consecutive offsets, and each publish is answered."""
+    async with three[0].client("olga") as pub, three[1].client("pete") as sub:
+        await request(sub, {"type": "subscribe", "channel": "news:order"})
+        for i in range(60):
+            await pub.send(
+                f'{{"type": "publish", "channel": "news:order", "data": {i}, "id": "p{i}"}}'
+            )
+        got = [await recv(sub) for _ in range(60)]
+        assert [m["data"] for m in got] == list(range(60))
+        assert [m["offset"] for m in got] == list(range(1, 61))
+        replies = [await recv_type(pub, "published") for _ in range(60)]
+        assert [r["replyTo"] for r in replies] == [f"p{i}" for i in range(60)]

@@ -9,6 +9,7 @@ clocks, so tests drive a session with no event loop at all.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 from collections.abc import Callable
@@ -65,6 +66,7 @@ class Session:
         "_bucket",
         "_catching_up",
         "_pre_welcome",
+        "_publishing",
         "_transport_push",
         "ack_mode",
         "awaiting",
@@ -117,6 +119,9 @@ class Session:
         # their live publications wait here, so the reply and history go first.
         self._catching_up: dict[str, list[Outbound]] = {}
         self._pre_welcome: list[Outbound] | None = None
+        # A cluster publish in flight: the next one waits for it, so one client's
+        # publications keep their order (the broker's connections could reorder them).
+        self._publishing: asyncio.Task[None] | None = None
         self._transport_push: Callable[[Outbound], bool] | None = None
         self.state = State.AWAITING_AUTH
         self.user_id = ""
@@ -443,7 +448,7 @@ class Session:
             self.error(ErrorCode.FORBIDDEN, denied, reply_to=cmd.id, channel=cmd.channel)
             return
         if self.node.clustered:
-            self.node.spawn(self._publish_async(cmd))
+            self._publishing = self.node.spawn(self._publish_async(cmd, self._publishing))
             return
         try:
             sent = self.node.publish_now(cmd.channel, cmd.event, cmd.data)
@@ -452,7 +457,11 @@ class Session:
             return
         self._published(cmd, sent.id)
 
-    async def _publish_async(self, cmd: protocol.Publish) -> None:
+    async def _publish_async(
+        self, cmd: protocol.Publish, before: asyncio.Task[None] | None
+    ) -> None:
+        if before is not None:
+            await asyncio.wait([before])
         try:
             sent = await self.node.publish(cmd.channel, cmd.event, cmd.data)
         except PublishError as exc:
