@@ -26,6 +26,7 @@ from .node import Node
 from .rooms_service import Rooms
 from .store import StoreError, open_store
 from .transport import WebSocketEndpoint
+from .web import add_routes as add_web_routes
 
 log = logging.getLogger("tidings.server")
 
@@ -74,6 +75,7 @@ def build_app(node: Node, endpoint: WebSocketEndpoint) -> web.Application:
     if s.metrics != "off":
         app.router.add_get("/metrics", api.metrics_handler(node))
     api.add_routes(app)
+    add_web_routes(app, node)  # the console at / and /tidings.js
     # The API lives in a sub-application so its middleware (keys, JSON errors) wraps API
     # calls only: a WebSocket holds its handler's frames for its whole life, and every
     # middleware frame kept per connection is memory times ten thousand.

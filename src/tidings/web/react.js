@@ -1,0 +1,141 @@
+// useTidings: a React hook around the tidings client (no JSX, no build step).
+//
+//   import { useTidings } from "/react.js";   // React is a peer: imported from "react"
+//   const { status, lastMessage, unreadCount, client } = useTidings({
+//     url: "wss://notify.example.com/ws", token: getToken, channels: ["activities"],
+//   });
+//
+// One client per mounted component (per url/token owner): it connects on mount, is
+// closed on unmount, and is rebuilt when `url`, `enabled` or `channels` change. Other
+// options (the Client options: ack, transport, WebSocket, ...) are read when it connects.
+
+import { useCallback, useEffect, useRef, useState } from "react";
+import { Client } from "./tidings.js";
+
+const SYNTHETIC = new Set(["_connected", "_disconnected", "_unrecovered"]);
+const UNREAD_CHANGES = new Set(["notification_read", "notification_archived", "notification_deleted"]);
+
+/**
+ * Connect while mounted; re-render on what arrives.
+ *
+ * Returns { status, connected, client, welcome, lastMessage, messages, notifications,
+ * unreadCount, subscribed, closeCode, closeReason, error, markRead }. markRead(ids) (or
+ * markRead({all: true})) marks read and updates notifications and unreadCount at once;
+ * the user's other tabs follow through the server's notification_read. status is "idle" (not enabled),
+ * "connecting", "open", "reconnecting" or "closed" (for good: see closeCode).
+ */
+export function useTidings(options) {
+  const { url, token, channels = [], keep = 50, enabled = true, ...clientOptions } = options;
+  const tokenRef = useRef(token);
+  tokenRef.current = token;
+  const optionsRef = useRef(clientOptions);
+  optionsRef.current = clientOptions;
+  const channelsKey = JSON.stringify(channels);
+  const [state, setState] = useState(() => initial(enabled ? "connecting" : "idle"));
+
+  useEffect(() => {
+    if (!enabled || !url) {
+      setState(initial("idle"));
+      return undefined;
+    }
+    let alive = true;
+    const client = new Client(
+      url,
+      () => (typeof tokenRef.current === "function" ? tokenRef.current() : tokenRef.current),
+      optionsRef.current,
+    );
+    setState({ ...initial("connecting"), client });
+    const update = (change) => {
+      if (alive) setState((prev) => ({ ...prev, ...change(prev) }));
+    };
+    const off = client.on("*", (msg) => {
+      if (msg.type === "_connected") {
+        update(() => ({
+          status: "open",
+          connected: true,
+          welcome: msg.welcome,
+          unreadCount: typeof msg.welcome.unreadCount === "number" ? msg.welcome.unreadCount : 0,
+        }));
+      } else if (msg.type === "_disconnected") {
+        update(() => ({
+          status: msg.reconnect ? "reconnecting" : "closed",
+          connected: false,
+          closeCode: msg.code,
+          closeReason: msg.reason,
+        }));
+      } else if (!SYNTHETIC.has(msg.type) && msg.type !== "welcome") {
+        update((prev) => {
+          const change = { lastMessage: msg, messages: [...prev.messages, msg].slice(-keep) };
+          if (msg.type === "notification") {
+            change.notifications = [msg.data, ...prev.notifications].slice(0, keep);
+            if (msg.data && !msg.data.readAt && !msg.data.redelivered) change.unreadCount = prev.unreadCount + 1;
+          } else if (UNREAD_CHANGES.has(msg.type)) {
+            Object.assign(change, inboxChange(prev, msg.type, msg.data, msg.timestamp ?? new Date().toISOString()));
+          }
+          return change;
+        });
+      }
+    });
+    const subscribed = JSON.parse(channelsKey);
+    client.connect().then(
+      () => {
+        for (const channel of subscribed) {
+          client.subscribe(channel).then(
+            () => update((prev) => ({ subscribed: [...prev.subscribed, channel] })),
+            (error) => update(() => ({ error })),
+          );
+        }
+      },
+      (error) => update(() => ({ status: "closed", connected: false, error, closeCode: client.closeCode })),
+    );
+    return () => {
+      alive = false;
+      off();
+      client.close();
+    };
+  }, [url, enabled, channelsKey, keep]);
+
+  // The client consumes the replies to its own requests, so the hook applies them itself.
+  const applyChange = useCallback((type, data) => {
+    setState((prev) => ({ ...prev, ...inboxChange(prev, type, data, new Date().toISOString()) }));
+    return data;
+  }, []);
+  const markRead = useCallback(
+    async (ids) => {
+      if (state.client === null) throw new Error("useTidings: not connected yet");
+      return applyChange("notification_read", await state.client.markRead(ids));
+    },
+    [state.client, applyChange],
+  );
+  return { ...state, markRead };
+}
+
+function inboxChange(prev, type, data, now) {
+  const change = {};
+  if (!data || typeof data.unreadCount !== "number") return change;
+  change.unreadCount = data.unreadCount;
+  const ids = new Set(data.ids ?? []);
+  if (type === "notification_read") {
+    change.notifications = prev.notifications.map((n) => (ids.has(n.id) && !n.readAt ? { ...n, readAt: now } : n));
+  } else {
+    change.notifications = prev.notifications.filter((n) => !ids.has(n.id));
+  }
+  return change;
+}
+
+function initial(status) {
+  return {
+    status,
+    connected: false,
+    client: null,
+    welcome: null,
+    lastMessage: null,
+    messages: [],
+    notifications: [],
+    subscribed: [],
+    unreadCount: 0,
+    closeCode: null,
+    closeReason: null,
+    error: null,
+  };
+}
