@@ -58,7 +58,7 @@ def openapi_document() -> dict[str, Any]:
         "type": "http",
         "scheme": "bearer",
         "bearerFormat": "JWT",
-        "description": "the user's own JWT (for /api/me routes)",
+        "description": "the user's own JWT (for /api/me routes and a member's room routes)",
     }
     return doc
 
