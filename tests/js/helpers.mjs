@@ -80,6 +80,10 @@ export async function startServer({ dir, port = 0, extraArgs = [] }) {
     port: actualPort,
     url,
     wsUrl: `ws://127.0.0.1:${actualPort}/ws`,
+    /** Send a signal (SIGSTOP freezes the server: its sockets stay open, silent). */
+    signal(name) {
+      child.kill(name);
+    },
     /** SIGTERM (a graceful shutdown: WebSockets closed 1001) and wait for the exit. */
     async stop() {
       if (child.exitCode === null) child.kill("SIGTERM");
