@@ -339,4 +339,7 @@ async def test_static_files_and_content_types(
         assert r.headers["X-Content-Type-Options"] == "nosniff"
         if content_type == "text/html":
             assert "script-src 'self'" in r.headers["Content-Security-Policy"]
+            assert "Access-Control-Allow-Origin" not in r.headers
+        else:  # pages elsewhere may import the client as a module
+            assert r.headers["Access-Control-Allow-Origin"] == "*"
         assert len(await r.read()) > 100

@@ -69,7 +69,11 @@ describe("channel recovery", () => {
         await api(server, "POST", "/api/publish", { channel: "news:world", type: "tick", data: n });
       }
       const third = next(client, "tick", (m) => m.data === 3);
+      const resubscribed = next(client, "_resubscribed");
       door.open();
+      const again = await resubscribed;
+      assert.equal(again.channel, "news:world");
+      assert.equal(again.data.recovered, true);
       const recovered = await third;
       assert.equal(recovered.recovered, true);
       assert.deepEqual(
@@ -85,6 +89,7 @@ describe("channel recovery", () => {
       await api(server, "POST", "/api/publish", { channel: "news:world", type: "tick", data: 4 });
       assert.equal((await fourth).recovered, undefined);
       assert.deepEqual(ticks.map((m) => m.data), [1, 2, 3, 4]);
+      assert.equal(client.duplicates, 0);
     } finally {
       door.open();
       await client.close();
@@ -116,19 +121,20 @@ describe("channel recovery", () => {
     }
   });
 
-  test("after a server restart the stream's epoch changed: the client is told it could not recover", async () => {
+  test("after a server restart the stream's epoch changed: _resubscribed says it could not recover", async () => {
     const { client, door } = await gated(server, "uma");
     try {
       await client.subscribe("news:restart");
       const got = next(client, "tick");
       await api(server, "POST", "/api/publish", { channel: "news:restart", type: "tick", data: 1 });
       await got;
-      const unrecovered = next(client, "_unrecovered");
+      const resubscribed = next(client, "_resubscribed");
       await server.stop();
       server = await startServer({ dir: work.dir, port: server.port });
-      const event = await unrecovered;
+      const event = await resubscribed;
       assert.equal(event.channel, "news:restart");
-      assert.ok(["epoch", "gone"].includes(event.reason), event.reason);
+      assert.equal(event.data.recovered, false);
+      assert.equal(event.data.reason, "epoch");
       // The subscription still holds, from the new stream's top.
       const after = next(client, "tick", (m) => m.data === 2);
       await api(server, "POST", "/api/publish", { channel: "news:restart", type: "tick", data: 2 });

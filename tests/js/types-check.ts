@@ -19,6 +19,10 @@ async function main(): Promise<void> {
     void code;
   });
   off();
+  client.on("_resubscribed", (event) => {
+    const lost: boolean = event.data.recovered === false;
+    void lost;
+  });
   client.on("notification", (msg) => {
     const n = msg.data as Notification;
     const title: string | null = n.title;

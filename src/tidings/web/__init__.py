@@ -72,6 +72,10 @@ def _static(body: bytes, content_type: str) -> Handler:
         "Cache-Control": "no-cache",
         "X-Content-Type-Options": "nosniff",
     }
+    if content_type != "text/html":
+        # The client is public code: pages on other origins may load it as a module,
+        # which needs CORS. No credentials are involved.
+        headers["Access-Control-Allow-Origin"] = "*"
     if content_type == "text/html":
         headers["Content-Security-Policy"] = CONSOLE_CSP
         headers["Referrer-Policy"] = "no-referrer"

@@ -242,7 +242,14 @@ async function poll() {
   const watching = state.watching;
   if (watching === null) return;
   try {
-    const response = await fetch("/api/stats", { headers: { Authorization: `Bearer ${watching.key}` } });
+    const headers = { Authorization: `Bearer ${watching.key}` };
+    // Cluster-wide, with one entry per instance; a single instance answers the same shape.
+    let response = await fetch("/api/stats?scope=cluster", { headers });
+    let note = "";
+    if (response.status === 503) {
+      note = "the cluster is unreachable: showing this instance only";
+      response = await fetch("/api/stats", { headers });
+    }
     const body = await response.json().catch(() => ({}));
     if (state.watching !== watching) return;
     if (!response.ok) {
@@ -252,7 +259,7 @@ async function poll() {
         return;
       }
     } else {
-      $("ops-error").textContent = "";
+      $("ops-error").textContent = note;
       showStats(body, performance.now());
     }
   } catch (error) {

@@ -12,7 +12,7 @@
 import { useCallback, useEffect, useRef, useState } from "react";
 import { Client } from "./tidings.js";
 
-const SYNTHETIC = new Set(["_connected", "_disconnected", "_unrecovered"]);
+const SYNTHETIC = new Set(["_connected", "_disconnected", "_resubscribed"]);
 const UNREAD_CHANGES = new Set(["notification_read", "notification_archived", "notification_deleted"]);
 
 /**

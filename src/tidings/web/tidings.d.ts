@@ -73,13 +73,13 @@ export interface DisconnectedEvent {
   /** Whether the client will try again. */
   reconnect: boolean;
 }
-export interface UnrecoveredEvent {
-  type: "_unrecovered";
+export interface ResubscribedEvent {
+  type: "_resubscribed";
   channel: string;
-  /** "epoch" or "gone": reload the channel's state from your own source of truth. */
-  reason: string | null;
+  /** The server's subscribed data: offset, epoch and, when resuming, recovered (and reason when false). */
+  data: { channel: string; offset?: number; epoch?: string; recovered?: boolean; reason?: string; [key: string]: unknown };
 }
-export type ClientEvent = Message | ConnectedEvent | DisconnectedEvent | UnrecoveredEvent;
+export type ClientEvent = Message | ConnectedEvent | DisconnectedEvent | ResubscribedEvent;
 
 export type TokenSource = string | (() => string | Promise<string>);
 export type Filters = Record<string, string | number | boolean | null | Array<string | number | boolean | null>>;
@@ -95,7 +95,7 @@ export interface ClientOptions {
   queueLimit?: number;
   /** Ack mode: connect with ack=1 and ack each notification once handed over. Default false. */
   ack?: boolean;
-  /** Reconnect with lastSeq (the highest notification seq seen). Default true. */
+  /** Reconnect with lastSeq and resubscribe with each channel's position as since. Default true. */
   resume?: boolean;
   /** A resume point saved from an earlier run (client.lastSeq). */
   lastSeq?: number | null;
@@ -158,7 +158,7 @@ export class Client implements AsyncIterable<ClientEvent> {
   welcome: Welcome | null;
   /** The highest notification seq seen. */
   lastSeq: number | null;
-  /** Notifications dropped as already delivered. */
+  /** Notifications and publications dropped as already delivered. */
   duplicates: number;
   /** Connections that reached welcome. */
   connections: number;
@@ -176,7 +176,7 @@ export class Client implements AsyncIterable<ClientEvent> {
   close(): Promise<void>;
   on(type: "_connected", callback: (event: ConnectedEvent) => unknown): () => void;
   on(type: "_disconnected", callback: (event: DisconnectedEvent) => unknown): () => void;
-  on(type: "_unrecovered", callback: (event: UnrecoveredEvent) => unknown): () => void;
+  on(type: "_resubscribed", callback: (event: ResubscribedEvent) => unknown): () => void;
   on(type: string, callback: (msg: Message) => unknown): () => void;
   [Symbol.asyncIterator](): AsyncIterator<ClientEvent>;
 

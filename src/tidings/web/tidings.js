@@ -725,15 +725,13 @@ export class Client {
     const transport = await this._waitConnected();
     const id = this._nextId();
     const out = { ...msg, id };
-    let since = false;
     if (channel !== null) {
       // A subscribe: from the channel's last position, when it has one.
-      const position = this._positions.get(channel);
+      const position = this._resume ? this._positions.get(channel) : undefined;
       if (position) out.since = { ...position };
-      since = Boolean(position);
     }
     return new Promise((resolve, reject) => {
-      this._pending.set(id, { resolve, reject, channel, since });
+      this._pending.set(id, { resolve, reject, channel });
       if (!transport.send(out)) {
         this._pending.delete(id);
         reject(new ConnectionLost());
@@ -829,8 +827,8 @@ export class Client {
     this._emit(welcome);
     for (const [channel, filters] of this._subscriptions) {
       const id = this._nextId();
-      const since = this._positions.get(channel);
-      this._pending.set(id, { resolve: null, reject: null, channel, since: Boolean(since) });
+      const since = this._resume ? this._positions.get(channel) : undefined;
+      this._pending.set(id, { resolve: null, reject: null, channel });
       const msg = { type: "subscribe", channel, id };
       if (filters !== null) msg.filters = { ...filters };
       if (since) msg.since = { ...since };
@@ -898,7 +896,7 @@ export class Client {
       const p = this._pending.get(replyTo);
       this._pending.delete(replyTo);
       const isError = msg.type === "error";
-      if (p.channel !== null && !isError) this._positionFromSubscribed(p.channel, msg.data ?? {}, p.since);
+      if (p.channel !== null && !isError) this._positionFromSubscribed(p.channel, msg.data ?? {});
       if (p.resolve !== null) {
         if (isError) p.reject(clientError(msg));
         else p.resolve(msg);
@@ -906,6 +904,7 @@ export class Client {
       }
       if (p.channel !== null && isError) this._subscriptions.delete(p.channel); // refused now
       if (isError) this._emit(msg); // the application should hear of it
+      else if (p.channel !== null) this._emit({ type: "_resubscribed", channel: p.channel, data: msg.data ?? {} });
       return;
     }
     if (msg.type === "welcome") {
@@ -922,21 +921,19 @@ export class Client {
     if (typeof msg.channel === "string" && isInt(msg.offset)) {
       const known = this._positions.get(msg.channel);
       if (known && known.epoch === msg.epoch && msg.offset <= known.offset) {
-        return; // already delivered before the reconnection
+        this.duplicates += 1; // already delivered before the reconnection
+        return;
       }
       this._positions.set(msg.channel, { offset: msg.offset, epoch: msg.epoch });
     }
     this._emit(msg);
   }
 
-  _positionFromSubscribed(channel, data, sentSince) {
+  _positionFromSubscribed(channel, data) {
     // When recovered, the replayed publications that follow carry the positions; else
     // the subscription starts at the stream's top.
     if (data.recovered !== true && isInt(data.offset) && data.epoch !== undefined) {
       this._positions.set(channel, { offset: data.offset, epoch: data.epoch });
-    }
-    if (sentSince && data.recovered === false) {
-      this._emit({ type: "_unrecovered", channel, reason: data.reason ?? null });
     }
   }
 
@@ -1028,7 +1025,9 @@ export class Client {
             return;
           }
         }
-        continue; // unreachable, or the token function failed: try again
+        // Unreachable, or the token function failed: say so (a UI counts failures), retry.
+        this._emit({ type: "_disconnected", code: ABNORMAL_CLOSURE, reason: String(error.message ?? error), reconnect: true });
+        continue;
       }
       if (this._stopping) {
         opened.transport.close();
