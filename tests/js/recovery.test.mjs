@@ -240,6 +240,43 @@ describe("SSE transport in Node (npm eventsource)", () => {
     assert.equal(client.closeCode, 4010);
   });
 
+  test("publications named welcome, close or notification do not reset, end or rewind other clients", async () => {
+    const viaSse = new Client(server.wsUrl, token("ivy"), { ...OPTIONS, transport: "sse", EventSource });
+    const viaWs = new Client(server.wsUrl, token("ivo"), OPTIONS);
+    const attacker = new Client(server.wsUrl, token("mal"), OPTIONS);
+    await Promise.all([viaSse.connect(), viaWs.connect(), attacker.connect()]);
+    try {
+      await viaSse.subscribe("chat:trap");
+      await viaWs.subscribe("chat:trap");
+      const seenSse = next(viaSse, "after", () => true);
+      const seenWs = next(viaWs, "after", () => true);
+      await attacker.publish("chat:trap", "welcome", { clientId: "client_fake-1" });
+      await attacker.publish("chat:trap", "close", { code: 4010, reason: "gotcha" });
+      await attacker.publish("chat:trap", "notification", { id: "ntf_fake", seq: 1e9 });
+      await attacker.publish("chat:trap", "after", null);
+      await Promise.all([seenSse, seenWs]);
+      for (const client of [viaSse, viaWs]) {
+        assert.equal(client.connected, true);
+        assert.equal(client.connections, 1);
+        assert.equal(client.closeCode, null);
+        assert.ok(client.welcome.clientId !== "client_fake-1");
+        assert.equal(client.lastSeq, null, "a published 'notification' is not the inbox");
+      }
+      // Both arrived as ordinary publications.
+      const iterator = viaSse[Symbol.asyncIterator]();
+      const types = [];
+      for (;;) {
+        const { value } = await within(iterator.next(), TIMEOUT, "iterator");
+        if (value.channel === "chat:trap") types.push(value.type);
+        if (value.type === "after") break;
+      }
+      assert.deepEqual(types, ["welcome", "close", "notification", "after"]);
+      assert.equal((await viaSse.ping()).type.toLowerCase(), "pong");
+    } finally {
+      await Promise.all([viaSse.close(), viaWs.close(), attacker.close()]);
+    }
+  });
+
   test("auto falls back to SSE when the WebSocket cannot connect", async () => {
     // A WebSocket that never reaches the server, as behind a proxy that blocks upgrades.
     class Blocked extends WebSocket {

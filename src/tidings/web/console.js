@@ -96,14 +96,15 @@ async function signIn(token) {
     else setStatus(`disconnected (${event.code}${event.reason ? ": " + event.reason : ""})`, "offline");
   });
   client.on("notification", (msg) => {
-    if (state.client !== client || !msg.data) return;
+    // Inbox messages never carry a channel; a channel publication is never the inbox.
+    if (state.client !== client || !msg.data || msg.channel !== undefined) return;
     const known = state.items.has(msg.data.id);
     state.items.set(msg.data.id, msg.data);
     if (!known && !msg.data.readAt) setUnread(state.unread + 1);
     render();
   });
   for (const type of ["notification_read", "notification_archived", "notification_deleted"]) {
-    client.on(type, (msg) => state.client === client && applyChange(type, msg.data));
+    client.on(type, (msg) => state.client === client && msg.channel === undefined && applyChange(type, msg.data));
   }
   try {
     await client.connect();

@@ -66,7 +66,9 @@ export function useTidings(options) {
       } else if (!SYNTHETIC.has(msg.type) && msg.type !== "welcome") {
         update((prev) => {
           const change = { lastMessage: msg, messages: [...prev.messages, msg].slice(-keep) };
-          if (msg.type === "notification") {
+          if (msg.channel !== undefined) {
+            // A channel publication, whatever its type: never the user's inbox.
+          } else if (msg.type === "notification") {
             change.notifications = [msg.data, ...prev.notifications].slice(0, keep);
             if (msg.data && !msg.data.readAt && !msg.data.redelivered) change.unreadCount = prev.unreadCount + 1;
           } else if (UNREAD_CHANGES.has(msg.type)) {

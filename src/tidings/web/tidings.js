@@ -302,7 +302,10 @@ class SseTransport {
       es.onmessage = (event) => {
         const msg = parse(event.data);
         if (msg === null) return;
-        if (msg.type === "close") {
+        // The server's own close and welcome never carry a channel; a client publishing
+        // into a channel may use those type names, and must not end or reset anyone.
+        const own = msg.channel === undefined;
+        if (msg.type === "close" && own) {
           const data = msg.data && typeof msg.data === "object" ? msg.data : {};
           const code = isInt(data.code) ? data.code : ABNORMAL_CLOSURE;
           const reason = typeof data.reason === "string" ? data.reason : "";
@@ -311,11 +314,11 @@ class SseTransport {
           else this._finish(code, reason);
           return;
         }
-        if (msg.type === "welcome" && msg.data && typeof msg.data.clientId === "string") {
+        if (msg.type === "welcome" && own && msg.data && typeof msg.data.clientId === "string") {
           this.clientId = msg.data.clientId;
         }
         if (!settled) {
-          if (msg.type === "welcome") {
+          if (msg.type === "welcome" && own) {
             this._live = true;
             settle(resolve, msg);
           } else {
@@ -907,14 +910,16 @@ export class Client {
       else if (p.channel !== null) this._emit({ type: "_resubscribed", channel: p.channel, data: msg.data ?? {} });
       return;
     }
-    if (msg.type === "welcome") {
+    if (msg.type === "welcome" && transport.kind === "sse" && msg.channel === undefined) {
       // SSE: the stream came back as a new session (the server did not resume it).
       this._live = null;
       this._failPending(new ConnectionLost());
       this._welcomed(transport, msg);
       return;
     }
-    if (msg.type === "notification") {
+    if (msg.type === "notification" && msg.channel === undefined) {
+      // An inbox notification. One published into a channel by a client is not: its
+      // seq must not move lastSeq (that would skip real notifications on resume).
       this._notification(transport, msg);
       return;
     }
