@@ -124,6 +124,49 @@ describe("tidings.js in Node", () => {
     }
   });
 
+  test("ack mode acknowledges each notification: an acked one is not in a later ack-mode catch-up", async () => {
+    // A real ws socket that also records the server's frames, to see the acked reply
+    // the client consumes.
+    const frames = [];
+    let onFrame = () => {};
+    class Recording extends WebSocket {
+      constructor(...args) {
+        super(...args);
+        this.addEventListener("message", (event) => {
+          const frame = JSON.parse(String(event.data));
+          frames.push(frame);
+          onFrame(frame);
+        });
+      }
+    }
+    const client = await connected(server, "ada", { ack: true, WebSocket: Recording });
+    const first = next(client, "notification");
+    await api(server, "POST", "/api/notifications", { userId: "ada", title: "one" });
+    const one = await first;
+    const isAck = (frame) => frame.type === "acked" && frame.data.ids.includes(one.id);
+    await within(
+      new Promise((resolve) => {
+        onFrame = (frame) => isAck(frame) && resolve();
+        if (frames.some(isAck)) resolve(); // it came before we looked
+      }),
+      TIMEOUT,
+      "no acked reply for the notification",
+    );
+    await client.close();
+    await api(server, "POST", "/api/notifications", { userId: "ada", title: "two" });
+    const later = new Client(server.wsUrl, token("ada"), { ...OPTIONS, ack: true, resume: false });
+    const caught = [];
+    later.on("notification", (msg) => caught.push(msg.data.title));
+    const two = next(later, "notification", (m) => m.data.title === "two");
+    await later.connect();
+    try {
+      await two;
+      assert.deepEqual(caught, ["two"]);
+    } finally {
+      await later.close();
+    }
+  });
+
   test("a bad token fails connect() with the terminal 4002, and nothing reconnects", async () => {
     const client = new Client(server.wsUrl, token("alice", { secret: "not-the-secret-0123456789-abcdefgh" }), OPTIONS);
     await assert.rejects(client.connect(), (error) => error instanceof ClientClosed && error.code === 4002);
