@@ -15,17 +15,31 @@ from .conftest import API_KEY, SECRET, TIMEOUT, Harness, ServerFactory, request,
 WAIT_MS = TIMEOUT * 1000
 
 
-async def console(browser: Browser, h: Harness, query: str = "", **context: object) -> Page:  # noqa: F811
+async def console(
+    browser: Browser,  # noqa: F811
+    h: Harness,
+    query: str = "",
+    *,
+    no_websocket: bool = False,
+    **context: object,
+) -> Page:
     """A new browser context (a separate profile) with the console open."""
     ctx = await browser.new_context(**context)  # type: ignore[arg-type]
+    if no_websocket:  # as where WebSocket is unavailable: the console must fall back to SSE
+        await ctx.add_init_script("window.WebSocket = undefined;")
     page = await ctx.new_page()
     await page.goto(f"{h.url}/{query}")
     await page.wait_for_selector("body[data-ready=true]", timeout=WAIT_MS)
     return page
 
 
-async def signed_in(browser: Browser, h: Harness, user: str) -> Page:  # noqa: F811
-    page = await console(browser, h, f"?user={user}")
+async def signed_in(
+    browser: Browser,  # noqa: F811
+    h: Harness,
+    user: str,
+    no_websocket: bool = False,
+) -> Page:
+    page = await console(browser, h, f"?user={user}", no_websocket=no_websocket)
     await page.wait_for_selector("#status[data-state=online]", timeout=WAIT_MS)
     return page
 
@@ -46,18 +60,22 @@ async def wait_badge(page: Page, shown: str | None) -> None:
     )
 
 
+@pytest.mark.parametrize("no_websocket", [False, True], ids=["websocket", "sse-fallback"])
 async def test_notification_centre_two_users_and_two_tabs(
     browser: Browser,  # noqa: F811
     make_server: ServerFactory,
+    no_websocket: bool,
 ) -> None:
     """A notification reaches its user's list and badge; read in one tab, the other follows."""
     h = await make_server(dev=True)
-    alice = await signed_in(browser, h, "alice")
+    alice = await signed_in(browser, h, "alice", no_websocket)
     errors = page_errors(alice)
+    transport = "sse" if no_websocket else "websocket"
+    assert await alice.locator("#status").text_content() == f"online ({transport})"
     alice_tab = await alice.context.new_page()  # a second tab of the same profile
     await alice_tab.goto(f"{h.url}/?user=alice")
     await alice_tab.wait_for_selector("#status[data-state=online]", timeout=WAIT_MS)
-    bob = await signed_in(browser, h, "bob")
+    bob = await signed_in(browser, h, "bob", no_websocket)
     assert await badge(alice) is None
     assert await badge(bob) is None
     assert await alice.locator("#inbox-user").text_content() == "for alice"
@@ -85,12 +103,12 @@ async def test_notification_centre_two_users_and_two_tabs(
     assert await link.text_content() == "View booking"
     assert await link.get_attribute("href") == "https://example.com/b/1"
     assert await alice.title() == "(1) tidings"
-    await screenshot(alice, "console-alice-unread")
+    await screenshot(alice, f"console-alice-unread-{transport}")
 
     # Bob's console saw nothing: his list is empty and his bell has no badge.
     assert await badge(bob) is None
     assert await bob.locator("#notifications li").count() == 0
-    await screenshot(bob, "console-bob-empty")
+    await screenshot(bob, f"console-bob-empty-{transport}")
 
     # Reading it in one tab updates the other tab of the same user.
     await alice.locator("#notifications li .mark-read").click()
@@ -98,7 +116,7 @@ async def test_notification_centre_two_users_and_two_tabs(
     await wait_badge(alice_tab, None)
     await alice_tab.locator("#notifications li:not(.unread)").wait_for(timeout=WAIT_MS)
     assert await alice_tab.locator("#notifications li.unread").count() == 0
-    await screenshot(alice_tab, "console-alice-other-tab-read")
+    await screenshot(alice_tab, f"console-alice-other-tab-read-{transport}")
 
     # Two more, then "mark all read" from the other tab.
     for title in ("one", "two"):
