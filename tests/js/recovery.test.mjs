@@ -2,6 +2,7 @@
 // `tidings serve` processes (the "news" namespace keeps history: see helpers.mjs).
 
 import assert from "node:assert/strict";
+import { createServer, connect as tcpConnect } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { EventSource } from "eventsource";
 import WebSocket from "ws";
@@ -274,6 +275,55 @@ describe("SSE transport in Node (npm eventsource)", () => {
       assert.equal((await viaSse.ping()).type.toLowerCase(), "pong");
     } finally {
       await Promise.all([viaSse.close(), viaWs.close(), attacker.close()]);
+    }
+  });
+
+  test("a dropped stream is resumed by EventSource (Last-Event-ID): what was missed is replayed", async () => {
+    // A TCP proxy in front of the server, so the test can cut the stream's connection
+    // without the server ending the session.
+    const sockets = new Set();
+    const proxy = createServer((inbound) => {
+      const outbound = tcpConnect(server.port, "127.0.0.1");
+      for (const socket of [inbound, outbound]) {
+        sockets.add(socket);
+        socket.on("close", () => sockets.delete(socket));
+        socket.on("error", () => {});
+      }
+      inbound.pipe(outbound).pipe(inbound);
+    });
+    await new Promise((resolve) => proxy.listen(0, "127.0.0.1", resolve));
+    const base = `127.0.0.1:${proxy.address().port}`;
+    const client = new Client(`ws://${base}/ws`, token("rex"), {
+      ...OPTIONS,
+      transport: "sse",
+      EventSource,
+      sseReattach: TIMEOUT / 1000,
+    });
+    await client.connect();
+    try {
+      await client.subscribe("chat:resume");
+      const clientId = client.welcome.clientId;
+      const dropped = next(client, "_disconnected");
+      for (const socket of sockets) socket.destroy();
+      const event = await dropped;
+      assert.equal(event.code, 1006);
+      assert.equal(event.reconnect, true);
+      // While the stream is away: a publication (buffered by the server) and a send (queued here).
+      await api(server, "POST", "/api/publish", { channel: "chat:resume", type: "missed", data: 1 });
+      client.send({ type: "publish", channel: "chat:resume", event: "queued", data: 2 });
+      assert.equal(client.queued, 1);
+      const resumed = next(client, "_connected");
+      const missed = next(client, "missed");
+      const queued = next(client, "queued");
+      assert.equal((await resumed).resumed, true);
+      assert.equal((await missed).data, 1);
+      assert.equal((await queued).data, 2);
+      assert.equal(client.welcome.clientId, clientId, "the same session, no new welcome");
+      assert.equal(client.connections, 1);
+    } finally {
+      await client.close();
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => proxy.close(resolve));
     }
   });
 
