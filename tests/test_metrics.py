@@ -77,6 +77,8 @@ async def test_counters_move_with_traffic(make_server: ServerFactory) -> None:
     assert moved("tidings_rate_limited_total") >= 1
     assert moved("tidings_publish_seconds_count") == 1
     assert moved("tidings_messages_out_total") >= 3
+    assert moved("tidings_messages_sent_total", kind="channel") == 1
+    assert moved("tidings_messages_sent_total", kind="reply") >= 2  # welcome, subscribed, …
     assert (
         moved("tidings_api_requests_total", method="POST", route="/api/publish", status="200") == 1
     )

@@ -325,6 +325,7 @@ class Inbox:
             if session.client_id != header.get("s") and session.push(out):
                 count += 1
         self.node.hub.messages_out += count
+        self.node.metrics.sent["inbox_event"] += count
         return count
 
     def resync(self) -> None:
@@ -373,6 +374,7 @@ class Inbox:
         if count:
             self._note_delivered(n.user_id, n.id)
             self.node.hub.messages_out += count
+            self.node.metrics.sent["notification"] += count
         return count
 
     def _push_live(self, session: Session, n: Notification, out: Outbound | None = None) -> bool:
@@ -412,6 +414,7 @@ class Inbox:
             if session.state is State.OPEN and self._push_live(session, n):
                 self._note_delivered(n.user_id, n.id)
                 self.node.hub.messages_out += 1
+                self.node.metrics.sent["notification"] += 1
 
     def _track(self, session: Session, n: Notification) -> None:
         if session.ack_mode:

@@ -74,6 +74,9 @@ class Metrics:
         self.auth_failures: Counter[str] = Counter()  # by reason
         self.rate_limited = 0  # client messages refused with RATE_LIMIT
         self.messages_in: Counter[str] = Counter()  # by command name, or "invalid"
+        # Messages queued to connections by kind: channel, user, role, broadcast,
+        # notification, inbox_event, reply (the server's own answers and welcomes).
+        self.sent: Counter[str] = Counter()
         self.api_requests: Counter[tuple[str, str, str]] = Counter()  # method, route, status
         self.publish_seconds = Histogram()
         self.store_create_seconds = Histogram()
@@ -165,6 +168,15 @@ class Collector:
         yield CounterMetricFamily(
             "tidings_messages_out", "Messages queued to connections", value=hub.messages_out
         )
+        sent = CounterMetricFamily(
+            "tidings_messages_sent",
+            "Messages queued to connections, by kind (channel, user, role, broadcast, "
+            "notification, inbox_event, reply)",
+            labels=["kind"],
+        )
+        for kind, count in sorted(m.sent.items()):
+            sent.add_metric([kind], count)
+        yield sent
         yield m.publish_seconds.family(
             "tidings_publish_seconds",
             "From a publication's arrival to the last recipient's "

@@ -367,15 +367,23 @@ class Node:
                         self._positions[name] = (offset, position.epoch)
                 if data is _UNKNOWN:  # from the broker: decoded only if a filter needs it
                     data = _DATA_DECODER.decode(envelope).data if hub.has_filters(name) else None
-                return hub.publish(name, Outbound(envelope, name, offset), data)
+                count = hub.publish(name, Outbound(envelope, name, offset), data)
+                self.metrics.sent["channel"] += count
+                return count
             if kind == "user":
-                return hub.send_to_user(name, Outbound(envelope))
-            if kind == "role":
-                return hub.send_to_role(name, Outbound(envelope))
-            return hub.broadcast(Outbound(envelope))
+                count = hub.send_to_user(name, Outbound(envelope))
+            elif kind == "role":
+                count = hub.send_to_role(name, Outbound(envelope))
+            else:
+                kind = "broadcast"
+                count = hub.broadcast(Outbound(envelope))
+            self.metrics.sent[kind] += count
+            return count
         if tag == cluster.EXCEPT_USER:
             user, _, envelope = payload[1:].partition(b"\0")
-            return hub.broadcast(Outbound(envelope), user.decode())
+            count = hub.broadcast(Outbound(envelope), user.decode())
+            self.metrics.sent["broadcast"] += count
+            return count
         if tag in (cluster.NOTIFICATION, cluster.TELL, cluster.ACKED):
             if self.inbox is not None:
                 return self.inbox.receive(tag, payload)

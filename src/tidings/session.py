@@ -526,6 +526,7 @@ class Session:
         _, out = self.node.message(kind, data, channel=channel, reply_to=reply_to)
         if self.push(out):
             self.node.hub.messages_out += 1
+            self.node.metrics.sent["reply"] += 1
 
     def error(
         self,
