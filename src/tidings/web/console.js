@@ -73,7 +73,8 @@ async function signIn(token) {
   await signOut();
   $("signin-error").textContent = "";
   setStatus("connecting…", "connecting");
-  const client = new Client(wsUrl(), token, { transport: params.get("transport") ?? "auto" });
+  // Callbacks only: nothing is kept for an async iterator (eventBuffer 0).
+  const client = new Client(wsUrl(), token, { transport: params.get("transport") ?? "auto", eventBuffer: 0 });
   state.client = client;
   client.on("_connected", async (event) => {
     if (state.client !== client) return;

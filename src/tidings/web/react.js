@@ -42,7 +42,8 @@ export function useTidings(options) {
     const client = new Client(
       url,
       () => (typeof tokenRef.current === "function" ? tokenRef.current() : tokenRef.current),
-      optionsRef.current,
+      // The hook reads events by callback: keep none for an iterator unless asked to.
+      { eventBuffer: 0, ...optionsRef.current },
     );
     setState({ ...initial("connecting"), client });
     const update = (change) => {

@@ -486,7 +486,7 @@ export class Client {
     this.welcome = null;
     /** The highest notification seq seen (the inbox resume point). */
     this.lastSeq = o.lastSeq ?? null;
-    /** Notifications dropped because their id was already delivered. */
+    /** Notifications (by id) and publications (by offset) dropped as already delivered. */
     this.duplicates = 0;
     /** Connections that reached welcome. */
     this.connections = 0;
