@@ -165,9 +165,10 @@ describe("keepalive", () => {
   test("a server that stops answering pings is dropped (1006) and reconnected once it is back", async () => {
     const client = new Client(server.wsUrl, () => token("kai"), {
       ...OPTIONS,
+      // Short, but scaled like every wait on a slow machine (TIMEOUT is 10 s times the scale).
       pingInterval: 0.2,
-      pingTimeout: 0.5,
-      openTimeout: 1,
+      pingTimeout: TIMEOUT / 20000,
+      openTimeout: TIMEOUT / 10000,
     });
     await client.connect();
     try {
