@@ -1,6 +1,7 @@
-"""fanout-cluster: two tidings instances on one Redis next to one instance, same run.
+"""fanout-cluster(-100ch): two tidings instances on one Redis next to one instance.
 
-Three set-ups are up at once, each with its own N subscribers on channel `bench`:
+Three set-ups are up at once, each with its own N subscribers (on channel `bench`, or
+on `bench:0`..`bench:99` for fanout-cluster-100ch):
 
 * `1 memory`: one instance, `broker_url` memory (the single-node default), core 0;
 * `1 redis`: one instance on Redis, alone in its cluster (what the broker itself costs), core 0;
@@ -12,7 +13,7 @@ fan-out scenarios. The machine has two cores, so the load generator cannot have 
 of its own while two instances run: during `2 redis` rounds it may run on both cores
 (the scheduler places it), otherwise on core 1. That is why the verdict is on capacity,
 deliveries per server-CPU-second, rather than on the wall-clock rate. See
-bench/README.md, "Cluster scenario".
+bench/README.md, "Cluster scenarios".
 """
 
 from __future__ import annotations
@@ -61,8 +62,6 @@ REDIS_URL = os.environ.get("TIDINGS_BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"
 CLEANUP_MAX_KEYS = 200_000
 CLEANUP_SECONDS = 10.0
 
-SETUPS = ("1 memory", "1 redis", "2 redis")
-
 METRICS: list[Metric] = [
     Metric("mem1_deliveries_per_s", "1 instance, memory: deliveries/s", "{:,.0f}"),
     Metric("mem1_cpu_us", "1 instance, memory: server CPU µs/delivery", "{:.2f}"),
@@ -101,9 +100,13 @@ class ClusterWindow:
     (summed), the load generator's, redis-server's, and both cores' busy and
     stolen time, so that work by anything else on the machine can be reported."""
 
-    def __init__(self, servers: list[RunningServer], redis: tuple[float, int, int]) -> None:
+    def __init__(
+        self, servers: list[RunningServer], redis: tuple[float, int, int], uses_redis: bool
+    ) -> None:
         self.servers = servers
         self.redis0 = redis
+        # Redis working for other clients is disturbance like any other process.
+        self.uses_redis = uses_redis
         self.t0 = time.perf_counter()
         self.cpu0 = [s.cpu_seconds() for s in servers]
         self.self0 = self_cpu_seconds()
@@ -130,7 +133,7 @@ class ClusterWindow:
             "redis_publish_us_per_call": usec / calls if calls else 0.0,
             # Busy time of the two cores not spent in the servers, the load
             # generator or redis-server (in cores: 0.1 = 10% of one core).
-            "foreign": max(0.0, busy - sum(per) - own - redis) / wall,
+            "foreign": max(0.0, busy - sum(per) - own - (redis if self.uses_redis else 0.0)) / wall,
             "steal": steal / wall,
         }
         for i, cpu in enumerate(per):
@@ -236,7 +239,7 @@ class Setup:
         gc.disable()  # no collector pauses in the load generator mid-window
         try:
             d0 = tally.delivered
-            win = ClusterWindow(self.servers, await redis_counters(redis))
+            win = ClusterWindow(self.servers, await redis_counters(redis), self.name != "1 memory")
             issued, reported = await self.publish_paced(shape.pubs, shape.time_cap)
             expected = d0 + issued * n
             try:
@@ -350,7 +353,8 @@ async def run_cluster(p: Params, log_dir: Path, n_channels: int) -> Result:
         for name, specs in plan:
             up: list[RunningServer] = []
             for i, (spec, core) in enumerate(specs):
-                label = f"fanout-cluster.{_KEY[name]}{'ab'[i] if len(specs) > 1 else ''}"
+                scenario = "fanout-cluster" + ("" if n_channels == 1 else f"-{n_channels}ch")
+                label = f"{scenario}.{_KEY[name]}{'ab'[i] if len(specs) > 1 else ''}"
                 server = await start_server(spec, log_dir, label, core=core)
                 servers.append(server)
                 up.append(server)
