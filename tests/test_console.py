@@ -344,6 +344,7 @@ async def test_dev_routes_exist_only_with_dev(make_server: ServerFactory) -> Non
         ("/tidings.d.ts", "text/plain"),
         ("/react.js", "text/javascript"),
         ("/react.d.ts", "text/plain"),
+        ("/favicon.ico", "image/svg+xml"),
     ],
 )
 async def test_static_files_and_content_types(

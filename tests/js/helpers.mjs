@@ -63,6 +63,10 @@ export async function startServer({ dir, port = 0, extraArgs = [] }) {
     },
   );
   const exited = new Promise((resolve) => child.once("exit", (code) => resolve(code)));
+  // A failed or force-exited test run must not leave servers behind.
+  const reap = () => child.exitCode === null && child.kill("SIGKILL");
+  process.once("exit", reap);
+  exited.then(() => process.off("exit", reap));
   const lines = createInterface({ input: child.stdout });
   const first = await within(
     new Promise((resolve, reject) => {

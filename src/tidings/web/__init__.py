@@ -34,6 +34,9 @@ FILES: Final[dict[str, tuple[str, str]]] = {
     "/tidings.d.ts": ("tidings.d.ts", "text/plain"),
     "/react.js": ("react.js", "text/javascript"),
     "/react.d.ts": ("react.d.ts", "text/plain"),
+    # Browsers ask for /favicon.ico on their own; a 404 there is a console error.
+    "/favicon.ico": ("favicon.svg", "image/svg+xml"),
+    "/favicon.svg": ("favicon.svg", "image/svg+xml"),
 }
 
 # The console loads nothing from elsewhere; connect-src allows its own WebSocket and API.
