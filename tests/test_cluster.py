@@ -333,3 +333,39 @@ async def test_one_clients_publications_keep_their_order(three: list[Instance]) 
         assert [m["offset"] for m in got] == list(range(1, 61))
         replies = [await recv_type(pub, "published") for _ in range(60)]
         assert [r["replyTo"] for r in replies] == [f"p{i}" for i in range(60)]
+
+
+async def test_cap_holds_under_a_connection_burst(three: list[Instance]) -> None:
+    """120 connections of one user at once over three instances: exactly the cap (5) get in,
+    the rest are closed 4009 (the registry waits for a Redis connection, never fails open)."""
+    import websockets
+
+    from .conftest import token
+
+    async def attempt(i: int) -> int:
+        url = f"{three[i % 3].ws_url}?token={token('burst')}"
+        async with websockets.connect(url, open_timeout=TIMEOUT * 3) as ws:
+            first = await recv(ws, TIMEOUT * 3)
+            if first["type"] == "welcome":
+                await ready.wait()  # hold the slot until every attempt has its answer
+                return 0
+            raise AssertionError(first)
+
+    ready = asyncio.Event()
+    results: list[int] = []
+
+    async def one(i: int) -> None:
+        try:
+            results.append(await attempt(i))
+        except websockets.ConnectionClosed as exc:
+            assert exc.rcvd is not None
+            results.append(exc.rcvd.code)
+        if len(results) == 120 - 5:
+            ready.set()
+
+    tasks = [asyncio.create_task(one(i)) for i in range(120)]
+    async with asyncio.timeout(TIMEOUT * 6):
+        await ready.wait()
+    await asyncio.gather(*tasks)
+    assert sorted(results).count(4009) == 115
+    assert results.count(0) == 5

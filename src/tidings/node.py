@@ -204,7 +204,7 @@ class Node:
         """
         if not self.clustered:
             return
-        from redis.asyncio import Redis
+        from redis.asyncio import BlockingConnectionPool, Redis
 
         from .broker.redis import RedisBroker
         from .registry import RedisRegistry
@@ -213,8 +213,13 @@ class Node:
         broker = RedisBroker(s.broker_url, prefix=s.broker_prefix)
         self.broker = broker
         self.topics = Topics(broker)
+        # Blocking pool: a burst of connections waits for a Redis connection instead of
+        # failing the cluster-wide cap check (the default pool raises when exhausted).
+        pool = BlockingConnectionPool.from_url(
+            s.broker_url, max_connections=32, timeout=5, socket_connect_timeout=5
+        )
         self.registry = RedisRegistry(
-            Redis.from_url(s.broker_url),
+            Redis.from_pool(pool),
             self.instance_id,
             prefix=s.broker_prefix,
             ttl=3 * s.cluster_heartbeat,

@@ -125,7 +125,16 @@ class RedisBroker:
         # A command that fails must fail the call, not be sent again behind our back:
         # a retried publish could be delivered twice.
         no_retry = Retry(NoBackoff(), 0)
-        self._redis = aioredis.Redis.from_url(url, retry=no_retry, socket_connect_timeout=5)
+        # A pool that makes a burst of publishes wait for a connection rather than fail
+        # ("Too many connections"): a 503 must mean Redis is unreachable, not busy.
+        pool = aioredis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=64,
+            timeout=confirm_timeout,
+            socket_connect_timeout=5,
+            retry=no_retry,
+        )
+        self._redis = aioredis.Redis.from_pool(pool)  # closes the pool when closed
         self._sub_client = aioredis.Redis.from_url(
             url,
             retry=Retry(NoBackoff(), 0),
