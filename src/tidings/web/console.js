@@ -501,11 +501,15 @@ async function main() {
 
   const saved = sessionStorage.getItem("tidings-token");
   const user = params.get("user");
-  if (user && state.dev?.canMintTokens) {
-    $("signin-user").value = user;
-    await signIn(await mint(user));
-  } else if (saved) {
-    await signIn(saved);
+  try {
+    if (user && state.dev?.canMintTokens) {
+      $("signin-user").value = user;
+      await signIn(await mint(user));
+    } else if (saved) {
+      await signIn(saved);
+    }
+  } catch (error) {
+    $("signin-error").textContent = String(error.message ?? error);
   }
 }
 
