@@ -29,7 +29,8 @@ async function main(): Promise<void> {
     void title;
   });
   const subscribed = await client.subscribe("news", { level: ["high", "low"] }, { since: { offset: 1, epoch: "e" } });
-  void subscribed;
+  const recovered: boolean | undefined = subscribed.recovered;
+  void recovered;
   const read = await client.markRead(["ntf_1"]);
   const unread: number = read.unreadCount;
   await client.markRead({ all: true });

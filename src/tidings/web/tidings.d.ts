@@ -58,6 +58,20 @@ export interface Position {
   epoch: string;
 }
 
+/** The data of a `subscribed` reply. */
+export interface Subscribed {
+  channel: string;
+  filters: Filters | null;
+  /** The stream's top, on channels that keep history. */
+  offset?: number;
+  epoch?: string;
+  /** When `since` was sent: whether what was missed follows. */
+  recovered?: boolean;
+  /** Why not: "epoch" (the stream was reset) or "gone" (too old). */
+  reason?: string;
+  [key: string]: unknown;
+}
+
 /** Synthetic events the client emits beside the server's messages. */
 export interface ConnectedEvent {
   type: "_connected";
@@ -77,7 +91,7 @@ export interface ResubscribedEvent {
   type: "_resubscribed";
   channel: string;
   /** The server's subscribed data: offset, epoch and, when resuming, recovered (and reason when false). */
-  data: { channel: string; offset?: number; epoch?: string; recovered?: boolean; reason?: string; [key: string]: unknown };
+  data: Subscribed;
 }
 export type ClientEvent = Message | ConnectedEvent | DisconnectedEvent | ResubscribedEvent;
 
@@ -180,7 +194,7 @@ export class Client implements AsyncIterable<ClientEvent> {
   on(type: string, callback: (msg: Message) => unknown): () => void;
   [Symbol.asyncIterator](): AsyncIterator<ClientEvent>;
 
-  subscribe(channel: string, filters?: Filters | null, options?: { since?: Position }): Promise<any>;
+  subscribe(channel: string, filters?: Filters | null, options?: { since?: Position }): Promise<Subscribed>;
   unsubscribe(channel: string): Promise<void>;
   publish(channel: string, event: string, data?: unknown): Promise<{ channel: string; messageId: string }>;
   markRead(ids?: string[] | null, all?: boolean): Promise<{ ids: string[]; unreadCount: number }>;
