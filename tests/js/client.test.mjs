@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import WebSocket from "ws";
 
-import { Client, ClientClosed, ClientError, QueueFull, shouldReconnect } from "../../src/tidings/web/tidings.js";
+import { Client, ClientClosed, ClientError, QueueFull, shouldReconnect, sseUrlFor } from "../../src/tidings/web/tidings.js";
 import { api, gate, next, startServer, TIMEOUT, token, within, workdir } from "./helpers.mjs";
 
 const OPTIONS = { WebSocket, backoffInitial: 0.05, backoffMax: 0.5, transport: "websocket" };
@@ -196,6 +196,31 @@ describe("tidings.js in Node", () => {
     const { done } = await within(client[Symbol.asyncIterator]().next(), TIMEOUT, "the iterator did not end");
     assert.equal(done, false); // buffered events are still readable, then it ends
     assert.equal(tokens.length, 1, "the token function is not called again: no reconnection");
+  });
+
+  test("tokenIn 'protocol' carries the token in the subprotocol, not the URL", async () => {
+    const urls = [];
+    class Recording extends WebSocket {
+      constructor(url, protocols) {
+        urls.push([url, protocols]);
+        super(url, protocols);
+      }
+    }
+    const client = await connected(server, "pia", { tokenIn: "protocol", WebSocket: Recording });
+    try {
+      assert.equal(client.welcome.userId, "pia");
+      const [[url, protocols]] = urls;
+      assert.equal(new URL(url).searchParams.get("token"), null);
+      assert.equal(protocols[0], "tidings");
+      assert.match(protocols[1], /^bearer\./);
+    } finally {
+      await client.close();
+    }
+  });
+
+  test("the SSE URL sits beside the WebSocket URL", () => {
+    assert.equal(sseUrlFor("ws://h:8000/ws?userId=a"), "http://h:8000/sse?userId=a");
+    assert.equal(sseUrlFor("wss://notify.example.com/ws/notifications"), "https://notify.example.com/sse");
   });
 
   test("the close-code policy: terminal codes do not reconnect, others and unknown ones do", () => {
