@@ -34,6 +34,37 @@ function collect(client, type) {
   return seen;
 }
 
+/**
+ * A TCP proxy in front of the server, so a test can cut connections (the server sees
+ * the stream drop without ending the session) and refuse new ones for a while.
+ */
+async function tcpProxy(port) {
+  const sockets = new Set();
+  let refusing = false;
+  const proxy = createServer((inbound) => {
+    if (refusing) {
+      inbound.destroy();
+      return;
+    }
+    const outbound = tcpConnect(port, "127.0.0.1");
+    for (const socket of [inbound, outbound]) {
+      sockets.add(socket);
+      socket.on("close", () => sockets.delete(socket));
+      socket.on("error", () => {});
+    }
+    inbound.pipe(outbound).pipe(inbound);
+  });
+  await new Promise((resolve) => proxy.listen(0, "127.0.0.1", resolve));
+  return {
+    base: `127.0.0.1:${proxy.address().port}`,
+    sockets,
+    proxy,
+    refuse: (value) => {
+      refusing = value;
+    },
+  };
+}
+
 describe("channel recovery", () => {
   let work;
   let server;
@@ -280,20 +311,7 @@ describe("SSE transport in Node (npm eventsource)", () => {
   });
 
   test("a dropped stream is resumed by EventSource (Last-Event-ID): what was missed is replayed", async () => {
-    // A TCP proxy in front of the server, so the test can cut the stream's connection
-    // without the server ending the session.
-    const sockets = new Set();
-    const proxy = createServer((inbound) => {
-      const outbound = tcpConnect(server.port, "127.0.0.1");
-      for (const socket of [inbound, outbound]) {
-        sockets.add(socket);
-        socket.on("close", () => sockets.delete(socket));
-        socket.on("error", () => {});
-      }
-      inbound.pipe(outbound).pipe(inbound);
-    });
-    await new Promise((resolve) => proxy.listen(0, "127.0.0.1", resolve));
-    const base = `127.0.0.1:${proxy.address().port}`;
+    const { base, sockets, proxy } = await tcpProxy(server.port);
     const client = new Client(`ws://${base}/ws`, token("rex"), {
       ...OPTIONS,
       transport: "sse",
@@ -321,6 +339,54 @@ describe("SSE transport in Node (npm eventsource)", () => {
       assert.equal((await queued).data, 2);
       assert.equal(client.welcome.clientId, clientId, "the same session, no new welcome");
       assert.equal(client.connections, 1);
+    } finally {
+      await client.close();
+      for (const socket of sockets) socket.destroy();
+      await new Promise((resolve) => proxy.close(resolve));
+    }
+  });
+
+  test("when EventSource cannot reattach, the client resumes the session itself (?lastEventId=)", async () => {
+    const { base, sockets, proxy, refuse } = await tcpProxy(server.port);
+    let tokens = 0;
+    const client = new Client(
+      `ws://${base}/ws`,
+      () => {
+        tokens += 1;
+        return token("roy");
+      },
+      { ...OPTIONS, transport: "sse", EventSource, sseReattach: 0.2 },
+    );
+    await client.connect();
+    try {
+      await client.subscribe("chat:self-resume");
+      const clientId = client.welcome.clientId;
+      // The proxy now refuses: EventSource's own retries fail, the client gives up on them.
+      refuse(true);
+      const failures = [];
+      const twoFailures = within(
+        new Promise((resolve) => {
+          client.on("_disconnected", (event) => {
+            failures.push(event);
+            if (failures.length === 2) resolve();
+          });
+        }),
+        TIMEOUT,
+        "the client did not give up on EventSource",
+      );
+      for (const socket of sockets) socket.destroy();
+      await twoFailures;
+      assert.ok(failures.every((event) => event.reconnect));
+      await api(server, "POST", "/api/publish", { channel: "chat:self-resume", type: "missed", data: 1 });
+      const resumed = next(client, "_connected");
+      const missed = next(client, "missed");
+      refuse(false);
+      assert.equal((await resumed).resumed, true);
+      assert.equal((await missed).data, 1);
+      assert.equal(client.welcome.clientId, clientId, "the same session: no new welcome");
+      assert.equal(client.connections, 1);
+      assert.ok(tokens >= 2, "the client's own reconnection asked for a fresh token");
+      assert.equal((await client.ping()).type.toLowerCase(), "pong");
     } finally {
       await client.close();
       for (const socket of sockets) socket.destroy();

@@ -120,7 +120,7 @@ export function sseUrlFor(wsUrl) {
 
 function withQuery(base, params) {
   const url = new URL(base);
-  for (const key of ["token", "lastSeq", "ack"]) url.searchParams.delete(key);
+  for (const key of ["token", "lastSeq", "ack", "lastEventId"]) url.searchParams.delete(key);
   for (const [key, value] of Object.entries(params)) {
     if (value !== undefined && value !== null) url.searchParams.set(key, String(value));
   }
@@ -246,7 +246,7 @@ class WebSocketTransport {
 }
 
 class SseTransport {
-  constructor(EventSourceImpl, fetchImpl, url, postBase, token, reattachMs) {
+  constructor(EventSourceImpl, fetchImpl, url, postBase, token, reattachMs, resumeFrom = null) {
     this.kind = "sse";
     this.onmessage = null;
     this.onclose = null;
@@ -258,7 +258,13 @@ class SseTransport {
     this._token = token;
     this._reattachMs = reattachMs;
     this._es = null;
-    this.clientId = null;
+    // Resuming a session (?lastEventId=): no welcome comes, the POSTs go to its clientId.
+    this._resumeFrom = resumeFrom;
+    this.clientId = resumeFrom === null ? null : resumeFrom.slice(0, resumeFrom.lastIndexOf("."));
+    /** The id of the last event received (`<clientId>.<n>`): where a resume starts. */
+    this.lastEventId = resumeFrom;
+    /** false once the session is over (a close event): it cannot be resumed. */
+    this.resumable = true;
     this._held = [];
     this._closed = false;
     this._batch = [];
@@ -289,6 +295,14 @@ class SseTransport {
         this._stop();
       }, timeoutMs);
       es.onopen = () => {
+        if (!settled && this._resumeFrom !== null) {
+          // The server reattached the session (or, if it could not, a welcome follows
+          // and the client starts over): either way the stream is up.
+          this._live = true;
+          settle(resolve, null);
+          this._flush();
+          return;
+        }
         if (!settled || this._closed) return;
         clearTimeout(this._reattachTimer);
         if (!this._live) {
@@ -300,6 +314,7 @@ class SseTransport {
         }
       };
       es.onmessage = (event) => {
+        if (typeof event.lastEventId === "string" && event.lastEventId) this.lastEventId = event.lastEventId;
         const msg = parse(event.data);
         if (msg === null) return;
         // The server's own close and welcome never carry a channel; a client publishing
@@ -309,6 +324,7 @@ class SseTransport {
           const data = msg.data && typeof msg.data === "object" ? msg.data : {};
           const code = isInt(data.code) ? data.code : ABNORMAL_CLOSURE;
           const reason = typeof data.reason === "string" ? data.reason : "";
+          this.resumable = false;
           es.close(); // a closed stream must not be reopened by EventSource
           if (!settled) settle(reject, new ClientClosed(code, reason));
           else this._finish(code, reason);
@@ -419,6 +435,7 @@ class SseTransport {
 
   /** Close the stream; the server keeps the session for a while, then drops it. */
   close() {
+    this.resumable = false;
     this._stop();
     this._finish(CLIENT_CLOSED, "");
   }
@@ -512,6 +529,7 @@ export class Client {
     this._closed = null;
     this._counter = 0;
     this._preferSse = this._transportChoice === "sse";
+    this._sseResume = null; // the lastEventId of a dropped SSE session, to resume it
     this._wake = null;
     this._onEnded = null;
     this._pingTimer = null;
@@ -781,10 +799,14 @@ export class Client {
       try {
         const welcome = await transport.open(this._openTimeout * 1000);
         if (kind === "sse" && order.length > 1) this._preferSse = true;
+        this._sseResume = null;
         return { transport, welcome };
       } catch (error) {
         this._transport = null;
-        if (!(error instanceof Unreachable)) throw error; // the server answered: no fallback
+        if (!(error instanceof Unreachable)) {
+          this._sseResume = null;
+          throw error; // the server answered: no fallback
+        }
         failure = error;
       }
     }
@@ -800,7 +822,10 @@ export class Client {
     }
     if (typeof this._EventSource !== "function" || typeof this._fetch !== "function") return null;
     const base = this._sseUrl ?? sseUrlFor(this.url);
-    const streamUrl = withQuery(base, this._params(token, true));
+    const resumeFrom = this._sseResume;
+    const params = this._params(token, true);
+    if (resumeFrom !== null) params.lastEventId = resumeFrom;
+    const streamUrl = withQuery(base, params);
     const postBase = new URL(base);
     postBase.search = "";
     return new SseTransport(
@@ -810,6 +835,7 @@ export class Client {
       postBase.toString().replace(/\/$/, ""),
       token,
       this._sseReattach * 1000,
+      resumeFrom,
     );
   }
 
@@ -821,7 +847,8 @@ export class Client {
       (code, reason) => this._ended(transport, code, reason),
     );
     if (this._transport !== transport) return; // closed while attaching
-    this._welcomed(transport, welcome);
+    if (welcome === null) this._sseState(transport, true); // an SSE session resumed
+    else this._welcomed(transport, welcome);
   }
 
   _welcomed(transport, welcome) {
@@ -895,6 +922,9 @@ export class Client {
   _handle(transport, msg) {
     if (this._transport !== transport) return;
     const replyTo = msg.replyTo;
+    if (typeof replyTo === "string" && !this._pending.has(replyTo) && /^tc-\d+$/.test(replyTo)) {
+      return; // a reply to a request already given up (retried, or a dropped ping or ack)
+    }
     if (typeof replyTo === "string" && this._pending.has(replyTo)) {
       const p = this._pending.get(replyTo);
       this._pending.delete(replyTo);
@@ -1001,6 +1031,9 @@ export class Client {
   _ended(transport, code, reason) {
     if (this._transport !== transport) return;
     this._transport = null;
+    // A dropped SSE session lives on at the server for a while: resume it, with a fresh
+    // token, rather than start a second one.
+    this._sseResume = transport.kind === "sse" && transport.resumable ? transport.lastEventId : null;
     this._live = null;
     clearTimeout(this._pingTimer);
     this._failPending(new ConnectionLost());
