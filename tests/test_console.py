@@ -5,11 +5,14 @@ Screenshots of each scene go to ``test-artifacts/`` (gitignored).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import jwt
 import pytest
 from playwright.async_api import Browser, Page
 
 from .browser import browser, page_errors, screenshot  # noqa: F401 (browser is a fixture)
+from .cluster import cluster, pg_schema
 from .conftest import API_KEY, SECRET, TIMEOUT, Harness, ServerFactory, request, token
 
 WAIT_MS = TIMEOUT * 1000
@@ -189,6 +192,36 @@ async def test_operations_view_shows_connections_change(
     # The chart is drawn on a canvas from the stats' message counters.
     assert await ops.locator("#chart").is_visible()
     assert errors == []
+
+
+async def test_operations_view_per_instance_in_a_cluster(
+    browser: Browser,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """In a cluster the operations view shows every instance, each with its connections."""
+    async with pg_schema() as store, cluster(2, tmp_path, store_url=store) as (one, two):
+        page = await console(browser, one, "#operations")
+        errors = page_errors(page)
+        await page.fill("#apikey", API_KEY)
+        await page.click("#watch")
+        await page.wait_for_function(
+            "() => document.querySelectorAll('#instances tbody tr').length === 2",
+            timeout=WAIT_MS,
+        )
+        async with two.client("iris"):
+            await page.wait_for_function(
+                "() => document.getElementById('ops-connections').textContent === '1'",
+                timeout=WAIT_MS,
+            )
+            cells = await page.locator("#instances tbody tr td:nth-child(2)").all_text_contents()
+            assert sorted(cells) == ["0", "1"]
+            # One chart line (and legend entry) per instance.
+            await page.wait_for_function(
+                "() => document.querySelectorAll('#chart-legend .legend-item').length === 2",
+                timeout=WAIT_MS,
+            )
+            await screenshot(page, "console-operations-cluster")
+        assert errors == []
 
 
 async def test_operations_view_needs_the_right_key(

@@ -361,7 +361,15 @@ function drawChart() {
   lines.forEach(([name, values], index) => {
     const color = PALETTE[index % PALETTE.length];
     legend.push(name);
-    if (values.length < 2) return;
+    if (values.length === 0) return;
+    if (values.length === 1) {
+      // One sample so far: a dot at the right edge, where the line will start.
+      ctx.fillStyle = color;
+      ctx.beginPath();
+      ctx.arc(pad.left + plotW, pad.top + plotH * (1 - values[0] / max), 3, 0, 2 * Math.PI);
+      ctx.fill();
+      return;
+    }
     ctx.strokeStyle = color;
     ctx.lineWidth = 2;
     ctx.beginPath();
