@@ -319,6 +319,29 @@ describe("tidings.js across a server restart", () => {
     }
   });
 
+  test("a token that expires (4005) is replaced by a fresh one from the token function", async () => {
+    const own = workdir();
+    const strict = await startServer({ dir: own.dir, extraArgs: ["--jwt-leeway", "0"] });
+    const ttls = [1, 3600];
+    const client = new Client(strict.wsUrl, () => token("tom", { ttl: ttls.shift() ?? 3600 }), OPTIONS);
+    try {
+      const expired = next(client, "_disconnected");
+      await client.connect();
+      const firstExpiry = client.welcome.expiresAt;
+      const back = next(client, "_connected");
+      const event = await expired;
+      assert.equal(event.code, 4005);
+      assert.equal(event.reconnect, true);
+      await back;
+      assert.equal(client.connections, 2);
+      assert.ok(client.welcome.expiresAt > firstExpiry, "welcomed again with the fresh token");
+    } finally {
+      await client.close();
+      await strict.stop();
+      own.cleanup();
+    }
+  });
+
   test("the offline queue is bounded: QueueFull past queueLimit", async () => {
     const door = gate();
     door.open();
