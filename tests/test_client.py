@@ -347,3 +347,18 @@ def test_backoff_is_full_jitter_capped() -> None:
     assert backoff_delay(3, 0.5, 30, lambda lo, hi: hi) == 4.0
     assert backoff_delay(10, 0.5, 30, lambda lo, hi: hi) == 30
     assert backoff_delay(10_000, 0.5, 30, lambda lo, hi: lo) == 0
+
+
+async def test_a_published_notification_is_not_taken_for_the_inbox(harness: Harness) -> None:
+    """A channel publication typed "notification" (say, with a huge seq) is a publication:
+    it does not move last_seq, so the next real notification still arrives."""
+    async with Client(harness.ws_url, token("alice")) as c:
+        await c.subscribe("news")
+        forged = {"channel": "news", "type": "notification", "data": {"seq": 10**9}}
+        assert (await harness.api("POST", "/api/publish", forged))[0] == 200
+        msg = await next_of(c, "notification")
+        assert msg["channel"] == "news"
+        assert c.last_seq is None  # no inbox notification yet
+        nid = await notify(harness, "alice")
+        assert (await next_of(c, "notification"))["id"] == nid
+        assert c.last_seq == 1

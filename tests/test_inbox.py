@@ -191,6 +191,11 @@ async def test_bad_creates_change_nothing(harness: Harness) -> None:
         ({"userIds": []}, 422),
         ({"userId": "u", "type": ""}, 422),
         ({"userId": "u", "title": "nul\u0000byte"}, 422),
+        (
+            {"userId": "u", "actions": [{"id": "a", "label": "x", "url": "javascript:alert(1)"}]},
+            422,
+        ),
+        ({"userId": "u", "actions": [{"id": "a", "label": "x", "url": "//evil.example/"}]}, 422),
     ]
     for body, status in cases:
         got, reply = await harness.api("POST", "/api/notifications", body)

@@ -206,6 +206,14 @@ class Inbox:
             raise InboxError(f"message longer than {MAX_MESSAGE} characters")
         if req.category is not None and not 0 < len(req.category) <= 64:
             raise InboxError("category must be 1 to 64 characters")
+        for action in req.actions:
+            url = action.url
+            # A link a client renders must not run script: http(s) or a path on your site.
+            if url is not None and not (
+                url.lower().startswith(("https://", "http://"))
+                or (url.startswith("/") and not url.startswith("//"))
+            ):
+                raise InboxError("actions[].url must be an http(s) URL or a path starting with /")
         expires_at = None
         if req.expiresAt is not None:
             try:

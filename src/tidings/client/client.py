@@ -472,7 +472,10 @@ class Client:
             await self._events.emit({"type": "_resubscribed", "channel": p.channel, "data": data})
             return
         kind = msg.get("type")
-        if kind == "notification":
+        if kind == "notification" and "channel" not in msg:
+            # Only the server's inbox sends channel-less notifications: a publication of
+            # that type (anyone allowed to publish can make one) must not move lastSeq
+            # or pass for a real notification's id.
             await self._notification(ws, msg)
             return
         if "offset" in msg and not self._recovery.publication(msg):
