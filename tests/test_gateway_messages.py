@@ -167,6 +167,14 @@ async def test_client_publish_where_allowed(make_server: ServerFactory) -> None:
         assert got["id"] == ok["data"]["messageId"]
         no = await request(a, {"type": "publish", "channel": "news", "data": {}})
         assert no["data"]["code"] == "FORBIDDEN"
+        for forged in ("notification", "Welcome", "close", "notification_read"):
+            no = await request(
+                a, {"type": "publish", "channel": "lounge:1", "event": forged, "data": {}}
+            )
+            assert no["data"]["code"] == "FORBIDDEN", forged
+        # b got nothing forged: its next message is this one.
+        await request(a, {"type": "publish", "channel": "lounge:1", "event": "chat", "data": 2})
+        assert (await recv(b))["data"] == 2
 
 
 @pytest.mark.parametrize(

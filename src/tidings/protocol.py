@@ -358,6 +358,28 @@ COMMANDS: Final[dict[str, type[Command]]] = {
 _decoder: Final = msgspec.json.Decoder()
 _RESERVED_TOP: Final = frozenset(("type", "data", "payload"))
 
+# Types the server itself sends: a client may not publish under these names, so no
+# client can pass a publication off as a welcome, a close or an inbox message.
+SERVER_TYPES: Final = frozenset(
+    (
+        "welcome",
+        "pong",
+        "subscribed",
+        "unsubscribed",
+        "published",
+        "status",
+        "refreshed",
+        "error",
+        "close",
+        "notification",
+        "notifications",
+        "acked",
+        "notification_read",
+        "notification_archived",
+        "notification_deleted",
+    )
+)
+
 
 def decode_command(frame: bytes | str) -> Command:
     """Parse one client text frame into a typed command.

@@ -444,6 +444,8 @@ class Session:
 
     def _publish(self, cmd: protocol.Publish) -> None:
         denied = self.node.access.can_publish(cmd.channel, self.user_id, self.roles)
+        if not denied and cmd.event.lower() in protocol.SERVER_TYPES:
+            denied = f"{cmd.event[:64]!r} is a type only the server sends"
         if denied:
             self.error(ErrorCode.FORBIDDEN, denied, reply_to=cmd.id, channel=cmd.channel)
             return

@@ -273,7 +273,7 @@ describe("SSE transport in Node (npm eventsource)", () => {
     assert.equal(client.closeCode, 4010);
   });
 
-  test("publications named welcome, close or notification do not reset, end or rewind other clients", async () => {
+  test("publications named welcome, close or notification: refused from clients, and harmless from the API", async () => {
     const viaSse = new Client(server.wsUrl, token("ivy"), { ...OPTIONS, transport: "sse", EventSource });
     const viaWs = new Client(server.wsUrl, token("ivo"), OPTIONS);
     const attacker = new Client(server.wsUrl, token("mal"), OPTIONS);
@@ -283,9 +283,20 @@ describe("SSE transport in Node (npm eventsource)", () => {
       await viaWs.subscribe("chat:trap");
       const seenSse = next(viaSse, "after", () => true);
       const seenWs = next(viaWs, "after", () => true);
-      await attacker.publish("chat:trap", "welcome", { clientId: "client_fake-1" });
-      await attacker.publish("chat:trap", "close", { code: 4010, reason: "gotcha" });
-      await attacker.publish("chat:trap", "notification", { id: "ntf_fake", seq: 1e9 });
+      // A client may not publish under the server's own types.
+      for (const forged of ["welcome", "close", "notification"]) {
+        await assert.rejects(attacker.publish("chat:trap", forged, {}), { code: "FORBIDDEN" });
+      }
+      // The server API may (it publishes anything): still only publications to clients.
+      const forged = [
+        ["welcome", { clientId: "client_fake-1" }],
+        ["close", { code: 4010, reason: "gotcha" }],
+        ["notification", { id: "ntf_fake", seq: 1e9 }],
+      ];
+      for (const [type, data] of forged) {
+        const [status] = await api(server, "POST", "/api/publish", { channel: "chat:trap", type, data });
+        assert.equal(status, 200);
+      }
       await attacker.publish("chat:trap", "after", null);
       await Promise.all([seenSse, seenWs]);
       for (const client of [viaSse, viaWs]) {
