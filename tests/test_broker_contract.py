@@ -160,6 +160,22 @@ async def test_order_per_topic_is_publish_order(cluster: Cluster) -> None:
     assert await got_b.wait("all", 200) == sent
 
 
+async def test_one_nodes_concurrent_publishes_keep_call_order(cluster: Cluster) -> None:
+    """Publishes a node starts without waiting for each other arrive in the order started,
+    plain and with history mixed (one node's publications are one ordered stream)."""
+    a, _ = await cluster.node()
+    b, got = await cluster.node()
+    await b.subscribe("ch:o")
+    sent = [b"%d" % i for i in range(300)]
+    await asyncio.gather(
+        *(
+            a.publish("ch:o", p, **({"history_size": 10, "history_ttl": 60} if i % 3 else {}))
+            for i, p in enumerate(sent)
+        )
+    )
+    assert await got.wait("ch:o", 300) == sent
+
+
 async def test_subscribe_and_unsubscribe_are_idempotent(cluster: Cluster) -> None:
     """Subscribing twice delivers once; unsubscribing an unknown topic is harmless."""
     a, got = await cluster.node()

@@ -71,8 +71,9 @@ class Broker(Protocol):
       publication made while this node's link to the broker is down is missed (that
       is what ``history`` is for).
     * **Order.** Per topic, every node receives publications in the order the broker
-      accepted them, which for history topics is offset order. No order is promised
-      between different topics.
+      accepted them, which for history topics is offset order; and the broker accepts
+      one node's publications in the order its ``publish`` calls were made, even when
+      they run concurrently. No order is promised between different topics.
     * **Once per publication.** ``publish`` crosses the broker once, whatever the
       number of receiving nodes and connections; fan-out to connections is the hub's.
     * **Subscriptions.** ``subscribe`` and ``unsubscribe`` are idempotent. When

@@ -74,6 +74,8 @@ return {offset, epoch, entries}
 """
 
 _PLAIN = b"\x00"
+# The most publications sent in one pipeline.
+_BATCH = 256
 _POSITIONED = b"\x01"
 
 
@@ -157,6 +159,9 @@ class RedisBroker:
         # that read the state before waiting cannot miss the change.
         self._changed = asyncio.Event()
         self._publish_script = self._redis.register_script(_PUBLISH)
+        # Publications waiting for the sender: (script keys or None, args, future).
+        self._outbox: list[tuple[list[str] | None, list[Any], asyncio.Future[Any]]] = []
+        self._sender: asyncio.Task[None] | None = None
         self._history_script = self._redis.register_script(_HISTORY)
 
     @property
@@ -214,6 +219,15 @@ class RedisBroker:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         self._release_waiters()
+        sender, self._sender = self._sender, None
+        if sender is not None:
+            sender.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sender
+        for _, _, future in self._outbox:
+            if not future.done():
+                future.set_exception(RedisError("broker closed"))
+        self._outbox.clear()
         await self._redis.aclose()
         await self._sub_client.aclose()
 
@@ -255,24 +269,67 @@ class RedisBroker:
     async def publish(
         self, topic: str, payload: bytes, *, history_size: int = 0, history_ttl: float = 0.0
     ) -> StreamPosition | None:
+        if check_history(history_size, history_ttl):
+            args: list[Any] = [
+                self._channel(topic),
+                payload,
+                history_size,
+                _ms(history_ttl),
+                _ms(max(self._meta_ttl, history_ttl)),
+                secrets.token_hex(8),
+            ]
+            keys: list[str] | None = self._keys(topic)
+        else:
+            args, keys = [self._channel(topic), _PLAIN + payload], None
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._outbox.append((keys, args, future))
+        if self._sender is None:
+            self._sender = asyncio.get_running_loop().create_task(self._send())
         try:
-            if not check_history(history_size, history_ttl):
-                await self._redis.publish(self._channel(topic), _PLAIN + payload)
-                return None
-            offset, epoch = await self._publish_script(
-                keys=self._keys(topic),
-                args=[
-                    self._channel(topic),
-                    payload,
-                    history_size,
-                    _ms(history_ttl),
-                    _ms(max(self._meta_ttl, history_ttl)),
-                    secrets.token_hex(8),
-                ],
-            )
+            result = await future
         except RedisError as exc:
             raise BrokerError(f"publish to {topic} failed: {exc}") from exc
+        if keys is None:
+            return None
+        offset, epoch = result
         return StreamPosition(int(offset), epoch.decode())
+
+    async def _send(self) -> None:
+        """Send queued publications, in order, as pipelines: everything queued while the
+        previous batch was on the wire goes in one write and one round trip. One sender
+        means one order, so a node's publications reach Redis in the order made."""
+        try:
+            while self._outbox:
+                batch = self._outbox[:_BATCH]
+                del self._outbox[:_BATCH]
+                pipe = self._redis.pipeline(transaction=False)
+                for keys, args, _ in batch:
+                    if keys is None:
+                        pipe.publish(*args)
+                    else:  # on a pipeline this only queues the EVALSHA
+                        await self._publish_script(keys=keys, args=args, client=pipe)
+                try:
+                    results = await pipe.execute(raise_on_error=False)
+                except asyncio.CancelledError:  # closing: nobody may wait forever
+                    for _, _, future in batch:
+                        if not future.done():
+                            future.set_exception(RedisError("broker closed"))
+                    raise
+                except (RedisError, OSError) as exc:
+                    error = exc if isinstance(exc, RedisError) else RedisError(str(exc))
+                    for _, _, future in batch:
+                        if not future.done():
+                            future.set_exception(error)
+                    continue
+                for (_, _, future), result in zip(batch, results, strict=True):
+                    if future.done():
+                        continue
+                    if isinstance(result, Exception):
+                        future.set_exception(result)
+                    else:
+                        future.set_result(result)
+        finally:
+            self._sender = None
 
     async def history(
         self, topic: str, since: StreamPosition | None = None, limit: int = 100
