@@ -28,6 +28,7 @@ from .broker.memory import MemoryExchange
 from .channels import Access, NamespacePolicy, is_valid_channel
 from .cluster import Topics
 from .config import ConfigError, Settings
+from .control import ControlPlane
 from .hub import Hub, Outbound
 from .metrics import Metrics
 
@@ -144,7 +145,7 @@ class Node:
         self.disconnect_local: Callable[[list[Session], int, str], int] | None = None
         # Hands a POSTed SSE body to the session here (None: not here); set by sse.py.
         self.sse_post_local: Callable[[list[Session], str], int | None] | None = None
-        self._requests: dict[str, tuple[asyncio.Future[None], list[tuple[int, Any]]]] = {}
+        self.control_plane = ControlPlane(self)
         self._tasks: set[asyncio.Task[Any]] = set()
         # Last position delivered per history channel (cluster only), to recover from
         # after a broker outage.
@@ -394,9 +395,9 @@ class Node:
                 return self.inbox.receive(tag, payload)
             return 0
         if tag == cluster.CONTROL:
-            self._control(payload)
+            self.control_plane.on_request(payload)
         elif tag == cluster.REPLY:
-            self._reply(payload)
+            self.control_plane.on_reply(payload)
         return 0
 
     async def send(
@@ -528,95 +529,10 @@ class Node:
             if isinstance(c, Session) and (client_id is None or c.client_id == client_id)
         ]
 
-    def _apply(self, op: dict[str, Any]) -> Any:
-        """Carry out one control operation on this node's connections of a user."""
-        sessions = self.local_sessions(op["user"], op.get("client"))
-        kind = op["op"]
-        if kind == "list":
-            return [
-                {**s.status(), "remoteAddress": s.remote, "instance": self.instance_id}
-                for s in sessions
-            ]
-        if kind == "disconnect":
-            close = self.disconnect_local
-            return close(sessions, op["code"], op["reason"]) if close is not None else 0
-        if kind == "unsubscribe":
-            return sum(s.unsubscribe(op["channel"]) for s in sessions)
-        if kind == "sse_post":  # an SSE client's POST that reached another instance
-            post = self.sse_post_local
-            return post(sessions, op["body"]) if post is not None else None
-        if kind.startswith("room_"):  # rooms_service.Rooms.control: blocks, evictions
-            rooms = self.rooms
-            return rooms.control(sessions, op) if rooms is not None else 0
-        raise ValueError(f"unknown control operation {kind!r}")
-
-    def _control(self, payload: bytes) -> None:
-        header, _ = cluster.split_header(payload)
-        if header["op"] == "stats":
-            held, result = 1, self.stats()
-        else:
-            held = len(self.local_sessions(header["user"]))
-            result = self._apply(header)
-        reply = cluster.with_header(
-            cluster.REPLY,
-            {"req": header["req"], "node": self.instance_id, "held": held, "result": result},
-        )
-        self.spawn(self._send_reply(header["from"], reply))
-
-    async def _send_reply(self, node_id: str, reply: bytes) -> None:
-        try:
-            await self.send(cluster.topic("node", node_id), reply)
-        except BrokerError as exc:
-            log.warning("control reply to %s lost: %s", node_id, exc)
-
-    def _reply(self, payload: bytes) -> None:
-        header, _ = cluster.split_header(payload)
-        pending = self._requests.get(header["req"])
-        if pending is not None:
-            pending[1].append((header["held"], header["result"]))
-            if not pending[0].done():
-                pending[0].set_result(None)
-
     async def control(self, op: dict[str, Any], *, wait: float = 2.0) -> list[Any]:
-        """Run a control operation on every instance holding the user's connections.
-
-        Returns each answering instance's result. On a single instance, only its own.
-
-        Raises:
-            BrokerError: the cluster cannot be reached.
-        """
-        if self.broker is None or self.registry is None:
-            return [self._apply(op)]
-        try:
-            expected = await self.registry.count(op["user"])
-        except Exception as exc:
-            raise BrokerError(f"registry unreachable: {exc}") from exc
-        return await self._gather(cluster.topic("user", op["user"]), op, expected, wait)
-
-    async def _gather(
-        self, topic: str, op: dict[str, Any], expected: int, wait: float
-    ) -> list[Any]:
-        """Send a control request on ``topic``; collect replies until they account for
-        ``expected`` (connections, or instances for stats) or ``wait`` runs out."""
-        if expected == 0:
-            return []
-        req = self.new_id("req")
-        loop = asyncio.get_running_loop()
-        results: list[tuple[int, Any]] = []
-        self._requests[req] = (loop.create_future(), results)
-        try:
-            header = {**op, "req": req, "from": self.instance_id}
-            await self.send(topic, cluster.with_header(cluster.CONTROL, header))
-            async with asyncio.timeout(wait):
-                while sum(held for held, _ in results) < expected:
-                    fut = loop.create_future()
-                    self._requests[req] = (fut, results)
-                    await fut
-        except TimeoutError:
-            log.info("control %s: %d of %d answered in time", op["op"], len(results), expected)
-        finally:
-            del self._requests[req]
-        return [result for _, result in results]
+        """Run a control operation on every instance holding the user's connections
+        (``control.ControlPlane.run``)."""
+        return await self.control_plane.run(op, wait=wait)
 
     # --- stats --------------------------------------------------------------------------
 
@@ -635,33 +551,6 @@ class Node:
         }
 
     async def cluster_stats(self) -> dict[str, Any]:
-        """Stats over every live instance, with each instance's own.
-
-        Raises:
-            BrokerError: the cluster cannot be reached.
-        """
-        if self.registry is None:
-            own = self.stats()
-            return {**own, "instances": [own]}
-        try:
-            users, known = await self.registry.instances()
-        except Exception as exc:
-            raise BrokerError(f"registry unreachable: {exc}") from exc
-        # Live figures from every instance; one that does not answer in time is shown
-        # with its last heartbeat's.
-        fresh = await self._gather(cluster.ALL, {"op": "stats"}, len(known), 2.0)
-        answered = {i.get("instance") for i in fresh}
-        instances = fresh + [i for i in known if i.get("instance") not in answered]
-        channels: dict[str, int] = {}
-        for inst in instances:
-            for name, n in inst.get("channelCounts", {}).items():
-                channels[name] = channels.get(name, 0) + n
-        return {
-            "totalConnections": sum(i.get("totalConnections", 0) for i in instances),
-            "totalUsers": users,
-            "channelCounts": channels,
-            "messagesIn": sum(i.get("messagesIn", 0) for i in instances),
-            "messagesOut": sum(i.get("messagesOut", 0) for i in instances),
-            "timestamp": self.now_iso(),
-            "instances": sorted(instances, key=lambda i: str(i.get("instance"))),
-        }
+        """Stats over every live instance, with each instance's own
+        (``control.ControlPlane.cluster_stats``)."""
+        return await self.control_plane.cluster_stats()

@@ -354,7 +354,7 @@ class Rooms:
         blocked = sorted(await self.store.blocked(user_id))
         op = {"op": "room_blocks", "user": user_id, "blocked": blocked}
         try:
-            # Every instance holding the user's connections refilters them (Node._apply).
+            # Every instance holding the user's connections refilters them (control.ControlPlane.apply).
             await self.node.control(op)
         except BrokerError as exc:
             log.warning("block list of %r not sent to other instances: %s", user_id, exc)
