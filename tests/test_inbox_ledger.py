@@ -6,6 +6,7 @@ import asyncio
 import json
 import random
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,11 +22,11 @@ PUBLISHERS = 16
 class Ledger:
     """What the backend got accepted and what each user's clients saw."""
 
-    def __init__(self) -> None:
+    def __init__(self, users: list[str] = USERS) -> None:
         self.owner: dict[str, str] = {}  # notification id -> user it was for
         self.accepted_keys: set[str] = set()
-        self.received: dict[str, set[str]] = {u: set() for u in USERS}
-        self.last_seq: dict[str, int] = dict.fromkeys(USERS, 0)
+        self.received: dict[str, set[str]] = {u: set() for u in users}
+        self.last_seq: dict[str, int] = dict.fromkeys(users, 0)
         self.wrong_user = 0
         self.order_violations = 0
         self.connections = 0
@@ -33,37 +34,50 @@ class Ledger:
         self.replays = 0
 
 
-async def publish_all(h: Harness, ledger: Ledger, rng: random.Random) -> None:
+Pick = Callable[[], Harness]
+"""Which server a client or a request goes to next (one server, or a live instance)."""
+
+
+async def publish_all(
+    pick: Pick,
+    ledger: Ledger,
+    rng: random.Random,
+    *,
+    total: int = TOTAL,
+    users: list[str] = USERS,
+    publishers: int = PUBLISHERS,
+    before: Callable[[int], None] | None = None,
+) -> None:
+    """Create ``total`` notifications, each retried with its key until accepted; ``before``
+    is called with each index first (the cluster test kills an instance there)."""
     queue: asyncio.Queue[int] = asyncio.Queue()
-    for i in range(TOTAL):
+    for i in range(total):
         queue.put_nowait(i)
 
     async def worker() -> None:
         while not queue.empty():
             i = queue.get_nowait()
-            user = USERS[rng.randrange(len(USERS))]
+            if before is not None:
+                before(i)
+            user = users[rng.randrange(len(users))]
             key = f"ledger-{i}"
-            for _ in range(20):  # retried on any non-2xx or transport error, same key
+            body = {"userId": user, "type": "ledger", "title": f"#{i}", "data": {"i": i}}
+            for _ in range(40):  # retried on any non-2xx or transport error, same key
+                h = pick()
                 try:
-                    status, body = await h.api(
-                        "POST",
-                        "/api/notifications",
-                        {"userId": user, "type": "ledger", "title": f"#{i}", "data": {"i": i}},
-                        headers={"Idempotency-Key": key},
+                    status, answer = await h.api(
+                        "POST", "/api/notifications", body, headers={"Idempotency-Key": key}
                     )
                 except (TimeoutError, OSError):
-                    status, body = 0, None
+                    status, answer = 0, None
                 if status in (200, 201):
-                    [n] = body["notifications"]
+                    [n] = answer["notifications"]
                     assert ledger.owner.setdefault(n["id"], user) == user
                     ledger.accepted_keys.add(key)
                     if rng.random() < 0.05:
                         # As if the response had been lost: the retry must not create again.
                         _, again = await h.api(
-                            "POST",
-                            "/api/notifications",
-                            {"userId": user, "type": "ledger", "title": f"#{i}", "data": {"i": i}},
-                            headers={"Idempotency-Key": key},
+                            "POST", "/api/notifications", body, headers={"Idempotency-Key": key}
                         )
                         assert again["replayed"]
                         assert again["notifications"] == [n]
@@ -73,7 +87,7 @@ async def publish_all(h: Harness, ledger: Ledger, rng: random.Random) -> None:
             else:
                 raise AssertionError(f"create {i} never accepted")
 
-    await asyncio.gather(*(worker() for _ in range(PUBLISHERS)))
+    await asyncio.gather(*(worker() for _ in range(publishers)))
 
 
 def _note(ledger: Ledger, user: str, msg: dict[str, Any], seen: dict[str, int]) -> None:
@@ -90,26 +104,30 @@ def _note(ledger: Ledger, user: str, msg: dict[str, Any], seen: dict[str, int]) 
 
 
 async def churn(
-    h: Harness, ledger: Ledger, user: str, stop: asyncio.Event, rng: random.Random
+    pick: Pick, ledger: Ledger, user: str, stop: asyncio.Event, rng: random.Random
 ) -> None:
-    """Connect, read a random number of messages (or for a random while), drop, repeat."""
+    """Connect, read a random number of messages (or for a random while), drop, repeat;
+    a connection that breaks (its server killed) is simply made again elsewhere."""
     while not stop.is_set():
-        url = f"{h.ws_url}?token={token(user)}&lastSeq={ledger.last_seq[user]}"
-        async with websockets.connect(url, open_timeout=TIMEOUT) as ws:
-            ledger.connections += 1
-            seen: dict[str, int] = {}
-            for _ in range(rng.randint(1, 60)):
-                try:
-                    # Client behaviour, not synchronisation: a random attention span.
-                    msg = json.loads(await asyncio.wait_for(ws.recv(), rng.uniform(0.01, 0.3)))
-                except TimeoutError:
-                    break
-                _note(ledger, user, msg, seen)
+        url = f"{pick().ws_url}?token={token(user)}&lastSeq={ledger.last_seq[user]}"
+        try:
+            async with websockets.connect(url, open_timeout=TIMEOUT) as ws:
+                ledger.connections += 1
+                seen: dict[str, int] = {}
+                for _ in range(rng.randint(1, 60)):
+                    try:
+                        # Client behaviour, not synchronisation: a random attention span.
+                        raw = await asyncio.wait_for(ws.recv(), rng.uniform(0.01, 0.3))
+                    except TimeoutError:
+                        break
+                    _note(ledger, user, json.loads(raw), seen)
+        except (OSError, websockets.ConnectionClosed, websockets.InvalidHandshake):
+            continue
 
 
-async def collect_rest(h: Harness, ledger: Ledger, user: str, expected: set[str]) -> None:
+async def collect_rest(pick: Pick, ledger: Ledger, user: str, expected: set[str]) -> None:
     """One last connection per user reads until everything accepted for them has arrived."""
-    url = f"{h.ws_url}?token={token(user)}&lastSeq={ledger.last_seq[user]}"
+    url = f"{pick().ws_url}?token={token(user)}&lastSeq={ledger.last_seq[user]}"
     async with websockets.connect(url, open_timeout=TIMEOUT) as ws:
         seen: dict[str, int] = {}
         async with asyncio.timeout(TIMEOUT * 4):
@@ -127,16 +145,17 @@ async def test_ledger_nothing_lost_nothing_misrouted(
     rng = random.Random(20261122)
     stop = asyncio.Event()
     clients = [
-        asyncio.create_task(churn(h, ledger, u, stop, random.Random(rng.random()))) for u in USERS
+        asyncio.create_task(churn(lambda: h, ledger, u, stop, random.Random(rng.random())))
+        for u in USERS
     ]
-    await publish_all(h, ledger, rng)
+    await publish_all(lambda: h, ledger, rng)
     stop.set()
     await asyncio.gather(*clients)
 
     expected: dict[str, set[str]] = {u: set() for u in USERS}
     for nid, user in ledger.owner.items():
         expected[user].add(nid)
-    await asyncio.gather(*(collect_rest(h, ledger, u, expected[u]) for u in USERS))
+    await asyncio.gather(*(collect_rest(lambda: h, ledger, u, expected[u]) for u in USERS))
     await h.server.stop()
 
     for user in USERS:
