@@ -85,8 +85,10 @@ async def cluster(
         http = await stack.enter_async_context(aiohttp.ClientSession())
         procs = await asyncio.gather(
             *(
-                stack.enter_async_context(serve_process("--config", str(config), env=env))
-                for _ in range(n)
+                stack.enter_async_context(
+                    serve_process("--config", str(config), env=env, log=tmp / f"tidings-{i}.log")
+                )
+                for i in range(n)
             )
         )
         yield [Instance(proc, port, http) for proc, port in procs]

@@ -177,11 +177,14 @@ async def serve_process(
     port: int = 0,
     cwd: Path | None = None,
     stop: int = signal.SIGTERM,
+    log: Path | None = None,
 ) -> AsyncIterator[tuple[asyncio.subprocess.Process, int]]:
     """`python -m tidings serve` in a subprocess; yields it and the port it reports.
 
-    At exit a process still running gets ``stop`` (SIGTERM: a graceful shutdown).
+    At exit a process still running gets ``stop`` (SIGTERM: a graceful shutdown) and must
+    exit in time. Its log (stderr) goes to ``log`` when given, for a failure's post-mortem.
     """
+    stderr = log.open("ab") if log is not None else asyncio.subprocess.DEVNULL
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
@@ -193,8 +196,10 @@ async def serve_process(
         env=serve_env() if env is None else env,
         cwd=cwd,
         stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.DEVNULL,
+        stderr=stderr,
     )
+    if not isinstance(stderr, int):
+        stderr.close()  # the child has its own copy
     try:
         assert proc.stdout is not None
         async with asyncio.timeout(TIMEOUT * 3):
@@ -204,7 +209,13 @@ async def serve_process(
     finally:
         if proc.returncode is None:
             proc.send_signal(stop)
-            await proc.wait()
+            try:
+                async with asyncio.timeout(TIMEOUT * 3):
+                    await proc.wait()
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+                raise AssertionError(f"tidings did not exit after signal {stop}") from None
 
 
 @pytest.fixture

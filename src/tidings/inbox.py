@@ -36,6 +36,7 @@ from .store import (
     Store,
     StoreError,
 )
+from .tasks import TaskSet
 from .webhooks import WebhookSender
 
 log = logging.getLogger("tidings.inbox")
@@ -44,7 +45,7 @@ log = logging.getLogger("tidings.inbox")
 WEBHOOK_LEASE: Final = 300.0
 
 # Longest a notification waits for an earlier one still crossing the cluster (seconds).
-REORDER_WINDOW: Final = 0.25
+REORDER_WINDOW: Final = 1.0
 
 # A committed notification as it crosses the broker to the instances of its user.
 _ENCODER: Final = msgspec.json.Encoder()
@@ -133,7 +134,7 @@ class Inbox:
     def __init__(self, node: Node, store: Store) -> None:
         self.node = node
         self.store = store
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = TaskSet(log, "inbox")
         self._delivered: dict[str, list[str]] = {}
         self._flushing = False
         self._awaiting: set[Session] = set()
@@ -166,15 +167,8 @@ class Inbox:
     # --- background work ----------------------------------------------------------------
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
-        """Run ``coro`` in the background; its failure is logged, never lost silently."""
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-
-    def _done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("inbox task failed", exc_info=task.exception())
+        """Run ``coro`` in the background, kept referenced until it ends."""
+        self._tasks.spawn(coro)
 
     async def drain(self) -> None:
         """Stop the loops and wait for background work (shutdown)."""
@@ -182,8 +176,7 @@ class Inbox:
             task.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
         self._loops.clear()
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self._tasks.drain(self.node.settings.shutdown_timeout)
         await self._flush_delivered()
         if self.webhooks is not None:
             await self.webhooks.close()
@@ -372,7 +365,8 @@ class Inbox:
             if conn.inbox_held is not None:  # still catching up: keep the seq order
                 conn.inbox_held.append(n)
                 continue
-            if reorder and (conn.seen_seq and n.seq > conn.seen_seq + 1):
+            # seen_seq is exact once catch-up is over (0: the user had none yet).
+            if reorder and n.seq > conn.seen_seq + 1:
                 self._hold_back(conn, n)
                 continue
             out = out or self._message(n)

@@ -31,6 +31,7 @@ from .config import ConfigError, Settings
 from .control import ControlPlane
 from .hub import Hub, Outbound
 from .metrics import Metrics
+from .tasks import TaskSet
 
 if TYPE_CHECKING:
     from .inbox import Inbox
@@ -146,7 +147,7 @@ class Node:
         # Hands a POSTed SSE body to the session here (None: not here); set by sse.py.
         self.sse_post_local: Callable[[list[Session], str], int | None] | None = None
         self.control_plane = ControlPlane(self)
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = TaskSet(log, "node")
         # Last position delivered per history channel (cluster only), to recover from
         # after a broker outage.
         self._positions: dict[str, tuple[int, str]] = {}
@@ -185,15 +186,7 @@ class Node:
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
         """Run ``coro`` in the background, kept referenced until it ends."""
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("background task failed", exc_info=task.exception())
+        return self._tasks.spawn(coro)
 
     # --- the cluster --------------------------------------------------------------------
 
@@ -237,8 +230,7 @@ class Node:
         if self._beat is not None:
             self._beat.cancel()
             self._beat = None
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self._tasks.drain(self.settings.shutdown_timeout)
         if self.topics is not None:
             await self.topics.settle()
         if self.registry is not None:

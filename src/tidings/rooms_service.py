@@ -32,6 +32,7 @@ from .rooms_live import RoomConnections
 from .session import Session
 from .store import Store
 from .store.rooms import Member, RoomMessage
+from .tasks import TaskSet
 
 log = logging.getLogger("tidings.rooms")
 
@@ -68,7 +69,7 @@ class Rooms:
         self.presence = presence
         self.grace = grace
         self.heartbeat = heartbeat
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks = TaskSet(log, "rooms")
         self._loops: list[asyncio.Task[None]] = []
         # The connections' side: room subscriptions, presence, typing, commands.
         self.live = RoomConnections(self, typing_ttl=typing_ttl, typing_throttle=typing_throttle)
@@ -151,20 +152,11 @@ class Rooms:
             task.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
         self._loops.clear()
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self._tasks.drain(self.node.settings.shutdown_timeout)
         await self.presence.close()
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
-        task = asyncio.get_running_loop().create_task(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-        return task
-
-    def _done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("rooms task failed", exc_info=task.exception())
+        return self._tasks.spawn(coro)
 
     # --- events, presence queries, messages ------------------------------------------------
 
@@ -354,7 +346,8 @@ class Rooms:
         blocked = sorted(await self.store.blocked(user_id))
         op = {"op": "room_blocks", "user": user_id, "blocked": blocked}
         try:
-            # Every instance holding the user's connections refilters them (control.ControlPlane.apply).
+            # Every instance holding the user's connections refilters them
+            # (control.ControlPlane.apply).
             await self.node.control(op)
         except BrokerError as exc:
             log.warning("block list of %r not sent to other instances: %s", user_id, exc)

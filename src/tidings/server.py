@@ -14,7 +14,7 @@ import signal
 import ssl
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from aiohttp import web
@@ -192,14 +192,24 @@ class Server:
         self.endpoint.accepting = False
         if self.rooms is not None:
             self.rooms.draining = True  # presence entries expire with this instance
-        await runner.cleanup()
-        await self._stop_rooms()
-        await self.node.stop()
+        await self._step("closing connections and API calls", runner.cleanup())
+        await self._step("stopping rooms", self._stop_rooms())
+        await self._step("leaving the cluster", self.node.stop())
         inbox, self.inbox = self.inbox, None
         if inbox is not None:
             self.node.inbox = None
-            await inbox.drain()
-            await inbox.store.close()
+            await self._step("finishing inbox work", inbox.drain())
+            await self._step("closing the store", inbox.store.close())
+
+    async def _step(self, what: str, step: Coroutine[Any, Any, None]) -> None:
+        """One shutdown step, bounded: a step that hangs (a peer that never answers) is
+        named in the log and abandoned, so SIGTERM always ends the process."""
+        limit = self.settings.shutdown_timeout + 5
+        log.info("shutdown: %s", what)
+        try:
+            await asyncio.wait_for(step, limit)
+        except TimeoutError:
+            log.error("shutdown: %s did not finish in %.0f s; going on without it", what, limit)
 
     async def _stop_rooms(self) -> None:
         rooms, self.rooms = self.rooms, None
