@@ -79,6 +79,7 @@ async def cluster(
         TIDINGS_STORE_URL=store_url,
         TIDINGS_CLUSTER_HEARTBEAT="0.5",
         TIDINGS_RATE_LIMIT_ENABLED="false",
+        TIDINGS_LOG_LEVEL="DEBUG",  # into each instance's log file, for a post-mortem
         **(settings or {}),
     )
     async with AsyncExitStack() as stack:
