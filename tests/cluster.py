@@ -36,10 +36,20 @@ history_ttl = 300
 class Instance(Harness):
     """One tidings process of a cluster, driven like an in-process ``Harness``."""
 
-    def __init__(self, proc: asyncio.subprocess.Process, port: int, http: Any) -> None:
+    def __init__(
+        self,
+        proc: asyncio.subprocess.Process,
+        port: int,
+        http: Any,
+        *,
+        redis_url: str,
+        prefix: str,
+    ) -> None:
         super().__init__(SimpleNamespace(port=port), http)  # type: ignore[arg-type]
         self.proc = proc
         self.port = port
+        self.redis_url = redis_url
+        self.prefix = prefix  # the cluster's Redis key prefix
 
     def kill(self) -> None:
         """SIGKILL: no drain, no goodbye to Redis."""
@@ -71,11 +81,12 @@ async def cluster(
     settings: dict[str, str] | None = None,
 ) -> AsyncIterator[list[Instance]]:
     """``n`` tidings processes sharing one Redis (a fresh prefix) and one store."""
+    prefix = f"t{secrets.token_hex(4)}:"
     config = tmp / "cluster.toml"
     config.write_text(HISTORY_TOML)
     env = serve_env(
         TIDINGS_BROKER_URL=redis_url,
-        TIDINGS_BROKER_PREFIX=f"t{secrets.token_hex(4)}:",
+        TIDINGS_BROKER_PREFIX=prefix,
         TIDINGS_STORE_URL=store_url,
         TIDINGS_CLUSTER_HEARTBEAT="0.5",
         TIDINGS_RATE_LIMIT_ENABLED="false",
@@ -92,7 +103,9 @@ async def cluster(
                 for i in range(n)
             )
         )
-        yield [Instance(proc, port, http) for proc, port in procs]
+        yield [
+            Instance(proc, port, http, redis_url=redis_url, prefix=prefix) for proc, port in procs
+        ]
 
 
 def free_port() -> int:
