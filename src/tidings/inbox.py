@@ -684,22 +684,23 @@ class Inbox:
         if pop:
             header["pop"] = changed
         envelope = self.node.envelope(self.node.new_id(), kind, data)
-        payload = cluster.with_header(cluster.TELL, header, envelope)
+        await self._to_user(user_id, cluster.TELL, header, envelope)
+
+    async def _to_user(
+        self, user_id: str, tag: int, header: dict[str, Any], envelope: bytes = b""
+    ) -> None:
+        """An inbox event for the user's connections on every instance (``receive`` on
+        each); when the cluster cannot be reached, this instance's get it at least."""
+        payload = cluster.with_header(tag, header, envelope)
         try:
             await self.node.send(cluster.topic("user", user_id), payload)
         except BrokerError as exc:
-            log.warning("%s for %s not sent over the cluster: %s", kind, user_id, exc)
-            self.receive(cluster.TELL, payload)
+            log.warning("inbox event for %s not sent over the cluster: %s", user_id, exc)
+            self.receive(tag, payload)
 
     async def ack(self, user_id: str, ids: Sequence[str]) -> list[str]:
         """Record acknowledgements; no tab of the user, on any instance, gets these again."""
-        payload = cluster.with_header(cluster.ACKED, {"u": user_id, "pop": list(ids)})
-        self.receive(cluster.ACKED, payload)
-        if self.node.broker is not None:
-            try:
-                await self.node.send(cluster.topic("user", user_id), payload)
-            except BrokerError as exc:
-                log.warning("acks of %s not sent over the cluster: %s", user_id, exc)
+        await self._to_user(user_id, cluster.ACKED, {"u": user_id, "pop": list(ids)})
         return await self.store.ack(user_id, ids, now=self.node.clock())
 
     async def list(

@@ -475,11 +475,17 @@ class Node:
         self.metrics.publish_seconds.observe(self.monotonic() - started)
         return Sent(msg_id, count, position)
 
+    def _direct(
+        self, kind: str, data: Any, tag: int = cluster.MESSAGE, head: bytes = b""
+    ) -> tuple[str, bytes]:
+        """A message for connections (no channel), serialized once and tagged for ``send``."""
+        self._check_type(kind)
+        msg_id = self.new_id()
+        return msg_id, cluster.tagged(tag, head) + self.envelope(msg_id, kind, data)
+
     async def send_to_user(self, user_id: str, kind: str, data: Any) -> Sent:
         """Send to every connection of one user, on every instance."""
-        self._check_type(kind)
-        msg_id, out = self.message(kind, data)
-        payload = cluster.tagged(cluster.MESSAGE, out.payload)
+        msg_id, payload = self._direct(kind, data)
         count, _ = await self.send(cluster.topic("user", user_id), payload)
         if count is None and self.registry is not None:
             try:
@@ -490,23 +496,17 @@ class Node:
 
     async def send_to_role(self, role: str, kind: str, data: Any) -> Sent:
         """Send to every connection whose token holds ``role``."""
-        self._check_type(kind)
-        msg_id, out = self.message(kind, data)
-        count, _ = await self.send(
-            cluster.topic("role", role), cluster.tagged(cluster.MESSAGE, out.payload)
-        )
+        msg_id, payload = self._direct(kind, data)
+        count, _ = await self.send(cluster.topic("role", role), payload)
         return Sent(msg_id, count)
 
     async def broadcast(self, kind: str, data: Any, *, exclude_user: str | None = None) -> Sent:
         """Send to every connection, optionally skipping one user's."""
-        self._check_type(kind)
-        msg_id, out = self.message(kind, data)
         if exclude_user is None:
-            payload = cluster.tagged(cluster.MESSAGE, out.payload)
+            msg_id, payload = self._direct(kind, data)
         else:
-            payload = (
-                cluster.tagged(cluster.EXCEPT_USER, exclude_user.encode()) + b"\0" + out.payload
-            )
+            head = exclude_user.encode() + b"\0"
+            msg_id, payload = self._direct(kind, data, cluster.EXCEPT_USER, head)
         count, _ = await self.send(cluster.ALL, payload)
         return Sent(msg_id, count)
 

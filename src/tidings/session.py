@@ -9,7 +9,6 @@ clocks, so tests drive a session with no event loop at all.
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import logging
 from collections.abc import Callable
@@ -66,7 +65,6 @@ class Session:
         "_bucket",
         "_catching_up",
         "_pre_welcome",
-        "_publishing",
         "_transport_push",
         "ack_mode",
         "awaiting",
@@ -119,9 +117,6 @@ class Session:
         # their live publications wait here, so the reply and history go first.
         self._catching_up: dict[str, list[Outbound]] = {}
         self._pre_welcome: list[Outbound] | None = None
-        # A cluster publish in flight: the next one waits for it, so one client's
-        # publications keep their order (the broker's connections could reorder them).
-        self._publishing: asyncio.Task[None] | None = None
         self._transport_push: Callable[[Outbound], bool] | None = None
         self.state = State.AWAITING_AUTH
         self.user_id = ""
@@ -450,7 +445,9 @@ class Session:
             self.error(ErrorCode.FORBIDDEN, denied, reply_to=cmd.id, channel=cmd.channel)
             return
         if self.node.clustered:
-            self._publishing = self.node.spawn(self._publish_async(cmd, self._publishing))
+            # Tasks start in order and the broker takes publications in call order, so
+            # one client's publications keep their order.
+            self.node.spawn(self._publish_async(cmd))
             return
         try:
             sent = self.node.publish_now(cmd.channel, cmd.event, cmd.data)
@@ -459,11 +456,7 @@ class Session:
             return
         self._published(cmd, sent.id)
 
-    async def _publish_async(
-        self, cmd: protocol.Publish, before: asyncio.Task[None] | None
-    ) -> None:
-        if before is not None:
-            await asyncio.wait([before])
+    async def _publish_async(self, cmd: protocol.Publish) -> None:
         try:
             sent = await self.node.publish(cmd.channel, cmd.event, cmd.data)
         except PublishError as exc:
