@@ -158,6 +158,27 @@ async def wait_for(predicate: Callable[[], bool], timeout: float = TIMEOUT) -> N
 ServerFactory = Callable[..., Awaitable[Harness]]
 
 
+async def flood_until_dropped(h: Harness, reader: ClientConnection, channel: str) -> int:
+    """Publish 32 KiB messages to ``channel`` (two subscribers: ``reader`` and one that does
+    not read) until the hub drops the non-reader; ``reader`` must get every one. Returns
+    how many were published."""
+    hub = h.server.node.hub
+    payload = "x" * 32 * 1024
+    sent = 0
+    # Bounded: far more than kernel buffers plus the outbox can hold.
+    while hub.channel_counts().get(channel, 0) == 2 and sent < 2000:
+        status, _ = await h.api(
+            "POST",
+            "/api/publish",
+            {"channel": channel, "type": "tick", "data": {"n": sent, "p": payload}},
+        )
+        assert status == 200
+        assert (await recv(reader))["data"]["n"] == sent
+        sent += 1
+    assert hub.channel_counts() == {channel: 1}, "the slow consumer was never dropped"
+    return sent
+
+
 def serve_env(**extra: str) -> dict[str, str]:
     """The environment of a `tidings serve` subprocess: test secrets, in-memory store."""
     env = {

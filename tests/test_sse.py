@@ -16,7 +16,16 @@ from tidings.auth import mint
 from tidings.eventstream import EventOutbox, client_frames, last_event_id
 
 from .cluster import cluster, pg_schema
-from .conftest import SECRET, TIMEOUT, Harness, ServerFactory, closed_with, recv, token
+from .conftest import (
+    SECRET,
+    TIMEOUT,
+    Harness,
+    ServerFactory,
+    closed_with,
+    flood_until_dropped,
+    recv,
+    token,
+)
 
 NO_TIMEOUT = aiohttp.ClientTimeout(total=None)
 
@@ -313,20 +322,7 @@ async def test_slow_consumer_closed_others_unaffected(make_server: ServerFactory
         assert (await recv(fast))["type"] == "subscribed"
         status, _ = await post(h, cid, {"type": "subscribe", "channel": "feed"}, tok=token("slow"))
         assert status == 202
-        hub = h.server.node.hub
-        payload = "x" * 32 * 1024
-        sent = 0
-        # Bounded: far more than kernel buffers plus the outbox can hold.
-        while hub.channel_counts().get("feed", 0) == 2 and sent < 2000:
-            status, _ = await h.api(
-                "POST",
-                "/api/publish",
-                {"channel": "feed", "type": "tick", "data": {"n": sent, "p": payload}},
-            )
-            assert status == 200
-            assert (await recv(fast))["data"]["n"] == sent
-            sent += 1
-        assert hub.channel_counts() == {"feed": 1}, "the slow consumer was never ended"
+        sent = await flood_until_dropped(h, fast, "feed")
         await publish(h, "feed", sent)
         assert (await recv(fast))["data"]["n"] == sent
         assert await slow.close_event() == (4008, "slow consumer")
