@@ -83,7 +83,6 @@ class Topics:
     def __init__(self, broker: Broker) -> None:
         self._broker = broker
         self._pending: dict[str, asyncio.Task[None]] = {}
-        self.errors = 0
 
     def change(self, name: str, active: bool) -> None:
         before = self._pending.get(name)
@@ -104,7 +103,6 @@ class Topics:
         try:
             await op(name)
         except Exception:
-            self.errors += 1
             log.exception("broker (un)subscribe of %s failed", name)
 
     def _done(self, name: str, task: asyncio.Task[None]) -> None:
