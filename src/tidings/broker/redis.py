@@ -20,14 +20,16 @@ import contextlib
 import logging
 import random
 import secrets
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import redis.asyncio as aioredis
 from redis.asyncio.client import PubSub
+from redis.asyncio.connection import Connection
+from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.retry import Retry
 
 from . import (
     BrokerError,
@@ -83,6 +85,13 @@ def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
 
 
+async def _close(pubsub: PubSub) -> None:
+    # PubSub.aclose gained annotations in redis-py 8.2; going through a typed name keeps
+    # mypy strict content on every release the bounds allow, with no ignore to go stale.
+    aclose: Callable[[], Awaitable[None]] = pubsub.aclose
+    await aclose()
+
+
 def _decode(data: bytes) -> tuple[bytes, StreamPosition | None]:
     if data[:1] == _POSITIONED:
         header, _, payload = data[1:].partition(b"\n")
@@ -125,8 +134,12 @@ class RedisBroker:
         self._handler: Handler | None = None
         self._topics: set[str] = set()
         # A command that fails must fail the call, not be sent again behind our back:
-        # a retried publish could be delivered twice.
-        no_retry = Retry(NoBackoff(), 0)
+        # a retried publish could be delivered twice. The asyncio Retry class: redis-py
+        # 8.2 warns about (and will refuse) the synchronous one on an asyncio client.
+        # No supported errors either: redis-py's failure handler reconnects (and a PubSub
+        # resubscribes) even when no retry is left, from whichever task met the error,
+        # racing the reader; every reconnection is the reader's own (_run).
+        no_retry = Retry(NoBackoff(), 0, supported_errors=())
         # A pool that makes a burst of publishes wait for a connection rather than fail
         # ("Too many connections"): a 503 must mean Redis is unreachable, not busy.
         pool = aioredis.BlockingConnectionPool.from_url(
@@ -139,7 +152,7 @@ class RedisBroker:
         self._redis = aioredis.Redis.from_pool(pool)  # closes the pool when closed
         self._sub_client = aioredis.Redis.from_url(
             url,
-            retry=Retry(NoBackoff(), 0),
+            retry=no_retry,
             socket_connect_timeout=5,
             client_name=f"tidings-broker-{self.node_id}",
             health_check_interval=10,
@@ -238,8 +251,12 @@ class RedisBroker:
             if waiter is None and topic not in self._topics:
                 self._topics.add(topic)
                 pubsub = self._pubsub
-                # None: no link; the reader subscribes every recorded topic on connect.
-                if pubsub is not None:
+                # No link, or one known broken: the reader subscribes every recorded
+                # topic when it connects. (Sending on a disconnected PubSub would make
+                # redis-py reconnect from this task, racing the reader's read.)
+                # getattr: redis-py declares PubSub.connection as always None.
+                connection: Connection | None = getattr(pubsub, "connection", None)
+                if pubsub is not None and connection is not None and connection.is_connected:
                     waiter = asyncio.get_running_loop().create_future()
                     self._waiting[channel] = waiter
                     try:
@@ -372,9 +389,10 @@ class RedisBroker:
                 delay = min(delay * 2, self._backoff[1])
                 await asyncio.sleep(wait)
             finally:
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await _close(pubsub)
 
     async def _read(self, pubsub: PubSub) -> None:
+        confirmed = False
         while True:
             message: dict[str, Any] | None = await pubsub.get_message(timeout=1.0)
             if message is None:
@@ -384,6 +402,16 @@ class RedisBroker:
             if kind == "message":
                 self._deliver(channel, message["data"])
             elif kind == "subscribe":
+                if channel == self._control and confirmed:
+                    # redis-py (8.2 at least) reconnects a PubSub by itself when a command
+                    # or a read meets a dropped connection, then resubscribes its channels:
+                    # the control channel confirmed twice on one link. Publications sent in
+                    # between were missed, so take the full path (unhealthy, a new link,
+                    # every topic again, on_restored) rather than carry on as if nothing
+                    # had happened.
+                    raise RedisConnectionError("pub/sub link reconnected underneath")
+                if channel == self._control:
+                    confirmed = True
                 if channel == self._control and not self._healthy:
                     self._set_healthy(True)
                     if self._up is not None:

@@ -22,7 +22,7 @@ import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
-import asyncpg  # type: ignore[import-untyped]
+import asyncpg
 import msgspec
 
 from . import Created, IdempotencyConflict, NewNotification, Notification, StoreError
