@@ -1,7 +1,9 @@
 #!/bin/sh
-# Start the local services the test suite may talk to, if they are down. Each command is
-# the machine's documented start command; a service that is already up is left alone.
-# The gateway's tests need none of them yet; the broker and store suites will.
+# Start the local services the test suite talks to, if they are down: Redis (the broker,
+# presence and cluster tests), PostgreSQL (the store contract suite and the cluster tests)
+# and NATS. Each command is the machine's documented start command; a service that is
+# already up is left alone. nginx (the reverse-proxy test) and chromium (the browser
+# tests) are installed from Debian's packages if missing.
 set -u
 
 port_open() { bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }

@@ -140,6 +140,40 @@ async def test_not_found_and_method(harness: Harness) -> None:
     assert (status, body["error"]["code"]) == (405, "METHOD_NOT_ALLOWED")
 
 
+async def test_unknown_paths_are_404_without_credentials(harness: Harness) -> None:
+    """An unknown path under /api, WebSocket upgrade or not, is 404 (not 401) with no key."""
+    for path in ("/api/community/ws", "/api/nope", "/api/me/nope"):
+        status, body = await harness.api("GET", path, key=None)
+        assert (status, body["error"]["code"]) == (404, "NOT_FOUND"), path
+    upgrade = {"Connection": "Upgrade", "Upgrade": "websocket", "Sec-WebSocket-Version": "13"}
+    upgrade["Sec-WebSocket-Key"] = "dGhlIHNhbXBsZSBub25jZQ=="
+    status, _ = await harness.api("GET", "/api/community/ws", key=None, headers=upgrade)
+    assert status == 404
+    # A known route still wants its credentials.
+    status, body = await harness.api("POST", "/api/publish", {"channel": "c"}, key=None)
+    assert (status, body["error"]["code"]) == (401, "UNAUTHORIZED")
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/users/alice/send", {"type": "booking_update", "data": {"bookingId": 7}}),
+        ("/api/roles/LIBRARIAN/send", {"type": "peak_hours", "data": {"m": "Busy"}}),
+        ("/api/broadcast", {"type": "maintenance", "data": {}, "excludeUserId": "bob"}),
+    ],
+    ids=["user", "role", "broadcast"],
+)
+async def test_send_routes_take_type_and_data(harness: Harness, path: str, body: dict) -> None:
+    """The README's send bodies work; a first guess with `title` is told what the route takes."""
+    status, reply = await harness.api("POST", path, body)
+    assert status == 200, reply
+    assert reply["id"].startswith("msg_")
+    status, reply = await harness.api("POST", path, {"title": "Your book is ready"})
+    assert status == 422
+    assert "unknown field `title`" in reply["error"]["message"]
+    assert "this route takes: type, data" in reply["error"]["message"]
+
+
 async def test_body_too_large(make_server: ServerFactory) -> None:
     """A body over max_api_body_bytes gets 413."""
     h = await make_server(max_api_body_bytes=1024)

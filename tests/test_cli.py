@@ -16,6 +16,7 @@ import jwt
 import pytest
 import websockets
 
+from tidings.auth import mint
 from tidings.cli import main, parse_duration
 
 from .conftest import (
@@ -358,6 +359,10 @@ async def test_api_errors_and_dev_defaults(make_server: ServerFactory, tmp_path:
     assert "cannot reach" in err
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 async def test_listen_stops_on_ctrl_c(harness: Harness) -> None:
     """Ctrl-C (SIGINT) ends listen with status 130 and no traceback."""
     proc = await asyncio.create_subprocess_exec(
@@ -372,6 +377,10 @@ async def test_listen_stops_on_ctrl_c(harness: Harness) -> None:
         env=CLIENT_ENV,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
+        # A shell that ignores SIGINT (a background job, some CI runners) passes that on,
+        # and Python then installs no KeyboardInterrupt handler: give the child a terminal's
+        # default, whatever this process inherited.
+        preexec_fn=_default_sigint,
     )
     try:
         assert (await next_line(proc))["type"] == "welcome"
@@ -384,3 +393,95 @@ async def test_listen_stops_on_ctrl_c(harness: Harness) -> None:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+# --- the newcomer's first hour (issue 11) -------------------------------------------------
+
+
+def test_broker_flag_is_the_documented_name(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`--broker redis://…` sets broker_url (it was ambiguous with --broker-prefix)."""
+    monkeypatch.setenv("TIDINGS_JWT_SECRET", SECRET)
+    url = "redis://127.0.0.1:6379/3"
+    assert main(["check-config", "--broker", url]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line}
+    assert lines["broker_url"].split()[1:] == [json.dumps(url), "flag"]
+    assert main(["check-config", "--broker-url", url, "--broker-prefix", "x:"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line}
+    assert lines["broker_url"].split()[1] == json.dumps(url)
+    assert lines["broker_prefix"].split()[1] == '"x:"'
+
+
+def test_help_is_plain_text(capsys: pytest.CaptureFixture[str]) -> None:
+    """`tidings --help` prints no reStructuredText markup."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--help"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert "``" not in out
+    assert "usage: tidings" in out
+
+
+def test_token_finds_the_dev_file_from_a_subfolder_or_by_variable(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """token reads .tidings-dev.json in a parent folder, or at $TIDINGS_DEV_FILE."""
+    for name in [n for n in os.environ if n.startswith(("TIDINGS_", "JWT_"))]:
+        monkeypatch.delenv(name)
+    checkout = tmp_path / "checkout"
+    (checkout / "src" / "deep").mkdir(parents=True)
+    (checkout / ".tidings-dev.json").write_text(json.dumps({"jwt_secret": SECRET, "api_key": "k"}))
+    monkeypatch.chdir(checkout / "src" / "deep")
+    assert main(["token", "--user", "alice"]) == 0
+    claims = jwt.decode(capsys.readouterr().out.strip(), SECRET, algorithms=["HS256"])
+    assert claims["sub"] == "alice"
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert main(["token", "--user", "alice"]) == 2
+    err = capsys.readouterr().err
+    assert "TIDINGS_DEV_FILE" in err
+    assert str(elsewhere) in err
+
+    monkeypatch.setenv("TIDINGS_DEV_FILE", str(checkout / ".tidings-dev.json"))
+    assert main(["token", "--user", "bob"]) == 0
+    claims = jwt.decode(capsys.readouterr().out.strip(), SECRET, algorithms=["HS256"])
+    assert claims["sub"] == "bob"
+
+
+async def test_dev_serve_writes_the_dev_file_named_by_the_variable(tmp_path: Path) -> None:
+    """serve --dev keeps its secrets at $TIDINGS_DEV_FILE when set."""
+    dev_file = tmp_path / "state" / "dev.json"
+    dev_file.parent.mkdir()
+    env = {**ENV, "TIDINGS_DEV_FILE": str(dev_file)}
+    del env["TIDINGS_JWT_SECRET"]
+    async with running("--dev", env=env, cwd=tmp_path) as (_, port):
+        state = json.loads(dev_file.read_text())
+        dev_token = mint(state["jwt_secret"], "dev", now=time.time(), ttl=600)
+        async with websockets.connect(f"ws://127.0.0.1:{port}/ws?token={dev_token}") as ws:
+            assert (await recv(ws))["data"]["userId"] == "dev"
+    assert not (tmp_path / ".tidings-dev.json").exists()
+
+
+def test_make_clean_starts_over(tmp_path: Path) -> None:
+    """`make clean` removes the environments, the dev database and the dev secrets."""
+    import shutil
+    import subprocess
+
+    if shutil.which("make") is None:
+        pytest.fail("make is needed: the README's two commands are make targets")
+    root = Path(__file__).resolve().parent.parent
+    shutil.copy(root / "Makefile", tmp_path / "Makefile")
+    made = [".venv/bin", ".uv/bin", ".pytest_cache", "tidings.db", "tidings.db-wal"]
+    made += ["tidings.db-shm", ".tidings-dev.json"]
+    for name in made:
+        path = tmp_path / name
+        if "." in name.lstrip(".") and not name.endswith("cache"):
+            path.write_text("x")
+        else:
+            path.mkdir(parents=True)
+    (tmp_path / "keep.txt").write_text("mine")
+    subprocess.run(["make", "-s", "clean"], cwd=tmp_path, check=True, timeout=TIMEOUT)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Makefile", "keep.txt"]

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import pytest
 
 from tidings import PublishError
 
-from .conftest import Harness, recv, request
+from .conftest import TIMEOUT, Harness, recv, request
 
 
 async def test_send_publish_broadcast_from_python(harness: Harness) -> None:
@@ -47,3 +50,50 @@ async def test_two_servers_in_one_process(make_server) -> None:  # type: ignore[
         assert (await a.server.node.send_to_user("alice", "only_a", {})).delivered == 1
         assert (await recv(on_a))["type"] == "only_a"
         assert (await request(on_b, {"type": "ping"}))["type"] == "pong"
+
+
+async def test_blocking_publisher_from_a_plain_thread(harness: Harness) -> None:
+    """A synchronous thread publishes into the running server and learns what was delivered."""
+    import threading
+
+    from tidings import BlockingPublisher
+
+    publisher = BlockingPublisher(harness.server)
+    results: dict[str, Any] = {}
+
+    def worker() -> None:
+        # A Flask view or a worker: no event loop in this thread.
+        results["user"] = publisher.send_to_user("alice", "case_update", {"caseId": "12345"})
+        results["channel"] = publisher.publish("cases", "case_status", {"s": "open"})
+        results["role"] = publisher.send_to_role("STAFF", "alert", {})
+        results["all"] = publisher.broadcast("system", {}, exclude_user="alice")
+        results["stored"] = publisher.notify(
+            userId="alice", title="Form submitted", priority="high"
+        )
+        try:
+            publisher.publish("bad name", "x", {})
+        except PublishError as exc:
+            results["error"] = exc
+
+    async with harness.client("alice", ("STAFF",)) as ws:
+        await request(ws, {"type": "subscribe", "channel": "cases"})
+        thread = threading.Thread(target=worker)
+        thread.start()
+        assert (await recv(ws))["data"] == {"caseId": "12345"}
+        assert (await recv(ws))["type"] == "case_status"
+        assert (await recv(ws))["type"] == "alert"
+        note = await recv(ws)
+        assert (note["type"], note["data"]["priority"]) == ("notification", "HIGH")
+        await asyncio.to_thread(thread.join, TIMEOUT)
+    assert [results[k].delivered for k in ("user", "channel", "role", "all")] == [1, 1, 1, 0]
+    assert len(results["stored"].notifications) == 1
+    assert isinstance(results["error"], PublishError)
+
+
+async def test_blocking_publisher_refuses_the_servers_own_loop(harness: Harness) -> None:
+    """Called on the server's loop it raises at once instead of deadlocking."""
+    from tidings import BlockingPublisher
+
+    publisher = BlockingPublisher(harness.server)
+    with pytest.raises(RuntimeError, match="await instead"):
+        publisher.send_to_user("alice", "x", {})

@@ -6,13 +6,14 @@ import json
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import jwt
 import pytest
 
 from tidings.auth import mint
 
-from .conftest import SECRET, TIMEOUT, Harness, ServerFactory, closed_with, recv, token
+from .conftest import SECRET, TIMEOUT, Harness, ServerFactory, closed_with, recv, request, token
 from .keys import ec_pair, jwks_for_ec, rsa_pair, unsigned
 
 
@@ -86,6 +87,24 @@ async def test_invalid_token_4002(harness: Harness, bad: str) -> None:
     async with harness.connect(f"?token={bad}") as ws:
         code, _ = await closed_with(ws)
     assert code == 4002
+
+
+@pytest.mark.parametrize("empty", ["", "   "], ids=["empty", "blank"])
+async def test_empty_token_is_missing_credentials_4001(harness: Harness, empty: str) -> None:
+    """An empty token, in an auth message or the handshake, is no credential: 4001."""
+    async with harness.connect() as ws:
+        await ws.send(json.dumps({"type": "auth", "token": empty}))
+        assert await closed_with(ws) == (4001, "missing authentication credentials")
+    async with harness.connect(f"?token={quote(empty)}") as ws:
+        assert await closed_with(ws) == (4001, "missing authentication credentials")
+
+
+async def test_refresh_with_empty_token_keeps_the_connection(harness: Harness) -> None:
+    """On an open connection, an auth with an empty token is refused; the session goes on."""
+    async with harness.client("alice") as ws:
+        reply = await request(ws, {"type": "auth", "token": "", "id": "r1"})
+        assert (reply["type"], reply["data"]["code"]) == ("error", "UNAUTHORIZED")
+        assert (await request(ws, {"type": "ping"}))["type"] == "pong"
 
 
 async def test_invalid_token_in_auth_message_4002(harness: Harness) -> None:

@@ -513,3 +513,41 @@ async def test_no_duplicate_when_created_during_catch_up(harness: Harness) -> No
                     if msg["type"] == "notification":  # anything after it, up to the pong
                         seen.append(msg["id"])
             assert len(seen) == len(set(seen)), "a notification arrived twice"
+
+
+async def test_ids_take_either_name_on_both_sides(harness: Harness) -> None:
+    """mark_read/archive/delete take `ids` (canonical) and `notificationIds` over WS and HTTP."""
+    ids = [
+        (await notify(harness, userId="ida", title=f"n{i}"))["notifications"][0]["id"]
+        for i in range(6)
+    ]
+    async with harness.client("ida") as ws:
+        for _ in ids:
+            await recv_type(ws, "notification")
+        reply = await request(ws, {"type": "mark_read", "ids": [ids[0]]})
+        assert reply["data"] == {"ids": [ids[0]], "unreadCount": 5}
+        reply = await request(ws, {"type": "archive", "ids": [ids[1]], "notificationId": ids[2]})
+        assert sorted(reply["data"]["ids"]) == sorted(ids[1:3])
+        reply = await request(ws, {"type": "delete", "ids": [ids[3]]})
+        assert reply["data"]["ids"] == [ids[3]]
+        base = "/api/users/ida/notifications"
+        status, body = await harness.api("POST", base + "/read", {"notificationIds": [ids[4]]})
+        assert (status, body["ids"]) == (200, [ids[4]])
+        assert (await recv_type(ws, "notification_read"))["data"]["ids"] == [ids[4]]
+        status, body = await harness.api("POST", base + "/archive", {"notificationIds": [ids[5]]})
+        assert (status, body) == (200, {"ids": [ids[5]], "unreadCount": 0})
+        status, body = await harness.api("POST", base + "/archive", {})
+        assert (status, body["error"]["message"]) == (422, "give ids")
+        status, body = await harness.api("POST", base + "/read", {"ids": [], "all": True})
+        assert status == 422
+
+
+async def test_priority_is_case_insensitive_over_http(harness: Harness) -> None:
+    """`"priority": "high"` is HIGH, as `tidings notify --priority high` is; junk is a 422."""
+    created = await notify(harness, userId="pat", priority="high")
+    nid = created["notifications"][0]["id"]
+    status, item = await harness.api("GET", f"/api/users/pat/notifications/{nid}")
+    assert (status, item["priority"]) == (200, "HIGH")
+    await notify(harness, userId="pat", priority="Critical")
+    reply = await notify(harness, 422, userId="pat", priority="urgent")
+    assert "priority" in reply["error"]["message"]

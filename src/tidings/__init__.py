@@ -8,6 +8,7 @@ Embedding::
         await server.node.send_to_user("alice", "notification", {"title": "Hi"})
 """
 
+from .blocking import BlockingPublisher
 from .config import ConfigError, Settings
 from .config import load as load_settings
 from .node import Node, PublishError
@@ -16,6 +17,7 @@ from .server import Server
 
 __all__ = [
     "CLOSE_CODES",
+    "BlockingPublisher",
     "CloseCode",
     "ConfigError",
     "ErrorCode",

@@ -94,7 +94,13 @@ async def _body(request: web.Request, cls: type[T]) -> T:
     try:
         return msgspec.json.decode(raw, type=cls)
     except msgspec.ValidationError as exc:
-        raise _HTTPError(422, str(exc)) from None
+        message = str(exc)
+        if message.startswith("Object contains unknown field"):
+            # Name what the route does take: a first guess ({"title": ...} on a send
+            # route) should say how to fix it, not only what is wrong.
+            fields = ", ".join(getattr(cls, "__struct_fields__", ()))
+            message += f"; this route takes: {fields}"
+        raise _HTTPError(422, message) from None
     except (msgspec.DecodeError, UnicodeDecodeError) as exc:
         raise _HTTPError(400, f"malformed JSON: {exc}") from None
 
@@ -154,6 +160,10 @@ def make_middleware(node: Node) -> Middleware:
 
     async def respond(request: web.Request, handler: Handler) -> web.StreamResponse:
         try:
+            if request.match_info.http_exception is not None:
+                # No such route (404) or method (405): say so whatever the prefix, before
+                # any credential check, so a wrong path never reads as an auth problem.
+                return await handler(request)
             # Room routes a member calls carry ``user_token`` (rooms_api.member_route).
             if request.path.startswith("/api/me/") or getattr(
                 request.match_info.handler, "user_token", False
@@ -235,8 +245,27 @@ async def broadcast(request: web.Request) -> web.Response:
 # --- notifications ------------------------------------------------------------------------
 
 
-class ReadRequest(msgspec.Struct, forbid_unknown_fields=True):
+class IdsBody(msgspec.Struct, forbid_unknown_fields=True):
+    """Notification ids: ``ids`` is the canonical name; the WebSocket's ``notificationIds``
+    and ``notificationId`` (the guides' names) are accepted too, and merged."""
+
     ids: list[str] | None = None
+    notificationIds: list[str] | None = None
+    notificationId: str | None = None
+
+    def id_list(self) -> list[str] | None:
+        """Every id given once, in order; None when no name was given at all."""
+        if self.ids is None and self.notificationIds is None and self.notificationId is None:
+            return None
+        merged = [self.notificationId] if self.notificationId is not None else []
+        merged += (self.ids or []) + (self.notificationIds or [])
+        ids = list(dict.fromkeys(merged))
+        if len(ids) > 1000:
+            raise _HTTPError(422, "at most 1000 ids")
+        return ids
+
+
+class ReadRequest(IdsBody, forbid_unknown_fields=True):
     all: bool = False
 
 
@@ -305,13 +334,10 @@ async def get_notification(request: web.Request) -> web.Response:
 
 async def read_notifications(request: web.Request) -> web.Response:
     body = await _body(request, ReadRequest)
-    if body.all == (body.ids is not None):
+    ids = body.id_list()
+    if body.all == (ids is not None):
         raise _HTTPError(422, "give either ids or all: true")
-    if body.ids is not None and len(body.ids) > 1000:
-        raise _HTTPError(422, "at most 1000 ids")
-    changed, unread = await _inbox(request).mark_read(
-        _owner(request), None if body.all else body.ids
-    )
+    changed, unread = await _inbox(request).mark_read(_owner(request), None if body.all else ids)
     return json_response({"ids": changed, "unreadCount": unread})
 
 
@@ -332,15 +358,11 @@ async def put_preferences(request: web.Request) -> web.Response:
     return json_response({"inApp": body.inApp})
 
 
-class IdsBody(msgspec.Struct, forbid_unknown_fields=True):
-    ids: list[str]
-
-
 async def archive_notifications(request: web.Request) -> web.Response:
-    body = await _body(request, IdsBody)
-    if len(body.ids) > 1000:
-        raise _HTTPError(422, "at most 1000 ids")
-    changed, unread = await _inbox(request).remove(_owner(request), body.ids, delete=False)
+    ids = (await _body(request, IdsBody)).id_list()
+    if ids is None:
+        raise _HTTPError(422, "give ids")
+    changed, unread = await _inbox(request).remove(_owner(request), ids, delete=False)
     return json_response({"ids": changed, "unreadCount": unread})
 
 

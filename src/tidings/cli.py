@@ -32,6 +32,12 @@ from .store import StoreError
 log = logging.getLogger("tidings.cli")
 
 DEV_STATE_FILE = ".tidings-dev.json"
+# Where `serve --dev` keeps, and the other commands look for, the development secrets.
+DEV_FILE_ENV = "TIDINGS_DEV_FILE"
+_DESCRIPTION = (
+    "tidings: a real-time notification and messaging server. `serve` runs it; `token` "
+    "mints development JWTs; `listen`, `publish`, `notify` and `stats` talk to a server."
+)
 DEFAULT_URL = "http://127.0.0.1:8000"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -47,18 +53,22 @@ def parse_duration(text: str) -> float:
 
 def _add_setting_flags(parser: argparse.ArgumentParser) -> None:
     for name, spec in SETTINGS.items():
-        flag = "--" + name.replace("_", "-")
+        flags = (*spec.flag_aliases, "--" + name.replace("_", "-"))
         if spec.kind == "bool":
             parser.add_argument(
-                flag, dest=name, action=argparse.BooleanOptionalAction, default=None, help=spec.help
+                *flags,
+                dest=name,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=spec.help,
             )
         else:
             metavar = {"list": "A,B", "int": "N", "float": "X"}.get(spec.kind, "VALUE")
-            parser.add_argument(flag, dest=name, default=None, metavar=metavar, help=spec.help)
+            parser.add_argument(*flags, dest=name, default=None, metavar=metavar, help=spec.help)
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tidings", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="tidings", description=_DESCRIPTION)
     parser.add_argument("--version", action="version", version=f"tidings {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -149,6 +159,24 @@ def _json_arg(text: str) -> Any:
         raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
 
 
+def dev_file(*, for_writing: bool = False) -> Path:
+    """The development secrets file.
+
+    ``$TIDINGS_DEV_FILE`` when set; else, for ``serve --dev``, ``.tidings-dev.json`` in the
+    current folder; else, for the commands that read it, the nearest one in the current
+    folder or a parent (so ``tidings token`` works from a subfolder of the checkout).
+    """
+    named = os.environ.get(DEV_FILE_ENV)
+    if named:
+        return Path(named)
+    here = Path.cwd()
+    if not for_writing:
+        for folder in (here, *here.parents):
+            if (folder / DEV_STATE_FILE).is_file():
+                return folder / DEV_STATE_FILE
+    return here / DEV_STATE_FILE
+
+
 def _dev_state(path: Path) -> dict[str, str]:
     """Development secrets, generated once and kept beside the working directory."""
     try:
@@ -196,16 +224,17 @@ def _serve(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
-        state = _dev_state(Path(DEV_STATE_FILE))
+        path = dev_file(for_writing=True)
+        state = _dev_state(path)
         changes["jwt_secret"] = state["jwt_secret"]
         log.warning(
             "--dev: using a generated JWT secret kept in %s; `tidings token` signs "
             "with it. Never use --dev in production.",
-            DEV_STATE_FILE,
+            path,
         )
         if not settings.api_keys:
             changes["api_keys"] = [state["api_key"]]
-            log.warning("--dev: the HTTP API key is the api_key in %s", DEV_STATE_FILE)
+            log.warning("--dev: the HTTP API key is the api_key in %s", path)
     if changes:
         settings = settings.replace(**changes)
     if not settings.api_keys:
@@ -279,8 +308,9 @@ def _secret(args: argparse.Namespace) -> str | None:
         secret = _dev_value("jwt_secret")
     if not secret:
         print(
-            "tidings: no JWT secret: set TIDINGS_JWT_SECRET, pass --secret, or run "
-            "`tidings serve --dev` here first",
+            "tidings: no JWT secret: set TIDINGS_JWT_SECRET, pass --secret, run "
+            f"`tidings serve --dev` here first, or point {DEV_FILE_ENV} at its "
+            f"{DEV_STATE_FILE} (none found in {Path.cwd()} or its parents)",
             file=sys.stderr,
         )
     return secret
@@ -288,7 +318,7 @@ def _secret(args: argparse.Namespace) -> str | None:
 
 def _dev_value(name: str) -> str | None:
     try:
-        value = json.loads(Path(DEV_STATE_FILE).read_text())[name]
+        value = json.loads(dev_file().read_text())[name]
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return value if isinstance(value, str) else None
@@ -341,8 +371,9 @@ def _call(args: argparse.Namespace, method: str, path: str, body: Any = None) ->
     key = _api_key(args)
     if not key:
         print(
-            "tidings: no API key: pass --api-key, set TIDINGS_API_KEYS, or run "
-            "`tidings serve --dev` here first",
+            "tidings: no API key: pass --api-key, set TIDINGS_API_KEYS, run "
+            f"`tidings serve --dev` here first, or point {DEV_FILE_ENV} at its "
+            f"{DEV_STATE_FILE}",
             file=sys.stderr,
         )
         return 2

@@ -31,6 +31,8 @@ class Spec:
     help: str
     env_aliases: tuple[str, ...] = ()
     secret: bool = False
+    # Extra command-line names: the first is the documented one (``--broker``).
+    flag_aliases: tuple[str, ...] = ()
 
 
 SETTINGS: Final[dict[str, Spec]] = {
@@ -59,6 +61,8 @@ SETTINGS: Final[dict[str, Spec]] = {
         "str",
         "memory",
         "memory (one instance) or a redis:// URL: instances on one Redis act as one cluster",
+        env_aliases=("TIDINGS_BROKER",),
+        flag_aliases=("--broker",),
     ),
     "broker_prefix": Spec("str", "tidings:", "prefix of every Redis key and channel tidings uses"),
     "cluster_heartbeat": Spec(

@@ -381,7 +381,12 @@ _INBOX_SCHEMAS: dict[str, Any] = {
             "type": {"type": "string", "minLength": 1, "maxLength": 64, "default": "notification"},
             "title": {"type": ["string", "null"], "maxLength": 500},
             "message": {"type": ["string", "null"], "maxLength": 10000},
-            "priority": {"enum": ["LOW", "MEDIUM", "HIGH", "CRITICAL"], "default": "MEDIUM"},
+            "priority": {
+                "type": "string",
+                "description": "LOW, MEDIUM, HIGH or CRITICAL, in any case (`high` is HIGH)",
+                "pattern": "^(?i:low|medium|high|critical)$",
+                "default": "MEDIUM",
+            },
             "category": {"type": ["string", "null"], "maxLength": 64},
             "data": {},
             "actions": {
@@ -463,17 +468,25 @@ _INBOX_SCHEMAS: dict[str, Any] = {
     "Read": {
         "type": "object",
         "additionalProperties": False,
-        "description": "either ids or all: true",
+        "description": "either ids or all: true. `ids` is canonical; the WebSocket names "
+        "`notificationIds` and `notificationId` are accepted too, and merged.",
         "properties": {
             "ids": {"type": "array", "items": {"type": "string"}, "maxItems": 1000},
+            "notificationIds": {"type": "array", "items": {"type": "string"}, "maxItems": 1000},
+            "notificationId": {"type": "string"},
             "all": {"type": "boolean"},
         },
     },
     "Ids": {
         "type": "object",
-        "required": ["ids"],
         "additionalProperties": False,
-        "properties": {"ids": {"type": "array", "items": {"type": "string"}, "maxItems": 1000}},
+        "description": "`ids` is canonical; the WebSocket names `notificationIds` and "
+        "`notificationId` are accepted too, and merged. At least one must be given.",
+        "properties": {
+            "ids": {"type": "array", "items": {"type": "string"}, "maxItems": 1000},
+            "notificationIds": {"type": "array", "items": {"type": "string"}, "maxItems": 1000},
+            "notificationId": {"type": "string"},
+        },
     },
     "ReadResult": {
         "type": "object",

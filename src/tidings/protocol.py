@@ -207,9 +207,10 @@ class Ack(Command, kw_only=True):
     name: ClassVar[str] = "ack"
     notificationId: str | None = None
     notificationIds: list[str] | None = None
+    ids: list[str] | None = None  # the canonical name, as over HTTP
 
     def id_list(self) -> list[str]:
-        return _ids(self.notificationId, self.notificationIds)
+        return _ids(self.notificationId, self.notificationIds, self.ids)
 
 
 class MarkRead(Command, kw_only=True):
@@ -218,10 +219,11 @@ class MarkRead(Command, kw_only=True):
     name: ClassVar[str] = "mark_read"
     notificationId: str | None = None
     notificationIds: list[str] | None = None
+    ids: list[str] | None = None  # the canonical name, as over HTTP
     all: bool = False
 
     def id_list(self) -> list[str]:
-        return _ids(self.notificationId, self.notificationIds)
+        return _ids(self.notificationId, self.notificationIds, self.ids)
 
 
 class Archive(Command, kw_only=True):
@@ -230,9 +232,10 @@ class Archive(Command, kw_only=True):
     name: ClassVar[str] = "archive"
     notificationId: str | None = None
     notificationIds: list[str] | None = None
+    ids: list[str] | None = None  # the canonical name, as over HTTP
 
     def id_list(self) -> list[str]:
-        return _ids(self.notificationId, self.notificationIds)
+        return _ids(self.notificationId, self.notificationIds, self.ids)
 
 
 class Delete(Command, kw_only=True):
@@ -241,9 +244,10 @@ class Delete(Command, kw_only=True):
     name: ClassVar[str] = "delete"
     notificationId: str | None = None
     notificationIds: list[str] | None = None
+    ids: list[str] | None = None  # the canonical name, as over HTTP
 
     def id_list(self) -> list[str]:
-        return _ids(self.notificationId, self.notificationIds)
+        return _ids(self.notificationId, self.notificationIds, self.ids)
 
 
 class GetNotifications(Command, kw_only=True):
@@ -255,8 +259,11 @@ class GetNotifications(Command, kw_only=True):
     cursor: str | None = None
 
 
-def _ids(one: str | None, many: list[str] | None) -> list[str]:
-    ids = ([one] if one is not None else []) + (many or [])
+def _ids(one: str | None, *many: list[str] | None) -> list[str]:
+    """Every id given, under any of the accepted names, once each in order."""
+    ids = [one] if one is not None else []
+    for more in many:
+        ids.extend(more or [])
     return list(dict.fromkeys(ids))
 
 

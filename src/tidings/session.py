@@ -146,6 +146,14 @@ class Session:
     def _accept_token(
         self, token: str, claimed_user: str | None, reply_to: str | None
     ) -> Close | None:
+        if not token.strip():
+            # An empty token is no credential at all: 4001 as for an absent one, so a client
+            # that lost its token is told to get one rather than that its token is bad.
+            self.node.metrics.auth_failures["missing"] += 1
+            if self.state is State.OPEN:
+                self.error(ErrorCode.UNAUTHORIZED, "missing token", reply_to=reply_to)
+                return None
+            return Close(CloseCode.MISSING_CREDENTIALS, "missing authentication credentials")
         try:
             identity = self.node.verifier.verify(token)
         except AuthError as exc:

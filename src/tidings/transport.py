@@ -120,7 +120,9 @@ def handshake_token(request: web.Request, offered: list[str]) -> str | None:
     for proto in offered:
         if proto.startswith(BEARER_PREFIX) and len(proto) > len(BEARER_PREFIX):
             return proto[len(BEARER_PREFIX) :]
-    return None
+    # ``?token=`` given but empty (a client whose token variable was empty): refused as
+    # missing credentials at once, rather than left waiting for an auth message.
+    return "" if "token" in request.query else None
 
 
 def client_address(

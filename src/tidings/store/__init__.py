@@ -19,10 +19,20 @@ from .rooms import RoomStore
 
 
 class Priority(enum.StrEnum):
+    """A notification's priority; any case is accepted (``high``, ``High``)."""
+
     LOW = "LOW"
     MEDIUM = "MEDIUM"
     HIGH = "HIGH"
     CRITICAL = "CRITICAL"
+
+    @classmethod
+    def _missing_(cls, value: object) -> Priority | None:
+        # msgspec calls this for a value that is not a member, as Enum(value) does: the CLI
+        # took `--priority high` and guide 003 sends 'high', so the API takes it too.
+        if isinstance(value, str):
+            return cls.__members__.get(value.upper())
+        return None
 
 
 class Action(msgspec.Struct, frozen=True, omit_defaults=True):
