@@ -79,13 +79,11 @@ async function signIn(token) {
   client.on("_connected", async (event) => {
     if (state.client !== client) return;
     setStatus(`online (${event.transport})`, "online");
-    setUnread(event.welcome.unreadCount ?? 0);
     // After every (re)connection: the server's list is the truth; live ones follow.
     try {
       const page = await client.getNotifications({ limit: 50 });
       if (state.client !== client) return;
       state.items = new Map(page.items.map((n) => [n.id, n]));
-      setUnread(page.unreadCount);
       render();
     } catch (error) {
       $("signin-error").textContent = String(error.message ?? error);
@@ -99,11 +97,11 @@ async function signIn(token) {
   client.on("notification", (msg) => {
     // Inbox messages never carry a channel; a channel publication is never the inbox.
     if (state.client !== client || !msg.data || msg.channel !== undefined) return;
-    const known = state.items.has(msg.data.id);
     state.items.set(msg.data.id, msg.data);
-    if (!known && !msg.data.readAt) setUnread(state.unread + 1);
     render();
   });
+  // The client keeps the server's count (catch-up, other tabs, archive, delete).
+  client.on("_unread", (event) => state.client === client && setUnread(event.unreadCount));
   for (const type of ["notification_read", "notification_archived", "notification_deleted"]) {
     client.on(type, (msg) => state.client === client && msg.channel === undefined && applyChange(type, msg.data));
   }
@@ -148,7 +146,6 @@ function applyChange(type, data) {
   } else {
     for (const id of ids) state.items.delete(id);
   }
-  if (typeof data.unreadCount === "number") setUnread(data.unreadCount);
   render();
 }
 

@@ -32,6 +32,10 @@ export interface TidingsState {
   error: unknown;
   /** Mark read (ids, or {all: true}) and update notifications and unreadCount. */
   markRead(ids: string[] | { all?: boolean; ids?: string[] }): Promise<{ ids: string[]; unreadCount: number }>;
+  /** Archive and drop them from notifications. */
+  archive(ids: string[]): Promise<{ ids: string[]; unreadCount: number }>;
+  /** Delete and drop them from notifications. */
+  remove(ids: string[]): Promise<{ ids: string[]; unreadCount: number }>;
 }
 
 export function useTidings(options: UseTidingsOptions): TidingsState;

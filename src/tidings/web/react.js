@@ -12,16 +12,18 @@
 import { useCallback, useEffect, useRef, useState } from "react";
 import { Client } from "./tidings.js";
 
-const SYNTHETIC = new Set(["_connected", "_disconnected", "_resubscribed"]);
+const SYNTHETIC = new Set(["_connected", "_disconnected", "_resubscribed", "_unread"]);
 const UNREAD_CHANGES = new Set(["notification_read", "notification_archived", "notification_deleted"]);
 
 /**
  * Connect while mounted; re-render on what arrives.
  *
  * Returns { status, connected, client, welcome, lastMessage, messages, notifications,
- * unreadCount, subscribed, closeCode, closeReason, error, markRead }. markRead(ids) (or
- * markRead({all: true})) marks read and updates notifications and unreadCount at once;
- * the user's other tabs follow through the server's notification_read. status is "idle" (not enabled),
+ * unreadCount, subscribed, closeCode, closeReason, error, markRead, archive, remove }.
+ * unreadCount is the client's (the server's count, kept by every inbox event: see
+ * Client.unreadCount). markRead(ids) (or markRead({all: true})), archive(ids) and
+ * remove(ids) update notifications at once; the user's other tabs follow through the
+ * server's events. status is "idle" (not enabled),
  * "connecting", "open", "reconnecting" or "closed" (for good: see closeCode).
  */
 export function useTidings(options) {
@@ -50,13 +52,10 @@ export function useTidings(options) {
       if (alive) setState((prev) => ({ ...prev, ...change(prev) }));
     };
     const off = client.on("*", (msg) => {
-      if (msg.type === "_connected") {
-        update(() => ({
-          status: "open",
-          connected: true,
-          welcome: msg.welcome,
-          unreadCount: typeof msg.welcome.unreadCount === "number" ? msg.welcome.unreadCount : 0,
-        }));
+      if (msg.type === "_unread") {
+        update(() => ({ unreadCount: msg.unreadCount }));
+      } else if (msg.type === "_connected") {
+        update(() => ({ status: "open", connected: true, welcome: msg.welcome }));
       } else if (msg.type === "_disconnected") {
         update(() => ({
           status: msg.reconnect ? "reconnecting" : "closed",
@@ -71,7 +70,6 @@ export function useTidings(options) {
             // A channel publication, whatever its type: never the user's inbox.
           } else if (msg.type === "notification") {
             change.notifications = [msg.data, ...prev.notifications].slice(0, keep);
-            if (msg.data && !msg.data.readAt && !msg.data.redelivered) change.unreadCount = prev.unreadCount + 1;
           } else if (UNREAD_CHANGES.has(msg.type)) {
             Object.assign(change, inboxChange(prev, msg.type, msg.data, msg.timestamp ?? new Date().toISOString()));
           }
@@ -103,20 +101,23 @@ export function useTidings(options) {
     setState((prev) => ({ ...prev, ...inboxChange(prev, type, data, new Date().toISOString()) }));
     return data;
   }, []);
-  const markRead = useCallback(
-    async (ids) => {
-      if (state.client === null) throw new Error("useTidings: not connected yet");
-      return applyChange("notification_read", await state.client.markRead(ids));
+  const client = state.client;
+  const run = useCallback(
+    async (method, type, ids) => {
+      if (client === null) throw new Error("useTidings: not connected yet");
+      return applyChange(type, await client[method](ids));
     },
-    [state.client, applyChange],
+    [client, applyChange],
   );
-  return { ...state, markRead };
+  const markRead = useCallback((ids) => run("markRead", "notification_read", ids), [run]);
+  const archive = useCallback((ids) => run("archive", "notification_archived", ids), [run]);
+  const remove = useCallback((ids) => run("delete", "notification_deleted", ids), [run]);
+  return { ...state, markRead, archive, remove };
 }
 
 function inboxChange(prev, type, data, now) {
   const change = {};
-  if (!data || typeof data.unreadCount !== "number") return change;
-  change.unreadCount = data.unreadCount;
+  if (!data || !Array.isArray(data.ids)) return change;
   const ids = new Set(data.ids ?? []);
   if (type === "notification_read") {
     change.notifications = prev.notifications.map((n) => (ids.has(n.id) && !n.readAt ? { ...n, readAt: now } : n));

@@ -93,7 +93,12 @@ export interface ResubscribedEvent {
   /** The server's subscribed data: offset, epoch and, when resuming, recovered (and reason when false). */
   data: Subscribed;
 }
-export type ClientEvent = Message | ConnectedEvent | DisconnectedEvent | ResubscribedEvent;
+/** The user's unread count changed (Client.unreadCount). */
+export interface UnreadEvent {
+  type: "_unread";
+  unreadCount: number;
+}
+export type ClientEvent = Message | ConnectedEvent | DisconnectedEvent | ResubscribedEvent | UnreadEvent;
 
 export type TokenSource = string | (() => string | Promise<string>);
 export type Filters = Record<string, string | number | boolean | null | Array<string | number | boolean | null>>;
@@ -178,6 +183,11 @@ export class Client implements AsyncIterable<ClientEvent> {
   connections: number;
   /** Events dropped from a full iterator buffer. */
   dropped: number;
+  /**
+   * The user's unread notifications as the server counts them (the welcome's count, then
+   * every count the server sends, plus live unread notifications); null before welcome.
+   */
+  unreadCount: number | null;
   closeCode: number | null;
   closeReason: string | null;
   readonly connected: boolean;
@@ -191,6 +201,7 @@ export class Client implements AsyncIterable<ClientEvent> {
   on(type: "_connected", callback: (event: ConnectedEvent) => unknown): () => void;
   on(type: "_disconnected", callback: (event: DisconnectedEvent) => unknown): () => void;
   on(type: "_resubscribed", callback: (event: ResubscribedEvent) => unknown): () => void;
+  on(type: "_unread", callback: (event: UnreadEvent) => unknown): () => void;
   on(type: string, callback: (msg: Message) => unknown): () => void;
   [Symbol.asyncIterator](): AsyncIterator<ClientEvent>;
 
@@ -199,6 +210,10 @@ export class Client implements AsyncIterable<ClientEvent> {
   publish(channel: string, event: string, data?: unknown): Promise<{ channel: string; messageId: string }>;
   markRead(ids?: string[] | null, all?: boolean): Promise<{ ids: string[]; unreadCount: number }>;
   markRead(options: { all?: boolean; ids?: string[] }): Promise<{ ids: string[]; unreadCount: number }>;
+  /** Archive: kept, but out of the list, the count, catch-up and redelivery. */
+  archive(ids: string[]): Promise<{ ids: string[]; unreadCount: number }>;
+  /** Delete for good. */
+  delete(ids: string[]): Promise<{ ids: string[]; unreadCount: number }>;
   getNotifications(options?: {
     unreadOnly?: boolean;
     limit?: number;

@@ -39,6 +39,8 @@ export function shouldReconnect(code) {
 }
 
 const ABNORMAL_CLOSURE = 1006;
+// Inbox messages that carry the server's unread count (replies and other tabs' events).
+const COUNTED = new Set(["notification_read", "notification_archived", "notification_deleted", "notifications"]);
 const CLIENT_CLOSED = 1000;
 const DEDUP_SIZE = 10000;
 
@@ -511,6 +513,13 @@ export class Client {
     this.dropped = 0;
     this.closeCode = null;
     this.closeReason = null;
+    /**
+     * The user's unread notifications, as the server counts them: the welcome's count,
+     * replaced by every count the server sends later (reads, archives, deletes, pages
+     * in any tab), plus one for each live unread notification since. null before the
+     * first welcome.
+     */
+    this.unreadCount = null;
 
     this._subscriptions = new Map();
     this._positions = new Map();
@@ -685,6 +694,18 @@ export class Client {
     return reply.data ?? {};
   }
 
+  /** Archive notifications (kept, but out of the list and the count): {ids, unreadCount}. */
+  async archive(ids) {
+    const reply = await this.request({ type: "archive", notificationIds: [...ids] });
+    return reply.data ?? {};
+  }
+
+  /** Delete notifications for good: {ids, unreadCount}. */
+  async delete(ids) {
+    const reply = await this.request({ type: "delete", notificationIds: [...ids] });
+    return reply.data ?? {};
+  }
+
   /** A page of the inbox, newest first: {items, unreadCount, nextCursor}. */
   async getNotifications(options = {}) {
     const data = {};
@@ -842,19 +863,30 @@ export class Client {
   _session(transport, welcome) {
     this._transport = transport;
     transport.onstate = (live) => this._sseState(transport, live);
+    // The welcome first: what followed it (a catch-up) was held by the transport and
+    // comes after, so the unread count it carries is counted from.
+    if (welcome !== null) this._welcomed(transport, welcome);
     transport.attach(
       (msg) => this._handle(transport, msg),
       (code, reason) => this._ended(transport, code, reason),
     );
     if (this._transport !== transport) return; // closed while attaching
     if (welcome === null) this._sseState(transport, true); // an SSE session resumed
-    else this._welcomed(transport, welcome);
   }
 
   _welcomed(transport, welcome) {
     this.connections += 1;
     this.welcome = welcome.data ?? {};
     this._emit(welcome);
+    if (isInt(this.welcome.unreadCount)) {
+      this._setUnread(this.welcome.unreadCount);
+      // The welcome's count is read before the catch-up, which may send a notification
+      // created in between. The server reads nothing from a connection until its
+      // catch-up is over, so the count in this page's reply covers everything before it.
+      const id = this._nextId();
+      this._pending.set(id, { resolve: null, reject: null, channel: null });
+      transport.send({ type: "get_notifications", data: { limit: 1 }, id });
+    }
     for (const [channel, filters] of this._subscriptions) {
       const id = this._nextId();
       const since = this._resume ? this._positions.get(channel) : undefined;
@@ -925,6 +957,9 @@ export class Client {
     if (typeof replyTo === "string" && !this._pending.has(replyTo) && /^tc-\d+$/.test(replyTo)) {
       return; // a reply to a request already given up (retried, or a dropped ping or ack)
     }
+    if (COUNTED.has(msg.type) && msg.channel === undefined && isInt(msg.data?.unreadCount)) {
+      this._setUnread(msg.data.unreadCount); // the server's count, from any tab
+    }
     if (typeof replyTo === "string" && this._pending.has(replyTo)) {
       const p = this._pending.get(replyTo);
       this._pending.delete(replyTo);
@@ -987,8 +1022,21 @@ export class Client {
       this._seen.set(nid, null);
       if (this._seen.size > DEDUP_SIZE) this._seen.delete(this._seen.keys().next().value);
     }
+    const data = msg.data ?? {};
+    // A catch-up (recovered) or a redelivery is in the welcome's count already; a live
+    // one is new since.
+    if (this.unreadCount !== null && !data.recovered && !data.redelivered && !data.readAt) {
+      this._setUnread(this.unreadCount + 1, false);
+    }
     this._emit(msg);
     if (typeof nid === "string") this._sendAck(transport, nid);
+  }
+
+  /** exact: the server's own count (emitted even when unchanged), else counted here. */
+  _setUnread(count, exact = true) {
+    if (!exact && count === this.unreadCount) return;
+    this.unreadCount = count;
+    this._emit({ type: "_unread", unreadCount: count, exact });
   }
 
   _sendAck(transport, nid) {
