@@ -1,0 +1,146 @@
+"""The shapes the server answers, as TypedDicts: the keys are the wire's (camelCase), as
+docs/http-api.md shows them, so a result prints and serialises like the documentation."""
+
+from __future__ import annotations
+
+from typing import Any, Literal, NotRequired, TypedDict
+
+Priority = Literal["LOW", "MEDIUM", "HIGH", "CRITICAL"]
+
+
+class Sent(TypedDict):
+    """A publish or a send: the message id and the connections it was queued to
+    (``None`` in a cluster, where no instance knows)."""
+
+    id: str
+    delivered: int | None
+    channel: NotRequired[str]
+    offset: NotRequired[int]
+    epoch: NotRequired[str]
+
+
+class Action(TypedDict):
+    """A notification's button."""
+
+    id: str
+    label: str
+    url: NotRequired[str | None]
+
+
+class CreatedItem(TypedDict):
+    id: str
+    userId: str
+    seq: int
+
+
+class Created(TypedDict):
+    """``POST /api/notifications``: one item per notification; ``replayed`` when the
+    server answered an earlier request with the same Idempotency-Key."""
+
+    notifications: list[CreatedItem]
+    replayed: bool
+    skipped: list[str]
+
+
+class Notification(TypedDict):
+    id: str
+    seq: int
+    type: str
+    title: str | None
+    message: str | None
+    priority: Priority
+    category: str | None
+    data: Any
+    actionable: bool
+    actions: list[Action]
+    expiresAt: str | None
+    createdAt: str
+    readAt: str | None
+    timestamp: str
+
+
+class NotificationPage(TypedDict):
+    items: list[Notification]
+    unreadCount: int
+    nextCursor: str | None
+
+
+class Changed(TypedDict):
+    """Read, archive, delete: the ids this call changed, and the unread count after."""
+
+    ids: list[str]
+    unreadCount: int
+
+
+class Preferences(TypedDict):
+    inApp: dict[str, bool]
+
+
+class Room(TypedDict):
+    id: str
+    name: str | None
+    wsPost: bool
+    lastSeq: int
+    createdAt: str
+
+
+class Member(TypedDict):
+    userId: str
+    role: Literal["member", "moderator"]
+    joinedAt: str
+    lastReadSeq: int
+
+
+class RoomMessage(TypedDict):
+    id: str
+    roomId: str
+    seq: int
+    authorId: str
+    content: str | None
+    isEdited: bool
+    isDeleted: bool
+    createdAt: str
+    editedAt: str | None
+
+
+class MessagePage(TypedDict):
+    roomId: str
+    messages: list[RoomMessage]
+    nextBeforeSeq: int | None
+
+
+class DeletedMessage(TypedDict):
+    messageId: str
+    roomId: str
+    seq: int
+    authorId: str
+    deletedBy: str
+
+
+class RoomRead(TypedDict):
+    roomId: str
+    lastReadSeq: int
+    unreadCount: int
+
+
+class MyRoom(TypedDict):
+    roomId: str
+    role: Literal["member", "moderator"]
+    lastReadSeq: int
+    unreadCount: int
+
+
+class Subscription(TypedDict):
+    channel: str
+    filters: Any
+
+
+class Connection(TypedDict):
+    clientId: str
+    userId: str
+    roles: list[str]
+    connectedAt: str | None
+    expiresAt: str | None
+    subscriptions: list[Subscription]
+    remoteAddress: str | None
+    instance: NotRequired[str]
