@@ -195,6 +195,6 @@ def test_openapi_document_is_valid() -> None:
     """The OpenAPI document passes an OpenAPI 3.1 validator."""
     from openapi_spec_validator import validate
 
-    from tidings.openapi import openapi_document
+    from tidings.api.openapi import openapi_document
 
     validate(openapi_document())

@@ -393,7 +393,7 @@ async def test_webhook_for_unacked_signed_and_retried(make_server: ServerFactory
     """A notification unacked past webhook_delay is POSTed, HMAC-signed, retried on 5xx."""
     from aiohttp import web
 
-    from tidings.webhooks import signature
+    from tidings.inbox.webhooks import signature
 
     received: list[tuple[dict[str, Any], bool]] = []
     answers = [500, 200]

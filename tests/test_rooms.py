@@ -12,7 +12,7 @@ import pytest
 from websockets.asyncio.client import ClientConnection
 
 from tidings.channels import NamespacePolicy
-from tidings.rooms_service import Rooms
+from tidings.rooms import Rooms
 from tidings.server import Server
 
 from .conftest import (

@@ -7,9 +7,9 @@ from typing import Any
 import pytest
 
 from tidings import protocol
-from tidings import rooms as r
 from tidings.filters import Filter
-from tidings.rooms import BlockFilter, Role, RoomError, TypingTracker
+from tidings.rooms import rules as r
+from tidings.rooms.rules import BlockFilter, Role, RoomError, TypingTracker
 
 
 @pytest.mark.parametrize(

@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 
 from tidings.auth import mint
-from tidings.eventstream import EventOutbox, client_frames, last_event_id
+from tidings.gateway.eventstream import EventOutbox, client_frames, last_event_id
 
 from .cluster import cluster, pg_schema
 from .conftest import (

@@ -4,7 +4,7 @@ This is also the embedding API: code in the same process awaits ``publish``,
 ``send_to_user``, ``send_to_role`` and ``broadcast``. Each serializes its message once.
 On a single instance (``broker_url = "memory"``) the bytes go straight to the hub,
 with no task switch; in a cluster they cross the broker once and every node's
-``route`` hands them to its own hub (``cluster.py`` has the wire format).
+``route`` hands them to its own hub (``cluster/__init__.py`` has the wire format).
 """
 
 from __future__ import annotations
@@ -27,16 +27,16 @@ from .broker import Broker, BrokerError, HistoryResult, StreamPosition
 from .broker.memory import MemoryExchange
 from .channels import Access, NamespacePolicy, is_valid_channel
 from .cluster import Topics
+from .cluster.control import ControlPlane
 from .config import ConfigError, Settings
-from .control import ControlPlane
 from .hub import Hub, Outbound
 from .metrics import Metrics
 from .tasks import TaskSet
 
 if TYPE_CHECKING:
     from .inbox import Inbox
-    from .registry import RedisRegistry
-    from .rooms_service import Rooms
+    from .registry.redis import RedisRegistry
+    from .rooms import Rooms
     from .session import Session
 
 log = logging.getLogger("tidings.node")
@@ -144,7 +144,7 @@ class Node:
         self.registry: RedisRegistry | None = None
         # Closes local connections for the connection control API (set by the server).
         self.disconnect_local: Callable[[list[Session], int, str], int] | None = None
-        # Hands a POSTed SSE body to the session here (None: not here); set by sse.py.
+        # Hands a POSTed SSE body to the session here (None: not here); set by gateway/sse.py.
         self.sse_post_local: Callable[[list[Session], str], int | None] | None = None
         self.control_plane = ControlPlane(self)
         self._tasks = TaskSet(log, "node")
@@ -201,7 +201,7 @@ class Node:
         from redis.asyncio import BlockingConnectionPool, Redis
 
         from .broker.redis import RedisBroker
-        from .registry import RedisRegistry
+        from .registry.redis import RedisRegistry
 
         s = self.settings
         broker = RedisBroker(s.broker_url, prefix=s.broker_prefix)

@@ -19,13 +19,14 @@ from typing import Any
 
 from aiohttp import web
 
-from . import api, sse
+from . import api
 from .config import ConfigError, Settings
+from .gateway import sse
+from .gateway.websocket import WebSocketEndpoint
 from .inbox import Inbox
 from .node import Node
-from .rooms_service import Rooms
+from .rooms import Rooms
 from .store import StoreError, open_store
-from .transport import WebSocketEndpoint
 from .web import add_routes as add_web_routes
 
 log = logging.getLogger("tidings.server")

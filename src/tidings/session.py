@@ -314,7 +314,7 @@ class Session:
 
     def _dispatch(self, command: protocol.Command) -> None:
         # Rooms check membership (in the store) before room subscriptions, and own the room
-        # commands: see rooms_service.Rooms.intercept.
+        # commands: see rooms.Rooms.intercept.
         rooms = self.node.rooms
         if rooms is not None and rooms.intercept(self, command):
             return

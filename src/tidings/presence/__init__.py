@@ -2,7 +2,7 @@
 
 A user is *online* in a scope from their first connection there until they have had none,
 on any instance, for a grace period (so a page reload does not flap ``USER_LEFT`` /
-``USER_JOINED``). The backend only keeps the facts; ``rooms_service.Rooms`` decides when
+``USER_JOINED``). The backend only keeps the facts; ``rooms.Rooms`` decides when
 to ask and what to publish.
 
 Implementations: ``memory.MemoryPresence`` (one process; instances sharing one

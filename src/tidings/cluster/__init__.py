@@ -28,7 +28,7 @@ from typing import Any
 
 import msgspec
 
-from .broker import Broker
+from ..broker import Broker
 
 log = logging.getLogger("tidings.cluster")
 

@@ -3,7 +3,7 @@
 ``EventOutbox`` numbers a session's events (``id: <clientId>.<n>``), queues them for the
 stream that writes them, and keeps the latest ones so a client that reconnects with
 ``Last-Event-ID`` gets exactly what it missed. ``last_event_id`` and ``client_frames``
-read what a client sends. ``sse.py`` drives these over aiohttp.
+read what a client sends. ``gateway/sse.py`` drives these over aiohttp.
 """
 
 from __future__ import annotations

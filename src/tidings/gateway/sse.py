@@ -26,15 +26,15 @@ from typing import Final
 
 from aiohttp import web
 
-from .api import error_response, json_response
-from .auth import AuthError, Identity
-from .broker import BrokerError
+from ..api.http import error_response, json_response
+from ..auth import AuthError, Identity
+from ..broker import BrokerError
+from ..hub import Outbound
+from ..node import Node
+from ..protocol import CloseCode
+from ..session import Close, Session, State
 from .eventstream import EventOutbox, client_frames, last_event_id
-from .hub import Outbound
-from .node import Node
-from .protocol import CloseCode
-from .session import Close, Session, State
-from .transport import SLOW_CLOSE_GRACE, WebSocketEndpoint, client_address, handshake_token
+from .websocket import SLOW_CLOSE_GRACE, WebSocketEndpoint, client_address, handshake_token
 
 log = logging.getLogger("tidings.sse")
 

@@ -1,7 +1,7 @@
-"""Chat rooms of one node: the rules of ``rooms.py`` applied around the store, the hub and
+"""Chat rooms of one node: the rules of ``rules.py`` applied around the store, the hub and
 presence.
 
-``Rooms`` is to chat what ``Inbox`` is to notifications: the HTTP routes (``rooms_api``)
+``Rooms`` is to chat what ``Inbox`` is to notifications: the HTTP routes (``api.rooms``)
 and the WebSocket commands (through ``Session``'s hook, ``intercept``) both call it.
 Every room event goes out with ``Node.publish`` on the room's channels, serialized once
 for all subscribers; blocking rides the hub's filter groups (``rooms.BlockFilter``), so
@@ -11,7 +11,7 @@ Membership lives in the store. A subscription to a ``room:*`` channel is checked
 it before the session's normal subscribe runs, which is why those subscriptions (and the
 room commands) are handled asynchronously, one at a time per connection, in the order
 the client sent them: that per-connection side (subscriptions, presence, typing, command
-dispatch) is ``rooms_live.RoomConnections``, kept in ``Rooms.live``.
+dispatch) is ``rooms.live.RoomConnections``, kept in ``Rooms.live``.
 """
 
 from __future__ import annotations
@@ -21,18 +21,18 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
-from . import protocol
-from . import rooms as r
-from .broker import BrokerError
-from .node import Node, iso_timestamp
-from .presence import Presence, open_presence
-from .ratelimit import TokenBucket
-from .rooms import Role, RoomError
-from .rooms_live import RoomConnections
-from .session import Session
-from .store import Store
-from .store.rooms import Member, RoomMessage
-from .tasks import TaskSet
+from .. import protocol
+from ..broker import BrokerError
+from ..node import Node, iso_timestamp
+from ..presence import Presence, open_presence
+from ..ratelimit import TokenBucket
+from ..session import Session
+from ..store import Store
+from ..store.rooms import Member, RoomMessage
+from ..tasks import TaskSet
+from . import rules as r
+from .live import RoomConnections
+from .rules import Role, RoomError
 
 log = logging.getLogger("tidings.rooms")
 

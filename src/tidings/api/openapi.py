@@ -1,10 +1,14 @@
-"""The OpenAPI 3.1 document served at ``/api/openapi.json``; keep it in step with api.py."""
+"""The OpenAPI 3.1 document served at ``/api/openapi.json``; keep it in step with the
+routes of this package."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from .rooms_openapi import ROOMS_SCHEMAS, rooms_paths
+from aiohttp import web
+
+from .http import json_response
+from .openapi_rooms import ROOMS_SCHEMAS, rooms_paths
 
 _ERROR = {"$ref": "#/components/responses/Error"}
 
@@ -709,3 +713,7 @@ def _gateway_document() -> dict[str, Any]:
             },
         },
     }
+
+
+async def openapi(request: web.Request) -> web.Response:
+    return json_response(openapi_document())

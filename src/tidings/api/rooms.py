@@ -1,7 +1,7 @@
 """The rooms' HTTP routes, under ``/api``: management with a server API key, the rest
 with the member's own JWT (``Authorization: Bearer <jwt>``), as guide 004 posts messages.
 
-Handlers are thin: they parse, call ``rooms_service.Rooms``, and turn ``RoomError`` into
+Handlers are thin: they parse, call ``rooms.Rooms``, and turn ``RoomError`` into
 the API's JSON errors. ``docs/http-api.md`` and ``openapi.py`` describe the same routes.
 """
 
@@ -13,18 +13,18 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from .api import NODE_KEY, USER_KEY, _body, _HTTPError, json_response
-from .node import iso_timestamp
-from .rooms import Role, RoomError
-from .rooms_service import Rooms
-from .store.rooms import Room
+from ..node import iso_timestamp
+from ..rooms import Rooms
+from ..rooms.rules import Role, RoomError
+from ..store.rooms import Room
+from .http import NODE_KEY, USER_KEY, ApiError, json_response, read_body
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def member_route(handler: Handler) -> Handler:
-    """Mark a route as called with a user's JWT (api.py's middleware checks it)."""
-    # An attribute on the function object: api.py reads it back with getattr.
+    """Mark a route as called with a user's JWT (api/http.py's middleware checks it)."""
+    # An attribute on the function object: api/http.py reads it back with getattr.
     setattr(handler, "user_token", True)  # noqa: B010 (a Callable declares no attributes)
     return handler
 
@@ -52,7 +52,7 @@ class ReadBody(msgspec.Struct, forbid_unknown_fields=True):
 def _rooms(request: web.Request) -> Rooms:
     rooms = request.app[NODE_KEY].rooms
     if rooms is None:
-        raise _HTTPError(503, "rooms are not available")
+        raise ApiError(503, "rooms are not available")
     return rooms
 
 
@@ -64,7 +64,7 @@ async def _call(awaitable: Awaitable[Any]) -> Any:
     try:
         return await awaitable
     except RoomError as exc:
-        raise _HTTPError(exc.status, exc.message) from None
+        raise ApiError(exc.status, exc.message) from None
 
 
 def _int_query(request: web.Request, name: str, default: int | None) -> int | None:
@@ -72,7 +72,7 @@ def _int_query(request: web.Request, name: str, default: int | None) -> int | No
     if raw is None:
         return default
     if not raw.isdigit() or len(raw) > 18:
-        raise _HTTPError(400, f"{name} must be a whole number")
+        raise ApiError(400, f"{name} must be a whole number")
     return int(raw)
 
 
@@ -80,10 +80,10 @@ def _int_query(request: web.Request, name: str, default: int | None) -> int | No
 
 
 async def create_room(request: web.Request) -> web.Response:
-    body = await _body(request, CreateRoomBody)
+    body = await read_body(request, CreateRoomBody)
     rooms = _rooms(request)
     if not await _call(rooms.create_room(body.id, body.name, body.wsPost)):
-        raise _HTTPError(409, "a room with this id exists")
+        raise ApiError(409, "a room with this id exists")
     room = await rooms.store.get_room(body.id)
     assert room is not None
     return json_response(_room(room), status=201)
@@ -102,18 +102,18 @@ def _room(room: Room) -> dict[str, Any]:
 async def get_room(request: web.Request) -> web.Response:
     room = await _rooms(request).store.get_room(request.match_info["roomId"])
     if room is None:
-        raise _HTTPError(404, "no such room")
+        raise ApiError(404, "no such room")
     return json_response(_room(room))
 
 
 async def delete_room(request: web.Request) -> web.Response:
     if not await _rooms(request).delete_room(request.match_info["roomId"]):
-        raise _HTTPError(404, "no such room")
+        raise ApiError(404, "no such room")
     return json_response({"deleted": True})
 
 
 async def put_members(request: web.Request) -> web.Response:
-    body = await _body(request, MembersBody)
+    body = await read_body(request, MembersBody)
     room_id = request.match_info["roomId"]
     added = await _call(_rooms(request).set_members(room_id, body.userIds, body.role))
     return json_response({"added": added})
@@ -127,7 +127,7 @@ async def list_members(request: web.Request) -> web.Response:
 async def remove_member(request: web.Request) -> web.Response:
     info = request.match_info
     if not await _rooms(request).remove_member(info["roomId"], info["user_id"]):
-        raise _HTTPError(404, "not a member of this room")
+        raise ApiError(404, "not a member of this room")
     return json_response({"removed": True})
 
 
@@ -136,7 +136,7 @@ async def remove_member(request: web.Request) -> web.Response:
 
 @member_route
 async def post_message(request: web.Request) -> web.Response:
-    body = await _body(request, ContentBody)
+    body = await read_body(request, ContentBody)
     rooms = _rooms(request)
     view = await _call(rooms.post(request.match_info["roomId"], _user(request), body.content))
     return json_response(view, status=201)
@@ -157,7 +157,7 @@ async def list_messages(request: web.Request) -> web.Response:
 
 @member_route
 async def edit_message(request: web.Request) -> web.Response:
-    body = await _body(request, ContentBody)
+    body = await read_body(request, ContentBody)
     info = request.match_info
     view = await _call(
         _rooms(request).edit(info["roomId"], _user(request), info["messageId"], body.content)
@@ -188,7 +188,7 @@ async def user_presence(request: web.Request) -> web.Response:
 
 @member_route
 async def mark_read(request: web.Request) -> web.Response:
-    body = await _body(request, ReadBody)
+    body = await read_body(request, ReadBody)
     data = await _call(
         _rooms(request).mark_read(
             request.match_info["roomId"], _user(request), seq=body.seq, message_id=body.messageId

@@ -1,6 +1,6 @@
 """The connections' side of chat rooms: room subscriptions, presence, typing, commands.
 
-``RoomConnections`` belongs to one ``rooms_service.Rooms`` and keeps what is per
+``RoomConnections`` belongs to one ``rooms.Rooms`` and keeps what is per
 connection on this instance: which room channels each connection subscribed to (checked
 against the store's membership first), the hub filters that carry each subscriber's block
 list, which rooms each connection counts in for presence, the presence checks waiting for
@@ -18,14 +18,14 @@ import logging
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
-from . import protocol
-from . import rooms as r
-from .protocol import ErrorCode
-from .rooms import RoomError
-from .session import Session, State
+from .. import protocol
+from ..protocol import ErrorCode
+from ..session import Session, State
+from . import rules as r
+from .rules import RoomError
 
 if TYPE_CHECKING:
-    from .rooms_service import Rooms
+    from . import Rooms
 
 log = logging.getLogger("tidings.rooms")
 

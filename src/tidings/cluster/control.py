@@ -14,11 +14,11 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
-from . import cluster
-from .broker import BrokerError
+from .. import cluster
+from ..broker import BrokerError
 
 if TYPE_CHECKING:
-    from .node import Node
+    from ..node import Node
 
 log = logging.getLogger("tidings.control")
 
@@ -47,7 +47,7 @@ class ControlPlane:
         if kind == "sse_post":  # an SSE client's POST that reached another instance
             post = self.node.sse_post_local
             return post(sessions, op["body"]) if post is not None else None
-        if kind.startswith("room_"):  # rooms_service.Rooms.control: blocks, evictions
+        if kind.startswith("room_"):  # rooms.Rooms.control: blocks, evictions
             rooms = self.node.rooms
             return rooms.control(sessions, op) if rooms is not None else 0
         raise ValueError(f"unknown control operation {kind!r}")

@@ -1,7 +1,7 @@
 """Chat rooms, the pure rules: names, limits, who may do what, event shapes, typing.
 
-Nothing here touches the store, a socket or a clock: ``rooms_service.Rooms`` applies these
-rules around the store and the hub, and ``rooms_api`` exposes them over HTTP. Guide 004's
+Nothing here touches the store, a socket or a clock: ``rooms.Rooms`` applies these
+rules around the store and the hub, and ``api.rooms`` exposes them over HTTP. Guide 004's
 names are kept on the wire: ``CHAT_MESSAGE``, ``MESSAGE_EDIT``, ``MESSAGE_DELETE``,
 ``TYPING``, ``USER_JOINED``, ``USER_LEFT`` on the channels ``room:{id}``,
 ``room:{id}:typing`` and ``room:{id}:online``.
@@ -16,7 +16,7 @@ from typing import Any, Final
 
 import msgspec
 
-from .filters import Filter
+from ..filters import Filter
 
 NAMESPACE: Final = "room"
 MAX_ROOM_ID: Final = 64

@@ -1,5 +1,5 @@
-"""The rooms' part of the OpenAPI document (``openapi.py`` merges it); keep it in step
-with ``rooms_api.py``."""
+"""The rooms' part of the OpenAPI document (``api/openapi.py`` merges it); keep it in step
+with ``api/rooms.py``."""
 
 from __future__ import annotations
 

@@ -21,13 +21,13 @@ from typing import Any, Final
 
 import msgspec
 
-from . import cluster, protocol
-from .broker import BrokerError
-from .hub import Outbound
-from .node import Node, iso_timestamp
-from .protocol import ErrorCode
-from .session import Session, State
-from .store import (
+from .. import cluster, protocol
+from ..broker import BrokerError
+from ..hub import Outbound
+from ..node import Node, iso_timestamp
+from ..protocol import ErrorCode
+from ..session import Session, State
+from ..store import (
     Action,
     Created,
     NewNotification,
@@ -36,7 +36,7 @@ from .store import (
     Store,
     StoreError,
 )
-from .tasks import TaskSet
+from ..tasks import TaskSet
 from .webhooks import WebhookSender
 
 log = logging.getLogger("tidings.inbox")

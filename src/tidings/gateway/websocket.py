@@ -22,10 +22,10 @@ from typing import Final, Protocol
 
 from aiohttp import WebSocketError, WSMsgType, web
 
-from .hub import Outbound
-from .node import Node
-from .protocol import CloseCode
-from .session import Close, Session, State
+from ..hub import Outbound
+from ..node import Node
+from ..protocol import CloseCode
+from ..session import Close, Session, State
 
 log = logging.getLogger("tidings.transport")
 

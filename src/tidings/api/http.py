@@ -1,0 +1,186 @@
+"""What every API route shares: the application keys, JSON bodies and errors, and the
+middleware that checks API keys (or a member's token) and turns every error into JSON."""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Final, TypeVar
+
+import msgspec
+from aiohttp import web
+from aiohttp.typedefs import Middleware
+
+from ..auth import AuthError
+from ..broker import BrokerError
+from ..gateway.websocket import WebSocketEndpoint
+from ..node import Node
+from ..ratelimit import TokenBucket
+
+log = logging.getLogger("tidings.api")
+
+NODE_KEY: Final = web.AppKey("node", Node)
+
+
+HEALTH_KEY: Final[web.AppKey[Callable[[], dict[str, Any]]]] = web.AppKey("health")
+
+
+READY_KEY: Final[web.AppKey[Callable[[], bool]]] = web.AppKey("ready")
+
+
+API_APP_KEY: Final = web.AppKey("api_app", web.Application)
+
+
+ENDPOINT_KEY: Final = web.AppKey("endpoint", WebSocketEndpoint)
+
+
+USER_KEY: Final = web.RequestKey("user_id", str)
+
+
+T = TypeVar("T")
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+STATUS_CODES: Final = {
+    400: "BAD_REQUEST",
+    401: "UNAUTHORIZED",
+    403: "FORBIDDEN",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    409: "CONFLICT",
+    413: "PAYLOAD_TOO_LARGE",
+    422: "VALIDATION_ERROR",
+    429: "RATE_LIMIT",
+    500: "SERVER_ERROR",
+    503: "UNAVAILABLE",
+}
+
+
+def error_response(
+    status: int, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    """A JSON error with the documented shape."""
+    body = {"error": {"code": STATUS_CODES.get(status, "ERROR"), "message": message}}
+    return web.Response(
+        body=msgspec.json.encode(body),
+        status=status,
+        headers=headers,
+        content_type="application/json",
+    )
+
+
+def json_response(data: Any, status: int = 200) -> web.Response:
+    return web.Response(
+        body=msgspec.json.encode(data), status=status, content_type="application/json"
+    )
+
+
+async def read_body(request: web.Request, cls: type[T]) -> T:
+    raw = await request.read()
+    try:
+        return msgspec.json.decode(raw, type=cls)
+    except msgspec.ValidationError as exc:
+        message = str(exc)
+        if message.startswith("Object contains unknown field"):
+            # Name what the route does take: a first guess ({"title": ...} on a send
+            # route) should say how to fix it, not only what is wrong.
+            fields = ", ".join(getattr(cls, "__struct_fields__", ()))
+            message += f"; this route takes: {fields}"
+        raise ApiError(422, message) from None
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"malformed JSON: {exc}") from None
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+def make_middleware(node: Node) -> Middleware:
+    """JSON errors everywhere, and API-key checks (plus an optional rate limit) on /api."""
+    keys = [k.encode() for k in node.settings.api_keys]
+    rate = node.settings.api_rate_limit_per_second
+    buckets: dict[bytes, TokenBucket] = {}
+
+    def check_key(request: web.Request) -> None:
+        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+        presented = value.strip().encode()
+        if scheme.lower() != "bearer" or not presented:
+            raise ApiError(401, "missing API key (Authorization: Bearer <key>)")
+        for key in keys:
+            if hmac.compare_digest(presented, key):
+                if rate > 0:
+                    bucket = buckets.get(key)
+                    if bucket is None:
+                        bucket = buckets[key] = TokenBucket(
+                            rate, max(1.0, rate * 2), node.monotonic
+                        )
+                    if not bucket.take():
+                        raise ApiError(429, "API rate limit exceeded")
+                return
+        try:
+            node.verifier.verify(presented.decode(errors="replace"))
+        except AuthError:
+            raise ApiError(401, "invalid API key") from None
+        raise ApiError(403, "this endpoint needs a server API key, not a user token")
+
+    def check_user(request: web.Request) -> None:
+        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not value.strip():
+            raise ApiError(401, "missing token (Authorization: Bearer <jwt>)")
+        try:
+            request[USER_KEY] = node.verifier.verify(value.strip()).user_id
+        except AuthError:
+            raise ApiError(401, "invalid or expired token") from None
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        response = await respond(request, handler)
+        # The route template, never the path: user ids and notification ids stay out.
+        info = request.match_info
+        route = info.route.resource.canonical if info.route.resource else "unmatched"
+        node.metrics.api_requests[(request.method, route, str(response.status))] += 1
+        return response
+
+    async def respond(request: web.Request, handler: Handler) -> web.StreamResponse:
+        try:
+            if request.match_info.http_exception is not None:
+                # No such route (404) or method (405): say so whatever the prefix, before
+                # any credential check, so a wrong path never reads as an auth problem.
+                return await handler(request)
+            # Room routes a member calls carry ``user_token`` (api.rooms.member_route).
+            if request.path.startswith("/api/me/") or getattr(
+                request.match_info.handler, "user_token", False
+            ):
+                check_user(request)
+            elif request.path.startswith("/api/") and request.path != "/api/openapi.json":
+                check_key(request)
+            return await handler(request)
+        except ApiError as exc:
+            headers = {"Retry-After": "1"} if exc.status == 429 else None
+            return error_response(exc.status, exc.message, headers)
+        except BrokerError as exc:
+            # Never report as delivered what the cluster did not take.
+            log.warning("%s %s: broker unavailable: %s", request.method, request.path, exc)
+            return error_response(
+                503, "the cluster's broker is unreachable; nothing was sent", {"Retry-After": "1"}
+            )
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            allow = exc.headers.get("Allow")
+            return error_response(exc.status, exc.reason, {"Allow": allow} if allow else None)
+        except Exception:
+            log.exception("error serving %s %s", request.method, request.path)
+            return error_response(500, "internal server error")
+
+    return middleware
+
+
+def node_of(request: web.Request) -> Node:
+    return request.app[NODE_KEY]

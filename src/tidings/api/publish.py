@@ -1,0 +1,75 @@
+"""Publish to a channel, send to a user or a role, broadcast."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from aiohttp import web
+
+from ..node import PublishError, Sent
+from .http import ApiError, json_response, node_of, read_body
+
+
+class PublishRequest(msgspec.Struct, forbid_unknown_fields=True):
+    channel: str
+    type: str = "message"
+    data: Any = None
+
+
+class SendRequest(msgspec.Struct, forbid_unknown_fields=True):
+    type: str = "message"
+    data: Any = None
+
+
+class BroadcastRequest(msgspec.Struct, forbid_unknown_fields=True):
+    type: str = "message"
+    data: Any = None
+    excludeUserId: str | None = None
+
+
+def _sent(sent: Sent, **extra: Any) -> web.Response:
+    body: dict[str, Any] = {"id": sent.id, **extra, "delivered": sent.delivered}
+    if sent.position is not None:
+        body["offset"], body["epoch"] = sent.position
+    return json_response(body)
+
+
+async def publish(request: web.Request) -> web.Response:
+    body = await read_body(request, PublishRequest)
+    try:
+        sent = await node_of(request).publish(body.channel, body.type, body.data)
+    except PublishError as exc:
+        raise ApiError(422, str(exc)) from None
+    return _sent(sent, channel=body.channel)
+
+
+async def send_to_user(request: web.Request) -> web.Response:
+    body = await read_body(request, SendRequest)
+    try:
+        sent = await node_of(request).send_to_user(
+            request.match_info["user_id"], body.type, body.data
+        )
+    except PublishError as exc:
+        raise ApiError(422, str(exc)) from None
+    return _sent(sent)
+
+
+async def send_to_role(request: web.Request) -> web.Response:
+    body = await read_body(request, SendRequest)
+    try:
+        sent = await node_of(request).send_to_role(request.match_info["role"], body.type, body.data)
+    except PublishError as exc:
+        raise ApiError(422, str(exc)) from None
+    return _sent(sent)
+
+
+async def broadcast(request: web.Request) -> web.Response:
+    body = await read_body(request, BroadcastRequest)
+    try:
+        sent = await node_of(request).broadcast(
+            body.type, body.data, exclude_user=body.excludeUserId
+        )
+    except PublishError as exc:
+        raise ApiError(422, str(exc)) from None
+    return _sent(sent)
