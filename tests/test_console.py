@@ -12,8 +12,8 @@ import pytest
 from playwright.async_api import Browser, Page
 
 from .browser import browser, page_errors, screenshot  # noqa: F401 (browser is a fixture)
-from .cluster import cluster, pg_schema
 from .conftest import API_KEY, SECRET, TIMEOUT, Harness, ServerFactory, request, token
+from .processes import cluster, pg_schema
 
 WAIT_MS = TIMEOUT * 1000
 

@@ -117,7 +117,7 @@ async def test_through_nginx_and_across_a_restart(tmp_path: Path) -> None:
 async def test_nginx_balances_a_cluster_without_sticky_sessions(tmp_path: Path) -> None:
     """Two clustered instances behind the shipped nginx site (round robin, no stickiness):
     connections land on both, and a publish through nginx reaches every one of them."""
-    from .cluster import cluster, pg_schema
+    from .processes import cluster, pg_schema
 
     async with (
         pg_schema() as store,

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from .cluster import Instance, PrivateRedis, cluster, pg_schema
-from .conftest import TIMEOUT, closed_with, recv, recv_type, request
+from ..conftest import TIMEOUT, closed_with, recv, recv_type, request
+from ..processes import Instance, PrivateRedis, cluster, pg_schema
 
 
 async def _until(check: Any, timeout: float = TIMEOUT) -> Any:
@@ -106,7 +106,7 @@ async def test_per_user_cap_holds_across_instances(tmp_path: Path) -> None:
 
 
 def _query(user: str, roles: tuple[str, ...] = (), extra: str = "") -> str:
-    from .conftest import token
+    from ..conftest import token
 
     return f"?token={token(user, roles)}{extra}"
 
@@ -353,7 +353,7 @@ async def test_cap_holds_under_a_connection_burst(three: list[Instance]) -> None
     the rest are closed 4009 (the registry waits for a Redis connection, never fails open)."""
     import websockets
 
-    from .conftest import token
+    from ..conftest import token
 
     async def attempt(i: int) -> int:
         url = f"{three[i % 3].ws_url}?token={token('burst')}"

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from .cluster import Instance, cluster, pg_schema
-from .conftest import TIMEOUT, closed_with, recv, request, token
+from ..conftest import TIMEOUT, closed_with, recv, request, token
+from ..processes import Instance, cluster, pg_schema
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import pytest
 
 from tidings.channels import NamespacePolicy
 
-from .conftest import Harness, ServerFactory, recv, recv_type, request, token
+from ..conftest import Harness, ServerFactory, recv, recv_type, request, token
 
 LIBRARY_NAMESPACES = {
     "activities": NamespacePolicy(allowed_roles=frozenset({"LIBRARIAN", "ADMIN"})),

@@ -12,7 +12,7 @@ from tidings.channels import NamespacePolicy
 from tidings.client import Client, ClientClosed, ClientError, QueueFull, Recovery, backoff_delay
 from tidings.server import Server
 
-from .conftest import TIMEOUT, Harness, ServerFactory, make_settings, token
+from ..conftest import TIMEOUT, Harness, ServerFactory, make_settings, token
 
 FAST = {"backoff_initial": 0.01, "backoff_max": 0.05}
 

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import asyncpg
 
-from .cluster import Instance, cluster, pg_schema
-from .test_inbox_ledger import Ledger, churn, collect_rest, publish_all
+from ..inbox.test_inbox_ledger import Ledger, churn, collect_rest, publish_all
+from ..processes import Instance, cluster, pg_schema
 
 USERS = [f"user{i:02d}" for i in range(30)]
 TOTAL = 1500

@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import websockets
 
-from .conftest import TIMEOUT, Harness, ServerFactory, recv, token
+from ..conftest import TIMEOUT, Harness, ServerFactory, recv, token
 
 USERS = [f"user{i:02d}" for i in range(50)]
 TOTAL = 5000

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import aiohttp
 
-from .conftest import API_KEY, serve_env, serve_process
+from ..conftest import API_KEY, serve_env, serve_process
 
 
 async def test_sigkill_loses_no_acknowledged_create(tmp_path: Path) -> None:

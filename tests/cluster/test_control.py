@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .conftest import Harness, ServerFactory, closed_with, recv, recv_type, request, token
+from ..conftest import Harness, ServerFactory, closed_with, recv, recv_type, request, token
 
 
 async def test_list_disconnect_and_unsubscribe(harness: Harness) -> None:

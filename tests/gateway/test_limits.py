@@ -9,7 +9,7 @@ import os
 
 import websockets
 
-from .conftest import (
+from ..conftest import (
     TIMEOUT,
     Harness,
     ServerFactory,

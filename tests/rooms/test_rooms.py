@@ -15,7 +15,7 @@ from tidings.channels import NamespacePolicy
 from tidings.rooms import Rooms
 from tidings.server import Server
 
-from .conftest import (
+from ..conftest import (
     TIMEOUT,
     Harness,
     make_settings,

@@ -19,7 +19,7 @@ from tidings.broker import Broker, BrokerError, Handler, StreamPosition
 from tidings.broker.memory import MemoryBroker, MemoryExchange
 from tidings.broker.redis import RedisBroker
 
-from .conftest import TIMEOUT
+from ..conftest import TIMEOUT
 
 REDIS_URL = os.environ.get("TIDINGS_TEST_REDIS", "redis://127.0.0.1:6379/0")
 HISTORY_TTL = 0.3  # the TTLs the tests check were set (expiry itself is Redis's job)

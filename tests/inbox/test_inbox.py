@@ -9,7 +9,7 @@ from typing import Any
 
 from tidings.inbox import CreateRequest
 
-from .conftest import TIMEOUT, Harness, ServerFactory, recv, recv_type, request, token
+from ..conftest import TIMEOUT, Harness, ServerFactory, recv, recv_type, request, token
 
 
 async def notify(

@@ -13,8 +13,8 @@ import pytest
 
 from tidings.auth import mint
 
-from .conftest import SECRET, TIMEOUT, Harness, ServerFactory, closed_with, recv, request, token
-from .keys import ec_pair, jwks_for_ec, rsa_pair, unsigned
+from ..conftest import SECRET, TIMEOUT, Harness, ServerFactory, closed_with, recv, request, token
+from ..keys import ec_pair, jwks_for_ec, rsa_pair, unsigned
 
 
 async def test_token_in_query(harness: Harness) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import Harness, ServerFactory, recv, recv_type, request, token
+from ..conftest import Harness, ServerFactory, recv, recv_type, request, token
 
 
 async def test_role_send(harness: Harness) -> None:

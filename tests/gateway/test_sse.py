@@ -15,8 +15,7 @@ import aiohttp
 from tidings.auth import mint
 from tidings.gateway.eventstream import EventOutbox, client_frames, last_event_id
 
-from .cluster import cluster, pg_schema
-from .conftest import (
+from ..conftest import (
     SECRET,
     TIMEOUT,
     Harness,
@@ -26,6 +25,7 @@ from .conftest import (
     recv,
     token,
 )
+from ..processes import cluster, pg_schema
 
 NO_TIMEOUT = aiohttp.ClientTimeout(total=None)
 
