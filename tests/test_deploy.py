@@ -24,6 +24,16 @@ def tidings(port: int = 0) -> AbstractAsyncContextManager[tuple[asyncio.subproce
     return serve_process(env=serve_env(TIDINGS_TRUSTED_PROXIES="127.0.0.1"), port=port)
 
 
+async def _accepts(sock: Path) -> bool:
+    try:
+        _, writer = await asyncio.open_unix_connection(str(sock))
+    except OSError:  # not there yet, or not listening yet
+        return False
+    writer.close()
+    await writer.wait_closed()
+    return True
+
+
 @asynccontextmanager
 async def nginx(tmp: Path, *upstream_ports: int) -> AsyncIterator[Path]:
     """nginx running the shipped site, listening on a Unix socket (no port to pick), with
@@ -63,7 +73,9 @@ http {{
     )
     try:
         async with asyncio.timeout(TIMEOUT * 2):
-            while not sock.exists():  # nginx creates the socket once it listens
+            # The socket file appears at bind(), a moment before listen(): wait until a
+            # connection is accepted, not until the file exists.
+            while not await _accepts(sock):
                 if proc.returncode is not None:
                     err = await proc.stderr.read() if proc.stderr else b""
                     raise AssertionError(f"nginx exited: {err.decode()}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 import pytest
 
 from tidings import protocol
@@ -123,3 +124,28 @@ def test_body_cannot_override_envelope_id() -> None:
     """An id inside data does not replace the message's own id."""
     cmd = protocol.decode_command('{"type":"ping","id":"outer","data":{"id":5}}')
     assert cmd.id == "outer"
+
+
+def test_server_types_are_derived_from_the_message_types() -> None:
+    """SERVER_TYPES is exactly the (lower-cased) kinds of the server message types, each kind
+    belongs to one type, and it covers every type the server sends (rooms' too)."""
+    kinds = [cls.kind for cls in protocol.SERVER_MESSAGES]
+    assert len(kinds) == len(set(kinds))
+    assert frozenset(k.lower() for k in kinds) == protocol.SERVER_TYPES
+    sent = {
+        "welcome", "pong", "PONG", "refreshed", "status", "subscribed", "unsubscribed",
+        "published", "error", "close", "notification", "notifications", "acked",
+        "notification_read", "notification_archived", "notification_deleted",
+        "message_posted", "message_edited", "message_deleted", "typing_sent", "room_read",
+        "room_presence", "room_history", "CHAT_MESSAGE", "MESSAGE_EDIT", "MESSAGE_DELETE",
+        "TYPING", "USER_JOINED", "USER_LEFT", "ROOM_READ",
+    }  # fmt: skip
+    assert set(kinds) == sent
+
+
+def test_server_messages_encode_without_unset_fields() -> None:
+    """A server message leaves out the fields it does not carry (UNSET), keeps nulls."""
+    sub = protocol.Subscribed(channel="news", filters=None)
+    assert msgspec.json.decode(protocol.encode(sub)) == {"channel": "news", "filters": None}
+    err = protocol.Error(code=protocol.ErrorCode.FORBIDDEN, message="no")
+    assert msgspec.json.decode(protocol.encode(err)) == {"code": "FORBIDDEN", "message": "no"}

@@ -287,9 +287,10 @@ class Node:
             top, new_epoch = result.position
             self._positions[channel] = (top, new_epoch)
             reason = "epoch" if new_epoch != epoch else "gone"
-            data = {"channel": channel, "recovered": False, "reason": reason}
-            data.update(offset=top, epoch=new_epoch)
-            _, out = self.message("subscribed", data, channel=channel)
+            told = protocol.Subscribed(
+                channel=channel, recovered=False, reason=reason, offset=top, epoch=new_epoch
+            )
+            _, out = self.message(told.kind, told, channel=channel)
             self.hub.publish(channel, out, None)
 
     def _watch(self, kind: str, name: str, active: bool) -> None:

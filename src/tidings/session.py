@@ -195,7 +195,7 @@ class Session:
             hub.add(self)
             return None
         hub.add(self)
-        self.send_welcome({}, reply_to)
+        self.send_welcome(None, reply_to)
         return None
 
     def _hold(self, message: Outbound) -> bool:
@@ -223,12 +223,15 @@ class Session:
         if self._pre_welcome is None and not self._catching_up and self._transport_push:
             self.push, self._transport_push = self._transport_push, None
 
-    def send_welcome(self, extra: dict[str, Any], reply_to: str | None = None) -> None:
-        """Send the welcome, with inbox fields (``unreadCount``) when there is an inbox,
-        then whatever arrived for this connection while it was being prepared."""
+    def send_welcome(self, unread: int | None = None, reply_to: str | None = None) -> None:
+        """Send the welcome, with ``unreadCount`` when there is an inbox, then whatever
+        arrived for this connection while it was being prepared."""
         held, self._pre_welcome = self._pre_welcome, None
         self._ungate()
-        self.send("welcome", {**self._welcome_data(), **extra}, reply_to=reply_to)
+        welcome = self._welcome()
+        if unread is not None:
+            welcome.unreadCount = unread
+        self.send(welcome, reply_to=reply_to)
         for message in held or ():
             self.push(message)
 
@@ -236,26 +239,23 @@ class Session:
         if identity.user_id != self.user_id:
             return Close(CloseCode.USER_MISMATCH, "refreshed token names another user")
         self.expires_at = identity.expires_at
-        self.send("refreshed", {"expiresAt": _iso_or_none(self.expires_at)}, reply_to=reply_to)
+        self.send(protocol.Refreshed(expiresAt=_iso_or_none(self.expires_at)), reply_to=reply_to)
         return None
 
-    def _welcome_data(self) -> dict[str, Any]:
+    def _welcome(self) -> protocol.Welcome:
         s = self.node.settings
-        return {
-            "clientId": self.client_id,
-            "userId": self.user_id,
-            "roles": list(self.roles),
-            "role": self.roles[0] if self.roles else None,
-            "serverTime": self.node.now_iso(),
-            "expiresAt": _iso_or_none(self.expires_at),
-            "availableSubscriptions": self.node.access.available(self.user_id, self.roles),
-            "heartbeatInterval": s.heartbeat_interval,
-            "limits": {
-                "maxMessageBytes": s.max_message_bytes,
-                "maxSubscriptions": s.max_subscriptions,
-            },
-            "protocolVersion": protocol.PROTOCOL_VERSION,
-        }
+        return protocol.Welcome(
+            clientId=self.client_id,
+            userId=self.user_id,
+            roles=list(self.roles),
+            role=self.roles[0] if self.roles else None,
+            serverTime=self.node.now_iso(),
+            expiresAt=_iso_or_none(self.expires_at),
+            availableSubscriptions=self.node.access.available(self.user_id, self.roles),
+            heartbeatInterval=s.heartbeat_interval,
+            limits=protocol.Limits(s.max_message_bytes, s.max_subscriptions),
+            protocolVersion=protocol.PROTOCOL_VERSION,
+        )
 
     def auth_deadline(self) -> Close | None:
         """Called when the auth timeout fires: close if still unauthenticated."""
@@ -298,7 +298,9 @@ class Session:
             return None
         self.node.metrics.messages_in[command.name] += 1
         if isinstance(command, protocol.Ping):
-            self.send("PONG" if command.shout else "pong", {}, reply_to=command.id)
+            self.send(
+                protocol.PongShout() if command.shout else protocol.Pong(), reply_to=command.id
+            )
             return None
         if isinstance(command, protocol.Auth):
             return self._accept_token(command.token, command.userId, command.id)
@@ -323,7 +325,7 @@ class Session:
         elif isinstance(command, protocol.Unsubscribe):
             self._unsubscribe(command)
         elif isinstance(command, protocol.GetStatus):
-            self.send("status", self.status(), reply_to=command.id)
+            self.send(self.status(), reply_to=command.id)
         elif isinstance(command, protocol.Publish):
             self._publish(command)
         elif isinstance(command, protocol.InboxCommand):
@@ -377,9 +379,9 @@ class Session:
         policy = self.node.access.policy(channel)
         hub.subscribe(self, channel, flt)
         self.filters[channel] = dict(cmd.filters) if cmd.filters else None
-        reply = {"channel": channel, "filters": self.filters[channel]}
+        reply = protocol.Subscribed(channel=channel, filters=self.filters[channel])
         if not policy.history_size and self.node.is_ready("ch", channel):
-            self.send("subscribed", reply, channel=channel, reply_to=cmd.id)
+            self.send(reply, channel=channel, reply_to=cmd.id)
             return
         # The broker must be listening (a cluster's first subscriber here) or history
         # read before the reply: hold this channel's live publications until then.
@@ -388,7 +390,7 @@ class Session:
         self.node.spawn(self._finish_subscribe(cmd, reply, policy))
 
     async def _finish_subscribe(
-        self, cmd: protocol.Subscribe, reply: dict[str, Any], policy: NamespacePolicy
+        self, cmd: protocol.Subscribe, reply: protocol.Subscribed, policy: NamespacePolicy
     ) -> None:
         channel = cmd.channel
         top = 0
@@ -402,24 +404,24 @@ class Session:
                 )
                 result = await self.node.history(channel, since, policy.history_size)
                 top, epoch = result.position
-                reply["offset"], reply["epoch"] = top, epoch
+                reply.offset, reply.epoch = top, epoch
                 if since is not None:
-                    reply["recovered"] = result.recoverable
+                    reply.recovered = result.recoverable
                     if not result.recoverable:
-                        reply["reason"] = "epoch" if since.epoch != epoch else "gone"
+                        reply.reason = "epoch" if since.epoch != epoch else "gone"
                     recovered = result.publications
                     if result.recoverable:
                         self.node.metrics.recovered += 1
         except BrokerError as exc:
             log.warning("subscribe to %s: history unavailable (%s)", channel, exc)
-            reply["recovered"] = False
-            reply["reason"] = "unavailable"
+            reply.recovered = False
+            reply.reason = "unavailable"
         finally:
             held = self._catching_up.pop(channel, [])
             self._ungate()
         if self.state is not State.OPEN or not self.node.hub.is_subscribed(self, channel):
             return  # closed or unsubscribed meanwhile
-        self.send("subscribed", reply, channel=channel, reply_to=cmd.id)
+        self.send(reply, channel=channel, reply_to=cmd.id)
         for offset, payload in recovered:
             envelope = cluster.with_position(payload[1:], offset, epoch, recovered=True)
             self.push(Outbound(envelope, channel, offset))
@@ -443,7 +445,7 @@ class Session:
         if self._catching_up.pop(cmd.channel, None) is not None:
             self._ungate()
         # Unsubscribing from a channel one is not on is not an error: the end state holds.
-        self.send("unsubscribed", {"channel": cmd.channel}, channel=cmd.channel, reply_to=cmd.id)
+        self.send(protocol.Unsubscribed(channel=cmd.channel), channel=cmd.channel, reply_to=cmd.id)
 
     def _publish(self, cmd: protocol.Publish) -> None:
         denied = self.node.access.can_publish(cmd.channel, self.user_id, self.roles)
@@ -482,24 +484,23 @@ class Session:
 
     def _published(self, cmd: protocol.Publish, msg_id: str) -> None:
         self.send(
-            "published",
-            {"channel": cmd.channel, "messageId": msg_id},
+            protocol.Published(channel=cmd.channel, messageId=msg_id),
             channel=cmd.channel,
             reply_to=cmd.id,
         )
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> protocol.Status:
         """This connection as ``get_status`` reports it."""
-        return {
-            "clientId": self.client_id,
-            "userId": self.user_id,
-            "roles": list(self.roles),
-            "connectedAt": _iso_or_none(self.connected_at),
-            "expiresAt": _iso_or_none(self.expires_at),
-            "subscriptions": [
-                {"channel": ch, "filters": f} for ch, f in sorted(self.filters.items())
+        return protocol.Status(
+            clientId=self.client_id,
+            userId=self.user_id,
+            roles=list(self.roles),
+            connectedAt=_iso_or_none(self.connected_at),
+            expiresAt=_iso_or_none(self.expires_at),
+            subscriptions=[
+                protocol.SubscriptionInfo(ch, f) for ch, f in sorted(self.filters.items())
             ],
-        }
+        )
 
     def unsubscribe(self, channel: str) -> bool:
         """Drop one subscription on the server's initiative and tell the client."""
@@ -509,7 +510,7 @@ class Session:
         del self.filters[channel]
         if self._catching_up.pop(channel, None) is not None:
             self._ungate()
-        self.send("unsubscribed", {"channel": channel, "byServer": True}, channel=channel)
+        self.send(protocol.Unsubscribed(channel=channel, byServer=True), channel=channel)
         return True
 
     def close(self) -> None:
@@ -524,9 +525,13 @@ class Session:
     # --- output -------------------------------------------------------------------------
 
     def send(
-        self, kind: str, data: Any, *, channel: str | None = None, reply_to: str | None = None
+        self,
+        message: protocol.ServerMessage,
+        *,
+        channel: str | None = None,
+        reply_to: str | None = None,
     ) -> None:
-        _, out = self.node.message(kind, data, channel=channel, reply_to=reply_to)
+        _, out = self.node.message(message.kind, message, channel=channel, reply_to=reply_to)
         if self.push(out):
             self.node.hub.messages_out += 1
             self.node.metrics.sent["reply"] += 1
@@ -539,8 +544,10 @@ class Session:
         reply_to: str | None = None,
         channel: str | None = None,
     ) -> None:
-        details = {"channel": channel} if channel is not None else None
-        self.send("error", protocol.error_data(code, message, details), reply_to=reply_to)
+        error = protocol.Error(code=code, message=message)
+        if channel is not None:
+            error.details = protocol.ErrorDetails(channel)
+        self.send(error, reply_to=reply_to)
 
 
 def _iso_or_none(unix: float | None) -> str | None:

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from tidings import protocol
 from tidings.channels import NamespacePolicy
 
 from ..conftest import Harness, ServerFactory, recv, recv_type, request, token
@@ -175,6 +176,26 @@ async def test_client_publish_where_allowed(make_server: ServerFactory) -> None:
         # b got nothing forged: its next message is this one.
         await request(a, {"type": "publish", "channel": "lounge:1", "event": "chat", "data": 2})
         assert (await recv(b))["data"] == 2
+
+
+async def test_client_cannot_publish_any_server_type(make_server: ServerFactory) -> None:
+    """Every type the server sends (protocol.SERVER_MESSAGES), in any case, is refused as a
+    client publication's type, and subscribers receive none of them."""
+    # Twice as many publications as the default burst allows: no rate limit here.
+    h = await make_server(namespaces=LIBRARY_NAMESPACES, rate_limit_enabled=False)
+    kinds = [cls.kind for cls in protocol.SERVER_MESSAGES]
+    assert {"ROOM_READ", "message_posted", "welcome", "notification"} <= set(kinds)
+    async with h.client("a") as a, h.client("b") as b:
+        await request(b, {"type": "subscribe", "channel": "lounge:1"})
+        for kind in kinds:
+            for forged in (kind, kind.swapcase()):
+                no = await request(
+                    a, {"type": "publish", "channel": "lounge:1", "event": forged, "data": {}}
+                )
+                assert no["type"] == "error", forged
+                assert no["data"]["code"] == "FORBIDDEN", forged
+        await request(a, {"type": "publish", "channel": "lounge:1", "event": "chat", "data": 3})
+        assert (await recv(b))["data"] == 3
 
 
 @pytest.mark.parametrize(

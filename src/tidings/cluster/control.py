@@ -14,6 +14,8 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from .. import cluster
 from ..broker import BrokerError
 
@@ -36,7 +38,11 @@ class ControlPlane:
         kind = op["op"]
         if kind == "list":
             return [
-                {**s.status(), "remoteAddress": s.remote, "instance": self.node.instance_id}
+                {
+                    **msgspec.to_builtins(s.status()),
+                    "remoteAddress": s.remote,
+                    "instance": self.node.instance_id,
+                }
                 for s in sessions
             ]
         if kind == "disconnect":

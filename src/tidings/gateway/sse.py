@@ -26,6 +26,7 @@ from typing import Final
 
 from aiohttp import web
 
+from .. import protocol
 from ..api.http import error_response, json_response
 from ..auth import AuthError, Identity
 from ..broker import BrokerError
@@ -505,7 +506,8 @@ class SseEndpoint:
 
 
 def _close_payload(node: Node, close: Close) -> bytes:
-    _, out = node.message("close", {"code": close.code, "reason": close.reason})
+    closing = protocol.Closing(code=close.code, reason=close.reason)
+    _, out = node.message(closing.kind, closing)
     return out.payload
 
 

@@ -81,24 +81,24 @@ class CreateRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     expiresAt: str | None = None
 
 
-def view(n: Notification) -> dict[str, Any]:
+def view(n: Notification) -> protocol.Notification:
     """A notification as clients see it (guide 002's shape, plus seq and read state)."""
-    return {
-        "id": n.id,
-        "seq": n.seq,
-        "type": n.type,
-        "title": n.title,
-        "message": n.message,
-        "priority": n.priority.value,
-        "category": n.category,
-        "data": n.data,
-        "actionable": bool(n.actions),
-        "actions": [msgspec.structs.asdict(a) for a in n.actions],
-        "expiresAt": None if n.expires_at is None else iso_timestamp(n.expires_at),
-        "createdAt": iso_timestamp(n.created_at),
-        "readAt": None if n.read_at is None else iso_timestamp(n.read_at),
-        "timestamp": iso_timestamp(n.created_at),
-    }
+    return protocol.Notification(
+        id=n.id,
+        seq=n.seq,
+        type=n.type,
+        title=n.title,
+        message=n.message,
+        priority=n.priority.value,
+        category=n.category,
+        data=n.data,
+        actionable=bool(n.actions),
+        actions=[msgspec.structs.asdict(a) for a in n.actions],
+        expiresAt=None if n.expires_at is None else iso_timestamp(n.expires_at),
+        createdAt=iso_timestamp(n.created_at),
+        readAt=None if n.read_at is None else iso_timestamp(n.read_at),
+        timestamp=iso_timestamp(n.created_at),
+    )
 
 
 def encode_cursor(seq: int) -> str:
@@ -344,10 +344,10 @@ class Inbox:
     ) -> Outbound:
         data = view(n)
         if recovered:
-            data["recovered"] = True
+            data.recovered = True
         if redelivered:
-            data["redelivered"] = True
-        return Outbound(self.node.envelope(n.id, "notification", data))
+            data.redelivered = True
+        return Outbound(self.node.envelope(n.id, data.kind, data))
 
     def deliver(self, n: Notification) -> int:
         """Push a committed notification to its user's open connections."""
@@ -575,7 +575,7 @@ class Inbox:
         unread = await self.unread_count(session.user_id)
         if session.state is not State.OPEN:  # closed while the count was read
             return
-        session.send_welcome({"unreadCount": unread}, session.welcome_reply_to)
+        session.send_welcome(unread, session.welcome_reply_to)
         await self.catch_up(session, session.last_seq)
 
     async def command(self, session: Session, cmd: protocol.Command) -> None:
@@ -584,7 +584,7 @@ class Inbox:
             if isinstance(cmd, protocol.Ack):
                 session.ack_mode = True
                 acked = await self.ack(session.user_id, cmd.id_list())
-                session.send("acked", {"ids": acked}, reply_to=cmd.id)
+                session.send(protocol.Acked(ids=acked), reply_to=cmd.id)
             elif isinstance(cmd, protocol.MarkRead):
                 ids = None if cmd.all else cmd.id_list()
                 await self.mark_read(session.user_id, ids, reply=session, reply_to=cmd.id)
@@ -600,7 +600,7 @@ class Inbox:
                 page = await self.list(
                     session.user_id, unread_only=cmd.unreadOnly, limit=cmd.limit, cursor=cmd.cursor
                 )
-                session.send("notifications", page, reply_to=cmd.id)
+                session.send(page, reply_to=cmd.id)
         except InboxError as exc:
             session.error(ErrorCode.INVALID_MESSAGE, str(exc), reply_to=cmd.id)
         except Exception:
@@ -627,8 +627,8 @@ class Inbox:
         """
         changed = await self.store.mark_read(user_id, ids, now=self.node.clock())
         unread = await self.unread_count(user_id)
-        data = {"ids": changed, "unreadCount": unread}
-        await self._tell_user(user_id, "notification_read", data, changed, reply, reply_to)
+        data = protocol.NotificationRead(ids=changed, unreadCount=unread)
+        await self._tell_user(user_id, data, changed, reply, reply_to)
         return changed, unread
 
     async def remove(
@@ -647,12 +647,11 @@ class Inbox:
         else:
             changed = await self.store.archive(user_id, ids, now=self.node.clock())
         unread = await self.unread_count(user_id)
-        kind = "notification_deleted" if delete else "notification_archived"
+        told = protocol.NotificationDeleted if delete else protocol.NotificationArchived
         # Gone from the inbox: no tab on any instance redelivers them.
         await self._tell_user(
             user_id,
-            kind,
-            {"ids": changed, "unreadCount": unread},
+            told(ids=changed, unreadCount=unread),
             changed,
             reply,
             reply_to,
@@ -663,8 +662,7 @@ class Inbox:
     async def _tell_user(
         self,
         user_id: str,
-        kind: str,
-        data: dict[str, Any],
+        data: protocol.NotificationRead,
         changed: list[str],
         reply: Session | None,
         reply_to: str | None,
@@ -677,13 +675,13 @@ class Inbox:
             if pop:
                 for nid in changed:
                     reply.awaiting.pop(nid, None)
-            reply.send(kind, data, reply_to=reply_to)
+            reply.send(data, reply_to=reply_to)
         if not changed:
             return
         header: dict[str, Any] = {"u": user_id, "s": reply.client_id if reply else None}
         if pop:
             header["pop"] = changed
-        envelope = self.node.envelope(self.node.new_id(), kind, data)
+        envelope = self.node.envelope(self.node.new_id(), data.kind, data)
         await self._to_user(user_id, cluster.TELL, header, envelope)
 
     async def _to_user(
@@ -705,7 +703,7 @@ class Inbox:
 
     async def list(
         self, user_id: str, *, unread_only: bool, limit: int, cursor: str | None
-    ) -> dict[str, Any]:
+    ) -> protocol.Notifications:
         """One page, newest first: ``{items, unreadCount, nextCursor}``."""
         if not 1 <= limit <= MAX_PAGE:
             raise InboxError(f"limit must be 1 to {MAX_PAGE}")
@@ -715,12 +713,12 @@ class Inbox:
         )
         more = len(rows) > limit
         rows = rows[:limit]
-        return {
-            "items": [view(n) for n in rows],
-            "unreadCount": await self.unread_count(user_id),
-            "nextCursor": encode_cursor(rows[-1].seq) if more and rows else None,
-        }
+        return protocol.Notifications(
+            items=[view(n) for n in rows],
+            unreadCount=await self.unread_count(user_id),
+            nextCursor=encode_cursor(rows[-1].seq) if more and rows else None,
+        )
 
-    async def get(self, user_id: str, notification_id: str) -> dict[str, Any] | None:
+    async def get(self, user_id: str, notification_id: str) -> protocol.Notification | None:
         n = await self.store.get(user_id, notification_id)
         return None if n is None else view(n)

@@ -21,6 +21,8 @@ import logging
 from collections.abc import Coroutine
 from typing import Any
 
+import msgspec
+
 from .. import protocol
 from ..broker import BrokerError
 from ..node import Node, iso_timestamp
@@ -168,14 +170,15 @@ class Rooms:
 
     # --- events, presence queries, messages ------------------------------------------------
 
-    async def emit(self, channel: str, kind: str, data: dict[str, Any]) -> None:
+    async def emit(self, channel: str, event: protocol.ServerMessage) -> None:
         """Publish a room event to every instance's subscribers. The store is the record:
         an event lost to a broker outage is found again in history, so it is logged, not
         raised."""
+        # As plain data: subscription filters (blocks) read its fields.
         try:
-            await self.node.publish(channel, kind, data)
+            await self.node.publish(channel, event.kind, msgspec.to_builtins(event))
         except BrokerError as exc:
-            log.warning("%s on %s not published: %s", kind, channel, exc)
+            log.warning("%s on %s not published: %s", event.kind, channel, exc)
 
     async def online(self, room_id: str, user_id: str) -> list[str]:
         """Who is online in the room (asked by ``user_id``, who must be a member)."""
@@ -192,7 +195,7 @@ class Rooms:
             raise r.not_member()
         return member
 
-    def view(self, msg: RoomMessage) -> dict[str, Any]:
+    def view(self, msg: RoomMessage) -> protocol.RoomMessage:
         return r.message_view(
             message_id=msg.id,
             room_id=msg.room_id,
@@ -206,7 +209,7 @@ class Rooms:
 
     async def post(
         self, room_id: str, user_id: str, content: Any, *, websocket: bool = False
-    ) -> dict[str, Any]:
+    ) -> protocol.RoomMessage:
         """Store a message and publish ``CHAT_MESSAGE``; returns its view."""
         text = r.check_content(content)
         self._check_rate(user_id)
@@ -222,7 +225,7 @@ class Rooms:
         channels = r.channels(room_id)
         if self.live.typing.stop(room_id, user_id):
             await self.live.publish_typing(room_id, user_id, False)
-        await self.emit(channels.messages, r.CHAT_MESSAGE, view)
+        await self.emit(channels.messages, view)
         return view
 
     def _check_rate(self, user_id: str) -> None:
@@ -243,7 +246,7 @@ class Rooms:
 
     async def edit(
         self, room_id: str, user_id: str, message_id: str, content: Any
-    ) -> dict[str, Any]:
+    ) -> protocol.RoomMessage:
         """The author replaces the text; publishes ``MESSAGE_EDIT``."""
         text = r.check_content(content)
         await self.member(room_id, user_id)
@@ -255,10 +258,12 @@ class Rooms:
         if edited is None:
             raise RoomError(404, "no such message")
         view = self.view(edited)
-        await self.emit(r.channels(room_id).messages, r.MESSAGE_EDIT, r.edit_event(view))
+        await self.emit(r.channels(room_id).messages, r.edit_event(view))
         return view
 
-    async def delete(self, room_id: str, user_id: str, message_id: str) -> dict[str, Any]:
+    async def delete(
+        self, room_id: str, user_id: str, message_id: str
+    ) -> protocol.MessageDeleteEvent:
         """The author or a moderator deletes; publishes ``MESSAGE_DELETE``."""
         member = await self.member(room_id, user_id)
         msg = await self.store.get_message(room_id, message_id)
@@ -271,12 +276,12 @@ class Rooms:
         if gone is None:
             raise RoomError(404, "no such message")
         event = r.delete_event(self.view(gone), user_id)
-        await self.emit(r.channels(room_id).messages, r.MESSAGE_DELETE, event)
+        await self.emit(r.channels(room_id).messages, event)
         return event
 
     async def history(
         self, room_id: str, user_id: str, *, before_seq: int | None, limit: int
-    ) -> dict[str, Any]:
+    ) -> protocol.RoomHistoryPage:
         """A page of history, newest first, without the authors the reader blocked."""
         r.check_limit(limit)
         await self.member(room_id, user_id)
@@ -285,11 +290,11 @@ class Rooms:
             room_id, before_seq=before_seq, limit=limit, exclude_authors=blocked
         )
         more = len(rows) == limit and rows[-1].seq > 1
-        return {
-            "roomId": room_id,
-            "messages": [self.view(m) for m in rows],
-            "nextBeforeSeq": rows[-1].seq if more else None,
-        }
+        return protocol.RoomHistoryPage(
+            roomId=room_id,
+            messages=[self.view(m) for m in rows],
+            nextBeforeSeq=rows[-1].seq if more else None,
+        )
 
     # --- read markers and blocks -----------------------------------------------------------
 
@@ -300,7 +305,7 @@ class Rooms:
         *,
         seq: int | None = None,
         message_id: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> protocol.RoomReadEvent:
         """Move the member's read marker; tells their other connections (``ROOM_READ``)."""
         if (seq is None) == (message_id is None):
             raise RoomError(422, "give either seq or messageId")
@@ -317,11 +322,11 @@ class Rooms:
         if marker is None:
             raise r.not_member()
         unread = (await self.store.unread_counts(user_id)).get(room_id, 0)
-        data = {"roomId": room_id, "lastReadSeq": marker, "unreadCount": unread}
+        data = protocol.RoomReadEvent(roomId=room_id, lastReadSeq=marker, unreadCount=unread)
         try:
             # Every connection of the user, on every instance (the asking one gets it too,
             # after its reply: the same state twice is harmless, a tab left stale is not).
-            await self.node.send_to_user(user_id, r.ROOM_READ, data)
+            await self.node.send_to_user(user_id, data.kind, data)
         except BrokerError as exc:
             log.warning("ROOM_READ for %r not sent: %s", user_id, exc)
         return data

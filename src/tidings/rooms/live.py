@@ -18,6 +18,8 @@ import logging
 from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any
 
+import msgspec
+
 from .. import protocol
 from ..protocol import ErrorCode
 from ..session import Session, State
@@ -176,15 +178,17 @@ class RoomConnections:
             return
         rooms.add(room_id)
         if await self.rooms.presence.connect(room_id, session.user_id, session.client_id):
-            await self._publish_online(room_id, r.USER_JOINED, session.user_id)
+            await self._publish_online(room_id, protocol.UserJoined, session.user_id)
 
     async def _depart(self, session: Session, room_id: str) -> None:
         await self.rooms.presence.disconnect(room_id, session.user_id, session.client_id)
         due = self.node.monotonic() + self.rooms.grace
         heapq.heappush(self.settles, (due, room_id, session.user_id))
 
-    async def _publish_online(self, room_id: str, kind: str, user_id: str) -> None:
-        await self.rooms.emit(r.channels(room_id).online, kind, r.presence_event(room_id, user_id))
+    async def _publish_online(
+        self, room_id: str, event: type[protocol.UserJoined], user_id: str
+    ) -> None:
+        await self.rooms.emit(r.channels(room_id).online, event(userId=user_id, roomId=room_id))
 
     async def tick(self) -> None:
         """Expire typing and settle presence whose grace period is over (node.monotonic)."""
@@ -194,17 +198,17 @@ class RoomConnections:
         while self.settles and self.settles[0][0] <= now:
             _, room_id, user_id = heapq.heappop(self.settles)
             if await self.rooms.presence.settle(room_id, user_id):
-                await self._publish_online(room_id, r.USER_LEFT, user_id)
+                await self._publish_online(room_id, protocol.UserLeft, user_id)
 
     async def beat(self) -> None:
         """Refresh this instance's presence and clean up after dead instances."""
         await self.rooms.presence.heartbeat()
         for room_id, user_id in await self.rooms.presence.sweep():
-            await self._publish_online(room_id, r.USER_LEFT, user_id)
+            await self._publish_online(room_id, protocol.UserLeft, user_id)
 
     async def publish_typing(self, room_id: str, user_id: str, is_typing: bool) -> None:
         await self.rooms.emit(
-            r.channels(room_id).typing, r.TYPING, r.typing_event(room_id, user_id, is_typing)
+            r.channels(room_id).typing, r.typing_event(room_id, user_id, is_typing)
         )
 
     def _subscribed_to(self, session: Session, room_id: str) -> bool:
@@ -284,43 +288,41 @@ class RoomConnections:
             session.error(ErrorCode.SERVER_ERROR, "internal error", reply_to=cmd.id)
             return
         if reply is not None and session.state is State.OPEN:
-            session.send(reply[0], reply[1], reply_to=cmd.id)
+            session.send(reply, reply_to=cmd.id)
 
     async def _run(
         self, session: Session, cmd: protocol.RoomCommand
-    ) -> tuple[str, dict[str, Any]] | None:
+    ) -> protocol.ServerMessage | None:
         user = session.user_id
         if isinstance(cmd, protocol.ChatMessage):
             view = await self.rooms.post(cmd.roomId, user, cmd.content, websocket=True)
-            return "message_posted", view
+            return protocol.MessagePosted(**msgspec.structs.asdict(view))
         if isinstance(cmd, protocol.MessageEdit):
-            return "message_edited", await self.rooms.edit(
-                cmd.roomId, user, cmd.messageId, cmd.content
-            )
+            edited = await self.rooms.edit(cmd.roomId, user, cmd.messageId, cmd.content)
+            return protocol.MessageEdited(**msgspec.structs.asdict(edited))
         if isinstance(cmd, protocol.MessageDelete):
-            return "message_deleted", await self.rooms.delete(cmd.roomId, user, cmd.messageId)
+            gone = await self.rooms.delete(cmd.roomId, user, cmd.messageId)
+            return protocol.MessageDeleted(**msgspec.structs.asdict(gone))
         if isinstance(cmd, protocol.Typing):
             await self.set_typing(session, cmd.roomId, cmd.isTyping)
             # Typing is high-rate: a reply only when the client asked for one (an id).
-            return None if cmd.id is None else ("typing_sent", {"roomId": cmd.roomId})
+            return None if cmd.id is None else protocol.TypingSent(roomId=cmd.roomId)
         if isinstance(cmd, protocol.RoomRead):
             data = await self.rooms.mark_read(
                 cmd.roomId, user, seq=cmd.seq, message_id=cmd.messageId
             )
-            return "room_read", data
+            return protocol.RoomReadReply(**msgspec.structs.asdict(data))
         if isinstance(cmd, protocol.RoomPresence):
             if cmd.userId is not None:
                 online = await self.rooms.is_online(cmd.roomId, user, cmd.userId)
-                return "room_presence", {
-                    "roomId": cmd.roomId,
-                    "userId": cmd.userId,
-                    "online": online,
-                }
+                return protocol.RoomPresenceReply(
+                    roomId=cmd.roomId, userId=cmd.userId, online=online
+                )
             users = await self.rooms.online(cmd.roomId, user)
-            return "room_presence", {"roomId": cmd.roomId, "online": users}
+            return protocol.RoomPresenceReply(roomId=cmd.roomId, online=users)
         if isinstance(cmd, protocol.RoomHistory):
             page = await self.rooms.history(
                 cmd.roomId, user, before_seq=cmd.beforeSeq, limit=cmd.limit
             )
-            return "room_history", page
+            return page
         raise AssertionError(cmd)  # pragma: no cover - RoomCommand and this are kept in step

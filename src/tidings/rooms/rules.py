@@ -17,6 +17,7 @@ from typing import Any, Final
 import msgspec
 
 from ..filters import Filter
+from ..protocol import MessageDeleteEvent, MessageEditEvent, RoomMessage, TypingEvent
 
 NAMESPACE: Final = "room"
 MAX_ROOM_ID: Final = 64
@@ -31,14 +32,6 @@ _ROOM_ID_RE: Final = re.compile(r"[A-Za-z0-9_\-.@=]+")
 # Control characters other than tab and newline make no sense in chat text and are a
 # favourite for spoofing how a message renders.
 _BAD_CHARS_RE: Final = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-
-CHAT_MESSAGE: Final = "CHAT_MESSAGE"
-MESSAGE_EDIT: Final = "MESSAGE_EDIT"
-MESSAGE_DELETE: Final = "MESSAGE_DELETE"
-TYPING: Final = "TYPING"
-USER_JOINED: Final = "USER_JOINED"
-USER_LEFT: Final = "USER_LEFT"
-ROOM_READ: Final = "ROOM_READ"
 
 
 class RoomError(ValueError):
@@ -158,54 +151,49 @@ def message_view(
     created_at: str,
     edited_at: str | None,
     deleted: bool,
-) -> dict[str, Any]:
+) -> RoomMessage:
     """A message as ``CHAT_MESSAGE`` and history show it (guide 004's fields, plus ``seq``);
     a deleted message keeps its place with ``content`` null and ``isDeleted`` true."""
-    return {
-        "id": message_id,
-        "roomId": room_id,
-        "seq": seq,
-        "authorId": author_id,
-        "content": None if deleted else content,
-        "isEdited": edited_at is not None,
-        "isDeleted": deleted,
-        "createdAt": created_at,
-        "editedAt": edited_at,
-    }
+    return RoomMessage(
+        id=message_id,
+        roomId=room_id,
+        seq=seq,
+        authorId=author_id,
+        content=None if deleted else content,
+        isEdited=edited_at is not None,
+        isDeleted=deleted,
+        createdAt=created_at,
+        editedAt=edited_at,
+    )
 
 
-def edit_event(view: Mapping[str, Any]) -> dict[str, Any]:
+def edit_event(view: RoomMessage) -> MessageEditEvent:
     """``MESSAGE_EDIT``: guide 004's ``messageId``, ``content``, ``roomId``, and the rest."""
-    return {
-        "messageId": view["id"],
-        "content": view["content"],
-        "roomId": view["roomId"],
-        "seq": view["seq"],
-        "authorId": view["authorId"],
-        "isEdited": True,
-        "editedAt": view["editedAt"],
-    }
+    return MessageEditEvent(
+        messageId=view.id,
+        content=view.content,
+        roomId=view.roomId,
+        seq=view.seq,
+        authorId=view.authorId,
+        isEdited=True,
+        editedAt=view.editedAt,
+    )
 
 
-def delete_event(view: Mapping[str, Any], deleted_by: str) -> dict[str, Any]:
+def delete_event(view: RoomMessage, deleted_by: str) -> MessageDeleteEvent:
     """``MESSAGE_DELETE``: guide 004's ``messageId`` and ``roomId``, and who deleted it."""
-    return {
-        "messageId": view["id"],
-        "roomId": view["roomId"],
-        "seq": view["seq"],
-        "authorId": view["authorId"],
-        "deletedBy": deleted_by,
-    }
+    return MessageDeleteEvent(
+        messageId=view.id,
+        roomId=view.roomId,
+        seq=view.seq,
+        authorId=view.authorId,
+        deletedBy=deleted_by,
+    )
 
 
-def presence_event(room_id: str, user_id: str) -> dict[str, Any]:
-    """``USER_JOINED`` / ``USER_LEFT``."""
-    return {"userId": user_id, "roomId": room_id}
-
-
-def typing_event(room_id: str, user_id: str, is_typing: bool) -> dict[str, Any]:
+def typing_event(room_id: str, user_id: str, is_typing: bool) -> TypingEvent:
     """``TYPING``, as guide 004 shows it."""
-    return {"userId": user_id, "roomId": room_id, "isTyping": is_typing}
+    return TypingEvent(userId=user_id, roomId=room_id, isTyping=is_typing)
 
 
 # --- blocking -----------------------------------------------------------------------------
