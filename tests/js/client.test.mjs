@@ -76,8 +76,8 @@ describe("tidings.js in Node", () => {
     const client = await connected(server);
     try {
       await client.subscribe("chat:1");
-      const seen = next(client, "TYPING");
-      const published = await client.publish("chat:1", "TYPING", { isTyping: true });
+      const seen = next(client, "is_typing");
+      const published = await client.publish("chat:1", "is_typing", { isTyping: true });
       assert.equal(published.channel, "chat:1");
       assert.match(published.messageId, /^msg_/);
       assert.deepEqual((await seen).data, { isTyping: true });
