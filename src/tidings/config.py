@@ -116,6 +116,9 @@ SETTINGS: Final[dict[str, Spec]] = {
     "handshake_timeout": Spec(
         "float", 10.0, "seconds a new TCP connection has to send its request"
     ),
+    "body_timeout": Spec(
+        "float", 10.0, "seconds a client has to send a whole HTTP request body (then 408)"
+    ),
     "rate_limit_enabled": Spec("bool", True, "limit client message rates"),
     "rate_limit_per_second": Spec("float", 20.0, "client messages per second, sustained"),
     "rate_limit_burst": Spec("int", 50, "client messages allowed in a burst"),
@@ -226,7 +229,13 @@ class Settings:
         for name in positive:
             if v[name] < 1:
                 raise ConfigError(f"setting {name!r} must be at least 1, got {v[name]}")
-        timed = ["auth_timeout", "handshake_timeout", "ack_timeout", "retention_days"]
+        timed = [
+            "auth_timeout",
+            "handshake_timeout",
+            "body_timeout",
+            "ack_timeout",
+            "retention_days",
+        ]
         if v["rate_limit_enabled"]:
             timed.append("rate_limit_per_second")
         for name in timed:

@@ -18,8 +18,10 @@ alias of ``channel``; the type name is case-insensitive.
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Annotated, Any, ClassVar, Final
 
 import msgspec
@@ -367,15 +369,44 @@ _decoder: Final = msgspec.json.Decoder()
 _RESERVED_TOP: Final = frozenset(("type", "data", "payload"))
 
 
+# JSON from clients (frames, API bodies) may nest this deep and no deeper. msgspec decodes
+# and encodes recursively on the interpreter's stack, so a 2 KB document of 1,000 open
+# brackets raises RecursionError, and one that just fits here might not fit when it is
+# encoded again deeper in a call stack; a fixed, small bound keeps both sides safe.
+MAX_JSON_DEPTH: Final = 64
+# A JSON string (escapes included), removed before brackets are counted.
+_JSON_STRING: Final = re.compile(rb'"(?:[^"\\]|\\.)*"', re.DOTALL)
+_NOT_BRACKETS: Final = bytes(b for b in range(256) if b not in b"[]{}")
+# Per byte of the brackets-only text: +1 opens, -1 closes.
+_DEPTH_STEP: Final = tuple(1 if b in b"[{" else -1 if b in b"]}" else 0 for b in range(256))
+
+
+def json_depth_exceeded(raw: bytes | str) -> bool:
+    """Whether a JSON document nests deeper than ``MAX_JSON_DEPTH`` (checked before it
+    is decoded, in C-speed passes over the bytes; a malformed document may answer
+    either way and fails to decode afterwards)."""
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", "surrogatepass")
+    if raw.count(b"[") + raw.count(b"{") <= MAX_JSON_DEPTH:
+        return False  # the common case: too few brackets to nest that deep
+    brackets = _JSON_STRING.sub(b"", raw).translate(None, _NOT_BRACKETS)
+    return max(accumulate(map(_DEPTH_STEP.__getitem__, brackets)), default=0) > MAX_JSON_DEPTH
+
+
 def decode_command(frame: bytes | str) -> Command:
     """Parse one client text frame into a typed command.
 
     Raises:
-        ProtocolError: malformed JSON, not an object, unknown type or a schema violation.
+        ProtocolError: malformed JSON, nested deeper than ``MAX_JSON_DEPTH``, not an
+            object, unknown type or a schema violation.
     """
+    if json_depth_exceeded(frame):
+        raise ProtocolError(
+            ErrorCode.INVALID_MESSAGE, f"JSON nested deeper than {MAX_JSON_DEPTH} levels"
+        )
     try:
         raw = _decoder.decode(frame)
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
         # msgspec reports invalid UTF-8 inside a string as UnicodeDecodeError.
         raise ProtocolError(ErrorCode.INVALID_MESSAGE, f"malformed JSON: {exc}") from None
     if not isinstance(raw, dict):

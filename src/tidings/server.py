@@ -18,6 +18,7 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from . import api
 from .config import ConfigError, Settings
@@ -30,6 +31,25 @@ from .store import StoreError, open_store
 from .web import add_routes as add_web_routes
 
 log = logging.getLogger("tidings.server")
+
+
+class ServerLog(logging.LoggerAdapter[logging.Logger]):
+    """aiohttp's connection-level log, passed to it as its ``logger``.
+
+    A malformed request (2,000 headers, an 8 KiB request line, TLS on the plain port) and
+    a client that disconnects mid-request are the client's doing: aiohttp answers them
+    (400) and would log a traceback at ERROR for each, so one anonymous request could
+    fill the log. They become one INFO line, without the request's bytes (a token may be
+    in them). Anything else keeps its level and goes through tidings' own handler.
+    """
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info")
+        if level >= logging.ERROR and isinstance(exc, HttpProcessingError | ConnectionError):
+            status = getattr(exc, "code", None) or "-"
+            self.logger.info("bad request: %s (%s)", exc.__class__.__name__, status)
+            return
+        self.logger.log(level, msg, *args, **kwargs)
 
 
 def build_app(node: Node, endpoint: WebSocketEndpoint) -> web.Application:
@@ -147,6 +167,7 @@ class Server:
             # The only timeout aiohttp applies before a request arrives: it bounds how
             # long an idle new connection may hold a socket without sending a handshake.
             keepalive_timeout=s.handshake_timeout,
+            logger=ServerLog(logging.getLogger("tidings.http"), None),
         )
         await runner.setup()
         site = web.TCPSite(runner, s.host, s.port, backlog=2048, ssl_context=tls)
@@ -239,7 +260,11 @@ def configure_logging(settings: Settings) -> None:
     root.handlers[:] = [handler]
     root.setLevel(settings.log_level.upper())
     root.propagate = False
-    logging.getLogger("aiohttp").setLevel(logging.WARNING)
+    # aiohttp's own loggers go through the same handler, so every line obeys log_format.
+    aiohttp_log = logging.getLogger("aiohttp")
+    aiohttp_log.handlers[:] = [handler]
+    aiohttp_log.setLevel(logging.WARNING)
+    aiohttp_log.propagate = False
 
 
 async def run(settings: Settings) -> None:

@@ -290,10 +290,9 @@ class Session:
         try:
             command = protocol.decode_command(frame)
         except protocol.ProtocolError as exc:
+            # Before authentication too: a frame that is not a command is answered, and
+            # the connection still has until its auth deadline to send ``auth``.
             self.node.metrics.messages_in["invalid"] += 1
-            if self.state is State.AWAITING_AUTH:
-                self.node.metrics.auth_failures["missing"] += 1
-                return Close(CloseCode.MISSING_CREDENTIALS, "missing authentication credentials")
             self.error(exc.code, exc.message, reply_to=exc.request_id)
             return None
         self.node.metrics.messages_in[command.name] += 1

@@ -3,6 +3,7 @@ middleware that checks API keys (or a member's token) and turns every error into
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
@@ -10,12 +11,14 @@ from typing import Any, Final, TypeVar
 
 import msgspec
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Middleware
 
 from ..auth import AuthError
 from ..broker import BrokerError
 from ..gateway.websocket import WebSocketEndpoint
 from ..node import Node
+from ..protocol import MAX_JSON_DEPTH, json_depth_exceeded
 from ..ratelimit import TokenBucket
 
 log = logging.getLogger("tidings.api")
@@ -46,6 +49,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 STATUS_CODES: Final = {
     400: "BAD_REQUEST",
+    408: "REQUEST_TIMEOUT",
     401: "UNAUTHORIZED",
     403: "FORBIDDEN",
     404: "NOT_FOUND",
@@ -78,8 +82,53 @@ def json_response(data: Any, status: int = 200) -> web.Response:
     )
 
 
+class BodyError(Exception):
+    """A request body that could not be read whole: ``status`` says why (400, 408, 413)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+async def read_raw_body(request: web.Request, limit: int, seconds: float) -> bytes:
+    """The whole request body: at most ``limit`` bytes, in at most ``seconds``.
+
+    The deadline covers the whole body, so a client that trickles a chunked body a byte
+    at a time cannot hold a handler (and its connection) open for ever.
+
+    Raises:
+        BodyError: 413 past ``limit``, 408 past the deadline, 400 when the client broke
+            off or sent a malformed chunked body (its own doing: logged at INFO).
+    """
+    if request.content_length is not None and request.content_length > limit:
+        raise BodyError(413, f"a request body is at most {limit} bytes")
+    body = bytearray()
+    try:
+        async with asyncio.timeout(seconds):
+            while chunk := await request.content.readany():
+                body += chunk
+                if len(body) > limit:
+                    raise BodyError(413, f"a request body is at most {limit} bytes")
+    except TimeoutError:
+        log.info("%s %s from %s: body not received in %.0f s", *_who(request), seconds)
+        raise BodyError(408, f"the request body did not arrive within {seconds:g} s") from None
+    except (ConnectionError, HttpProcessingError) as exc:
+        log.info("%s %s from %s: body broken off: %s", *_who(request), exc.__class__.__name__)
+        raise BodyError(400, "the request body was incomplete") from None
+    return bytes(body)
+
+
+def _who(request: web.Request) -> tuple[str, str, str | None]:
+    return request.method, request.path, request.remote
+
+
 async def read_body(request: web.Request, cls: type[T]) -> T:
-    raw = await request.read()
+    """The request body decoded as ``cls`` (400 malformed, 422 the wrong shape)."""
+    s = node_of(request).settings
+    raw = await read_raw_body(request, s.max_api_body_bytes, s.body_timeout)
+    if json_depth_exceeded(raw):
+        raise ApiError(400, f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
     try:
         return msgspec.json.decode(raw, type=cls)
     except msgspec.ValidationError as exc:
@@ -90,7 +139,7 @@ async def read_body(request: web.Request, cls: type[T]) -> T:
             fields = ", ".join(getattr(cls, "__struct_fields__", ()))
             message += f"; this route takes: {fields}"
         raise ApiError(422, message) from None
-    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+    except (msgspec.DecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise ApiError(400, f"malformed JSON: {exc}") from None
 
 
@@ -164,6 +213,11 @@ def make_middleware(node: Node) -> Middleware:
         except ApiError as exc:
             headers = {"Retry-After": "1"} if exc.status == 429 else None
             return error_response(exc.status, exc.message, headers)
+        except BodyError as exc:
+            response = error_response(exc.status, exc.message)
+            # Whatever is left of the body is not worth reading: end the connection.
+            response.force_close()
+            return response
         except BrokerError as exc:
             # Never report as delivered what the cluster did not take.
             log.warning("%s %s: broker unavailable: %s", request.method, request.path, exc)

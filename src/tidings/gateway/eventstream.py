@@ -13,6 +13,8 @@ from typing import Final
 
 import msgspec
 
+from ..protocol import json_depth_exceeded
+
 # The largest event number accepted in a Last-Event-ID (more digits are not ours).
 _MAX_DIGITS: Final = 18
 _raw_list: Final = msgspec.json.Decoder(list[msgspec.Raw])
@@ -89,9 +91,9 @@ def client_frames(body: bytes) -> list[bytes]:
     Anything else is passed on whole, so the session answers it with the same
     ``INVALID_MESSAGE`` error a WebSocket frame would get.
     """
-    if body.lstrip()[:1] == b"[":
+    if body.lstrip()[:1] == b"[" and not json_depth_exceeded(body):
         try:
             return [bytes(item) for item in _raw_list.decode(body)]
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):
             pass
     return [body]

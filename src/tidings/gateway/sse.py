@@ -27,7 +27,7 @@ from typing import Final
 from aiohttp import web
 
 from .. import protocol
-from ..api.http import error_response, json_response
+from ..api.http import BodyError, error_response, json_response, read_raw_body
 from ..auth import AuthError, Identity
 from ..broker import BrokerError
 from ..hub import Outbound
@@ -352,18 +352,17 @@ class SseEndpoint:
         if session is not None and identity.user_id != session.user_id:
             log.warning("SSE post to %s with another user's token", session.client_id)
             return self._error(request, 403, "this session belongs to another user")
-        limit = self.node.settings.max_message_bytes
-        if request.content_length is not None and request.content_length > limit:
-            return self._error(request, 413, f"a message is at most {limit} bytes")
-        body = bytearray()
-        while chunk := await request.content.readany():
-            body += chunk
-            if len(body) > limit:
-                return self._error(request, 413, f"a message is at most {limit} bytes")
+        s = self.node.settings
+        try:
+            body = await read_raw_body(request, s.max_message_bytes, s.body_timeout)
+        except BodyError as exc:
+            response = self._error(request, exc.status, exc.message)
+            response.force_close()
+            return response
         if stream is not None and not stream.ended():
-            accepted: int | None = self._deliver(stream, bytes(body))
+            accepted: int | None = self._deliver(stream, body)
         else:
-            accepted = await self._forward(identity.user_id, client_id, bytes(body))
+            accepted = await self._forward(identity.user_id, client_id, body)
         if accepted is None:
             return self._error(request, 404, "no such session (it ended, or never existed)")
         response = json_response({"accepted": accepted}, status=202)
