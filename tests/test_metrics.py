@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 import websockets
 from prometheus_client.parser import text_string_to_metric_families
 
@@ -137,10 +138,9 @@ async def test_every_close_cause_is_counted(make_server: ServerFactory) -> None:
         assert (await closed_with(ws))[0] == 4001
     async with h.connect(f"?token={token('ann')}&userId=bob", **origin) as ws:  # 4003
         assert (await closed_with(ws))[0] == 4003
-    async with h.connect(
-        f"?token={token('ann')}", additional_headers={"Origin": "https://x"}
-    ) as ws:
-        assert (await closed_with(ws))[0] == 4006
+    with pytest.raises(websockets.InvalidStatus):  # 403 before the upgrade
+        async with h.connect(f"?token={token('ann')}", additional_headers={"Origin": "https://x"}):
+            pass
     async with (
         h.client("ann", **origin),
         h.connect(f"?token={token('ann')}", **origin) as second,  # 4009
@@ -167,8 +167,9 @@ async def test_every_close_cause_is_counted(make_server: ServerFactory) -> None:
 
     for code in ("4005", "4008", "4010"):
         assert moved("tidings_disconnects_total", code=code) == 1, code
-    for code in ("4001", "4003", "4006", "4009"):
+    for code in ("4001", "4003", "4009"):
         assert moved("tidings_rejections_total", code=code) == 1, code
+    assert moved("tidings_admission_refusals_total", reason="origin") == 1
     assert moved("tidings_slow_consumer_closes_total") == 1
     assert moved("tidings_auth_failures_total", reason="missing") == 1
     assert moved("tidings_auth_failures_total", reason="user_mismatch") == 1

@@ -100,6 +100,26 @@ SETTINGS: Final[dict[str, Spec]] = {
         "int", 10000, "connections per instance", env_aliases=("WS_MAX_CONNECTIONS",)
     ),
     "max_connections_per_user": Spec("int", 5, "connections one user may hold"),
+    "max_pending_connections": Spec(
+        "int", 1000, "connections still authenticating (opened without a token); past it 503"
+    ),
+    "max_pending_per_address": Spec(
+        "int", 20, "connections still authenticating from one client address; past it 429"
+    ),
+    "connection_rate_per_address": Spec(
+        "float", 10.0, "new connections per second from one client address (0: no limit)"
+    ),
+    "connection_burst_per_address": Spec(
+        "int", 50, "new connections one client address may open at once"
+    ),
+    "auth_failure_rate_per_address": Spec(
+        "float",
+        1.0,
+        "failed authentications per second one address may keep making; then 429 (0: off)",
+    ),
+    "auth_failure_burst_per_address": Spec(
+        "int", 20, "failed authentications one address may make at once"
+    ),
     "max_subscriptions": Spec("int", 100, "subscriptions per connection"),
     "max_message_bytes": Spec("int", 65536, "largest client message (decompressed)"),
     "max_api_body_bytes": Spec("int", 1048576, "largest HTTP API request body"),
@@ -225,6 +245,10 @@ class Settings:
             "outbox_max_bytes",
             "rate_limit_burst",
             "rate_limit_close_after",
+            "max_pending_connections",
+            "max_pending_per_address",
+            "connection_burst_per_address",
+            "auth_failure_burst_per_address",
         )
         for name in positive:
             if v[name] < 1:
@@ -241,6 +265,9 @@ class Settings:
         for name in timed:
             if v[name] <= 0:
                 raise ConfigError(f"setting {name!r} must be positive, got {v[name]}")
+        for name in ("connection_rate_per_address", "auth_failure_rate_per_address"):
+            if v[name] < 0:
+                raise ConfigError(f"setting {name!r} must not be negative, got {v[name]}")
         if v["sse_resume_seconds"] < 0:
             raise ConfigError("setting 'sse_resume_seconds' must not be negative")
         if not 0 <= v["port"] <= 65535:

@@ -72,6 +72,9 @@ class Metrics:
         self.disconnects: Counter[str] = Counter()  # by close code
         self.rejections: Counter[str] = Counter()  # closed before open, by close code
         self.auth_failures: Counter[str] = Counter()  # by reason
+        # Handshakes refused before the upgrade by admission control, by reason.
+        self.admission_refusals: Counter[str] = Counter()
+        self.pending_connections = 0  # WebSockets open without a token, not yet authenticated
         self.rate_limited = 0  # client messages refused with RATE_LIMIT
         self.messages_in: Counter[str] = Counter()  # by command name, or "invalid"
         # Messages queued to connections by kind: channel, user, role, broadcast,
@@ -138,6 +141,20 @@ class Collector:
         for code, count in sorted(m.rejections.items()):
             rejected.add_metric([code], count)
         yield rejected
+        admission = CounterMetricFamily(
+            "tidings_admission_refusals",
+            "Handshakes refused before the upgrade (connection_rate, auth_failures, "
+            "pending_per_address, pending, origin, version)",
+            labels=["reason"],
+        )
+        for reason, count in sorted(m.admission_refusals.items()):
+            admission.add_metric([reason], count)
+        yield admission
+        yield GaugeMetricFamily(
+            "tidings_pending_connections",
+            "WebSockets opened without a token and not yet authenticated",
+            value=m.pending_connections,
+        )
         failures = CounterMetricFamily(
             "tidings_auth_failures", "Refused authentications, by reason", labels=["reason"]
         )

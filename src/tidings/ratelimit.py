@@ -23,13 +23,22 @@ class TokenBucket:
         self._tokens = burst
         self._last = clock()
 
-    def take(self) -> bool:
-        """Spend one token if there is one."""
+    @property
+    def tokens(self) -> float:
+        """Tokens available now (a fraction while refilling)."""
+        self._refill()
+        return self._tokens
+
+    def _refill(self) -> None:
         now = self._clock()
         elapsed = now - self._last
         self._last = now
         if elapsed > 0:
             self._tokens = min(self.burst, self._tokens + elapsed * self.rate)
+
+    def take(self) -> bool:
+        """Spend one token if there is one."""
+        self._refill()
         if self._tokens >= 1:
             self._tokens -= 1
             return True

@@ -10,6 +10,7 @@ from urllib.parse import quote
 
 import jwt
 import pytest
+import websockets
 
 from tidings.auth import mint
 
@@ -152,11 +153,13 @@ async def test_refresh_in_band_keeps_connection(make_server: ServerFactory) -> N
         assert (await recv(ws))["type"] == "pong"
 
 
-async def test_forbidden_origin_4006(make_server: ServerFactory) -> None:
-    """An Origin outside the allowlist is closed 4006; an allowed one connects."""
+async def test_forbidden_origin_403(make_server: ServerFactory) -> None:
+    """An Origin outside the allowlist gets 403 before any upgrade; an allowed one connects."""
     h = await make_server(allowed_origins=["https://app.example"])
-    async with h.connect(f"?token={token()}", origin="https://evil.example") as ws:
-        assert (await closed_with(ws))[0] == 4006
+    with pytest.raises(websockets.InvalidStatus) as refused:
+        async with h.connect(f"?token={token()}", origin="https://evil.example"):
+            pass
+    assert refused.value.response.status_code == 403
     async with h.connect(f"?token={token()}", origin="https://app.example") as ws:
         assert (await recv(ws))["type"] == "welcome"
 

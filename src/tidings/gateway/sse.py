@@ -188,9 +188,18 @@ class SseEndpoint:
     async def handle_stream(self, request: web.Request) -> web.StreamResponse:
         """Open (or resume) a stream; a refused token is an HTTP 401 with no stream."""
         token = handshake_token(request, [])
+        admission = self.websockets.admission  # the same per-address limits as WebSockets
+        peer = client_address(request, self._trusted)
+        refusal = admission.admit(peer, has_token=True)
+        if refusal is not None:
+            log.info("refused SSE stream from %s: %s", peer, refusal.message)
+            refused = self._error(request, refusal.status, refusal.message)
+            refused.headers["Retry-After"] = str(refusal.retry_after)
+            return refused
         identity = self._verify(token)
         if isinstance(identity, str):
             log.warning("rejected SSE stream: %s", identity)
+            admission.failed(peer)
             return self._error(request, 401, identity)
         assert token is not None
         response = web.StreamResponse(headers=_HEADERS)

@@ -22,15 +22,26 @@ from typing import Final, Protocol
 
 from aiohttp import WebSocketError, WSMsgType, web
 
+from ..admission import Admission
 from ..hub import Outbound
 from ..node import Node
-from ..protocol import CloseCode
+from ..protocol import CloseCode, encode
 from ..session import Close, Session, State
 
 log = logging.getLogger("tidings.transport")
 
 SUBPROTOCOL: Final = "tidings"
 BEARER_PREFIX: Final = "bearer."
+# Closes of a connection that never opened which count as failed authentications of its
+# address (admission control throttles an address that keeps failing).
+AUTH_FAILURES: Final = frozenset(
+    (
+        CloseCode.MISSING_CREDENTIALS,
+        CloseCode.INVALID_TOKEN,
+        CloseCode.USER_MISMATCH,
+        CloseCode.AUTH_TIMEOUT,
+    )
+)
 # How long a slow consumer's close frame may wait behind its backlog before the socket
 # is aborted outright.
 SLOW_CLOSE_GRACE: Final = 5.0
@@ -55,7 +66,7 @@ def frame_close(code: int, reason: str) -> bytes:
 class _Link:
     """The outbox of one connection: its asyncio transport's write buffer."""
 
-    __slots__ = ("close_code", "closing", "counted", "limit", "session", "transport")
+    __slots__ = ("close_code", "closing", "counted", "limit", "pending", "session", "transport")
 
     def __init__(self, transport: asyncio.Transport, limit: int) -> None:
         self.transport = transport
@@ -65,6 +76,8 @@ class _Link:
         self.close_code: int | None = None
         self.session: Session | None = None
         self.counted = False  # counted as a connect (so its close counts as a disconnect)
+        # The client address ("" when unknown) while it is still authenticating, else None.
+        self.pending: str | None = None
 
     def push(self, message: Outbound) -> bool:
         if self.closing:
@@ -149,6 +162,16 @@ def _in(address: str, networks: list[ipaddress.IPv4Network | ipaddress.IPv6Netwo
     return any(ip in net for net in networks)
 
 
+def _refusal(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> web.Response:
+    """A handshake refused before the upgrade, in the HTTP API's error shape."""
+    body = {"error": {"code": code, "message": message}}
+    return web.Response(
+        body=encode(body), status=status, headers=headers, content_type="application/json"
+    )
+
+
 class Fallback(Protocol):
     """Another transport (the SSE fallback) whose connections share the caps and the
     connection control API with the WebSockets."""
@@ -171,11 +194,44 @@ class WebSocketEndpoint:
             ipaddress.ip_network(p, strict=False) for p in node.settings.trusted_proxies
         ]
         self.fallback: Fallback | None = None
+        self.admission = Admission(node.settings, node.monotonic, node.metrics)
 
     @property
     def open_connections(self) -> int:
         """Every open WebSocket, authenticated or not."""
         return len(self._live)
+
+    def _authenticated(self) -> int:
+        """Connections that count toward ``max_connections``: every WebSocket and SSE
+        stream but those opened without a token and still authenticating."""
+        return len(self._live) - self.admission.pending + self._fallback_connections()
+
+    def _settle(self, link: _Link) -> None:
+        """The connection is no longer one still authenticating (it opened, or closed)."""
+        if link.pending is not None:
+            self.admission.settled(link.pending or None)
+            link.pending = None
+
+    def _refuse(
+        self, request: web.Request, peer: str | None, has_token: bool
+    ) -> web.Response | None:
+        """The HTTP answer to a handshake refused before the upgrade, if it is: a
+        cross-site page gets no socket at all (403), and admission control (429/503,
+        with Retry-After) keeps one address from taking the server."""
+        s = self.node.settings
+        origin = request.headers.get("Origin")
+        if s.allowed_origins and origin not in s.allowed_origins:
+            log.warning("rejected WebSocket from %s: origin %r not allowed", peer, origin)
+            self.node.metrics.admission_refusals["origin"] += 1
+            return _refusal(403, "FORBIDDEN", "origin not allowed")
+        refusal = self.admission.admit(peer, has_token=has_token)
+        if refusal is None:
+            return None
+        log.info("refused WebSocket from %s: %s", peer, refusal.message)
+        code = "RATE_LIMIT" if refusal.status == 429 else "UNAVAILABLE"
+        return _refusal(
+            refusal.status, code, refusal.message, {"Retry-After": str(refusal.retry_after)}
+        )
 
     def _fallback_connections(self) -> int:
         return 0 if self.fallback is None else self.fallback.open_connections
@@ -184,6 +240,11 @@ class WebSocketEndpoint:
         node = self.node
         s = node.settings
         offered = _offered_protocols(request)
+        peer = client_address(request, self._trusted)
+        token = handshake_token(request, offered)
+        refused = self._refuse(request, peer, token is not None)
+        if refused is not None:
+            return refused
         # Browsers fail the handshake unless the server picks an offered subprotocol, so
         # clients offer "tidings" beside "bearer.<jwt>"; the token is never echoed back.
         selected = SUBPROTOCOL if SUBPROTOCOL in offered else None
@@ -199,6 +260,10 @@ class WebSocketEndpoint:
         if transport is None:  # the client went away during the handshake
             return ws
         link = _Link(transport, s.outbox_max_bytes)
+        if token is None:
+            # Admitted as one of its address's connections still authenticating.
+            self.admission.opened(peer)
+            link.pending = peer or ""
         last_seq = request.query.get("lastSeq", "")
         session = Session(
             node,
@@ -210,24 +275,19 @@ class WebSocketEndpoint:
         )
         link.session = session
         self._live[ws] = link
-        peer = client_address(request, self._trusted)
         session.remote = peer
         started = node.monotonic()
         close: Close | None = None
         timers: list[asyncio.TimerHandle] = []
         loop = asyncio.get_running_loop()
         try:
-            origin = request.headers.get("Origin")
             if not self.accepting:
                 close = Close(CloseCode.GOING_AWAY, "server shutting down")
-            elif s.allowed_origins and origin not in s.allowed_origins:
-                log.warning("rejected WebSocket from %s: origin %r not allowed", peer, origin)
-                close = Close(CloseCode.FORBIDDEN_ORIGIN, "origin not allowed")
-            elif len(self._live) + self._fallback_connections() > s.max_connections:
+            elif self._authenticated() > s.max_connections:
                 log.warning("rejected WebSocket from %s: server full", peer)
                 close = Close(CloseCode.TOO_MANY_CONNECTIONS, "server connection limit reached")
             else:
-                close = session.authenticate(handshake_token(request, offered))
+                close = session.authenticate(token)
             if close is None and session.state is State.AWAITING_AUTH:
                 timers.append(
                     loop.call_later(
@@ -244,6 +304,7 @@ class WebSocketEndpoint:
                 timer.cancel()
             session.close()
             del self._live[ws]
+            self._settle(link)
         if close is not None and not link.closing:
             link.closing = True
             link.close_code = close.code
@@ -251,8 +312,10 @@ class WebSocketEndpoint:
         code = link.close_code or ws.close_code
         if link.counted:  # counted as a connect: count its disconnect too
             node.metrics.disconnects[str(code)] += 1
-        else:  # refused before it was open (auth, origin, caps)
+        else:  # refused before it was open (auth, caps)
             node.metrics.rejections[str(code)] += 1
+            if code in AUTH_FAILURES:
+                self.admission.failed(peer)
         log.info(
             "closed %s user=%r peer=%s code=%s duration=%.1fs",
             session.client_id,
@@ -271,7 +334,7 @@ class WebSocketEndpoint:
         timers: list[asyncio.TimerHandle],
     ) -> Close | None:
         if session.state is State.OPEN:
-            close = await self._on_open(ws, session, timers)
+            close = await self._on_open(ws, session, link, timers)
             if close is not None:
                 return close
             link.counted = True
@@ -283,7 +346,7 @@ class WebSocketEndpoint:
                 if close is not None:
                     return close
                 if not was_open and session.state is State.OPEN:
-                    close = await self._on_open(ws, session, timers)
+                    close = await self._on_open(ws, session, link, timers)
                     if close is not None:
                         return close
                     link.counted = True
@@ -301,8 +364,18 @@ class WebSocketEndpoint:
         return None
 
     async def _on_open(
-        self, ws: web.WebSocketResponse, session: Session, timers: list[asyncio.TimerHandle]
+        self,
+        ws: web.WebSocketResponse,
+        session: Session,
+        link: _Link,
+        timers: list[asyncio.TimerHandle],
     ) -> Close | None:
+        self._settle(link)
+        if self._authenticated() > self.node.settings.max_connections:
+            # Opened by an auth message: connections still authenticating do not count
+            # toward max_connections, so it is checked again now that this one does.
+            log.warning("rejected WebSocket %s: server full", session.client_id)
+            return Close(CloseCode.TOO_MANY_CONNECTIONS, "server connection limit reached")
         if not await self.node.join(session):
             return Close(CloseCode.TOO_MANY_CONNECTIONS, "too many connections for this user")
         inbox = self.node.inbox
