@@ -1,4 +1,4 @@
-"""The JavaScript client (src/tidings/web/tidings.js) tested with Node's test runner.
+"""The JavaScript client (clients/js; served as /tidings.js) tested with Node's test runner.
 
 Each ``tests/js/*.test.mjs`` file runs as one pytest test: ``node --test`` against real
 ``tidings serve`` processes that the Node tests start themselves (they restart them on the
@@ -12,6 +12,7 @@ import asyncio
 import json
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -25,17 +26,17 @@ JS = Path(__file__).resolve().parent / "js"
 NODE = shutil.which("node")
 
 
-def _npm_ci() -> None:
-    """Install tests/js/node_modules from the lock file when it is missing or stale."""
-    stamp = JS / "node_modules" / ".package-lock.json"
-    lock = JS / "package-lock.json"
+def npm_ci(folder: Path) -> None:
+    """Install ``folder/node_modules`` from its lock file when it is missing or stale."""
+    stamp = folder / "node_modules" / ".package-lock.json"
+    lock = folder / "package-lock.json"
     if stamp.exists() and stamp.stat().st_mtime >= lock.stat().st_mtime:
         return
     npm = shutil.which("npm")
     assert npm is not None, "npm is needed to install the Node tests' packages"
-    import subprocess
-
-    subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=JS, check=True)
+    subprocess.run(
+        [npm, "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=folder, check=True
+    )
 
 
 @pytest.fixture(scope="module")
@@ -45,11 +46,11 @@ def node_modules() -> Path:
         if os.environ.get("CI"):
             pytest.fail("node is missing: the JavaScript client's tests need Node 20 and npm")
         pytest.skip("node is not installed")
-    _npm_ci()
+    npm_ci(JS)
     return JS / "node_modules"
 
 
-async def run_node(*args: str, timeout: float) -> tuple[int, str]:
+async def run_node(*args: str, timeout: float, cwd: Path = JS) -> tuple[int, str]:
     """Run node with the test secrets in its environment; its exit code and output."""
     assert NODE is not None
     env = dict(os.environ)
@@ -61,7 +62,7 @@ async def run_node(*args: str, timeout: float) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
         NODE,
         *args,
-        cwd=JS,
+        cwd=cwd,
         env=env,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
@@ -97,11 +98,11 @@ async def test_node(path: str, node_modules: Path) -> None:
 
 
 async def test_close_code_table_is_the_servers(node_modules: Path) -> None:
-    """tidings.js carries exactly protocol.py's close-code table (reason and policy)."""
+    """The JS client carries exactly protocol.py's close-code table (reason and policy)."""
     code, out = await run_node(
         "--input-type=module",
         "-e",
-        "import { CLOSE_CODES } from '../../src/tidings/web/tidings.js';"
+        "import { CLOSE_CODES } from '../../clients/js/src/index.js';"
         "console.log(JSON.stringify(CLOSE_CODES));",
         timeout=TIMEOUT,
     )

@@ -4,7 +4,7 @@ import assert from "node:assert/strict";
 import { after, before, describe, test } from "node:test";
 import WebSocket from "ws";
 
-import { Client, ClientClosed, ClientError, QueueFull, shouldReconnect, sseUrlFor } from "../../src/tidings/web/tidings.js";
+import { Client, ClientClosed, ClientError, QueueFull, shouldReconnect, sseUrlFor } from "../../clients/js/src/index.js";
 import { api, gate, next, startServer, TIMEOUT, token, within, workdir } from "./helpers.mjs";
 
 const OPTIONS = { WebSocket, backoffInitial: 0.05, backoffMax: 0.5, transport: "websocket" };

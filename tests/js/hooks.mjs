@@ -1,4 +1,4 @@
-// Resolve hook: bare imports from src/tidings/web (react.js imports "react", a peer
+// Resolve hook: bare imports from clients/js/src (react.js imports "react", a peer
 // dependency) resolve from tests/js/node_modules, as a bundler or import map would.
 const here = new URL("./", import.meta.url).href;
 

@@ -1,4 +1,4 @@
-// useTidings (src/tidings/web/react.js) rendered with react-test-renderer in Node,
+// useTidings (clients/js/src/react.js) rendered with react-test-renderer in Node,
 // against a real tidings server.
 
 import assert from "node:assert/strict";
@@ -7,7 +7,7 @@ import { createElement } from "react";
 import TestRenderer from "react-test-renderer";
 import WebSocket from "ws";
 
-import { useTidings } from "../../src/tidings/web/react.js";
+import { useTidings } from "../../clients/js/src/react.js";
 import { api, startServer, TIMEOUT, token, within, workdir } from "./helpers.mjs";
 
 globalThis.IS_REACT_ACT_ENVIRONMENT = true;

@@ -7,7 +7,7 @@ import { after, before, describe, test } from "node:test";
 import { EventSource } from "eventsource";
 import WebSocket from "ws";
 
-import { Client } from "../../src/tidings/web/tidings.js";
+import { Client } from "../../clients/js/src/index.js";
 import { api, gate, next, startServer, TIMEOUT, token, within, workdir } from "./helpers.mjs";
 
 const OPTIONS = { WebSocket, backoffInitial: 0.05, backoffMax: 0.5, transport: "websocket" };

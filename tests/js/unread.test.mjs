@@ -9,8 +9,8 @@ import { createElement } from "react";
 import TestRenderer from "react-test-renderer";
 import WebSocket from "ws";
 
-import { Client } from "../../src/tidings/web/tidings.js";
-import { useTidings } from "../../src/tidings/web/react.js";
+import { Client } from "../../clients/js/src/index.js";
+import { useTidings } from "../../clients/js/src/react.js";
 import { api, startServer, TIMEOUT, token, within, workdir } from "./helpers.mjs";
 
 globalThis.IS_REACT_ACT_ENVIRONMENT = true;

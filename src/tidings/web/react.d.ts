@@ -1,4 +1,7 @@
-// TypeScript declarations for react.js (the useTidings hook).
+// react.d.ts: tidings 0.1.0, built from clients/js (the npm package "tidings") by
+// clients/js/scripts/build.mjs. Do not edit: change clients/js/src and rebuild.
+
+// TypeScript declarations for "tidings/react" (the useTidings hook; /react.js).
 
 import type { Client, ClientOptions, Message, Notification, TokenSource, Welcome } from "./tidings.js";
 

@@ -1,32 +1,12 @@
-// useTidings: a React hook around the tidings client (no JSX, no build step).
-//
-//   import { useTidings } from "/react.js";   // React is a peer: imported from "react"
-//   const { status, lastMessage, unreadCount, client } = useTidings({
-//     url: "wss://notify.example.com/ws", token: getToken, channels: ["activities"],
-//   });
-//
-// One client per mounted component (per url/token owner): it connects on mount, is
-// closed on unmount, and is rebuilt when `url`, `enabled` or `channels` change. Other
-// options (the Client options: ack, transport, WebSocket, ...) are read when it connects.
+// react.js: tidings 0.1.0, built from clients/js (the npm package "tidings") by
+// clients/js/scripts/build.mjs. Do not edit: change clients/js/src and rebuild.
 
+// src/react.js
 import { useCallback, useEffect, useRef, useState } from "react";
 import { Client } from "./tidings.js";
-
-const SYNTHETIC = new Set(["_connected", "_disconnected", "_resubscribed", "_unread"]);
-const UNREAD_CHANGES = new Set(["notification_read", "notification_archived", "notification_deleted"]);
-
-/**
- * Connect while mounted; re-render on what arrives.
- *
- * Returns { status, connected, client, welcome, lastMessage, messages, notifications,
- * unreadCount, subscribed, closeCode, closeReason, error, markRead, archive, remove }.
- * unreadCount is the client's (the server's count, kept by every inbox event: see
- * Client.unreadCount). markRead(ids) (or markRead({all: true})), archive(ids) and
- * remove(ids) update notifications at once; the user's other tabs follow through the
- * server's events. status is "idle" (not enabled),
- * "connecting", "open", "reconnecting" or "closed" (for good: see closeCode).
- */
-export function useTidings(options) {
+var SYNTHETIC = /* @__PURE__ */ new Set(["_connected", "_disconnected", "_resubscribed", "_unread"]);
+var UNREAD_CHANGES = /* @__PURE__ */ new Set(["notification_read", "notification_archived", "notification_deleted"]);
+function useTidings(options) {
   const { url, token, channels = [], keep = 50, enabled = true, ...clientOptions } = options;
   const tokenRef = useRef(token);
   tokenRef.current = token;
@@ -34,24 +14,23 @@ export function useTidings(options) {
   optionsRef.current = clientOptions;
   const channelsKey = JSON.stringify(channels);
   const [state, setState] = useState(() => initial(enabled ? "connecting" : "idle"));
-
   useEffect(() => {
     if (!enabled || !url) {
       setState(initial("idle"));
-      return undefined;
+      return void 0;
     }
     let alive = true;
-    const client = new Client(
+    const client2 = new Client(
       url,
-      () => (typeof tokenRef.current === "function" ? tokenRef.current() : tokenRef.current),
+      () => typeof tokenRef.current === "function" ? tokenRef.current() : tokenRef.current,
       // The hook reads events by callback: keep none for an iterator unless asked to.
-      { eventBuffer: 0, ...optionsRef.current },
+      { eventBuffer: 0, ...optionsRef.current }
     );
-    setState({ ...initial("connecting"), client });
+    setState({ ...initial("connecting"), client: client2 });
     const update = (change) => {
       if (alive) setState((prev) => ({ ...prev, ...change(prev) }));
     };
-    const off = client.on("*", (msg) => {
+    const off = client2.on("*", (msg) => {
       if (msg.type === "_unread") {
         update(() => ({ unreadCount: msg.unreadCount }));
       } else if (msg.type === "_connected") {
@@ -61,44 +40,41 @@ export function useTidings(options) {
           status: msg.reconnect ? "reconnecting" : "closed",
           connected: false,
           closeCode: msg.code,
-          closeReason: msg.reason,
+          closeReason: msg.reason
         }));
       } else if (!SYNTHETIC.has(msg.type) && msg.type !== "welcome") {
         update((prev) => {
           const change = { lastMessage: msg, messages: [...prev.messages, msg].slice(-keep) };
-          if (msg.channel !== undefined) {
-            // A channel publication, whatever its type: never the user's inbox.
+          if (msg.channel !== void 0) {
           } else if (msg.type === "notification") {
             change.notifications = [msg.data, ...prev.notifications].slice(0, keep);
           } else if (UNREAD_CHANGES.has(msg.type)) {
-            Object.assign(change, inboxChange(prev, msg.type, msg.data, msg.timestamp ?? new Date().toISOString()));
+            Object.assign(change, inboxChange(prev, msg.type, msg.data, msg.timestamp ?? (/* @__PURE__ */ new Date()).toISOString()));
           }
           return change;
         });
       }
     });
     const subscribed = JSON.parse(channelsKey);
-    client.connect().then(
+    client2.connect().then(
       () => {
         for (const channel of subscribed) {
-          client.subscribe(channel).then(
+          client2.subscribe(channel).then(
             () => update((prev) => ({ subscribed: [...prev.subscribed, channel] })),
-            (error) => update(() => ({ error })),
+            (error) => update(() => ({ error }))
           );
         }
       },
-      (error) => update(() => ({ status: "closed", connected: false, error, closeCode: client.closeCode })),
+      (error) => update(() => ({ status: "closed", connected: false, error, closeCode: client2.closeCode }))
     );
     return () => {
       alive = false;
       off();
-      client.close();
+      client2.close();
     };
   }, [url, enabled, channelsKey, keep]);
-
-  // The client consumes the replies to its own requests, so the hook applies them itself.
   const applyChange = useCallback((type, data) => {
-    setState((prev) => ({ ...prev, ...inboxChange(prev, type, data, new Date().toISOString()) }));
+    setState((prev) => ({ ...prev, ...inboxChange(prev, type, data, (/* @__PURE__ */ new Date()).toISOString()) }));
     return data;
   }, []);
   const client = state.client;
@@ -107,26 +83,24 @@ export function useTidings(options) {
       if (client === null) throw new Error("useTidings: not connected yet");
       return applyChange(type, await client[method](ids));
     },
-    [client, applyChange],
+    [client, applyChange]
   );
   const markRead = useCallback((ids) => run("markRead", "notification_read", ids), [run]);
   const archive = useCallback((ids) => run("archive", "notification_archived", ids), [run]);
   const remove = useCallback((ids) => run("delete", "notification_deleted", ids), [run]);
   return { ...state, markRead, archive, remove };
 }
-
 function inboxChange(prev, type, data, now) {
   const change = {};
   if (!data || !Array.isArray(data.ids)) return change;
   const ids = new Set(data.ids ?? []);
   if (type === "notification_read") {
-    change.notifications = prev.notifications.map((n) => (ids.has(n.id) && !n.readAt ? { ...n, readAt: now } : n));
+    change.notifications = prev.notifications.map((n) => ids.has(n.id) && !n.readAt ? { ...n, readAt: now } : n);
   } else {
     change.notifications = prev.notifications.filter((n) => !ids.has(n.id));
   }
   return change;
 }
-
 function initial(status) {
   return {
     status,
@@ -140,6 +114,9 @@ function initial(status) {
     unreadCount: 0,
     closeCode: null,
     closeReason: null,
-    error: null,
+    error: null
   };
 }
+export {
+  useTidings
+};

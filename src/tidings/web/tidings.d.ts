@@ -1,4 +1,7 @@
-// TypeScript declarations for tidings.js (the tidings JavaScript client).
+// tidings.d.ts: tidings 0.1.0, built from clients/js (the npm package "tidings") by
+// clients/js/scripts/build.mjs. Do not edit: change clients/js/src and rebuild.
+
+// TypeScript declarations for the tidings client (the package's "." entry; /tidings.js).
 
 /** Any server message: the envelope of docs/protocol.md. */
 export interface Message {
@@ -226,3 +229,8 @@ export class Client implements AsyncIterable<ClientEvent> {
 
 /** Create a client and open its first connection. */
 export function connect(url: string, token: TokenSource, options?: ClientOptions): Promise<Client>;
+
+/** This package's version (the server's release it belongs to). */
+export const VERSION: string;
+/** The protocol version this client speaks; the client warns when a server's differs. */
+export const PROTOCOL_VERSION: number;
