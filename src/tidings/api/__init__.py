@@ -37,6 +37,7 @@ from .openapi import openapi
 from .publish import broadcast, publish, send_to_role, send_to_user
 from .rooms import add_room_routes
 from .status import health, live, metrics_handler, stats
+from .users import add_user_routes
 
 __all__ = [
     "API_APP_KEY",
@@ -78,6 +79,7 @@ def build_api_app(node: Node, endpoint: WebSocketEndpoint) -> web.Application:
         app.router.add_put(base, put_preferences)
     app.router.add_get("/openapi.json", openapi)
     add_room_routes(app)
+    add_user_routes(app)
     return app
 
 

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from .http import json_response
 from .openapi_rooms import ROOMS_SCHEMAS, rooms_paths
+from .openapi_users import users_paths, users_schemas
 
 _ERROR = {"$ref": "#/components/responses/Error"}
 
@@ -58,6 +59,8 @@ def openapi_document() -> dict[str, Any]:
     doc["components"]["schemas"].update(_INBOX_SCHEMAS)
     doc["paths"].update(rooms_paths())
     doc["components"]["schemas"].update(ROOMS_SCHEMAS)
+    doc["paths"].update(users_paths())
+    doc["components"]["schemas"].update(users_schemas())
     doc["components"]["securitySchemes"]["userToken"] = {
         "type": "http",
         "scheme": "bearer",

@@ -16,6 +16,7 @@ from typing import Any, Protocol
 import msgspec
 
 from .rooms import RoomStore
+from .users import UserStore
 
 
 class Priority(enum.StrEnum):
@@ -99,7 +100,7 @@ class IdempotencyConflict(Exception):
     """An idempotency key reused with a different request."""
 
 
-class Store(RoomStore, Protocol):
+class Store(RoomStore, UserStore, Protocol):
     """Durable per-user notification inboxes (and chat rooms: see ``RoomStore``).
 
     Contract, for every implementation:
@@ -221,11 +222,13 @@ class Store(RoomStore, Protocol):
         ...
 
     async def users_with_role(self, role: str) -> list[str]:
-        """Users whose latest recorded roles include ``role``."""
+        """Users whose latest token's roles, or whose directory roles, include ``role``
+        (once each, in id order)."""
         ...
 
     async def all_users(self) -> list[str]:
-        """Every user ever recorded."""
+        """Every user who connected (and was not erased) or is in the directory, once each,
+        in id order."""
         ...
 
     async def preferences(self, user_id: str) -> dict[str, bool]:

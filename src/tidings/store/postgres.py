@@ -27,6 +27,7 @@ import msgspec
 
 from . import Created, IdempotencyConflict, NewNotification, Notification, StoreError
 from .postgres_rooms import PostgresRooms
+from .postgres_users import PostgresUsers
 from .records import dumps, encoded, from_row, insert_values, new_id, page_query
 from .schema import COLUMNS, LATEST, MIGRATIONS
 
@@ -123,7 +124,7 @@ async def _migrate(conn: Any) -> None:
             log.info("applied schema migration %d", version)
 
 
-class PostgresStore(PostgresRooms):
+class PostgresStore(PostgresRooms, PostgresUsers):
     """The ``Store`` on PostgreSQL. ``url`` is a ``postgresql://`` DSN; query parameters
     asyncpg does not know are sent as server settings (``?search_path=inbox``)."""
 
@@ -433,12 +434,18 @@ class PostgresStore(PostgresRooms):
 
     # The database's default collation may not be bytewise; "C" sorts as SQLite does.
     async def users_with_role(self, role: str) -> list[str]:
-        sql = 'SELECT user_id FROM user_roles WHERE role = $1 ORDER BY user_id COLLATE "C"'
+        sql = (
+            "SELECT user_id FROM (SELECT user_id FROM user_roles WHERE role = $1 "
+            "UNION SELECT user_id FROM directory_roles WHERE role = $1) u "
+            'ORDER BY user_id COLLATE "C"'
+        )
         return [r[0] for r in await self._db().fetch(sql, role)]
 
     async def all_users(self) -> list[str]:
         sql = (
-            'SELECT user_id FROM inbox_users WHERE seen_at IS NOT NULL ORDER BY user_id COLLATE "C"'
+            "SELECT user_id FROM (SELECT user_id FROM inbox_users WHERE seen_at IS NOT NULL "
+            "UNION SELECT user_id FROM directory_users) u "
+            'ORDER BY user_id COLLATE "C"'
         )
         return [r[0] for r in await self._db().fetch(sql)]
 

@@ -111,6 +111,31 @@ MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
             )""",
         ),
     ),
+    (
+        4,
+        (
+            # The user directory (docs/users.md): who the backend says its users are.
+            # NOT NULL spelled out: SQLite lets a TEXT primary key be NULL.
+            """CREATE TABLE directory_users (
+                user_id TEXT PRIMARY KEY NOT NULL,
+                name TEXT,
+                avatar_url TEXT,
+                email TEXT,
+                phone TEXT,
+                locale TEXT,
+                time_zone TEXT,
+                data TEXT,
+                created_at DOUBLE PRECISION NOT NULL,
+                updated_at DOUBLE PRECISION NOT NULL
+            )""",
+            """CREATE TABLE directory_roles (
+                user_id TEXT NOT NULL,
+                role TEXT NOT NULL,
+                PRIMARY KEY (user_id, role)
+            )""",
+            "CREATE INDEX directory_roles_role ON directory_roles (role)",
+        ),
+    ),
 )
 
 LATEST: Final = MIGRATIONS[-1][0]

@@ -23,6 +23,7 @@ from . import Created, IdempotencyConflict, NewNotification, Notification, Store
 from .records import dumps, from_row, insert_values, new_id, page_query
 from .schema import COLUMNS, LATEST, MIGRATIONS
 from .sqlite_rooms import SQLiteRooms
+from .sqlite_users import SQLiteUsers
 
 log = logging.getLogger("tidings.store.sqlite")
 
@@ -66,7 +67,7 @@ def _placeholders(n: int) -> str:
     return ",".join("?" * n)
 
 
-class SQLiteStore(SQLiteRooms):
+class SQLiteStore(SQLiteRooms, SQLiteUsers):
     """The ``Store`` on SQLite. ``path`` is a file path or ``:memory:`` (tests)."""
 
     def __init__(self, path: str) -> None:
@@ -333,11 +334,17 @@ class SQLiteStore(SQLiteRooms):
         return await self._read(run)
 
     async def users_with_role(self, role: str) -> list[str]:
-        sql = "SELECT user_id FROM user_roles WHERE role=? ORDER BY user_id"
-        return await self._read(lambda c: [r[0] for r in c.execute(sql, (role,))])
+        sql = (
+            "SELECT user_id FROM user_roles WHERE role=? "
+            "UNION SELECT user_id FROM directory_roles WHERE role=? ORDER BY 1"
+        )
+        return await self._read(lambda c: [r[0] for r in c.execute(sql, (role, role))])
 
     async def all_users(self) -> list[str]:
-        sql = "SELECT user_id FROM inbox_users WHERE seen_at IS NOT NULL ORDER BY user_id"
+        sql = (
+            "SELECT user_id FROM inbox_users WHERE seen_at IS NOT NULL "
+            "UNION SELECT user_id FROM directory_users ORDER BY 1"
+        )
         return await self._read(lambda c: [r[0] for r in c.execute(sql)])
 
     # --- state changes --------------------------------------------------------------------
