@@ -103,6 +103,29 @@ def test_every_close_code_is_documented() -> None:
     assert protocol.should_reconnect(1006) is True  # not ours: abnormal closure
 
 
+@pytest.mark.parametrize(
+    ("code", "reconnect"),
+    [
+        (1006, True),
+        (1011, True),
+        (1012, True),
+        (3000, True),
+        (3499, True),
+        (3500, False),
+        (3999, False),
+        (4100, True),
+        (4499, True),
+        (4500, False),
+        (4999, False),
+    ],
+)
+def test_codes_outside_the_table_get_a_policy_by_range(code: int, reconnect: bool) -> None:
+    """A code tidings does not define reconnects in 3000-3499 and 4000-4499 and for
+    transport codes, and gives up in 3500-3999 and 4500-4999."""
+    assert code not in {int(c) for c in CLOSE_CODES}
+    assert protocol.should_reconnect(code) is reconnect
+
+
 def test_envelope_shape() -> None:
     """Server messages use guide 002's envelope, plus channel and replyTo when present."""
     import json

@@ -352,45 +352,43 @@ class Node:
         The broker calls this for every publication on a topic this node listens on;
         a single instance calls it directly.
         """
-        tag = payload[0]
         hub = self.hub
-        if tag == cluster.MESSAGE:
-            envelope = payload[1:]
-            kind, _, name = topic.partition(":")
-            if kind == "ch":
-                offset = 0
-                if position is not None:
-                    offset = position.offset
-                    envelope = cluster.with_position(envelope, offset, position.epoch)
-                    if self.broker is not None:
-                        self._positions[name] = (offset, position.epoch)
-                if data is _UNKNOWN:  # from the broker: decoded only if a filter needs it
-                    data = _DATA_DECODER.decode(envelope).data if hub.has_filters(name) else None
-                count = hub.publish(name, Outbound(envelope, name, offset), data)
-                self.metrics.sent["channel"] += count
+        match cluster.decode(payload):
+            case cluster.Deliver(envelope=envelope):
+                kind, _, name = topic.partition(":")
+                if kind == "ch":
+                    offset = 0
+                    if position is not None:
+                        offset = position.offset
+                        envelope = cluster.with_position(envelope, offset, position.epoch)
+                        if self.broker is not None:
+                            self._positions[name] = (offset, position.epoch)
+                    if data is _UNKNOWN:  # from the broker: decoded only if a filter needs it
+                        data = (
+                            _DATA_DECODER.decode(envelope).data if hub.has_filters(name) else None
+                        )
+                    count = hub.publish(name, Outbound(envelope, name, offset), data)
+                    self.metrics.sent["channel"] += count
+                    return count
+                if kind == "user":
+                    count = hub.send_to_user(name, Outbound(envelope))
+                elif kind == "role":
+                    count = hub.send_to_role(name, Outbound(envelope))
+                else:
+                    kind = "broadcast"
+                    count = hub.broadcast(Outbound(envelope))
+                self.metrics.sent[kind] += count
                 return count
-            if kind == "user":
-                count = hub.send_to_user(name, Outbound(envelope))
-            elif kind == "role":
-                count = hub.send_to_role(name, Outbound(envelope))
-            else:
-                kind = "broadcast"
-                count = hub.broadcast(Outbound(envelope))
-            self.metrics.sent[kind] += count
-            return count
-        if tag == cluster.EXCEPT_USER:
-            user, _, envelope = payload[1:].partition(b"\0")
-            count = hub.broadcast(Outbound(envelope), user.decode())
-            self.metrics.sent["broadcast"] += count
-            return count
-        if tag in (cluster.NOTIFICATION, cluster.TELL, cluster.ACKED):
-            if self.inbox is not None:
-                return self.inbox.receive(tag, payload)
-            return 0
-        if tag == cluster.CONTROL:
-            self.control_plane.on_request(payload)
-        elif tag == cluster.REPLY:
-            self.control_plane.on_reply(payload)
+            case cluster.DeliverExcept(user=user, envelope=envelope):
+                count = hub.broadcast(Outbound(envelope), user)
+                self.metrics.sent["broadcast"] += count
+                return count
+            case cluster.Committed() | cluster.Told() | cluster.Acknowledged() as event:
+                return self.inbox.receive(event) if self.inbox is not None else 0
+            case cluster.ControlRequest() as request:
+                self.control_plane.on_request(request)
+            case cluster.ControlReply() as reply:
+                self.control_plane.on_reply(reply)
         return 0
 
     async def send(
@@ -522,7 +520,7 @@ class Node:
             if isinstance(c, Session) and (client_id is None or c.client_id == client_id)
         ]
 
-    async def control(self, op: dict[str, Any], *, wait: float = 2.0) -> list[Any]:
+    async def control(self, op: cluster.Operation, *, wait: float = 2.0) -> list[Any]:
         """Run a control operation on every instance holding the user's connections
         (``control.ControlPlane.run``)."""
         return await self.control_plane.run(op, wait=wait)

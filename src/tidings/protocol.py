@@ -109,15 +109,21 @@ CLOSE_CODES: Final[Mapping[CloseCode, CloseInfo]] = {
 }
 
 
-def should_reconnect(code: int) -> bool:
-    """Client policy for a close code: reconnect unless the code says it cannot help.
+# Codes outside the table get a policy by range, as centrifuge's do: the lower half of
+# each application range (3000-3499, 4000-4499) is worth a reconnect, the upper half
+# (3500-3999, 4500-4999) is terminal. An operator choosing a code for the connection
+# control API picks the policy with the code. Everything else (1006 abnormal closure,
+# 1011, 1012 service restart, proxies' codes) is transport trouble: reconnect.
+TERMINAL_RANGES: Final = (range(3500, 4000), range(4500, 5000))
 
-    Codes tidings does not send (1006 abnormal closure, proxies' codes) reconnect.
-    """
+
+def should_reconnect(code: int) -> bool:
+    """Client policy for a close code: the table's for codes tidings sends, else by range
+    (``TERMINAL_RANGES`` give up, every other code reconnects)."""
     try:
         return CLOSE_CODES[CloseCode(code)].reconnect
     except (ValueError, KeyError):
-        return True
+        return not any(code in terminal for terminal in TERMINAL_RANGES)
 
 
 class ErrorCode(enum.StrEnum):

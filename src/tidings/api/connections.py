@@ -6,6 +6,7 @@ from __future__ import annotations
 import msgspec
 from aiohttp import web
 
+from .. import cluster
 from .http import ApiError, json_response, node_of, read_body
 
 
@@ -21,7 +22,7 @@ class UnsubscribeBody(msgspec.Struct, forbid_unknown_fields=True):
 
 async def list_connections(request: web.Request) -> web.Response:
     user = request.match_info["user_id"]
-    answers = await node_of(request).control({"op": "list", "user": user})
+    answers = await node_of(request).control(cluster.ListConnections(user=user))
     items = [conn for answer in answers for conn in answer]
     items.sort(key=lambda c: c["connectedAt"] or "")
     return json_response({"connections": items})
@@ -33,19 +34,18 @@ async def disconnect_user(request: web.Request) -> web.Response:
         raise ApiError(422, "code must be 1000, 1001 or 4000-4999")
     if len(body.reason.encode()) > 120:
         raise ApiError(422, "reason must be at most 120 bytes")
-    op = {
-        "op": "disconnect",
-        "user": request.match_info["user_id"],
-        "client": body.clientId,
-        "code": body.code,
-        "reason": body.reason,
-    }
+    op = cluster.Disconnect(
+        user=request.match_info["user_id"],
+        client=body.clientId,
+        code=body.code,
+        reason=body.reason,
+    )
     answers = await node_of(request).control(op)
     return json_response({"disconnected": sum(answers)})
 
 
 async def unsubscribe_user(request: web.Request) -> web.Response:
     body = await read_body(request, UnsubscribeBody)
-    op = {"op": "unsubscribe", "user": request.match_info["user_id"], "channel": body.channel}
+    op = cluster.UnsubscribeUser(user=request.match_info["user_id"], channel=body.channel)
     answers = await node_of(request).control(op)
     return json_response({"unsubscribed": sum(answers)})

@@ -32,45 +32,42 @@ class ControlPlane:
         self.node = node
         self._requests: dict[str, tuple[asyncio.Future[None], list[tuple[int, Any]]]] = {}
 
-    def apply(self, op: dict[str, Any]) -> Any:
+    def apply(self, op: cluster.Operation) -> Any:
         """Carry out one control operation on this node's connections of a user."""
-        sessions = self.node.local_sessions(op["user"], op.get("client"))
-        kind = op["op"]
-        if kind == "list":
-            return [
-                {
-                    **msgspec.to_builtins(s.status()),
-                    "remoteAddress": s.remote,
-                    "instance": self.node.instance_id,
-                }
-                for s in sessions
-            ]
-        if kind == "disconnect":
-            close = self.node.disconnect_local
-            return close(sessions, op["code"], op["reason"]) if close is not None else 0
-        if kind == "unsubscribe":
-            return sum(s.unsubscribe(op["channel"]) for s in sessions)
-        if kind == "sse_post":  # an SSE client's POST that reached another instance
-            post = self.node.sse_post_local
-            return post(sessions, op["body"]) if post is not None else None
-        if kind.startswith("room_"):  # rooms.Rooms.control: blocks, evictions
-            rooms = self.node.rooms
-            return rooms.control(sessions, op) if rooms is not None else 0
-        raise ValueError(f"unknown control operation {kind!r}")
+        client = op.client if isinstance(op, cluster.Disconnect | cluster.SsePost) else None
+        sessions = self.node.local_sessions(op.user, client)
+        match op:
+            case cluster.ListConnections():
+                return [
+                    {
+                        **msgspec.to_builtins(s.status()),
+                        "remoteAddress": s.remote,
+                        "instance": self.node.instance_id,
+                    }
+                    for s in sessions
+                ]
+            case cluster.Disconnect(code=code, reason=reason):
+                close = self.node.disconnect_local
+                return close(sessions, code, reason) if close is not None else 0
+            case cluster.UnsubscribeUser(channel=channel):
+                return sum(s.unsubscribe(channel) for s in sessions)
+            case cluster.SsePost(body=body):  # an SSE POST that reached another instance
+                post = self.node.sse_post_local
+                return post(sessions, body) if post is not None else None
+            case cluster.RoomBlocks() | cluster.RoomEvict():  # rooms.Rooms.control
+                rooms = self.node.rooms
+                return rooms.control(sessions, op) if rooms is not None else 0
+            case cluster.Stats():
+                return self.node.stats()
 
-    def on_request(self, payload: bytes) -> None:
-        """Answer another instance's request (a ``C`` payload) on its node topic."""
-        header, _ = cluster.split_header(payload)
-        if header["op"] == "stats":
-            held, result = 1, self.node.stats()
-        else:
-            held = len(self.node.local_sessions(header["user"]))
-            result = self.apply(header)
-        reply = cluster.with_header(
-            cluster.REPLY,
-            {"req": header["req"], "node": self.node.instance_id, "held": held, "result": result},
+    def on_request(self, request: cluster.ControlRequest) -> None:
+        """Answer another instance's request on its node topic."""
+        op = request.op
+        held = 1 if isinstance(op, cluster.Stats) else len(self.node.local_sessions(op.user))
+        reply = cluster.ControlReply(
+            req=request.req, node=self.node.instance_id, held=held, result=self.apply(op)
         )
-        self.node.spawn(self._send_reply(header["from"], reply))
+        self.node.spawn(self._send_reply(request.sender, cluster.encode(reply)))
 
     async def _send_reply(self, node_id: str, reply: bytes) -> None:
         try:
@@ -78,16 +75,15 @@ class ControlPlane:
         except BrokerError as exc:
             log.warning("control reply to %s lost: %s", node_id, exc)
 
-    def on_reply(self, payload: bytes) -> None:
-        """Record one instance's answer (an ``R`` payload) to a request of ours."""
-        header, _ = cluster.split_header(payload)
-        pending = self._requests.get(header["req"])
+    def on_reply(self, reply: cluster.ControlReply) -> None:
+        """Record one instance's answer to a request of ours."""
+        pending = self._requests.get(reply.req)
         if pending is not None:
-            pending[1].append((header["held"], header["result"]))
+            pending[1].append((reply.held, reply.result))
             if not pending[0].done():
                 pending[0].set_result(None)
 
-    async def run(self, op: dict[str, Any], *, wait: float = 2.0) -> list[Any]:
+    async def run(self, op: cluster.Operation, *, wait: float = 2.0) -> list[Any]:
         """Run a control operation on every instance holding the user's connections.
 
         Returns each answering instance's result. On a single instance, only its own.
@@ -98,13 +94,13 @@ class ControlPlane:
         if self.node.broker is None or self.node.registry is None:
             return [self.apply(op)]
         try:
-            expected = await self.node.registry.count(op["user"])
+            expected = await self.node.registry.count(op.user)
         except Exception as exc:
             raise BrokerError(f"registry unreachable: {exc}") from exc
-        return await self._gather(cluster.topic("user", op["user"]), op, expected, wait)
+        return await self._gather(cluster.topic("user", op.user), op, expected, wait)
 
     async def _gather(
-        self, topic: str, op: dict[str, Any], expected: int, wait: float
+        self, topic: str, op: cluster.Operation, expected: int, wait: float
     ) -> list[Any]:
         """Send a control request on ``topic``; collect replies until they account for
         ``expected`` (connections, or instances for stats) or ``wait`` runs out."""
@@ -115,15 +111,16 @@ class ControlPlane:
         results: list[tuple[int, Any]] = []
         self._requests[req] = (loop.create_future(), results)
         try:
-            header = {**op, "req": req, "from": self.node.instance_id}
-            await self.node.send(topic, cluster.with_header(cluster.CONTROL, header))
+            request = cluster.ControlRequest(req=req, sender=self.node.instance_id, op=op)
+            await self.node.send(topic, cluster.encode(request))
             async with asyncio.timeout(wait):
                 while sum(held for held, _ in results) < expected:
                     fut = loop.create_future()
                     self._requests[req] = (fut, results)
                     await fut
         except TimeoutError:
-            log.info("control %s: %d of %d answered in time", op["op"], len(results), expected)
+            tag = type(op).__struct_config__.tag
+            log.info("control %s: %d of %d answered in time", tag, len(results), expected)
         finally:
             del self._requests[req]
         return [result for _, result in results]
@@ -143,7 +140,7 @@ class ControlPlane:
             raise BrokerError(f"registry unreachable: {exc}") from exc
         # Live figures from every instance; one that does not answer in time is shown
         # with its last heartbeat's.
-        fresh = await self._gather(cluster.ALL, {"op": "stats"}, len(known), 2.0)
+        fresh = await self._gather(cluster.ALL, cluster.Stats(), len(known), 2.0)
         answered = {i.get("instance") for i in fresh}
         instances = fresh + [i for i in known if i.get("instance") not in answered]
         channels: dict[str, int] = {}

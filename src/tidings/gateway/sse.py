@@ -26,7 +26,7 @@ from typing import Final
 
 from aiohttp import web
 
-from .. import protocol
+from .. import cluster, protocol
 from ..api.http import BodyError, error_response, json_response, read_raw_body
 from ..auth import AuthError, Identity
 from ..broker import BrokerError
@@ -401,14 +401,13 @@ class SseEndpoint:
         node = self.node
         if node.registry is None:
             return None
-        op = {
-            "op": "sse_post",
-            "user": user_id,
-            "client": client_id,
+        op = cluster.SsePost(
+            user=user_id,
+            client=client_id,
             # Control messages are JSON: a body that is not UTF-8 was not valid JSON
             # either, and the session answers the replacement text the same way.
-            "body": body.decode(errors="replace"),
-        }
+            body=body.decode(errors="replace"),
+        )
         try:
             answers = await node.control(op)
         except BrokerError as exc:

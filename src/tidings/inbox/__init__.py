@@ -48,8 +48,6 @@ WEBHOOK_LEASE: Final = 300.0
 REORDER_WINDOW: Final = 1.0
 
 # A committed notification as it crosses the broker to the instances of its user.
-_ENCODER: Final = msgspec.json.Encoder()
-_NOTIFICATION: Final = msgspec.json.Decoder(Notification)
 
 MAX_RECIPIENTS: Final = 10_000
 MAX_TITLE: Final = 500
@@ -303,27 +301,26 @@ class Inbox:
             try:
                 await self.node.send(
                     cluster.topic("user", n.user_id),
-                    cluster.tagged(cluster.NOTIFICATION, _ENCODER.encode(n)),
+                    cluster.encode(cluster.Committed(n)),
                 )
             except BrokerError as exc:
                 log.warning("notification %s not sent over the cluster: %s", n.id, exc)
                 self.deliver(n)
 
-    def receive(self, tag: int, payload: bytes) -> int:
+    def receive(self, event: cluster.Committed | cluster.Told | cluster.Acknowledged) -> int:
         """Carry out an inbox event another instance (or this one) sent over the broker."""
-        if tag == cluster.NOTIFICATION:
-            return self.deliver(_NOTIFICATION.decode(payload[1:]))
-        header, envelope = cluster.split_header(payload)
-        sessions = self.node.local_sessions(header["u"])
+        if isinstance(event, cluster.Committed):
+            return self.deliver(event.notification)
+        sessions = self.node.local_sessions(event.user)
         for session in sessions:
-            for nid in header.get("pop", ()):
+            for nid in event.pop:
                 session.awaiting.pop(nid, None)
-        if tag == cluster.ACKED:
+        if isinstance(event, cluster.Acknowledged):
             return 0
-        out = Outbound(envelope)
+        out = Outbound(bytes(event.envelope))
         count = 0
         for session in sessions:
-            if session.client_id != header.get("s") and session.push(out):
+            if session.client_id != event.skip and session.push(out):
                 count += 1
         self.node.hub.messages_out += count
         self.node.metrics.sent["inbox_event"] += count
@@ -678,27 +675,27 @@ class Inbox:
             reply.send(data, reply_to=reply_to)
         if not changed:
             return
-        header: dict[str, Any] = {"u": user_id, "s": reply.client_id if reply else None}
-        if pop:
-            header["pop"] = changed
         envelope = self.node.envelope(self.node.new_id(), data.kind, data)
-        await self._to_user(user_id, cluster.TELL, header, envelope)
+        told = cluster.Told(
+            user=user_id,
+            skip=reply.client_id if reply else None,
+            pop=changed if pop else [],
+            envelope=msgspec.Raw(envelope),
+        )
+        await self._to_user(told)
 
-    async def _to_user(
-        self, user_id: str, tag: int, header: dict[str, Any], envelope: bytes = b""
-    ) -> None:
+    async def _to_user(self, event: cluster.Told | cluster.Acknowledged) -> None:
         """An inbox event for the user's connections on every instance (``receive`` on
         each); when the cluster cannot be reached, this instance's get it at least."""
-        payload = cluster.with_header(tag, header, envelope)
         try:
-            await self.node.send(cluster.topic("user", user_id), payload)
+            await self.node.send(cluster.topic("user", event.user), cluster.encode(event))
         except BrokerError as exc:
-            log.warning("inbox event for %s not sent over the cluster: %s", user_id, exc)
-            self.receive(tag, payload)
+            log.warning("inbox event for %s not sent over the cluster: %s", event.user, exc)
+            self.receive(event)
 
     async def ack(self, user_id: str, ids: Sequence[str]) -> list[str]:
         """Record acknowledgements; no tab of the user, on any instance, gets these again."""
-        await self._to_user(user_id, cluster.ACKED, {"u": user_id, "pop": list(ids)})
+        await self._to_user(cluster.Acknowledged(user=user_id, pop=list(ids)))
         return await self.store.ack(user_id, ids, now=self.node.clock())
 
     async def list(

@@ -23,7 +23,7 @@ from typing import Any
 
 import msgspec
 
-from .. import protocol
+from .. import cluster, protocol
 from ..broker import BrokerError
 from ..node import Node, iso_timestamp
 from ..presence import Presence, open_presence
@@ -102,7 +102,7 @@ class Rooms:
         """Session hook: see ``RoomConnections.on_close``."""
         self.live.on_close(session)
 
-    def control(self, sessions: list[Session], op: dict[str, Any]) -> int:
+    def control(self, sessions: list[Session], op: cluster.RoomBlocks | cluster.RoomEvict) -> int:
         """Node hook for ``room_*`` control operations: see ``RoomConnections.control``."""
         return self.live.control(sessions, op)
 
@@ -357,7 +357,7 @@ class Rooms:
         else:
             changed = await self.store.unblock(user_id, blocked_id)
         blocked = sorted(await self.store.blocked(user_id))
-        op = {"op": "room_blocks", "user": user_id, "blocked": blocked}
+        op = cluster.RoomBlocks(user=user_id, blocked=blocked)
         try:
             # Every instance holding the user's connections refilters them
             # (control.ControlPlane.apply).
@@ -405,7 +405,7 @@ class Rooms:
 
     async def _evict_everywhere(self, room_id: str, user_ids: list[str]) -> None:
         for user_id in user_ids:
-            op = {"op": "room_evict", "user": user_id, "room": room_id}
+            op = cluster.RoomEvict(user=user_id, room=room_id)
             try:
                 await self.node.control(op)
             except BrokerError as exc:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from .. import protocol
+from .. import cluster, protocol
 from ..protocol import ErrorCode
 from ..session import Session, State
 from . import rules as r
@@ -226,15 +226,13 @@ class RoomConnections:
         elif self.typing.stop(room_id, user_id):
             await self.publish_typing(room_id, user_id, False)
 
-    def control(self, sessions: list[Session], op: dict[str, Any]) -> int:
+    def control(self, sessions: list[Session], op: cluster.RoomBlocks | cluster.RoomEvict) -> int:
         """A room operation sent to every instance holding a user's connections
-        (``Node.control``): ``room_blocks`` (new block list) or ``room_evict`` (removed
-        from a room). Returns how many subscriptions it changed."""
-        if op["op"] == "room_blocks":
-            return self.refilter(sessions, op["blocked"])
-        if op["op"] == "room_evict":
-            return self.evict(sessions, op["room"])
-        raise ValueError(f"unknown room operation {op['op']!r}")
+        (``Node.control``): a new block list, or removal from a room. Returns how many
+        subscriptions it changed."""
+        if isinstance(op, cluster.RoomBlocks):
+            return self.refilter(sessions, op.blocked)
+        return self.evict(sessions, op.room)
 
     def refilter(self, sessions: list[Session], blocked: list[str]) -> int:
         """Give these connections (one user's) the hub filters of a new block list."""
