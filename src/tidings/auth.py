@@ -13,9 +13,12 @@ import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jwt
+
+if TYPE_CHECKING:
+    from .jwks import JwksSource
 
 log = logging.getLogger("tidings.auth")
 
@@ -29,12 +32,20 @@ ASYMMETRIC_ALGORITHMS = frozenset(
 
 
 class AuthError(Exception):
-    """A token that does not authenticate anyone."""
+    """A token that does not authenticate anyone.
 
-    def __init__(self, reason: str, *, expired: bool = False) -> None:
+    Attributes:
+        expired: the token was valid but has expired.
+        unavailable: the token could not be checked at all: the identity provider's keys
+            have never been fetched. Not the client's fault: refuse as a temporary failure
+            (HTTP 503, WebSocket 4000), never as a bad token.
+    """
+
+    def __init__(self, reason: str, *, expired: bool = False, unavailable: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.expired = expired
+        self.unavailable = unavailable
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +87,8 @@ class Verifier:
         secret: the HMAC secret, for HS* algorithms.
         public_key: a PEM public key, for asymmetric algorithms.
         jwks: a JWKS document (dict); the token's ``kid`` picks the key.
+        jwks_source: keys fetched from a JWKS URL (``jwks.JwksSource``); the drivers
+            await :meth:`ready` before :meth:`verify` so an unknown kid is fetched first.
         issuer, audience: checked when set.
         leeway: seconds of clock skew tolerated on ``exp``/``nbf``.
         clock: returns the current Unix time.
@@ -88,6 +101,7 @@ class Verifier:
         secret: str | None = None,
         public_key: str | None = None,
         jwks: dict[str, Any] | None = None,
+        jwks_source: JwksSource | None = None,
         issuer: str | None = None,
         audience: str | None = None,
         leeway: float = 10.0,
@@ -104,8 +118,10 @@ class Verifier:
             raise ValueError("do not mix HMAC and public-key JWT algorithms")
         if hmac and not secret:
             raise ValueError("HS* algorithms need a JWT secret")
-        if not hmac and not (public_key or jwks):
-            raise ValueError("public-key algorithms need a public key or a JWKS file")
+        if hmac and jwks_source is not None:
+            raise ValueError("a JWKS URL needs public-key algorithms (RS*, PS*, ES*, EdDSA)")
+        if not hmac and not (public_key or jwks or jwks_source):
+            raise ValueError("public-key algorithms need a public key, a JWKS file or URL")
         self._algorithms = algs
         # PyJWT warns on every decode with a short key; say it once, at start, instead.
         self._short_secret = bool(hmac) and len((secret or "").encode()) < MIN_HMAC_SECRET_BYTES
@@ -118,6 +134,7 @@ class Verifier:
         self._secret = secret
         self._public_key = public_key
         self._jwks = jwt.PyJWKSet.from_dict(jwks) if jwks else None
+        self._source = jwks_source
         self._issuer = issuer
         self._audience = audience
         self._leeway = leeway
@@ -131,9 +148,63 @@ class Verifier:
             raise ValueError(f"{path}: not a JWKS document (no 'keys' list)")
         return data
 
+    @property
+    def remote_keys(self) -> bool:
+        """Whether keys come from a JWKS URL (so drivers should await :meth:`ready`)."""
+        return self._source is not None
+
+    async def start(self) -> None:
+        """Fetch the keys of a JWKS URL, and keep them fresh until :meth:`stop`."""
+        if self._source is not None:
+            await self._source.start()
+
+    async def stop(self) -> None:
+        if self._source is not None:
+            await self._source.stop()
+
+    async def ready(self, token: str | None) -> None:
+        """Before :meth:`verify` in a coroutine: with a JWKS URL, fetch the keys now if the
+        token names a kid not held (rate-limited; see ``jwks.JwksSource.ensure``). Never
+        raises; a token that still has no key is refused by :meth:`verify`."""
+        if self._source is None or not token or len(token) > 16384:
+            return
+        try:
+            kid = jwt.get_unverified_header(token).get("kid")
+        except jwt.InvalidTokenError:
+            return
+        await self._source.ensure(kid if isinstance(kid, str) else None)
+
+    async def ready_for_frame(self, frame: bytes | str) -> None:
+        """:meth:`ready` for a client frame that may carry a token (``auth``, at the top
+        level or under ``data``/``payload``). Only parsed when a JWKS URL is in use and the
+        frame mentions a token, so other frames cost one substring search."""
+        if self._source is None:
+            return
+        raw = frame.encode() if isinstance(frame, str) else frame
+        if b'"token"' not in raw:
+            return
+        try:
+            msg = json.loads(raw)
+        except ValueError:
+            return
+        if not isinstance(msg, dict):
+            return
+        for holder in (msg, msg.get("data"), msg.get("payload")):
+            if isinstance(holder, dict) and isinstance(holder.get("token"), str):
+                await self.ready(holder["token"])
+                return
+
     def _key(self, token: str) -> Any:
         if self._hmac:
             return self._secret
+        if self._source is not None:
+            kid = jwt.get_unverified_header(token).get("kid")
+            key = self._source.key(kid if isinstance(kid, str) else None)
+            if key is not None:
+                return key
+            if not self._source.loaded:
+                raise AuthError("the identity provider's keys are not available", unavailable=True)
+            raise AuthError("no key in the JWKS matches the token's kid")
         if self._jwks is not None:
             kid = jwt.get_unverified_header(token).get("kid")
             for k in self._jwks.keys:

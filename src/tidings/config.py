@@ -48,6 +48,14 @@ SETTINGS: Final[dict[str, Spec]] = {
     "jwt_algorithms": Spec("list", ["HS256"], "accepted JWT algorithms (never taken from a token)"),
     "jwt_public_key_file": Spec("str", None, "PEM public key file for RS*/ES* tokens"),
     "jwt_jwks_file": Spec("str", None, "JWKS file for RS*/ES* tokens (kid selects the key)"),
+    "jwt_jwks_url": Spec(
+        "str", None, "an identity provider's JWKS URL for RS*/ES* tokens (fetched and cached)"
+    ),
+    "jwt_jwks_refresh_seconds": Spec("float", 300.0, "seconds between scheduled JWKS fetches"),
+    "jwt_jwks_min_refresh_seconds": Spec(
+        "float", 30.0, "at least this long between JWKS fetches caused by an unknown kid"
+    ),
+    "jwt_jwks_timeout": Spec("float", 5.0, "seconds for one JWKS fetch"),
     "jwt_issuer": Spec("str", None, "required iss claim"),
     "jwt_audience": Spec("str", None, "required aud claim"),
     "jwt_leeway": Spec("float", 10.0, "seconds of clock skew tolerated on exp/nbf"),
@@ -152,7 +160,9 @@ SETTINGS: Final[dict[str, Spec]] = {
         "proxy addresses or networks (CIDR) whose X-Forwarded-For is believed",
     ),
     "allowed_origins": Spec(
-        "list", [], "allowed Origin values for WebSocket connections (empty: any)"
+        "list",
+        [],
+        "allowed Origin values for WebSocket connections and browser (CORS) calls (empty: any)",
     ),
     "compression": Spec("bool", False, "accept permessage-deflate from clients"),
     "shutdown_timeout": Spec("float", 10.0, "seconds to finish in-flight API calls on shutdown"),
@@ -259,6 +269,8 @@ class Settings:
             "body_timeout",
             "ack_timeout",
             "retention_days",
+            "jwt_jwks_refresh_seconds",
+            "jwt_jwks_timeout",
         ]
         if v["rate_limit_enabled"]:
             timed.append("rate_limit_per_second")
@@ -270,6 +282,15 @@ class Settings:
                 raise ConfigError(f"setting {name!r} must not be negative, got {v[name]}")
         if v["sse_resume_seconds"] < 0:
             raise ConfigError("setting 'sse_resume_seconds' must not be negative")
+        if v["jwt_jwks_min_refresh_seconds"] < 0:
+            raise ConfigError("setting 'jwt_jwks_min_refresh_seconds' must not be negative")
+        jwks_url = v["jwt_jwks_url"]
+        if jwks_url and not jwks_url.startswith(("http://", "https://")):
+            raise ConfigError("setting 'jwt_jwks_url' must be an http:// or https:// URL")
+        if jwks_url and (v["jwt_jwks_file"] or v["jwt_public_key_file"]):
+            raise ConfigError(
+                "setting 'jwt_jwks_url' replaces 'jwt_jwks_file' and 'jwt_public_key_file'"
+            )
         if not 0 <= v["port"] <= 65535:
             raise ConfigError(f"setting 'port' must be 0..65535, got {v['port']}")
         for proxy in v["trusted_proxies"]:

@@ -30,6 +30,7 @@ from .cluster import Topics
 from .cluster.control import ControlPlane
 from .config import ConfigError, Settings
 from .hub import Hub, Outbound
+from .jwks import JwksSource
 from .metrics import Metrics
 from .tasks import TaskSet
 
@@ -75,10 +76,23 @@ def iso_timestamp(unix: float) -> str:
     )
 
 
-def build_verifier(settings: Settings, clock: Callable[[], float]) -> Verifier:
-    """The token verifier the settings describe."""
+def build_verifier(
+    settings: Settings,
+    clock: Callable[[], float],
+    monotonic: Callable[[], float] = time.monotonic,
+) -> Verifier:
+    """The token verifier the settings describe (a JWKS URL is fetched at its start())."""
     public_key = None
     jwks = None
+    source = None
+    if settings.jwt_jwks_url:
+        source = JwksSource(
+            settings.jwt_jwks_url,
+            refresh_every=settings.jwt_jwks_refresh_seconds,
+            min_interval=settings.jwt_jwks_min_refresh_seconds,
+            timeout=settings.jwt_jwks_timeout,
+            monotonic=monotonic,
+        )
     try:
         if settings.jwt_public_key_file:
             public_key = Path(settings.jwt_public_key_file).read_text()
@@ -95,13 +109,15 @@ def build_verifier(settings: Settings, clock: Callable[[], float]) -> Verifier:
             secret=settings.jwt_secret,
             public_key=public_key,
             jwks=jwks,
+            jwks_source=source,
             issuer=settings.jwt_issuer,
             audience=settings.jwt_audience,
             leeway=settings.jwt_leeway,
             clock=clock,
         )
     except ValueError as exc:
-        raise ConfigError(f"JWT settings (jwt_algorithms, jwt_secret, keys): {exc}") from None
+        setting = "jwt_jwks_url" if source is not None else "jwt_algorithms, jwt_secret, keys"
+        raise ConfigError(f"JWT settings ({setting}): {exc}") from None
 
 
 class Node:
@@ -126,7 +142,7 @@ class Node:
         self.clustered = settings.broker_url != "memory"
         self.hub = Hub(self._watch if self.clustered else None)
         self.access = Access(settings.namespaces)
-        self.verifier = build_verifier(settings, clock)
+        self.verifier = build_verifier(settings, clock, monotonic)
         self.started_at = clock()
         self.messages_in = 0
         # Ids are unique per node run: a random prefix, then a counter (cheap, ordered).
@@ -191,11 +207,12 @@ class Node:
     # --- the cluster --------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Join the cluster (a no-op on a single instance).
+        """Fetch a JWKS URL's keys, and join the cluster (a no-op on a single instance).
 
         Raises:
             BrokerError: Redis cannot be reached at start.
         """
+        await self.verifier.start()
         if not self.clustered:
             return
         from redis.asyncio import BlockingConnectionPool, Redis
@@ -226,7 +243,9 @@ class Node:
         broker.on_restored = self._restored
 
     async def stop(self) -> None:
-        """Leave the cluster: stop heartbeats, drop this instance's registry entries."""
+        """Leave the cluster: stop heartbeats, drop this instance's registry entries; stop
+        refreshing JWKS keys."""
+        await self.verifier.stop()
         if self._beat is not None:
             self._beat.cancel()
             self._beat = None

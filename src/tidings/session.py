@@ -158,6 +158,14 @@ class Session:
             identity = self.node.verifier.verify(token)
         except AuthError as exc:
             log.warning("rejected token for %s: %s", self.client_id, exc.reason)
+            if exc.unavailable:
+                # The identity provider's keys could not be fetched: the token may be fine.
+                self.node.metrics.auth_failures["unavailable"] += 1
+                reason = "token keys unavailable, try again later"
+                if self.state is State.OPEN:
+                    self.error(ErrorCode.UNAVAILABLE, reason, reply_to=reply_to)
+                    return None
+                return Close(CloseCode.INTERNAL_ERROR, reason)
             self.node.metrics.auth_failures["expired" if exc.expired else "invalid"] += 1
             reason = "token expired" if exc.expired else "invalid or expired token"
             if self.state is State.OPEN:

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from ..gateway.websocket import WebSocketEndpoint
 from ..node import Node
+from . import cors
 from .connections import disconnect_user, list_connections, unsubscribe_user
 from .http import (
     API_APP_KEY,
@@ -80,6 +81,7 @@ def build_api_app(node: Node, endpoint: WebSocketEndpoint) -> web.Application:
     app.router.add_get("/openapi.json", openapi)
     add_room_routes(app)
     add_user_routes(app)
+    cors.add_preflights(app)
     return app
 
 

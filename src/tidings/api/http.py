@@ -20,6 +20,7 @@ from ..gateway.websocket import WebSocketEndpoint
 from ..node import Node
 from ..protocol import MAX_JSON_DEPTH, json_depth_exceeded
 from ..ratelimit import TokenBucket
+from . import cors
 
 log = logging.getLogger("tidings.api")
 
@@ -154,6 +155,7 @@ def make_middleware(node: Node) -> Middleware:
     """JSON errors everywhere, and API-key checks (plus an optional rate limit) on /api."""
     keys = [k.encode() for k in node.settings.api_keys]
     rate = node.settings.api_rate_limit_per_second
+    origins = node.settings.allowed_origins
     buckets: dict[bytes, TokenBucket] = {}
 
     def check_key(request: web.Request) -> None:
@@ -178,18 +180,27 @@ def make_middleware(node: Node) -> Middleware:
             raise ApiError(401, "invalid API key") from None
         raise ApiError(403, "this endpoint needs a server API key, not a user token")
 
-    def check_user(request: web.Request) -> None:
+    async def check_user(request: web.Request) -> None:
         scheme, _, value = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not value.strip():
             raise ApiError(401, "missing token (Authorization: Bearer <jwt>)")
+        await node.verifier.ready(value.strip())  # a new kid: fetch the JWKS first
         try:
             request[USER_KEY] = node.verifier.verify(value.strip()).user_id
-        except AuthError:
+        except AuthError as exc:
+            if exc.unavailable:
+                raise ApiError(503, "token keys unavailable, try again later") from None
             raise ApiError(401, "invalid or expired token") from None
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        response = await respond(request, handler)
+        browser = cors.is_browser_route(request)
+        if browser and request.method == "OPTIONS":
+            response: web.StreamResponse = cors.preflight(request, origins)
+        else:
+            response = await respond(request, handler)
+            if browser:
+                cors.allow(request, response, origins)
         # The route template, never the path: user ids and notification ids stay out.
         info = request.match_info
         route = info.route.resource.canonical if info.route.resource else "unmatched"
@@ -206,12 +217,12 @@ def make_middleware(node: Node) -> Middleware:
             if request.path.startswith("/api/me/") or getattr(
                 request.match_info.handler, "user_token", False
             ):
-                check_user(request)
+                await check_user(request)
             elif request.path.startswith("/api/") and request.path != "/api/openapi.json":
                 check_key(request)
             return await handler(request)
         except ApiError as exc:
-            headers = {"Retry-After": "1"} if exc.status == 429 else None
+            headers = {"Retry-After": "1"} if exc.status in (429, 503) else None
             return error_response(exc.status, exc.message, headers)
         except BodyError as exc:
             response = error_response(exc.status, exc.message)

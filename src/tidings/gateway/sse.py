@@ -55,6 +55,8 @@ _PING: Final = b": ping\n\n"
 # even when there is nothing to replay.
 _OPENED: Final = b": open\n\n"
 _CORS_HEADERS: Final = "Authorization, Content-Type, Last-Event-ID"
+# _verify's answer when the identity provider's keys were never fetched: 503, not 401.
+UNAVAILABLE: Final = "token keys unavailable, try again later"
 
 
 class _Stream:
@@ -168,7 +170,10 @@ class SseEndpoint:
         return response
 
     def _error(self, request: web.Request, status: int, message: str) -> web.Response:
-        response = error_response(status, message)
+        if message == UNAVAILABLE:  # the identity provider, not the token, is at fault
+            status = 503
+        headers = {"Retry-After": "1"} if status == 503 else None
+        response = error_response(status, message, headers)
         self._cors(request, response)
         return response
 
@@ -180,6 +185,9 @@ class SseEndpoint:
         try:
             return self.node.verifier.verify(token)
         except AuthError as exc:
+            if exc.unavailable:
+                self.node.metrics.auth_failures["unavailable"] += 1
+                return UNAVAILABLE
             self.node.metrics.auth_failures["expired" if exc.expired else "invalid"] += 1
             return "token expired" if exc.expired else "invalid or expired token"
 
@@ -196,6 +204,7 @@ class SseEndpoint:
             refused = self._error(request, refusal.status, refusal.message)
             refused.headers["Retry-After"] = str(refusal.retry_after)
             return refused
+        await self.node.verifier.ready(token)
         identity = self._verify(token)
         if isinstance(identity, str):
             log.warning("rejected SSE stream: %s", identity)
@@ -352,7 +361,9 @@ class SseEndpoint:
 
     async def handle_post(self, request: web.Request) -> web.StreamResponse:
         """One client message, or a JSON array of them, for an open session."""
-        identity = self._verify(handshake_token(request, []))
+        token = handshake_token(request, [])
+        await self.node.verifier.ready(token)
+        identity = self._verify(token)
         if isinstance(identity, str):
             return self._error(request, 401, identity)
         client_id = request.match_info["client_id"]
@@ -368,6 +379,9 @@ class SseEndpoint:
             response = self._error(request, exc.status, exc.message)
             response.force_close()
             return response
+        if self.node.verifier.remote_keys:
+            for frame in client_frames(body):
+                await self.node.verifier.ready_for_frame(frame)  # an in-band auth's new kid
         if stream is not None and not stream.ended():
             accepted: int | None = self._deliver(stream, body)
         else:

@@ -287,6 +287,7 @@ class WebSocketEndpoint:
                 log.warning("rejected WebSocket from %s: server full", peer)
                 close = Close(CloseCode.TOO_MANY_CONNECTIONS, "server connection limit reached")
             else:
+                await node.verifier.ready(token)  # a new kid: fetch the JWKS first
                 close = session.authenticate(token)
             if close is None and session.state is State.AWAITING_AUTH:
                 timers.append(
@@ -342,6 +343,7 @@ class WebSocketEndpoint:
             if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
                 was_open = session.state is State.OPEN
                 expires_at = session.expires_at
+                await self.node.verifier.ready_for_frame(msg.data)
                 close = session.receive(msg.data)
                 if close is not None:
                     return close
