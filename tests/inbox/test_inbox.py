@@ -7,6 +7,8 @@ import json
 import time
 from typing import Any
 
+import pytest
+
 from tidings.inbox import CreateRequest
 
 from ..conftest import TIMEOUT, Harness, ServerFactory, recv, recv_type, request, token
@@ -390,17 +392,30 @@ async def test_default_catch_up_sends_every_unread(harness: Harness) -> None:
 
 
 async def test_webhook_for_unacked_signed_and_retried(make_server: ServerFactory) -> None:
-    """A notification unacked past webhook_delay is POSTed, HMAC-signed, retried on 5xx."""
+    """A notification unacked past webhook_delay is POSTed, signed (Standard Webhooks, which
+    the reference verifier accepts, and the old X-Tidings headers), retried on 5xx with the
+    same webhook-id."""
     from aiohttp import web
+    from standardwebhooks import Webhook, WebhookVerificationError
 
+    from tidings.delivery.webhook import verifier_secret
     from tidings.inbox.webhooks import signature
 
     received: list[tuple[dict[str, Any], bool]] = []
+    ids: list[str] = []
     answers = [500, 200]
+    verifier = Webhook(verifier_secret("hook-secret"))
 
     async def hook(request: web.Request) -> web.Response:
         body = await request.read()
         expected = signature("hook-secret", request.headers["X-Tidings-Timestamp"], body)
+        # The fake clock starts at the real time and moves 92 s: inside the verifier's
+        # 5-minute tolerance.
+        assert verifier.verify(body, dict(request.headers)) == json.loads(body)
+        tampered = body.replace(b"nia", b"nib")
+        with pytest.raises(WebhookVerificationError):
+            verifier.verify(tampered, dict(request.headers))
+        ids.append(request.headers["webhook-id"])
         received.append((json.loads(body), request.headers["X-Tidings-Signature"] == expected))
         return web.Response(status=answers.pop(0))
 
@@ -433,6 +448,7 @@ async def test_webhook_for_unacked_signed_and_retried(make_server: ServerFactory
         assert await inbox.send_webhooks() == 1
         assert await inbox.send_webhooks() == 0  # sent once, never again
         assert len(received) == 2
+        assert ids == [f"{nid}.unacked"] * 2
         for payload, signed in received:
             assert signed
             assert payload["event"] == "notification.unacked"

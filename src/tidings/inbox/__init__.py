@@ -466,7 +466,9 @@ class Inbox:
         sent = 0
         for n, attempts in due:
             payload = {"userId": n.user_id, "notification": view(n)}
-            ok = await self.webhooks.send("notification.unacked", payload, now=now)
+            ok = await self.webhooks.send(
+                "notification.unacked", payload, now=now, msg_id=f"{n.id}.unacked"
+            )
             tries = attempts + 1
             next_at = (
                 None

@@ -1,9 +1,11 @@
 """Outbound webhooks: signed POSTs telling a backend a notification went unacknowledged.
 
-Each request carries ``X-Tidings-Event``, ``X-Tidings-Timestamp`` and
-``X-Tidings-Signature: sha256=<hex>``, the HMAC-SHA256 of ``"<timestamp>.<body>"`` with
-the shared secret; a receiver recomputes it and rejects stale timestamps, which stops
-forgeries and replays. Any 2xx answer counts as delivered.
+Each request is signed with the Standard Webhooks scheme (``webhook-id``,
+``webhook-timestamp``, ``webhook-signature``; see ``delivery.webhook``), so a receiver
+checks it with an off-the-shelf verifier; ``webhook-id`` is the same on every retry of
+one event. The headers of the first release (``X-Tidings-Timestamp`` and
+``X-Tidings-Signature: sha256=<hex>``, the HMAC-SHA256 of ``"<timestamp>.<body>"``) are
+still sent for one more release. Any 2xx answer counts as delivered.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import Any
 
 import aiohttp
 import msgspec
+
+from ..delivery.webhook import Signer
 
 log = logging.getLogger("tidings.webhooks")
 
@@ -37,11 +41,12 @@ class WebhookSender:
     def __init__(self, url: str, secret: str, *, timeout: float = 10.0) -> None:
         self.url = url
         self._secret = secret
+        self._signer = Signer(secret)
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._http: aiohttp.ClientSession | None = None
 
-    async def send(self, event: str, payload: dict[str, Any], *, now: float) -> bool:
-        """One attempt; True on a 2xx answer."""
+    async def send(self, event: str, payload: dict[str, Any], *, now: float, msg_id: str) -> bool:
+        """One attempt; True on a 2xx answer. ``msg_id`` names the event (retries too)."""
         if self._http is None:
             self._http = aiohttp.ClientSession(timeout=self._timeout)
         body = msgspec.json.encode({"event": event, **payload})
@@ -51,6 +56,7 @@ class WebhookSender:
             "X-Tidings-Event": event,
             "X-Tidings-Timestamp": timestamp,
             "X-Tidings-Signature": signature(self._secret, timestamp, body),
+            **self._signer.headers(msg_id, now, body),
         }
         try:
             async with self._http.post(self.url, data=body, headers=headers) as response:
