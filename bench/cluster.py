@@ -30,8 +30,7 @@ import time
 from pathlib import Path
 
 import redis.asyncio as aioredis
-from redis.exceptions import RedisError
-from run import (
+from common import (
     API_KEY,
     HOST,
     SECRET,
@@ -44,6 +43,7 @@ from run import (
     connect_many,
     reach,
 )
+from redis.exceptions import RedisError
 from servers import (
     LOADGEN_CORE,
     SERVER_CORE,

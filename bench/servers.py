@@ -29,6 +29,9 @@ NOFILE = 65536
 # Both readiness lines end in the port: tidings prints
 # "tidings listening on http://HOST:PORT", the Node reference "listening on PORT".
 _LISTEN_RE = re.compile(r"listening on (?:https?://[^\s]*:)?(\d+)\s*$")
+# A server whose HTTP API is on another port (the picows reference) prints
+# "publish port PORT" before its listen line.
+_PUBLISH_RE = re.compile(r"publish port (\d+)\s*$")
 
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 _PAGE_KIB = os.sysconf("SC_PAGE_SIZE") // 1024
@@ -58,6 +61,8 @@ class RunningServer:
     proc: asyncio.subprocess.Process
     port: int
     log_path: Path
+    # Where POST /api/publish goes: the WebSocket port unless the server said otherwise.
+    publish_port: int = 0
     _drain: asyncio.Task[None] | None = field(default=None, repr=False)
 
     @property
@@ -242,7 +247,8 @@ def tidings_spec(secret: str, api_key: str) -> ServerSpec:
             "TIDINGS_API_KEYS": api_key,
             "TIDINGS_MAX_CONNECTIONS": "20000",
             "TIDINGS_LOG_LEVEL": "WARNING",
-            "TIDINGS_RATE_LIMIT_ENABLED": "false",
+            # Every protection stays on in every measured run: rate limits, the bounded
+            # outbox and its slow-consumer close, the inbox's commit before the answer.
             # A fresh store per run, never the repository's tidings.db; the inbox
             # scenarios replace it with their own.
             "TIDINGS_STORE_URL": os.path.join(
@@ -267,6 +273,21 @@ def _check_tidings_installed() -> None:
         raise ServerUnavailable(
             "tidings is not installed in .venv (no .venv/bin/tidings, `import tidings` fails)"
         )
+
+
+def ref_spec(name: str, secret: str, api_key: str) -> ServerSpec:
+    """A bare reference (bench/ref_aiohttp.py or bench/ref_picows.py): authenticate,
+    subscribe, fan out, nothing else; same tokens, API key and first message as tidings."""
+    return ServerSpec(
+        name=name,
+        argv=[str(VENV_BIN / "python"), str(BENCH_DIR / f"ref_{name}.py")],
+        env={"TIDINGS_JWT_SECRET": secret, "TIDINGS_API_KEYS": api_key},
+        cwd=REPO_DIR,
+        wants_user_id_param=False,
+        first_type="welcome",
+        api_key=api_key,
+        prepare=_check_tidings_installed,
+    )
 
 
 def node_spec(secret: str) -> ServerSpec:
@@ -346,7 +367,10 @@ async def start_server(
     assert proc.stdout is not None
     stdout = proc.stdout
 
+    publish_port = 0
+
     async def read_until_listening() -> int:
+        nonlocal publish_port
         while True:
             line = await stdout.readline()
             if not line:
@@ -356,7 +380,11 @@ async def start_server(
                 )
             log.write(line)
             log.flush()
-            m = _LISTEN_RE.search(line.decode(errors="replace"))
+            text = line.decode(errors="replace")
+            p = _PUBLISH_RE.search(text)
+            if p:
+                publish_port = int(p.group(1))
+            m = _LISTEN_RE.search(text)
             if m:
                 return int(m.group(1))
 
@@ -388,6 +416,8 @@ async def start_server(
         finally:
             log.close()
 
-    server = RunningServer(spec=spec, proc=proc, port=port, log_path=log_path)
+    server = RunningServer(
+        spec=spec, proc=proc, port=port, log_path=log_path, publish_port=publish_port or port
+    )
     server._drain = asyncio.create_task(drain())
     return server
