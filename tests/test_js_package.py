@@ -30,6 +30,8 @@ WEB = ROOT / "src" / "tidings" / "web"
 BUILT = ["tidings.js", "tidings.d.ts", "react.js", "react.d.ts"]
 ENTRIES = {"tidings": ["Client", "connect", "CLOSE_CODES", "VERSION", "PROTOCOL_VERSION"]}
 ENTRIES["tidings/react"] = ["useTidings"]
+# Entries for Node only (the server SDK uses node:crypto): not bundled for the browser.
+NODE_ENTRIES = {"tidings/server": ["TidingsServer", "TidingsError", "TransportError"]}
 
 
 def _npm(*args: str, cwd: Path) -> str:
@@ -116,7 +118,7 @@ async def test_served_files_are_a_fresh_build(package_tools: Path, tmp_path: Pat
 
 async def test_tarball_entry_points_import_in_node(scratch: Path) -> None:
     """Each entry point of the installed tarball imports in Node with its exports."""
-    for entry, names in ENTRIES.items():
+    for entry, names in {**ENTRIES, **NODE_ENTRIES}.items():
         script = (
             f"const m = await import({json.dumps(entry)});"
             "console.log(JSON.stringify(Object.keys(m).sort()));"
@@ -138,6 +140,9 @@ async def test_tarball_types_resolve(scratch: Path) -> None:
     (scratch / "use.ts").write_text(
         'import { Client, VERSION, type Notification } from "tidings";\n'
         'import { useTidings, type TidingsState } from "tidings/react";\n'
+        'import { TidingsServer, type Sent } from "tidings/server";\n'
+        'export const s: TidingsServer = new TidingsServer({ url: "http://x", apiKey: "k" });\n'
+        "export type Sends = Sent;\n"
         'const c: Client = new Client("ws://x/ws", "t");\n'
         "const n: number | null = c.unreadCount;\n"
         "const v: string = VERSION;\n"

@@ -613,7 +613,7 @@ class NotificationDeleted(NotificationRead, kw_only=True):
     kind: ClassVar[str] = "notification_deleted"
 
 
-class RoomMessage(ServerMessage, kw_only=True):
+class RoomMessage(ServerMessage, kw_only=True, omit_defaults=True):
     """``CHAT_MESSAGE``: a room message as events and history show it (guide 004's fields,
     plus ``seq``); a deleted message keeps its place with ``content`` null."""
 
@@ -627,6 +627,9 @@ class RoomMessage(ServerMessage, kw_only=True):
     isDeleted: bool
     createdAt: str
     editedAt: str | None
+    # From the user directory (docs/users.md); left out for an unregistered author.
+    authorName: str | None = None
+    authorImage: str | None = None
 
 
 class MessagePosted(RoomMessage, kw_only=True):
@@ -667,11 +670,12 @@ class MessageDeleted(MessageDeleteEvent, kw_only=True):
     kind: ClassVar[str] = "message_deleted"
 
 
-class TypingEvent(ServerMessage, kw_only=True):
+class TypingEvent(ServerMessage, kw_only=True, omit_defaults=True):
     kind: ClassVar[str] = "TYPING"
     userId: str
     roomId: str
     isTyping: bool
+    userName: str | None = None
 
 
 class TypingSent(ServerMessage, kw_only=True):
@@ -679,10 +683,12 @@ class TypingSent(ServerMessage, kw_only=True):
     roomId: str
 
 
-class UserJoined(ServerMessage, kw_only=True):
+class UserJoined(ServerMessage, kw_only=True, omit_defaults=True):
     kind: ClassVar[str] = "USER_JOINED"
     userId: str
     roomId: str
+    userName: str | None = None
+    userImage: str | None = None
 
 
 class UserLeft(UserJoined, kw_only=True):

@@ -616,3 +616,39 @@ async def test_posting_is_rate_limited_per_user(clock: Clock) -> None:
         await post(h, "bob", "bob is not limited by alice")
         clock.now += 1.0
         await post(h, "alice", "three")
+
+
+async def test_events_name_registered_users(h: Harness, clock: Clock) -> None:
+    """CHAT_MESSAGE, history, TYPING and USER_JOINED carry guide 004's authorName /
+    authorImage / userName / userImage from the user directory; unregistered users get
+    none of those fields; a rename shows once the cache's ttl has passed."""
+    await make_room(h)
+    alice = {"name": "Alice", "avatarUrl": "https://img.example/alice.png"}
+    assert (await h.api("PUT", "/api/users/alice", alice))[0] == 201
+    async with h.client("bob") as b:
+        await joined(b, "room:r1")
+        await joined(b, "room:r1:typing")
+        await joined(b, "room:r1:online")
+        async with h.client("alice") as a:
+            await joined(a, "room:r1")
+            online = await next_event(b, "USER_JOINED")
+            assert online["data"]["userName"] == "Alice"
+            assert online["data"]["userImage"] == alice["avatarUrl"]
+            typing = {"type": "TYPING", "payload": {"roomId": "r1", "isTyping": True}}
+            await request(a, typing)
+            assert (await next_event(b, "TYPING"))["data"]["userName"] == "Alice"
+            await post(h, "alice", "hello")
+            msg = (await next_event(b, "CHAT_MESSAGE"))["data"]
+            assert (msg["authorName"], msg["authorImage"]) == ("Alice", alice["avatarUrl"])
+        await post(h, "bob", "hi")  # bob is not registered
+        mine = (await next_event(b, "CHAT_MESSAGE"))["data"]
+        assert "authorName" not in mine
+        assert "authorImage" not in mine
+        status, page = await as_user(h, "bob", "GET", "/api/rooms/r1/messages")
+        assert status == 200
+        names = [m.get("authorName") for m in page["messages"]]
+        assert names == [None, "Alice"]
+        await h.api("PUT", "/api/users/alice", {"name": "Alicia"})
+        clock.now += 31  # past the cache's ttl
+        await post(h, "alice", "renamed")
+        assert (await next_event(b, "CHAT_MESSAGE"))["data"]["authorName"] == "Alicia"

@@ -25,6 +25,7 @@ import msgspec
 
 from .. import cluster, protocol
 from ..broker import BrokerError
+from ..directory import NOBODY, Profile, Profiles
 from ..node import Node, iso_timestamp
 from ..presence import Presence, open_presence
 from ..ratelimit import TokenBucket
@@ -77,6 +78,8 @@ class Rooms:
         self.live = RoomConnections(self, typing_ttl=typing_ttl, typing_throttle=typing_throttle)
         # Posts per user (HTTP and WebSocket alike), on the client rate-limit settings.
         self._post_buckets: dict[str, TokenBucket] = {}
+        # Authors' names and avatars for the events (the user directory), cached.
+        self.profiles = Profiles(store, node.monotonic)
 
     @classmethod
     def from_settings(cls, node: Node, store: Store) -> Rooms:
@@ -195,7 +198,7 @@ class Rooms:
             raise r.not_member()
         return member
 
-    def view(self, msg: RoomMessage) -> protocol.RoomMessage:
+    def view(self, msg: RoomMessage, author: Profile = NOBODY) -> protocol.RoomMessage:
         return r.message_view(
             message_id=msg.id,
             room_id=msg.room_id,
@@ -205,6 +208,8 @@ class Rooms:
             created_at=iso_timestamp(msg.created_at),
             edited_at=None if msg.edited_at is None else iso_timestamp(msg.edited_at),
             deleted=msg.deleted_at is not None,
+            author_name=author[0],
+            author_image=author[1],
         )
 
     async def post(
@@ -221,7 +226,7 @@ class Rooms:
         msg = await self.store.add_message(room_id, user_id, text, now=self.node.clock())
         if msg is None:  # the room was deleted meanwhile
             raise r.not_member()
-        view = self.view(msg)
+        view = self.view(msg, await self.profiles.get(user_id))
         channels = r.channels(room_id)
         if self.live.typing.stop(room_id, user_id):
             await self.live.publish_typing(room_id, user_id, False)
@@ -257,7 +262,7 @@ class Rooms:
         edited = await self.store.edit_message(room_id, message_id, text, now=self.node.clock())
         if edited is None:
             raise RoomError(404, "no such message")
-        view = self.view(edited)
+        view = self.view(edited, await self.profiles.get(edited.author_id))
         await self.emit(r.channels(room_id).messages, r.edit_event(view))
         return view
 
@@ -290,9 +295,10 @@ class Rooms:
             room_id, before_seq=before_seq, limit=limit, exclude_authors=blocked
         )
         more = len(rows) == limit and rows[-1].seq > 1
+        authors = await self.profiles.many(m.author_id for m in rows)
         return protocol.RoomHistoryPage(
             roomId=room_id,
-            messages=[self.view(m) for m in rows],
+            messages=[self.view(m, authors[m.author_id]) for m in rows],
             nextBeforeSeq=rows[-1].seq if more else None,
         )
 

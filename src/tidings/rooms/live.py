@@ -188,7 +188,11 @@ class RoomConnections:
     async def _publish_online(
         self, room_id: str, event: type[protocol.UserJoined], user_id: str
     ) -> None:
-        await self.rooms.emit(r.channels(room_id).online, event(userId=user_id, roomId=room_id))
+        name, image = await self.rooms.profiles.get(user_id)
+        await self.rooms.emit(
+            r.channels(room_id).online,
+            event(userId=user_id, roomId=room_id, userName=name, userImage=image),
+        )
 
     async def tick(self) -> None:
         """Expire typing and settle presence whose grace period is over (node.monotonic)."""
@@ -207,8 +211,9 @@ class RoomConnections:
             await self._publish_online(room_id, protocol.UserLeft, user_id)
 
     async def publish_typing(self, room_id: str, user_id: str, is_typing: bool) -> None:
+        name, _ = await self.rooms.profiles.get(user_id)
         await self.rooms.emit(
-            r.channels(room_id).typing, r.typing_event(room_id, user_id, is_typing)
+            r.channels(room_id).typing, r.typing_event(room_id, user_id, is_typing, name)
         )
 
     def _subscribed_to(self, session: Session, room_id: str) -> bool:

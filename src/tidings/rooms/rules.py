@@ -151,6 +151,8 @@ def message_view(
     created_at: str,
     edited_at: str | None,
     deleted: bool,
+    author_name: str | None = None,
+    author_image: str | None = None,
 ) -> RoomMessage:
     """A message as ``CHAT_MESSAGE`` and history show it (guide 004's fields, plus ``seq``);
     a deleted message keeps its place with ``content`` null and ``isDeleted`` true."""
@@ -164,6 +166,8 @@ def message_view(
         isDeleted=deleted,
         createdAt=created_at,
         editedAt=edited_at,
+        authorName=author_name,
+        authorImage=author_image,
     )
 
 
@@ -191,9 +195,11 @@ def delete_event(view: RoomMessage, deleted_by: str) -> MessageDeleteEvent:
     )
 
 
-def typing_event(room_id: str, user_id: str, is_typing: bool) -> TypingEvent:
+def typing_event(
+    room_id: str, user_id: str, is_typing: bool, user_name: str | None = None
+) -> TypingEvent:
     """``TYPING``, as guide 004 shows it."""
-    return TypingEvent(userId=user_id, roomId=room_id, isTyping=is_typing)
+    return TypingEvent(userId=user_id, roomId=room_id, isTyping=is_typing, userName=user_name)
 
 
 # --- blocking -----------------------------------------------------------------------------
