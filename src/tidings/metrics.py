@@ -232,7 +232,7 @@ class Collector:
         yield GaugeMetricFamily(
             "tidings_broker_up",
             "1 while the broker link is up (always 1 on a single instance)",
-            value=1 if node.broker is None or node.broker.healthy else 0,
+            value=1 if node.broker.healthy else 0,
         )
         yield m.broker_publish_seconds.family(
             "tidings_broker_publish_seconds", "Broker publish calls, from call to accepted"

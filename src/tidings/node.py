@@ -2,9 +2,10 @@
 
 This is also the embedding API: code in the same process awaits ``publish``,
 ``send_to_user``, ``send_to_role`` and ``broadcast``. Each serializes its message once.
-On a single instance (``broker_url = "memory"``) the bytes go straight to the hub,
-with no task switch; in a cluster they cross the broker once and every node's
-``route`` hands them to its own hub (``cluster/__init__.py`` has the wire format).
+Every message goes through the broker: on a single instance (``broker_url =
+"memory"``) the in-process broker hands it to ``route`` before ``publish`` returns, with
+no task switch and no copy; in a cluster it crosses Redis once and every node's ``route``
+hands it to its own hub. One path either way (``cluster/__init__.py`` has the messages).
 """
 
 from __future__ import annotations
@@ -23,8 +24,7 @@ import msgspec
 
 from . import cluster, protocol
 from .auth import Verifier
-from .broker import Broker, BrokerError, HistoryResult, StreamPosition
-from .broker.memory import MemoryExchange
+from .broker import Broker, BrokerError, HistoryResult, StreamPosition, open_broker
 from .channels import Access, NamespacePolicy, is_valid_channel
 from .cluster import Topics
 from .cluster.control import ControlPlane
@@ -32,11 +32,11 @@ from .config import ConfigError, Settings
 from .hub import Hub, Outbound
 from .jwks import JwksSource
 from .metrics import Metrics
+from .registry import Registry, open_registry
 from .tasks import TaskSet
 
 if TYPE_CHECKING:
     from .inbox import Inbox
-    from .registry.redis import RedisRegistry
     from .rooms import Rooms
     from .session import Session
 
@@ -66,7 +66,6 @@ class _Data(msgspec.Struct):
 
 
 _DATA_DECODER = msgspec.json.Decoder(_Data)
-_UNKNOWN: Any = object()
 
 
 def iso_timestamp(unix: float) -> str:
@@ -153,11 +152,24 @@ class Node:
         self.inbox: Inbox | None = None
         self.rooms: Rooms | None = None
         self.metrics = Metrics()
-        # Channel history of a single instance (a cluster keeps it in the broker).
-        self._history = MemoryExchange(clock=monotonic)
-        self.broker: Broker | None = None
-        self.topics: Topics | None = None
-        self.registry: RedisRegistry | None = None
+        self.broker: Broker = open_broker(
+            settings.broker_url,
+            prefix=settings.broker_prefix,
+            clock=monotonic,
+            encode=cluster.encode,
+            decode=cluster.decode,
+        )
+        self.topics = Topics(self.broker)
+        self.registry: Registry | None = open_registry(
+            settings.broker_url,
+            self.instance_id,
+            prefix=settings.broker_prefix,
+            ttl=3 * settings.cluster_heartbeat,
+        )
+        # The message this node is publishing right now: the memory broker delivers it
+        # (this very object) inside ``publish``, and ``route``'s count for it is kept.
+        self._inflight: object = None
+        self._inflight_count: int | None = None
         # Closes local connections for the connection control API (set by the server).
         self.disconnect_local: Callable[[list[Session], int, str], int] | None = None
         # Hands a POSTed SSE body to the session here (None: not here); set by gateway/sse.py.
@@ -207,40 +219,20 @@ class Node:
     # --- the cluster --------------------------------------------------------------------
 
     async def start(self) -> None:
-        """Fetch a JWKS URL's keys, and join the cluster (a no-op on a single instance).
+        """Fetch a JWKS URL's keys, start the broker and, in a cluster, the heartbeat.
 
         Raises:
             BrokerError: Redis cannot be reached at start.
         """
         await self.verifier.start()
-        if not self.clustered:
-            return
-        from redis.asyncio import BlockingConnectionPool, Redis
-
-        from .broker.redis import RedisBroker
-        from .registry.redis import RedisRegistry
-
-        s = self.settings
-        broker = RedisBroker(s.broker_url, prefix=s.broker_prefix)
-        self.broker = broker
-        self.topics = Topics(broker)
-        # Blocking pool: a burst of connections waits for a Redis connection instead of
-        # failing the cluster-wide cap check (the default pool raises when exhausted).
-        pool = BlockingConnectionPool.from_url(
-            s.broker_url, max_connections=32, timeout=5, socket_connect_timeout=5
-        )
-        self.registry = RedisRegistry(
-            Redis.from_pool(pool),
-            self.instance_id,
-            prefix=s.broker_prefix,
-            ttl=3 * s.cluster_heartbeat,
-        )
+        broker = self.broker
         await broker.start(self._on_publication)
         await broker.subscribe(cluster.ALL)
         await broker.subscribe(cluster.topic("node", self.instance_id))
-        await self._heartbeat_once()
-        self._beat = asyncio.get_running_loop().create_task(self._heartbeat())
         broker.on_restored = self._restored
+        if self.registry is not None:
+            await self._heartbeat_once()
+            self._beat = asyncio.get_running_loop().create_task(self._heartbeat())
 
     async def stop(self) -> None:
         """Leave the cluster: stop heartbeats, drop this instance's registry entries; stop
@@ -250,13 +242,11 @@ class Node:
             self._beat.cancel()
             self._beat = None
         await self._tasks.drain(self.settings.shutdown_timeout)
-        if self.topics is not None:
-            await self.topics.settle()
+        await self.topics.settle()
         if self.registry is not None:
             await self.registry.leave()
             await self.registry.close()
-        if self.broker is not None:
-            await self.broker.close()
+        await self.broker.close()
 
     async def _heartbeat_once(self) -> None:
         assert self.registry is not None
@@ -299,9 +289,9 @@ class Node:
                 continue
             name = cluster.topic("ch", channel)
             if result.recoverable:
-                for pub_offset, payload in result.publications:
+                for pub_offset, message in result.publications:
                     if pub_offset > self._positions.get(channel, (0, ""))[0]:
-                        self.route(name, payload, StreamPosition(pub_offset, result.position.epoch))
+                        self.route(name, message, StreamPosition(pub_offset, result.position.epoch))
                 continue
             top, new_epoch = result.position
             self._positions[channel] = (top, new_epoch)
@@ -315,18 +305,16 @@ class Node:
     def _watch(self, kind: str, name: str, active: bool) -> None:
         if kind == "ch" and not active:
             self._positions.pop(name, None)
-        if self.topics is not None:
-            self.topics.change(cluster.topic(kind, name), active)
+        self.topics.change(cluster.topic(kind, name), active)
 
     async def ready(self, kind: str, name: str) -> None:
         """Wait until this node listens on the broker for ``kind:name`` (if joining)."""
-        if self.topics is not None:
-            pending = self.topics.pending(cluster.topic(kind, name))
-            if pending is not None:
-                await asyncio.shield(pending)
+        pending = self.topics.pending(cluster.topic(kind, name))
+        if pending is not None:
+            await asyncio.shield(pending)
 
     def is_ready(self, kind: str, name: str) -> bool:
-        return self.topics is None or self.topics.pending(cluster.topic(kind, name)) is None
+        return self.topics.pending(cluster.topic(kind, name)) is None
 
     async def join(self, session: Session) -> bool:
         """Count a new connection in the cluster; False if its user is over the cap.
@@ -352,7 +340,7 @@ class Node:
             self.spawn(self._leave(registry, session.user_id, session.client_id))
 
     @staticmethod
-    async def _leave(registry: RedisRegistry, user_id: str, client_id: str) -> None:
+    async def _leave(registry: Registry, user_id: str, client_id: str) -> None:
         try:
             await registry.remove(user_id, client_id)
         except Exception as exc:
@@ -360,29 +348,32 @@ class Node:
 
     # --- delivery: one handler for both modes -------------------------------------------
 
-    def _on_publication(self, topic: str, payload: bytes, position: StreamPosition | None) -> None:
-        self.route(topic, payload, position)
+    def _on_publication(
+        self, topic: str, message: cluster.NodeMessage, position: StreamPosition | None
+    ) -> None:
+        count = self.route(topic, message, position)
+        if message is self._inflight:
+            self._inflight_count = count
 
     def route(
-        self, topic: str, payload: bytes, position: StreamPosition | None, data: Any = _UNKNOWN
+        self, topic: str, message: cluster.NodeMessage, position: StreamPosition | None
     ) -> int:
-        """Deliver one publication to this node's connections; returns how many took it.
+        """Deliver one node message to this node's connections; returns how many took it.
 
-        The broker calls this for every publication on a topic this node listens on;
-        a single instance calls it directly.
+        The broker calls this for every publication on a topic this node listens on.
         """
         hub = self.hub
-        match cluster.decode(payload):
-            case cluster.Deliver(envelope=envelope):
+        match message:
+            case cluster.Deliver(envelope=envelope, data=data):
                 kind, _, name = topic.partition(":")
                 if kind == "ch":
                     offset = 0
                     if position is not None:
                         offset = position.offset
                         envelope = cluster.with_position(envelope, offset, position.epoch)
-                        if self.broker is not None:
+                        if self.clustered:
                             self._positions[name] = (offset, position.epoch)
-                    if data is _UNKNOWN:  # from the broker: decoded only if a filter needs it
+                    if data is msgspec.UNSET:  # from the wire: decoded only if a filter needs it
                         data = (
                             _DATA_DECODER.decode(envelope).data if hub.has_filters(name) else None
                         )
@@ -411,30 +402,33 @@ class Node:
         return 0
 
     async def send(
-        self, topic: str, payload: bytes, policy: NamespacePolicy | None = None
+        self, topic: str, message: cluster.NodeMessage, policy: NamespacePolicy | None = None
     ) -> tuple[int | None, StreamPosition | None]:
-        """Deliver ``payload`` on ``topic`` to every node (``route`` on each).
+        """Deliver ``message`` on ``topic`` to every node (``route`` on each).
 
         Returns:
-            Local deliveries (single instance; None in a cluster) and the stream
+            This node's deliveries when the broker made them before returning (the
+            memory broker of a single instance; None in a cluster), and the stream
             position when ``policy`` keeps history.
         Raises:
             BrokerError: the cluster cannot be reached; nothing was delivered.
         """
         size = policy.history_size if policy is not None else 0
         ttl = policy.history_ttl if policy is not None else 0.0
-        broker = self.broker
-        if broker is None:
-            position = self._history.publish(topic, payload, size, ttl) if size else None
-            return self.route(topic, payload, position), position
         started = self.monotonic()
+        outer = self._inflight, self._inflight_count
+        self._inflight, self._inflight_count = message, None
         try:
-            position = await broker.publish(topic, payload, history_size=size, history_ttl=ttl)
+            position = await self.broker.publish(topic, message, history_size=size, history_ttl=ttl)
         except BrokerError:
             self.broker_errors += 1
             raise
-        self.metrics.broker_publish_seconds.observe(self.monotonic() - started)
-        return None, position
+        finally:
+            count = self._inflight_count
+            self._inflight, self._inflight_count = outer
+        if self.clustered:
+            self.metrics.broker_publish_seconds.observe(self.monotonic() - started)
+        return count, position
 
     async def history(
         self, channel: str, since: StreamPosition | None, limit: int
@@ -444,10 +438,7 @@ class Node:
         Raises:
             BrokerError: the cluster cannot be reached.
         """
-        name = cluster.topic("ch", channel)
-        if self.broker is None:
-            return self._history.history(name, since, limit)
-        return await self.broker.history(name, since, limit)
+        return await self.broker.history(cluster.topic("ch", channel), since, limit)
 
     # --- publish path (also the embedding API) -----------------------------------------
 
@@ -456,55 +447,41 @@ class Node:
         if not kind or len(kind) > 64:
             raise PublishError("type must be 1 to 64 characters")
 
-    def _publication(self, channel: str, kind: str, data: Any) -> tuple[str, bytes]:
+    def _publication(self, channel: str, kind: str, data: Any) -> tuple[str, cluster.Deliver]:
         if not is_valid_channel(channel):
             raise PublishError(f"invalid channel name {channel[:80]!r}")
         self._check_type(kind)
         msg_id = self.new_id()
         envelope = protocol.envelope(msg_id, kind, self.now_iso(), data, channel=channel)
-        return msg_id, cluster.tagged(cluster.MESSAGE, envelope)
-
-    def publish_now(self, channel: str, kind: str, data: Any) -> Sent:
-        """``publish`` on a single instance, without awaiting (the client publish path)."""
-        assert self.broker is None, "a cluster publishes through the broker: await publish()"
-        started = self.monotonic()
-        msg_id, payload = self._publication(channel, kind, data)
-        policy = self.access.policy(channel)
-        name = cluster.topic("ch", channel)
-        size = policy.history_size
-        position = self._history.publish(name, payload, size, policy.history_ttl) if size else None
-        count = self.route(name, payload, position, data)
-        self.metrics.publish_seconds.observe(self.monotonic() - started)
-        return Sent(msg_id, count, position)
+        return msg_id, cluster.Deliver(envelope, data)
 
     async def publish(self, channel: str, kind: str, data: Any) -> Sent:
         """Publish to a channel's subscribers on every instance (their filters apply).
+
+        On a single instance nothing is awaited that suspends: the publication is written
+        to its subscribers' sockets before this returns.
 
         Raises:
             PublishError: invalid channel name or type.
             BrokerError: the cluster cannot be reached; nothing was published.
         """
-        if self.broker is None:
-            return self.publish_now(channel, kind, data)
         started = self.monotonic()
-        msg_id, payload = self._publication(channel, kind, data)
+        msg_id, message = self._publication(channel, kind, data)
         policy = self.access.policy(channel)
-        count, position = await self.send(cluster.topic("ch", channel), payload, policy)
+        count, position = await self.send(cluster.topic("ch", channel), message, policy)
         self.metrics.publish_seconds.observe(self.monotonic() - started)
         return Sent(msg_id, count, position)
 
-    def _direct(
-        self, kind: str, data: Any, tag: int = cluster.MESSAGE, head: bytes = b""
-    ) -> tuple[str, bytes]:
-        """A message for connections (no channel), serialized once and tagged for ``send``."""
+    def _direct(self, kind: str, data: Any) -> tuple[str, bytes]:
+        """A message for connections (no channel), serialized once."""
         self._check_type(kind)
         msg_id = self.new_id()
-        return msg_id, cluster.tagged(tag, head) + self.envelope(msg_id, kind, data)
+        return msg_id, self.envelope(msg_id, kind, data)
 
     async def send_to_user(self, user_id: str, kind: str, data: Any) -> Sent:
         """Send to every connection of one user, on every instance."""
-        msg_id, payload = self._direct(kind, data)
-        count, _ = await self.send(cluster.topic("user", user_id), payload)
+        msg_id, envelope = self._direct(kind, data)
+        count, _ = await self.send(cluster.topic("user", user_id), cluster.Deliver(envelope))
         if count is None and self.registry is not None:
             try:
                 count = await self.registry.count(user_id)
@@ -514,18 +491,19 @@ class Node:
 
     async def send_to_role(self, role: str, kind: str, data: Any) -> Sent:
         """Send to every connection whose token holds ``role``."""
-        msg_id, payload = self._direct(kind, data)
-        count, _ = await self.send(cluster.topic("role", role), payload)
+        msg_id, envelope = self._direct(kind, data)
+        count, _ = await self.send(cluster.topic("role", role), cluster.Deliver(envelope))
         return Sent(msg_id, count)
 
     async def broadcast(self, kind: str, data: Any, *, exclude_user: str | None = None) -> Sent:
         """Send to every connection, optionally skipping one user's."""
-        if exclude_user is None:
-            msg_id, payload = self._direct(kind, data)
-        else:
-            head = exclude_user.encode() + b"\0"
-            msg_id, payload = self._direct(kind, data, cluster.EXCEPT_USER, head)
-        count, _ = await self.send(cluster.ALL, payload)
+        msg_id, envelope = self._direct(kind, data)
+        message: cluster.NodeMessage = (
+            cluster.Deliver(envelope)
+            if exclude_user is None
+            else cluster.DeliverExcept(exclude_user, envelope)
+        )
+        count, _ = await self.send(cluster.ALL, message)
         return Sent(msg_id, count)
 
     # --- connection control over the cluster -------------------------------------------

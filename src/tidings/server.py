@@ -60,11 +60,10 @@ def build_app(node: Node, endpoint: WebSocketEndpoint) -> web.Application:
     app[api.NODE_KEY] = node
 
     def pubsub() -> dict[str, Any]:
-        broker = node.broker
-        up = broker is None or broker.healthy
+        up = node.broker.healthy
         return {
             "isHealthy": up,
-            "broker": "memory" if broker is None else "redis",
+            "broker": "redis" if node.clustered else "memory",
             "instance": node.instance_id,
             "publisherConnected": up,
             "subscriberConnected": up,

@@ -401,7 +401,7 @@ class Session:
     ) -> None:
         channel = cmd.channel
         top = 0
-        recovered: list[tuple[int, bytes]] = []
+        recovered: list[tuple[int, cluster.Deliver]] = []
         epoch = ""
         try:
             await self.node.ready("ch", channel)
@@ -429,8 +429,8 @@ class Session:
         if self.state is not State.OPEN or not self.node.hub.is_subscribed(self, channel):
             return  # closed or unsubscribed meanwhile
         self.send(reply, channel=channel, reply_to=cmd.id)
-        for offset, payload in recovered:
-            envelope = cluster.with_position(payload[1:], offset, epoch, recovered=True)
+        for offset, publication in recovered:
+            envelope = cluster.with_position(publication.envelope, offset, epoch, recovered=True)
             self.push(Outbound(envelope, channel, offset))
         last = recovered[-1][0] if recovered else 0
         for message in held:
@@ -461,17 +461,9 @@ class Session:
         if denied:
             self.error(ErrorCode.FORBIDDEN, denied, reply_to=cmd.id, channel=cmd.channel)
             return
-        if self.node.clustered:
-            # Tasks start in order and the broker takes publications in call order, so
-            # one client's publications keep their order.
-            self.node.spawn(self._publish_async(cmd))
-            return
-        try:
-            sent = self.node.publish_now(cmd.channel, cmd.event, cmd.data)
-        except PublishError as exc:
-            self.error(ErrorCode.INVALID_MESSAGE, str(exc), reply_to=cmd.id)
-            return
-        self._published(cmd, sent.id)
+        # Tasks start in order and the broker takes publications in call order, so one
+        # client's publications keep their order.
+        self.node.spawn(self._publish_async(cmd))
 
     async def _publish_async(self, cmd: protocol.Publish) -> None:
         try:

@@ -396,7 +396,63 @@ async def test_binary_payloads_round_trip(cluster: Cluster) -> None:
     assert (await a.history("ch:bin")).publications == [(1, payload)]
 
 
+# --- memory only --------------------------------------------------------------------------
+
+
+async def test_memory_delivers_the_same_object_before_publish_returns() -> None:
+    """MemoryBroker calls the handlers inside publish, with the very object published
+    (no copy, no encoding), and keeps that object in history."""
+    exchange = MemoryExchange()
+    a, b = MemoryBroker(exchange), MemoryBroker(exchange)
+    seen_a, seen_b = Recorder(), Recorder()
+    await a.start(seen_a)
+    await b.start(seen_b)
+    await b.subscribe("ch:x")
+    message = object()
+    position = await a.publish("ch:x", message, history_size=5, history_ttl=60)
+    assert seen_b.got == [("ch:x", message, position)]
+    assert seen_a.got == []  # a did not subscribe
+    assert (await a.history("ch:x")).publications[0][1] is message
+
+
+async def test_memory_alone_gets_every_topic() -> None:
+    """A lone node (alone=True, a single instance) needs no subscriptions."""
+    broker = MemoryBroker(alone=True)
+    seen = Recorder()
+    await broker.start(seen)
+    await broker.publish("user:u1", b"m")
+    assert seen.got == [("user:u1", b"m", None)]
+
+
 # --- Redis only ---------------------------------------------------------------------------
+
+
+async def test_redis_codec_encodes_once_and_decodes_for_handlers_and_history() -> None:
+    """A RedisBroker built with a codec publishes objects: handlers and history get them
+    back decoded."""
+    prefix = f"tidings-test:{secrets.token_hex(4)}:"
+    encoded: list[object] = []
+
+    def encode(message: object) -> bytes:
+        encoded.append(message)
+        return repr(message).encode()
+
+    def decode(data: bytes) -> object:
+        return ("decoded", data.decode())
+
+    broker = RedisBroker(REDIS_URL, prefix=prefix, encode=encode, decode=decode)
+    seen = Recorder()
+    await broker.start(seen)
+    try:
+        await broker.subscribe("ch:c")
+        await broker.publish("ch:c", (1, "x"), history_size=3, history_ttl=60)
+        got = await seen.wait("ch:c", 1)
+        assert got == [("decoded", "(1, 'x')")]
+        assert encoded == [(1, "x")]
+        history = await broker.history("ch:c")
+        assert [m for _, m in history.publications] == [("decoded", "(1, 'x')")]
+    finally:
+        await broker.close()
 
 
 @pytest.fixture

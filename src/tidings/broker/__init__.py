@@ -6,14 +6,14 @@ sharing one ``memory.MemoryExchange`` act as a cluster inside one process) and
 contract suite (``tests/test_broker_contract.py``); the contract is the ``Broker``
 docstring below.
 
-``node.Node`` uses a ``RedisBroker`` when ``broker_url`` is a Redis URL; a single
-instance needs none (it routes to its own hub directly).
+``open_broker`` builds the one a ``broker_url`` names: a single instance runs on a
+``MemoryBroker`` through the same interface, so it runs the cluster's code.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import NamedTuple, Protocol
+from typing import Any, NamedTuple, Protocol
 
 
 class StreamPosition(NamedTuple):
@@ -32,23 +32,23 @@ class StreamPosition(NamedTuple):
 class HistoryResult(NamedTuple):
     """The answer of ``Broker.history``.
 
-    ``publications`` are ``(offset, payload)`` pairs, oldest first. ``position`` is the
+    ``publications`` are ``(offset, message)`` pairs, oldest first. ``position`` is the
     stream's current top. ``recoverable`` is False when the publications after the
     asked position can no longer all be returned; ``publications`` is then empty and
     the caller must reload from its source of truth.
     """
 
-    publications: list[tuple[int, bytes]]
+    publications: list[tuple[int, Any]]
     position: StreamPosition
     recoverable: bool
 
 
-Handler = Callable[[str, bytes, StreamPosition | None], None]
-"""Called as ``handler(topic, payload, position)`` for each delivered publication.
+Handler = Callable[[str, Any, StreamPosition | None], None]
+"""Called as ``handler(topic, message, position)`` for each delivered publication.
 
 ``position`` is the publication's own stream position when it was published with
 history, else None. The handler runs on the event loop and must not block; it should
-hand the payload to the hub and return. An exception it raises is logged and the
+hand the message to the hub and return. An exception it raises is logged and the
 next publication is delivered as usual.
 """
 
@@ -61,15 +61,19 @@ class Broker(Protocol):
     """Publish/subscribe between the nodes of a cluster, with per-topic history.
 
     A *topic* is a string the node chooses (``ch:<channel>``, ``user:<id>``,
-    ``role:<r>``, ``all``); a *payload* is opaque bytes, serialized once by the
-    publisher. Contract, for every implementation:
+    ``role:<r>``, ``all``); a *message* is what the node publishes. A broker that
+    crosses a network serializes it once per publication with the codec it was built
+    with (``encode``/``decode``; bytes pass through by default): bus encoding lives in the
+    adapter. The in-process broker hands the very object to every handler, with no
+    encoding and no copy. Contract, for every implementation:
 
     * **Delivery.** After ``start(handler)``, ``handler`` is called once for every
       publication made, by any node, to a topic this node is subscribed to, including
       its own publications: a node delivers to its local connections only through its
       handler, so every node sees the same stream. Delivery is at most once; a
       publication made while this node's link to the broker is down is missed (that
-      is what ``history`` is for).
+      is what ``history`` is for). When it delivers (during ``publish`` or later) is the
+      implementation's: ``MemoryBroker`` calls the handlers before ``publish`` returns.
     * **Order.** Per topic, every node receives publications in the order the broker
       accepted them, which for history topics is offset order; and the broker accepts
       one node's publications in the order its ``publish`` calls were made, even when
@@ -81,7 +85,7 @@ class Broker(Protocol):
       is delivered; while unhealthy the topic is recorded and subscribed again as soon
       as the link is back. After ``unsubscribe`` returns nothing more is delivered for
       that topic, even a publication already in flight.
-    * **History.** ``publish`` with ``history_size > 0`` appends the payload to the
+    * **History.** ``publish`` with ``history_size > 0`` appends the message to the
       topic's stream and publishes it in one atomic step: offsets are 1, 2, 3, … per
       epoch with no gaps or repeats, and delivery order equals offset order. The
       stream keeps at most ``history_size`` newest publications; it is dropped when
@@ -99,7 +103,12 @@ class Broker(Protocol):
       restored. A publication the broker cannot take raises ``BrokerError``: it is
       never reported as sent when it was not.
     * Two brokers may run in one process: no module-level state.
+
+    ``on_restored``, when set, is called after a lost link is back (publications were
+    missed meanwhile: the node catches its channels up from history).
     """
+
+    on_restored: Callable[[], None] | None
 
     @property
     def healthy(self) -> bool:
@@ -127,13 +136,13 @@ class Broker(Protocol):
         ...
 
     async def publish(
-        self, topic: str, payload: bytes, *, history_size: int = 0, history_ttl: float = 0.0
+        self, topic: str, message: Any, *, history_size: int = 0, history_ttl: float = 0.0
     ) -> StreamPosition | None:
-        """Deliver ``payload`` to every node subscribed to ``topic``.
+        """Deliver ``message`` to every node subscribed to ``topic``.
 
         Args:
             topic: Where to publish.
-            payload: The serialized message.
+            message: What to deliver (bytes, or what the broker's codec encodes).
             history_size: Keep this many newest publications of the topic (0: none).
             history_ttl: Seconds the history is kept after the last publication;
                 required (> 0) when ``history_size`` is.
@@ -175,7 +184,7 @@ def check_history(history_size: int, history_ttl: float) -> bool:
 def history_result(
     since: StreamPosition | None,
     position: StreamPosition,
-    kept: Sequence[tuple[int, bytes]],
+    kept: Sequence[tuple[int, Any]],
     limit: int,
 ) -> HistoryResult:
     """The recovery rule every broker applies to what its stream returned.
@@ -196,3 +205,29 @@ def history_result(
     if not kept or kept[0][0] != since.offset + 1:
         return HistoryResult([], position, False)
     return HistoryResult(list(kept[:limit]), position, True)
+
+
+def open_broker(
+    url: str,
+    *,
+    prefix: str = "tidings:",
+    clock: Callable[[], float] | None = None,
+    encode: Callable[[Any], bytes] | None = None,
+    decode: Callable[[bytes], Any] | None = None,
+) -> Broker:
+    """The broker ``url`` names: ``memory`` (one node, in this process) or ``redis://``.
+
+    Args:
+        url: ``broker_url``.
+        prefix: Redis key and channel prefix (nodes sharing it form one cluster).
+        clock: Monotonic seconds for the memory broker's history TTLs.
+        encode, decode: The codec a networked broker serializes messages with.
+    """
+    if url == "memory":
+        from .memory import MemoryBroker, MemoryExchange
+
+        exchange = MemoryExchange() if clock is None else MemoryExchange(clock=clock)
+        return MemoryBroker(exchange, alone=True)
+    from .redis import RedisBroker
+
+    return RedisBroker(url, prefix=prefix, encode=encode, decode=decode)

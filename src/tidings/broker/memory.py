@@ -4,17 +4,18 @@ A ``MemoryExchange`` plays the part Redis plays for ``RedisBroker``: it holds th
 history streams and routes publications. Each ``MemoryBroker`` is one node's link to
 it. ``MemoryBroker()`` makes an exchange of its own (one node); brokers built on one
 shared exchange are several nodes in one process, which is what the contract suite
-and in-process cluster tests use.
+and in-process cluster tests use. Messages are objects handed over as they are: no
+encoding, no copy, and delivery happens inside ``publish`` (no task switch).
 """
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import logging
 import secrets
 import time
 from collections.abc import Callable
+from typing import Any
 
 from . import Handler, HistoryResult, StreamPosition, check_history, history_result
 
@@ -31,7 +32,7 @@ class _Stream:
     def __init__(self, epoch: str, meta_expires_at: float) -> None:
         self.epoch = epoch
         self.offset = 0
-        self.entries: collections.deque[tuple[int, bytes]] = collections.deque()
+        self.entries: collections.deque[tuple[int, Any]] = collections.deque()
         self.expires_at = meta_expires_at
         self.meta_expires_at = meta_expires_at
 
@@ -76,21 +77,21 @@ class MemoryExchange:
         return stream
 
     def publish(
-        self, topic: str, payload: bytes, history_size: int, history_ttl: float
+        self, topic: str, message: Any, history_size: int, history_ttl: float
     ) -> StreamPosition | None:
         position = None
         if check_history(history_size, history_ttl):
             now = self._clock()
             stream = self._stream(topic, now)
             stream.offset += 1
-            stream.entries.append((stream.offset, payload))
+            stream.entries.append((stream.offset, message))
             while len(stream.entries) > history_size:
                 stream.entries.popleft()
             stream.expires_at = now + history_ttl
             stream.meta_expires_at = now + max(self._meta_ttl, history_ttl)
             position = StreamPosition(stream.offset, stream.epoch)
-        for broker in self._brokers:
-            broker.enqueue(topic, payload, position)
+        for broker in list(self._brokers):
+            broker.deliver(topic, message, position)
         return position
 
     def history(self, topic: str, since: StreamPosition | None, limit: int) -> HistoryResult:
@@ -104,23 +105,29 @@ class MemoryExchange:
 class MemoryBroker:
     """One node's link to a ``MemoryExchange`` (its own when none is given).
 
-    Delivery is asynchronous, as over a network: ``publish`` schedules each handler
-    call on the event loop and returns, so no caller depends on the handler having
-    run by then.
+    Delivery is synchronous: ``publish`` calls every subscribed node's handler, in
+    attach order, before it returns, which keeps per-topic order and is the single
+    instance's fast path (the API request reaches the socket writes with no await).
+
+    Args:
+        exchange: The exchange shared by the nodes of one in-process cluster.
+        alone: This node is the only one (a single instance): it gets every
+            publication, subscribed or not, since there is no other node to choose
+            between; its hub needs no broker subscriptions at all.
     """
 
-    def __init__(self, exchange: MemoryExchange | None = None) -> None:
+    def __init__(self, exchange: MemoryExchange | None = None, *, alone: bool = False) -> None:
         self.exchange = exchange if exchange is not None else MemoryExchange()
+        self._alone = alone
         self._handler: Handler | None = None
         self._topics: set[str] = set()
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self.on_restored: Callable[[], None] | None = None  # a memory link is never lost
 
     @property
     def healthy(self) -> bool:
         return self._handler is not None
 
     async def start(self, handler: Handler) -> None:
-        self._loop = asyncio.get_running_loop()
         self._handler = handler
         self.exchange.attach(self)
 
@@ -136,27 +143,21 @@ class MemoryBroker:
         self._topics.discard(topic)
 
     async def publish(
-        self, topic: str, payload: bytes, *, history_size: int = 0, history_ttl: float = 0.0
+        self, topic: str, message: Any, *, history_size: int = 0, history_ttl: float = 0.0
     ) -> StreamPosition | None:
-        return self.exchange.publish(topic, payload, history_size, history_ttl)
+        return self.exchange.publish(topic, message, history_size, history_ttl)
 
     async def history(
         self, topic: str, since: StreamPosition | None = None, limit: int = 100
     ) -> HistoryResult:
         return self.exchange.history(topic, since, limit)
 
-    def enqueue(self, topic: str, payload: bytes, position: StreamPosition | None) -> None:
-        """Schedule delivery of one publication if this node listens on ``topic``."""
-        if self._loop is not None and topic in self._topics:
-            # call_soon runs callbacks in FIFO order, which keeps per-topic order.
-            self._loop.call_soon(self._deliver, topic, payload, position)
-
-    def _deliver(self, topic: str, payload: bytes, position: StreamPosition | None) -> None:
+    def deliver(self, topic: str, message: Any, position: StreamPosition | None) -> None:
+        """Hand one publication to this node's handler if it listens on ``topic``."""
         handler = self._handler
-        # Checked again here: an unsubscribe may have come between publish and delivery.
-        if handler is None or topic not in self._topics:
+        if handler is None or not (self._alone or topic in self._topics):
             return
         try:
-            handler(topic, payload, position)
+            handler(topic, message, position)
         except Exception:
             logger.exception("broker handler failed on topic %s", topic)

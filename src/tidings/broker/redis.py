@@ -92,7 +92,11 @@ async def _close(pubsub: PubSub) -> None:
     await aclose()
 
 
-def _decode(data: bytes) -> tuple[bytes, StreamPosition | None]:
+def _same(message: Any) -> Any:
+    return message
+
+
+def _unframe(data: bytes) -> tuple[bytes, StreamPosition | None]:
     if data[:1] == _POSITIONED:
         header, _, payload = data[1:].partition(b"\n")
         offset, _, epoch = header.partition(b":")
@@ -110,6 +114,8 @@ class RedisBroker:
         backoff: Shortest and longest wait between reconnection attempts (seconds);
             each failed attempt doubles the wait, with jitter.
         confirm_timeout: Seconds ``subscribe`` waits for Redis to confirm.
+        encode, decode: How messages become bytes on the wire and back (bytes pass
+            through when none is given).
 
     Two connections are used: a pool for commands (publish, history) and one pub/sub
     connection read by a background task, which reconnects with backoff when it is
@@ -124,8 +130,12 @@ class RedisBroker:
         meta_ttl: float = DEFAULT_META_TTL,
         backoff: tuple[float, float] = (0.05, 5.0),
         confirm_timeout: float = 5.0,
+        encode: Callable[[Any], bytes] | None = None,
+        decode: Callable[[bytes], Any] | None = None,
     ) -> None:
         self.prefix = prefix
+        self._encode: Callable[[Any], bytes] = encode if encode is not None else _same
+        self._decode: Callable[[bytes], Any] = decode if decode is not None else _same
         self.node_id = secrets.token_hex(6)
         self._url = url
         self._meta_ttl = meta_ttl
@@ -284,8 +294,9 @@ class RedisBroker:
                     await pubsub.unsubscribe(self._channel(topic))
 
     async def publish(
-        self, topic: str, payload: bytes, *, history_size: int = 0, history_ttl: float = 0.0
+        self, topic: str, message: Any, *, history_size: int = 0, history_ttl: float = 0.0
     ) -> StreamPosition | None:
+        payload = self._encode(message)
         if check_history(history_size, history_ttl):
             args: list[Any] = [
                 self._channel(topic),
@@ -361,7 +372,7 @@ class RedisBroker:
             )
         except RedisError as exc:
             raise BrokerError(f"history of {topic} failed: {exc}") from exc
-        kept = [(int(eid.split(b"-", 1)[0]), fields[1]) for eid, fields in entries]
+        kept = [(int(eid.split(b"-", 1)[0]), self._decode(fields[1])) for eid, fields in entries]
         position = StreamPosition(int(offset), epoch.decode())
         return history_result(since, position, kept, limit)
 
@@ -430,9 +441,9 @@ class RedisBroker:
         # A message already in flight when its topic was unsubscribed is dropped.
         if handler is None or topic not in self._topics:
             return
-        payload, position = _decode(data)
+        payload, position = _unframe(data)
         try:
-            handler(topic, payload, position)
+            handler(topic, self._decode(payload), position)
         except Exception:
             logger.exception("broker handler failed on topic %s", topic)
 

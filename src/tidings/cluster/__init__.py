@@ -44,10 +44,6 @@ def topic(kind: str, name: str) -> str:
     return f"{kind}:{name}"
 
 
-def tagged(tag: int, body: bytes) -> bytes:
-    return bytes((tag,)) + body
-
-
 def with_position(envelope: bytes, offset: int, epoch: str, *, recovered: bool = False) -> bytes:
     """Add a publication's stream position to its serialized envelope (once per node)."""
     extra = b',"offset":%d,"epoch":"%s"' % (offset, epoch.encode())
@@ -65,9 +61,15 @@ def with_position(envelope: bytes, offset: int, epoch: str, *, recovered: bool =
 
 
 class Deliver(msgspec.Struct):
-    """``M``: a message for the connections listening on the topic."""
+    """``M``: a message for the connections listening on the topic.
+
+    ``data`` is the publication's data, carried only inside one process (the memory
+    broker hands this very object over) so that filters need not parse the envelope;
+    from the wire it is UNSET.
+    """
 
     envelope: bytes
+    data: Any = msgspec.UNSET
 
 
 class DeliverExcept(msgspec.Struct):

@@ -67,9 +67,9 @@ class ControlPlane:
         reply = cluster.ControlReply(
             req=request.req, node=self.node.instance_id, held=held, result=self.apply(op)
         )
-        self.node.spawn(self._send_reply(request.sender, cluster.encode(reply)))
+        self.node.spawn(self._send_reply(request.sender, reply))
 
-    async def _send_reply(self, node_id: str, reply: bytes) -> None:
+    async def _send_reply(self, node_id: str, reply: cluster.ControlReply) -> None:
         try:
             await self.node.send(cluster.topic("node", node_id), reply)
         except BrokerError as exc:
@@ -91,7 +91,7 @@ class ControlPlane:
         Raises:
             BrokerError: the cluster cannot be reached.
         """
-        if self.node.broker is None or self.node.registry is None:
+        if self.node.registry is None:
             return [self.apply(op)]
         try:
             expected = await self.node.registry.count(op.user)
@@ -112,7 +112,7 @@ class ControlPlane:
         self._requests[req] = (loop.create_future(), results)
         try:
             request = cluster.ControlRequest(req=req, sender=self.node.instance_id, op=op)
-            await self.node.send(topic, cluster.encode(request))
+            await self.node.send(topic, request)
             async with asyncio.timeout(wait):
                 while sum(held for held, _ in results) < expected:
                     fut = loop.create_future()

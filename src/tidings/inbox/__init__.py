@@ -293,16 +293,9 @@ class Inbox:
         they stay committed: this instance's connections get them now, the others when
         the link is back (``resync``) or when their clients reconnect (catch-up).
         """
-        if self.node.broker is None:
-            for n in notifications:
-                self.deliver(n)
-            return
         for n in notifications:
             try:
-                await self.node.send(
-                    cluster.topic("user", n.user_id),
-                    cluster.encode(cluster.Committed(n)),
-                )
+                await self.node.send(cluster.topic("user", n.user_id), cluster.Committed(n))
             except BrokerError as exc:
                 log.warning("notification %s not sent over the cluster: %s", n.id, exc)
                 self.deliver(n)
@@ -353,7 +346,7 @@ class Inbox:
         # In a cluster, notifications committed through different instances race each
         # other over the broker; a connection gets them in seq order (seqs are gapless
         # per user) unless the missing one is later than REORDER_WINDOW.
-        reorder = self.node.broker is not None
+        reorder = self.node.clustered
         for conn in self.node.hub.user_connections(n.user_id):
             if not isinstance(conn, Session):
                 out = out or self._message(n)
@@ -525,7 +518,7 @@ class Inbox:
             await self.store.remember_user(user, session.roles, now=now)
             sent = last_seq or 0
             top = sent
-            if self.node.broker is not None:
+            if self.node.clustered:
                 # The user's newest seq now: live ones after it are ordered against it.
                 newest = await self.store.page(user, include_archived=True, limit=1)
                 top = max(top, newest[0].seq if newest else 0)
@@ -690,7 +683,7 @@ class Inbox:
         """An inbox event for the user's connections on every instance (``receive`` on
         each); when the cluster cannot be reached, this instance's get it at least."""
         try:
-            await self.node.send(cluster.topic("user", event.user), cluster.encode(event))
+            await self.node.send(cluster.topic("user", event.user), event)
         except BrokerError as exc:
             log.warning("inbox event for %s not sent over the cluster: %s", event.user, exc)
             self.receive(event)

@@ -15,7 +15,7 @@ import logging
 from typing import Any
 
 import msgspec
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
 
 log = logging.getLogger("tidings.registry")
@@ -98,6 +98,16 @@ class RedisRegistry:
         self._count = redis.register_script(_COUNT)
         self._remove = redis.register_script(_REMOVE)
         self._instances = redis.register_script(_INSTANCES)
+
+    @classmethod
+    def from_url(cls, url: str, instance_id: str, *, prefix: str, ttl: float) -> RedisRegistry:
+        """A registry on its own connection pool to ``url``."""
+        # Blocking pool: a burst of connections waits for a Redis connection instead of
+        # failing the cluster-wide cap check (the default pool raises when exhausted).
+        pool = BlockingConnectionPool.from_url(
+            url, max_connections=32, timeout=5, socket_connect_timeout=5
+        )
+        return cls(Redis.from_pool(pool), instance_id, prefix=prefix, ttl=ttl)
 
     def _member(self, client_id: str) -> str:
         return f"{self.instance_id}|{client_id}"
