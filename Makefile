@@ -10,7 +10,7 @@ UV := $(UV_DIR)/bin/uv
 export UV_PROJECT_ENVIRONMENT := $(VENV)
 export UV_PYTHON_DOWNLOADS := never
 
-.PHONY: serve test install-server install-dev lint bench lock upgrade clean
+.PHONY: serve test conformance install-server install-dev lint bench lock upgrade clean
 
 # uv itself comes from pip, pinned by hash (scripts/uv-requirements.txt).
 $(UV): scripts/uv-requirements.txt
@@ -37,6 +37,10 @@ lint: install-dev
 test: lint
 	sh scripts/services.sh
 	$(BIN)/pytest
+
+# Every Autobahn section against the WebSocket transport (make test runs 1-7 and 10).
+conformance: install-dev
+	TIDINGS_CONFORMANCE=full $(BIN)/pytest -q -s tests/test_security_conformance.py -k autobahn
 
 bench: install-dev
 	$(BIN)/python bench/run.py

@@ -20,13 +20,14 @@ import struct
 from collections.abc import Callable
 from typing import Final, Protocol
 
-from aiohttp import WebSocketError, WSMsgType, web
+from aiohttp import WebSocketError, WSMessage, WSMsgType, web
 
 from ..admission import Admission
 from ..hub import Outbound
 from ..node import Node
 from ..protocol import CloseCode, encode
 from ..session import Close, Session, State
+from .frameguard import FrameGuard, GuardedProtocol, Violation
 
 log = logging.getLogger("tidings.transport")
 
@@ -42,19 +43,23 @@ AUTH_FAILURES: Final = frozenset(
         CloseCode.AUTH_TIMEOUT,
     )
 )
+# A message may be split into max_message_bytes / 64 frames, and at least this many.
+MIN_FRAGMENTS: Final = 128
+INVALID_TEXT: Final = 1007
 # How long a slow consumer's close frame may wait behind its backlog before the socket
 # is aborted outright.
 SLOW_CLOSE_GRACE: Final = 5.0
 
 
-def frame_text(payload: bytes) -> bytes:
-    """An unmasked, final text frame (server frames are identical for every recipient)."""
+def frame_text(payload: bytes, first: int = 0x81) -> bytes:
+    """An unmasked, final text frame (server frames are identical for every recipient);
+    ``first`` 0x82 makes it binary."""
     n = len(payload)
     if n < 126:
-        return bytes((0x81, n)) + payload
+        return bytes((first, n)) + payload
     if n < 65536:
-        return struct.pack("!BBH", 0x81, 126, n) + payload
-    return struct.pack("!BBQ", 0x81, 127, n) + payload
+        return struct.pack("!BBH", first, 126, n) + payload
+    return struct.pack("!BBQ", first, 127, n) + payload
 
 
 def frame_close(code: int, reason: str) -> bytes:
@@ -162,6 +167,62 @@ def _in(address: str, networks: list[ipaddress.IPv4Network | ipaddress.IPv6Netwo
     return any(ip in net for net in networks)
 
 
+def _valid_close_code(code: int) -> bool:
+    """Whether a client may send this close code (RFC 6455 7.4, the IANA registry)."""
+    return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
+
+
+def _message_error(msg: WSMessage, limit: int) -> Close | None:
+    """What the frame reader does not check on a whole message: text must be UTF-8
+    (1007), and nothing may exceed ``max_message_bytes`` once decompressed (1009)."""
+    data = msg.data
+    if len(data) > limit:
+        return Close(CloseCode.MESSAGE_TOO_BIG, "message too big")
+    if msg.type is WSMsgType.TEXT and not data.isascii():
+        try:
+            data.decode()
+        except UnicodeDecodeError:
+            return Close(INVALID_TEXT, "invalid UTF-8")
+    return None
+
+
+def deflate_offers_valid(request: web.Request) -> bool:
+    """Whether every permessage-deflate offer is well formed (RFC 7692 7.1): known
+    parameters, none twice, window bits 8 to 15. A malformed offer is declined: the
+    connection opens without compression."""
+    header = request.headers.get("Sec-WebSocket-Extensions", "")
+    for offer in header.split(","):
+        name, *params = [p.strip() for p in offer.split(";")]
+        if name.lower() != "permessage-deflate":
+            continue
+        seen: set[str] = set()
+        for param in params:
+            key, eq, value = (x.strip() for x in param.partition("="))
+            key = key.lower()
+            if key in seen or key not in _DEFLATE_PARAMS:
+                return False
+            seen.add(key)
+            value = value.strip('"')
+            if key.endswith("_max_window_bits"):
+                if eq and not (value.isdigit() and 8 <= int(value) <= 15):
+                    return False
+                if not eq and key == "server_max_window_bits":
+                    return False
+            elif eq:
+                return False
+    return True
+
+
+_DEFLATE_PARAMS: Final = frozenset(
+    (
+        "server_no_context_takeover",
+        "client_no_context_takeover",
+        "server_max_window_bits",
+        "client_max_window_bits",
+    )
+)
+
+
 def _refusal(
     status: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> web.Response:
@@ -195,6 +256,9 @@ class WebSocketEndpoint:
         ]
         self.fallback: Fallback | None = None
         self.admission = Admission(node.settings, node.monotonic, node.metrics)
+        # Conformance-test mode: every message is echoed back by the same reader, limits
+        # and writer, with no session (tests/test_security_conformance.py).
+        self.echo = False
 
     @property
     def open_connections(self) -> int:
@@ -219,6 +283,16 @@ class WebSocketEndpoint:
         cross-site page gets no socket at all (403), and admission control (429/503,
         with Retry-After) keeps one address from taking the server."""
         s = self.node.settings
+        version = request.headers.get("Sec-WebSocket-Version")
+        if version is not None and version.strip() != "13":
+            # aiohttp would upgrade the drafts' versions 7 and 8 too (RFC 6455 4.4).
+            self.node.metrics.admission_refusals["version"] += 1
+            return _refusal(
+                426,
+                "UPGRADE_REQUIRED",
+                "WebSocket version 13 only",
+                {"Sec-WebSocket-Version": "13"},
+            )
         origin = request.headers.get("Origin")
         if s.allowed_origins and origin not in s.allowed_origins:
             log.warning("rejected WebSocket from %s: origin %r not allowed", peer, origin)
@@ -251,15 +325,25 @@ class WebSocketEndpoint:
         ws = web.WebSocketResponse(
             protocols=(selected,) if selected else (),
             heartbeat=s.heartbeat_interval or None,
-            max_msg_size=s.max_message_bytes,
-            compress=s.compression,
+            # aiohttp refuses an uncompressed message of exactly its limit but accepts a
+            # compressed one one byte over: give it one more, and check the exact limit
+            # on each message (_message_error), so both ways agree with the docs.
+            max_msg_size=s.max_message_bytes + 1,
+            compress=s.compression and deflate_offers_valid(request),
             decode_text=False,
+            # A client's close is answered here (_answer_close), with 1002 for a code
+            # it must not send; aiohttp's autoclose answers everything with 1000.
+            autoclose=False,
         )
         await ws.prepare(request)
         transport = request.transport
         if transport is None:  # the client went away during the handshake
             return ws
         link = _Link(transport, s.outbox_max_bytes)
+        self._guard(transport, link)
+        if self.echo:
+            await self._echo(ws, link)
+            return ws
         if token is None:
             # Admitted as one of its address's connections still authenticating.
             self.admission.opened(peer)
@@ -310,6 +394,8 @@ class WebSocketEndpoint:
             link.closing = True
             link.close_code = close.code
             await ws.close(code=close.code, message=close.reason.encode())
+        elif not link.closing:
+            await self._answer_close(ws, link)
         code = link.close_code or ws.close_code
         if link.counted:  # counted as a connect: count its disconnect too
             node.metrics.disconnects[str(code)] += 1
@@ -339,8 +425,12 @@ class WebSocketEndpoint:
             if close is not None:
                 return close
             link.counted = True
+        limit = self.node.settings.max_message_bytes
         async for msg in ws:
             if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                close = _message_error(msg, limit)
+                if close is not None:
+                    return close
                 was_open = session.state is State.OPEN
                 expires_at = session.expires_at
                 await self.node.verifier.ready_for_frame(msg.data)
@@ -364,6 +454,62 @@ class WebSocketEndpoint:
                 log.info("protocol error on %s: %s", session.client_id, exc)
                 break
         return None
+
+    async def _echo(self, ws: web.WebSocketResponse, link: _Link) -> None:
+        """The conformance-test loop: what ``_serve`` does with a message, minus the
+        session (each is written back by the same writer)."""
+        limit = self.node.settings.max_message_bytes
+        transport = link.transport
+        async for msg in ws:
+            if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
+                close = _message_error(msg, limit)
+                if close is not None:
+                    link.closing = True
+                    await ws.close(code=close.code, message=close.reason.encode())
+                    return
+                if msg.type is WSMsgType.TEXT:
+                    link.push(Outbound(msg.data))
+                else:
+                    transport.write(frame_text(msg.data, 0x82))
+            elif msg.type is WSMsgType.ERROR:
+                log.info("protocol error on echo: %s", ws.exception())
+                return
+        if not link.closing:
+            await self._answer_close(ws, link)
+
+    def _guard(self, transport: asyncio.Transport, link: _Link) -> None:
+        """Put a FrameGuard in front of aiohttp's frame reader (see gateway.frameguard)."""
+        inner = transport.get_protocol()
+        if not isinstance(inner, asyncio.Protocol):  # pragma: no cover - aiohttp's is one
+            return
+        max_fragments = max(MIN_FRAGMENTS, self.node.settings.max_message_bytes // 64)
+
+        def violated(violation: Violation) -> None:
+            if link.closing:
+                return
+            session = link.session
+            log.info(
+                "protocol violation on %s: %s",
+                session.client_id if session is not None else "echo",
+                violation.reason,
+            )
+            link.closing = True
+            link.close_code = violation.code
+            transport.write(frame_close(violation.code, violation.reason))
+            transport.close()
+
+        transport.set_protocol(GuardedProtocol(inner, FrameGuard(max_fragments), violated))
+
+    async def _answer_close(self, ws: web.WebSocketResponse, link: _Link) -> None:
+        """Answer a close the client started: 1000, or 1002 for a code a client must not
+        send (1004-1006, 1015, unassigned ones; aiohttp lets 1006 and 5000+ through)."""
+        if ws.closed:
+            return
+        received = ws.close_code or 0
+        code = 1000 if received == 0 or _valid_close_code(received) else 1002
+        link.closing = True
+        link.close_code = code
+        await ws.close(code=code)
 
     async def _on_open(
         self,
