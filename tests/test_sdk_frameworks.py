@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import re
 import socket
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -14,7 +15,9 @@ from typing import Any
 import pytest
 import uvicorn
 
-from .conftest import API_KEY, TIMEOUT, Harness, recv_type, token, wait_for
+from tidings_sdk.signatures import sign
+
+from .conftest import API_KEY, SECRET, TIMEOUT, Harness, recv, recv_type, request, token, wait_for
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "sdk-python.md"
 
@@ -35,6 +38,8 @@ def doc_env(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> Harness:
     monkeypatch.setenv("TIDINGS_URL", harness.url)
     monkeypatch.setenv("TIDINGS_API_KEY", API_KEY)
     monkeypatch.setenv("LAWYER_TOKEN", token("lawyer-7"))
+    monkeypatch.setenv("TIDINGS_JWT_SECRET", SECRET)
+    monkeypatch.setenv("TIDINGS_HOOK_SECRET", "hook-secret")
     return harness
 
 
@@ -80,6 +85,24 @@ async def test_doc_examples_run_and_notify(doc_env: Harness) -> None:
     assert len(page["items"]) == 4
     _, history = await h.api("GET", "/api/rooms/case-12345/messages", key=token("user-123"))
     assert [m["authorId"] for m in history["messages"]] == ["lawyer-7"]
+    # The minted tokens: one connects as user-123, the other opens case:12345 to them.
+    async with h.connect(f"?token={namespace['token']}") as ws:
+        assert (await recv(ws))["data"]["roles"] == ["CLIENT"]
+        cmd = {"type": "subscribe", "channel": "case:12345", "token": namespace["case_token"]}
+        assert (await request(ws, cmd))["type"] == "subscribed"
+    # The hook route refuses an unsigned call, accepts a signed one.
+    with namespace["hooks_app"].test_client() as http:
+        body = b'{"event": "connect", "userId": "mallory"}'
+        assert http.post("/tidings/hooks/connect", data=body).status_code == 401
+        stamp = str(int(time.time()))
+        signature = sign("hook-secret", stamp, body)
+        headers = {
+            "Content-Type": "application/json",
+            "X-Tidings-Timestamp": stamp,
+            "X-Tidings-Signature": signature,
+        }
+        answer = http.post("/tidings/hooks/connect", data=body, headers=headers)
+        assert answer.get_json() == {"allow": False, "reason": "account suspended"}
 
 
 async def test_fastapi_app_from_the_doc_under_uvicorn(doc_env: Harness) -> None:

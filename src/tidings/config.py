@@ -102,6 +102,15 @@ SETTINGS: Final[dict[str, Spec]] = {
         "str", None, "POST here (HMAC-signed) for notifications not acked within webhook_delay"
     ),
     "webhook_secret": Spec("str", None, "HMAC-SHA256 key for webhook signatures", secret=True),
+    "hook_connect_url": Spec("str", None, "backend URL asked whether a connection may open"),
+    "hook_subscribe_url": Spec("str", None, "backend URL asked whether a client may subscribe"),
+    "hook_publish_url": Spec("str", None, "backend URL asked whether a client may publish"),
+    "hook_secret": Spec("str", None, "HMAC-SHA256 key signing hook requests", secret=True),
+    "hook_timeout": Spec("float", 2.0, "seconds for one hook call"),
+    "hook_failure": Spec("str", "deny", "what an unanswered hook decides: deny or allow"),
+    "hook_cache_seconds": Spec(
+        "float", 0.0, "seconds a connect/subscribe decision is reused unless it says (0: never)"
+    ),
     "webhook_delay": Spec("float", 300.0, "seconds a notification may stay unacked"),
     "webhook_max_attempts": Spec("int", 8, "webhook tries per notification before giving up"),
     "max_connections": Spec(
@@ -271,6 +280,7 @@ class Settings:
             "retention_days",
             "jwt_jwks_refresh_seconds",
             "jwt_jwks_timeout",
+            "hook_timeout",
         ]
         if v["rate_limit_enabled"]:
             timed.append("rate_limit_per_second")
@@ -302,6 +312,13 @@ class Settings:
                 ) from None
         if bool(v["certfile"]) != bool(v["keyfile"]):
             raise ConfigError("settings 'certfile' and 'keyfile' go together")
+        for hook in ("hook_connect_url", "hook_subscribe_url", "hook_publish_url"):
+            if v[hook] and not v[hook].startswith(("http://", "https://")):
+                raise ConfigError(f"setting {hook!r} must be an http:// or https:// URL")
+        if v["hook_failure"] not in ("deny", "allow"):
+            raise ConfigError("setting 'hook_failure' must be deny or allow")
+        if v["hook_cache_seconds"] < 0:
+            raise ConfigError("setting 'hook_cache_seconds' must not be negative")
         if v["webhook_url"] and not v["webhook_secret"]:
             raise ConfigError("setting 'webhook_secret' is required with 'webhook_url'")
         if v["webhook_url"] and not v["webhook_url"].startswith(("http://", "https://")):

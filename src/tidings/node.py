@@ -29,6 +29,7 @@ from .channels import Access, NamespacePolicy, is_valid_channel
 from .cluster import Topics
 from .cluster.control import ControlPlane
 from .config import ConfigError, Settings
+from .hooks import BackendHooks
 from .hub import Hub, Outbound
 from .jwks import JwksSource
 from .metrics import Metrics
@@ -142,6 +143,17 @@ class Node:
         self.hub = Hub(self._watch if self.clustered else None)
         self.access = Access(settings.namespaces)
         self.verifier = build_verifier(settings, clock, monotonic)
+        self.hooks = BackendHooks(
+            connect_url=settings.hook_connect_url,
+            subscribe_url=settings.hook_subscribe_url,
+            publish_url=settings.hook_publish_url,
+            secret=settings.hook_secret,
+            timeout=settings.hook_timeout,
+            failure=settings.hook_failure,
+            cache_seconds=settings.hook_cache_seconds,
+            clock=clock,
+            monotonic=monotonic,
+        )
         self.started_at = clock()
         self.messages_in = 0
         # Ids are unique per node run: a random prefix, then a counter (cheap, ordered).
@@ -236,8 +248,9 @@ class Node:
 
     async def stop(self) -> None:
         """Leave the cluster: stop heartbeats, drop this instance's registry entries; stop
-        refreshing JWKS keys."""
+        refreshing JWKS keys; close the hooks' HTTP session."""
         await self.verifier.stop()
+        await self.hooks.close()
         if self._beat is not None:
             self._beat.cancel()
             self._beat = None

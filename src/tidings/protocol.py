@@ -50,6 +50,7 @@ class CloseCode(enum.IntEnum):
     AUTH_TIMEOUT = 4004
     TOKEN_EXPIRED = 4005
     FORBIDDEN_ORIGIN = 4006
+    BACKEND_DENIED = 4007
     SLOW_CONSUMER = 4008
     TOO_MANY_CONNECTIONS = 4009
     DISCONNECTED = 4010
@@ -91,6 +92,11 @@ CLOSE_CODES: Final[Mapping[CloseCode, CloseInfo]] = {
     ),
     CloseCode.FORBIDDEN_ORIGIN: CloseInfo(
         "origin not allowed", False, "the page's origin is not in the allowlist"
+    ),
+    CloseCode.BACKEND_DENIED: CloseInfo(
+        "denied by the application",
+        False,
+        "the backend's connect hook refused this user; the reason says why",
     ),
     CloseCode.SLOW_CONSUMER: CloseInfo(
         "slow consumer", True, "reconnect; the client was not reading fast enough"
@@ -187,6 +193,8 @@ class Subscribe(Command, kw_only=True):
     filters: dict[str, FilterValue] | None = None
     # Resume after this position: the publications missed since are sent first.
     since: Position | None = None
+    # A subscription token: a JWT for this channel and user, signed by the backend.
+    token: str | None = None
 
 
 class Unsubscribe(Command, kw_only=True):
@@ -482,6 +490,8 @@ class Welcome(ServerMessage, kw_only=True):
     limits: Limits
     protocolVersion: int
     unreadCount: int | UnsetType = UNSET
+    # The backend's data from the connect hook.
+    info: Any | UnsetType = UNSET
 
 
 class Pong(ServerMessage, kw_only=True):
@@ -525,6 +535,10 @@ class Subscribed(ServerMessage, kw_only=True):
     epoch: str | UnsetType = UNSET
     recovered: bool | UnsetType = UNSET
     reason: str | UnsetType = UNSET
+    # The backend's data from the subscribe hook.
+    info: Any | UnsetType = UNSET
+    # Subscribed by the server (a connect hook's channels), not asked for by the client.
+    byServer: bool | UnsetType = UNSET
 
 
 class Unsubscribed(ServerMessage, kw_only=True):

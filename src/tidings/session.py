@@ -9,11 +9,15 @@ clocks, so tests drive a session with no event loop at all.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+import msgspec
+from msgspec import UNSET
 
 from . import cluster, protocol
 from .auth import AuthError, Identity
@@ -64,15 +68,19 @@ class Session:
         "_abuse",
         "_bucket",
         "_catching_up",
+        "_deciding",
         "_pre_welcome",
+        "_publish_tail",
         "_transport_push",
         "ack_mode",
         "awaiting",
+        "claims",
         "client_id",
         "connected_at",
         "expires_at",
         "filters",
         "inbox_held",
+        "info",
         "last_seq",
         "node",
         "push",
@@ -124,6 +132,12 @@ class Session:
         self.expires_at: float | None = None
         self.connected_at = node.clock()
         self.filters: dict[str, dict[str, Any] | None] = {}
+        self.claims: dict[str, Any] = {}  # the token's, for the connect hook
+        self.info: Any = UNSET  # the connect hook's data, shown in the welcome
+        # Channels whose subscribe hook is still deciding (an unsubscribe drops them).
+        self._deciding: set[str] = set()
+        # The last client publication waiting on the publish hook: the next waits for it.
+        self._publish_tail: asyncio.Task[None] | None = None
         settings = node.settings
         self._bucket: TokenBucket | None = None
         self._abuse: TokenBucket | None = None
@@ -190,10 +204,12 @@ class Session:
         self.user_id = identity.user_id
         self.roles = identity.roles
         self.expires_at = identity.expires_at
+        self.claims = identity.claims
         self.state = State.OPEN
-        if self.node.inbox is not None:
-            # The welcome carries the unread count, which needs the store: the transport
-            # sends it (``send_welcome``) before reading anything else from the client.
+        if self.node.inbox is not None or self.node.hooks.connect_url is not None:
+            # The welcome carries the unread count, which needs the store, and the connect
+            # hook's info: the transport sends it (``ask_backend``, then ``send_welcome``)
+            # before reading anything else from the client.
             self.inbox_held = []
             self.welcome_reply_to = reply_to
             # Joined now, so caps count it; but until the welcome is written, whatever the
@@ -250,9 +266,39 @@ class Session:
         self.send(protocol.Refreshed(expiresAt=_iso_or_none(self.expires_at)), reply_to=reply_to)
         return None
 
+    async def ask_backend(self, transport: str) -> Close | None:
+        """The connect hook, for a connection just opened (the transport calls it before
+        the welcome): close it if the backend says no; else keep its info, subscribe it
+        to the backend's channels, and send the welcome when no inbox will."""
+        hooks = self.node.hooks
+        if hooks.connect_url is None or self.state is not State.OPEN:
+            return None
+        decision = await hooks.connect(
+            self.user_id, self.roles, self.client_id, transport, self.claims
+        )
+        if not self.is_open():  # closed while the backend decided
+            return None
+        if not decision.allow:
+            log.info("connect hook denied %s (user %r)", self.client_id, self.user_id)
+            reason = decision.why.encode()[:120].decode(errors="ignore")
+            return Close(CloseCode.BACKEND_DENIED, reason)
+        self.info = decision.data
+        for channel in decision.channels:
+            if is_valid_channel(channel):
+                self._subscribe_now(channel, None, None, UNSET, by_server=True)
+            else:
+                log.warning("connect hook: invalid channel name %r ignored", channel[:255])
+        if self.node.inbox is None:
+            self.send_welcome(None, self.welcome_reply_to)
+        return None
+
+    def is_open(self) -> bool:
+        return self.state is State.OPEN
+
     def _welcome(self) -> protocol.Welcome:
         s = self.node.settings
         return protocol.Welcome(
+            info=self.info,
             clientId=self.client_id,
             userId=self.user_id,
             roles=list(self.roles),
@@ -363,18 +409,13 @@ class Session:
                 channel=channel[:255],
             )
             return
-        denied = self.node.access.can_subscribe(channel, self.user_id, self.roles)
+        if cmd.token is not None:
+            # A subscription token is the backend's word for this channel: no other check.
+            denied = self._token_refusal(cmd.token, channel)
+        else:
+            denied = self.node.access.can_subscribe(channel, self.user_id, self.roles)
         if denied:
             self.error(ErrorCode.FORBIDDEN, denied, reply_to=cmd.id, channel=channel)
-            return
-        hub = self.node.hub
-        if (
-            channel not in self.filters
-            and hub.subscription_count(self) >= self.node.settings.max_subscriptions
-        ):
-            self.error(
-                ErrorCode.LIMIT_EXCEEDED, "too many subscriptions", reply_to=cmd.id, channel=channel
-            )
             return
         flt = None
         if cmd.filters:
@@ -383,32 +424,94 @@ class Session:
             except FilterError as exc:
                 self.error(ErrorCode.INVALID_MESSAGE, str(exc), reply_to=cmd.id, channel=channel)
                 return
+        if cmd.token is None and self.node.hooks.subscribe_url is not None:
+            self._deciding.add(channel)
+            self.node.spawn(self._subscribe_hooked(cmd, flt))
+            return
+        self._subscribe_now(channel, flt, cmd, UNSET)
+
+    def _token_refusal(self, token: str, channel: str) -> str | None:
+        """Why a subscription token does not open ``channel`` to this user, or None."""
+        try:
+            identity = self.node.verifier.verify(token)
+        except AuthError as exc:
+            log.info("subscription token refused on %s: %s", self.client_id, exc.reason)
+            return "invalid subscription token"
+        if identity.claims.get("channel") != channel:
+            return "the subscription token is for another channel"
+        if identity.user_id != self.user_id:
+            return "the subscription token is for another user"
+        return None
+
+    async def _subscribe_hooked(self, cmd: protocol.Subscribe, flt: Filter | None) -> None:
+        channel = cmd.channel
+        decision = await self.node.hooks.subscribe(
+            self.user_id, self.roles, self.client_id, channel
+        )
+        if self.state is not State.OPEN or channel not in self._deciding:
+            return  # closed, or unsubscribed while the backend decided
+        self._deciding.discard(channel)
+        if not decision.allow:
+            self.error(ErrorCode.FORBIDDEN, decision.why, reply_to=cmd.id, channel=channel)
+            return
+        self._subscribe_now(channel, flt, cmd, decision.data)
+
+    def _subscribe_now(
+        self,
+        channel: str,
+        flt: Filter | None,
+        cmd: protocol.Subscribe | None,
+        info: Any,
+        *,
+        by_server: bool = False,
+    ) -> None:
+        """Subscribe (every check passed): the reply, after history when the namespace
+        keeps it. ``cmd`` is None for a subscription the server made."""
+        reply_to = cmd.id if cmd is not None else None
+        hub = self.node.hub
+        if (
+            channel not in self.filters
+            and hub.subscription_count(self) >= self.node.settings.max_subscriptions
+        ):
+            self.error(
+                ErrorCode.LIMIT_EXCEEDED,
+                "too many subscriptions",
+                reply_to=reply_to,
+                channel=channel,
+            )
+            return
+        filters = dict(cmd.filters) if cmd is not None and cmd.filters else None
         policy = self.node.access.policy(channel)
         hub.subscribe(self, channel, flt)
-        self.filters[channel] = dict(cmd.filters) if cmd.filters else None
-        reply = protocol.Subscribed(channel=channel, filters=self.filters[channel])
+        self.filters[channel] = filters
+        reply = protocol.Subscribed(
+            channel=channel, filters=filters, info=info, byServer=True if by_server else UNSET
+        )
         if not policy.history_size and self.node.is_ready("ch", channel):
-            self.send(reply, channel=channel, reply_to=cmd.id)
+            self.send(reply, channel=channel, reply_to=reply_to)
             return
         # The broker must be listening (a cluster's first subscriber here) or history
         # read before the reply: hold this channel's live publications until then.
         self._catching_up[channel] = []
         self._gate()
-        self.node.spawn(self._finish_subscribe(cmd, reply, policy))
+        since = cmd.since if cmd is not None else None
+        self.node.spawn(self._finish_subscribe(channel, since, reply_to, reply, policy))
 
     async def _finish_subscribe(
-        self, cmd: protocol.Subscribe, reply: protocol.Subscribed, policy: NamespacePolicy
+        self,
+        channel: str,
+        resume: protocol.Position | None,
+        reply_to: str | None,
+        reply: protocol.Subscribed,
+        policy: NamespacePolicy,
     ) -> None:
-        channel = cmd.channel
         top = 0
         recovered: list[tuple[int, cluster.Deliver]] = []
         epoch = ""
         try:
             await self.node.ready("ch", channel)
             if policy.history_size:
-                since = (
-                    None if cmd.since is None else StreamPosition(cmd.since.offset, cmd.since.epoch)
-                )
+                since = None if resume is None else StreamPosition(resume.offset, resume.epoch)
                 result = await self.node.history(channel, since, policy.history_size)
                 top, epoch = result.position
                 reply.offset, reply.epoch = top, epoch
@@ -428,7 +531,7 @@ class Session:
             self._ungate()
         if self.state is not State.OPEN or not self.node.hub.is_subscribed(self, channel):
             return  # closed or unsubscribed meanwhile
-        self.send(reply, channel=channel, reply_to=cmd.id)
+        self.send(reply, channel=channel, reply_to=reply_to)
         for offset, publication in recovered:
             envelope = cluster.with_position(publication.envelope, offset, epoch, recovered=True)
             self.push(Outbound(envelope, channel, offset))
@@ -447,6 +550,7 @@ class Session:
                 channel=cmd.channel[:255],
             )
             return
+        self._deciding.discard(cmd.channel)
         self.node.hub.unsubscribe(self, cmd.channel)
         self.filters.pop(cmd.channel, None)
         if self._catching_up.pop(cmd.channel, None) is not None:
@@ -461,9 +565,32 @@ class Session:
         if denied:
             self.error(ErrorCode.FORBIDDEN, denied, reply_to=cmd.id, channel=cmd.channel)
             return
+        if self.node.hooks.publish_url is not None:
+            previous = self._publish_tail
+            self._publish_tail = self.node.spawn(self._publish_hooked(cmd, previous))
+            return
         # Tasks start in order and the broker takes publications in call order, so one
         # client's publications keep their order.
         self.node.spawn(self._publish_async(cmd))
+
+    async def _publish_hooked(
+        self, cmd: protocol.Publish, previous: asyncio.Task[None] | None
+    ) -> None:
+        if previous is not None:
+            # The client's order holds whatever the backend answers first; how the
+            # previous one ended (denied, failed) does not matter here.
+            await asyncio.wait([previous])
+        decision = await self.node.hooks.publish(
+            self.user_id, self.roles, self.client_id, cmd.channel, cmd.event, cmd.data
+        )
+        if self.state is not State.OPEN:
+            return
+        if not decision.allow:
+            self.error(ErrorCode.FORBIDDEN, decision.why, reply_to=cmd.id, channel=cmd.channel)
+            return
+        if decision.data is not UNSET:
+            cmd = msgspec.structs.replace(cmd, data=decision.data)
+        await self._publish_async(cmd)
 
     async def _publish_async(self, cmd: protocol.Publish) -> None:
         try:

@@ -286,6 +286,8 @@ class SseEndpoint:
         if close is None and session.state is State.OPEN and not await node.join(session):
             # The per-user cap across the cluster (a no-op on a single instance).
             close = Close(CloseCode.TOO_MANY_CONNECTIONS, "too many connections for this user")
+        if close is None and session.state is State.OPEN:
+            close = await session.ask_backend("sse")  # the connect hook, if any
         if close is None and session.state is State.OPEN and node.inbox is not None:
             # Welcome and catch-up before anything else: the welcome is event 1.
             await node.inbox.open_session(session)

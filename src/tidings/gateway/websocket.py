@@ -526,6 +526,9 @@ class WebSocketEndpoint:
             return Close(CloseCode.TOO_MANY_CONNECTIONS, "server connection limit reached")
         if not await self.node.join(session):
             return Close(CloseCode.TOO_MANY_CONNECTIONS, "too many connections for this user")
+        denied = await session.ask_backend("websocket")  # the connect hook, if any
+        if denied is not None:
+            return denied
         inbox = self.node.inbox
         if inbox is not None:
             # Welcome and catch-up finish before the next client frame is read, so the

@@ -10,8 +10,6 @@ still sent for one more release. Any 2xx answer counts as delivered.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import logging
 from typing import Any
 
@@ -19,14 +17,9 @@ import aiohttp
 import msgspec
 
 from ..delivery.webhook import Signer
+from ..signing import signature
 
 log = logging.getLogger("tidings.webhooks")
-
-
-def signature(secret: str, timestamp: str, body: bytes) -> str:
-    """The value of ``X-Tidings-Signature`` for a body sent at ``timestamp``."""
-    mac = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
-    return "sha256=" + mac.hexdigest()
 
 
 class WebhookSender:

@@ -13,6 +13,7 @@ var CLOSE_CODES = Object.freeze({
   4004: { reason: "authentication timeout", reconnect: true },
   4005: { reason: "token expired", reconnect: true },
   4006: { reason: "origin not allowed", reconnect: false },
+  4007: { reason: "denied by the application", reconnect: false },
   4008: { reason: "slow consumer", reconnect: true },
   4009: { reason: "too many connections", reconnect: true },
   4010: { reason: "disconnected by the server", reconnect: false },

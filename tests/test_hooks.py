@@ -1,0 +1,343 @@
+"""Backend hooks and subscription tokens against a small real backend (an aiohttp app on
+127.0.0.1:0): the backend allows, denies with a reason, attaches data and channels, is
+slow, down or silent; its decisions are cached; the requests are signed."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import pytest
+from aiohttp import web
+from standardwebhooks import Webhook, WebhookVerificationError
+
+from tidings.auth import mint
+from tidings.channels import NamespacePolicy
+from tidings.delivery.webhook import verifier_secret
+from tidings.hooks import Decision, DecisionCache, decide_on_failure
+
+from .conftest import (
+    SECRET,
+    Harness,
+    ServerFactory,
+    closed_with,
+    recv,
+    recv_type,
+    request,
+    token,
+    wait_for,
+)
+
+HOOK_SECRET = "hook-secret-0123456789"
+NAMESPACES = {
+    "chat": NamespacePolicy(publish=True),
+    "case": NamespacePolicy(subscribe=False),  # reachable only with a subscription token
+}
+
+Answer = Callable[[dict[str, Any]], Any]
+
+
+class Backend:
+    """The application's backend: answers each hook with ``answers[event](body)``, which
+    returns a decision dict (or an int: that HTTP status, or an asyncio.Event to wait on
+    first). Records every request."""
+
+    def __init__(self) -> None:
+        self.answers: dict[str, Answer] = {}
+        self.seen: list[dict[str, Any]] = []
+        self.signatures_ok: list[bool] = []
+        self.standard_ok: list[bool] = []
+        self.url = ""
+
+    def count(self, event: str) -> int:
+        return sum(1 for e in self.seen if e["event"] == event)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        raw = await request.read()
+        stamp = request.headers.get("X-Tidings-Timestamp", "")
+        expected = hmac.new(
+            HOOK_SECRET.encode(), stamp.encode() + b"." + raw, hashlib.sha256
+        ).hexdigest()
+        presented = request.headers.get("X-Tidings-Signature", "")
+        self.signatures_ok.append(hmac.compare_digest(presented, f"sha256={expected}"))
+        try:  # the Standard Webhooks headers, with the scheme's reference verifier
+            Webhook(verifier_secret(HOOK_SECRET)).verify(raw, dict(request.headers))
+            self.standard_ok.append(True)
+        except WebhookVerificationError:
+            self.standard_ok.append(False)
+        body = await request.json()
+        self.seen.append(body)
+        answer = self.answers.get(body["event"], lambda _: {"allow": True})(body)
+        while isinstance(answer, asyncio.Event):
+            await answer.wait()
+            answer = self.answers[body["event"] + ":after"](body)
+        if isinstance(answer, int):
+            return web.Response(status=answer, text="backend error")
+        return web.json_response(answer)
+
+
+@pytest.fixture
+async def backend() -> AsyncIterator[Backend]:
+    """A running backend that allows everything until told otherwise."""
+    b = Backend()
+    app = web.Application()
+    app.router.add_post("/hooks/{event}", b.handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", 0).start()
+    b.url = f"http://127.0.0.1:{runner.addresses[0][1]}/hooks"
+    yield b
+    await runner.cleanup()
+
+
+def hooked(b: Backend, *events: str, **extra: Any) -> dict[str, Any]:
+    settings: dict[str, Any] = {f"hook_{e}_url": f"{b.url}/{e}" for e in events}
+    return {"hook_secret": HOOK_SECRET, "namespaces": NAMESPACES, **settings, **extra}
+
+
+# --- pure -----------------------------------------------------------------------------------
+
+
+def test_failure_policy() -> None:
+    """An unanswered hook denies by default (fail closed), allows when configured so."""
+    assert decide_on_failure("deny", "HTTP 500").allow is False
+    assert "HTTP 500" in decide_on_failure("deny", "HTTP 500").why
+    assert decide_on_failure("allow", "timeout").allow is True
+
+
+def test_decision_cache_expires_by_the_injected_clock() -> None:
+    """A cached decision lives its seconds, then is gone; 0 seconds is not cached."""
+    now = [0.0]
+    cache = DecisionCache(lambda: now[0])
+    cache.put(("subscribe", "a", "news"), Decision(allow=False), 10)
+    cache.put(("subscribe", "a", "other"), Decision(allow=True), 0)
+    now[0] = 9.9
+    assert cache.get(("subscribe", "a", "news")) == Decision(allow=False)
+    assert cache.get(("subscribe", "a", "other")) is None
+    now[0] = 10.0
+    assert cache.get(("subscribe", "a", "news")) is None
+
+
+# --- connect ----------------------------------------------------------------------------------
+
+
+async def test_connect_allowed_with_info_and_channels(
+    make_server: ServerFactory, backend: Backend
+) -> None:
+    """The backend allows, attaches info (in the welcome) and a channel the connection is
+    subscribed to by the server; the request names the user, roles, transport and claims."""
+    backend.answers["connect"] = lambda body: {
+        "allow": True,
+        "data": {"plan": "pro", "user": body["userId"]},
+        "channels": ["chat:team-7"],
+    }
+    h = await make_server(**hooked(backend, "connect"))
+    async with h.connect(f"?token={token('ann', ('LAWYER',), org='o1')}") as ws:
+        welcome = await recv(ws)
+        assert welcome["type"] == "welcome"
+        assert welcome["data"]["info"] == {"plan": "pro", "user": "ann"}
+        subscribed = await recv_type(ws, "subscribed")
+        assert subscribed["data"] == {"channel": "chat:team-7", "filters": None, "byServer": True}
+        await h.api("POST", "/api/publish", {"channel": "chat:team-7", "data": {"n": 1}})
+        assert (await recv_type(ws, "message"))["data"] == {"n": 1}
+    (event,) = backend.seen
+    assert (event["userId"], event["roles"], event["transport"]) == ("ann", ["LAWYER"], "websocket")
+    assert event["claims"]["org"] == "o1"
+    assert backend.signatures_ok == [True]
+    assert backend.standard_ok == [True]
+
+
+async def test_connect_denied_with_a_reason(make_server: ServerFactory, backend: Backend) -> None:
+    """A denial closes the connection 4007 with the backend's reason; nothing is welcomed."""
+    backend.answers["connect"] = lambda body: {"allow": False, "reason": "account suspended"}
+    h = await make_server(**hooked(backend, "connect"))
+    async with h.connect(f"?token={token('ann')}") as ws:
+        assert await closed_with(ws) == (4007, "account suspended")
+    assert h.server.node.hub.user_connections("ann") == set()
+
+
+@pytest.mark.parametrize(
+    ("failure", "answer", "welcomed"),
+    [("deny", 500, False), ("allow", 500, True), ("deny", {"allow": "yes"}, False)],
+    ids=["down-deny", "down-allow", "malformed-deny"],
+)
+async def test_connect_failure_policy(
+    make_server: ServerFactory, backend: Backend, failure: str, answer: Any, welcomed: bool
+) -> None:
+    """A backend that errs or answers nonsense is treated as hook_failure says."""
+    backend.answers["connect"] = lambda _: answer
+    h = await make_server(**hooked(backend, "connect", hook_failure=failure))
+    async with h.connect(f"?token={token('ann')}") as ws:
+        if welcomed:
+            assert (await recv(ws))["type"] == "welcome"
+        else:
+            code, reason = await closed_with(ws)
+            assert code == 4007
+            assert reason.startswith("the application could not be asked")
+    assert h.server.node.hooks.failures == 1
+
+
+async def test_connect_hook_timeout(make_server: ServerFactory, backend: Backend) -> None:
+    """A backend that never answers is given hook_timeout, then the failure policy applies,
+    and the server keeps serving meanwhile."""
+    never = asyncio.Event()
+    backend.answers["connect"] = lambda _: never
+    h = await make_server(**hooked(backend, "connect", hook_timeout=0.3))
+    async with h.connect(f"?token={token('ann')}") as ws:
+        assert (await h.api("GET", "/health", key=None))[0] == 200
+        assert (await closed_with(ws))[0] == 4007
+    backend.answers["connect:after"] = lambda _: {"allow": True}
+    never.set()
+
+
+async def test_connect_hook_on_sse(make_server: ServerFactory, backend: Backend) -> None:
+    """The SSE fallback asks the same hook: a denied stream's first event is the close."""
+    backend.answers["connect"] = lambda body: {"allow": False, "reason": "not today"}
+    h = await make_server(**hooked(backend, "connect"))
+    async with h.http.get(f"{h.url}/sse", params={"token": token("ann")}) as r:
+        text = await r.text()
+    assert '"code":4007' in text
+    assert "not today" in text
+    assert backend.seen[0]["transport"] == "sse"
+
+
+# --- subscribe ----------------------------------------------------------------------------------
+
+
+async def test_subscribe_denied_allowed_and_cached(
+    make_server: ServerFactory, backend: Backend
+) -> None:
+    """The backend decides per channel; info rides on the reply; a decision with
+    cacheSeconds is reused without asking again."""
+    backend.answers["subscribe"] = lambda body: (
+        {"allow": False, "reason": "not your team", "cacheSeconds": 60}
+        if body["channel"] == "chat:other"
+        else {"allow": True, "data": {"role": "editor"}, "cacheSeconds": 60}
+    )
+    h = await make_server(**hooked(backend, "subscribe"))
+    async with h.client("ann") as ws:
+        denied = await request(ws, {"type": "subscribe", "channel": "chat:other"})
+        assert (denied["type"], denied["data"]["code"]) == ("error", "FORBIDDEN")
+        assert denied["data"]["message"] == "not your team"
+        ok = await request(ws, {"type": "subscribe", "channel": "chat:mine"})
+        assert (ok["type"], ok["data"]["info"]) == ("subscribed", {"role": "editor"})
+        await request(ws, {"type": "unsubscribe", "channel": "chat:mine"})
+        again = await request(ws, {"type": "subscribe", "channel": "chat:mine"})
+        assert again["type"] == "subscribed"
+        assert (await request(ws, {"type": "subscribe", "channel": "chat:other"}))["type"] == (
+            "error"
+        )
+    assert backend.count("subscribe") == 2
+
+
+async def test_unsubscribe_while_the_hook_decides(
+    make_server: ServerFactory, backend: Backend
+) -> None:
+    """A client that unsubscribes before the backend answers stays unsubscribed."""
+    slow = asyncio.Event()
+    backend.answers["subscribe"] = lambda _: slow
+    backend.answers["subscribe:after"] = lambda _: {"allow": True}
+    h = await make_server(**hooked(backend, "subscribe"))
+    async with h.client("ann") as ws:
+        await ws.send('{"type": "subscribe", "channel": "chat:x", "id": "s1"}')
+        await request(ws, {"type": "unsubscribe", "channel": "chat:x"})
+        slow.set()
+        status = await request(ws, {"type": "get_status"})
+        assert status["data"]["subscriptions"] == []
+        assert h.server.node.hub.channel_counts() == {}
+
+
+# --- publish ------------------------------------------------------------------------------------
+
+
+async def test_publish_denied_replaced_and_in_order(
+    make_server: ServerFactory, backend: Backend
+) -> None:
+    """The backend denies one publication, rewrites another's data; a slow decision does
+    not let a later publication overtake it."""
+    first = asyncio.Event()
+
+    def decide(body: dict[str, Any]) -> Any:
+        n = body["data"]["n"]
+        if n == 1:
+            return first
+        if n == 2:
+            return {"allow": False, "reason": "profanity"}
+        return {"allow": True, "data": {"n": n, "checked": True}}
+
+    backend.answers["publish"] = decide
+    backend.answers["publish:after"] = lambda body: {"allow": True}
+    h = await make_server(**hooked(backend, "publish"))
+    async with h.client("bob") as reader, h.client("ann") as writer:
+        await request(reader, {"type": "subscribe", "channel": "chat:room"})
+        for n in (1, 2, 3):
+            msg = {"type": "publish", "channel": "chat:room", "data": {"n": n}, "id": f"p{n}"}
+            await writer.send(json.dumps(msg))
+        await wait_for(lambda: backend.count("publish") >= 1)
+        first.set()
+        got = [(await recv_type(reader, "message"))["data"] for _ in range(2)]
+        assert got == [{"n": 1}, {"n": 3, "checked": True}]
+        replies = {}
+        while len(replies) < 3:
+            reply = await recv(writer)
+            if reply.get("replyTo"):
+                replies[reply["replyTo"]] = reply
+        assert replies["p2"]["type"] == "error"
+        assert replies["p2"]["data"]["message"] == "profanity"
+        assert replies["p1"]["type"] == replies["p3"]["type"] == "published"
+
+
+# --- subscription tokens --------------------------------------------------------------------------
+
+
+def sub_token(user: str, channel: str | None, ttl: float = 600) -> str:
+    extra = {"channel": channel} if channel is not None else None
+    return mint(SECRET, user, ttl=ttl, now=time.time(), extra=extra)
+
+
+@pytest.mark.parametrize(
+    ("presented", "ok"),
+    [
+        (lambda: sub_token("ann", "case:12345"), True),
+        (lambda: sub_token("ann", "case:99999"), False),
+        (lambda: sub_token("bob", "case:12345"), False),
+        (lambda: sub_token("ann", None), False),
+        (lambda: sub_token("ann", "case:12345", ttl=-60), False),
+        (lambda: None, False),
+    ],
+    ids=["valid", "other-channel", "other-user", "connection-token", "expired", "none"],
+)
+async def test_subscription_tokens(
+    make_server: ServerFactory, backend: Backend, presented: Callable[[], str | None], ok: bool
+) -> None:
+    """A channel whose namespace refuses subscriptions opens to a token naming that channel
+    and that user (and unexpired); the subscribe hook is not asked for it."""
+    h = await make_server(**hooked(backend, "subscribe"))
+    async with h.client("ann") as ws:
+        cmd: dict[str, Any] = {"type": "subscribe", "channel": "case:12345"}
+        value = presented()
+        if value is not None:
+            cmd["token"] = value
+        reply = await request(ws, cmd)
+        if ok:
+            assert reply["type"] == "subscribed", reply
+            await h.api("POST", "/api/publish", {"channel": "case:12345", "data": "update"})
+            assert (await recv_type(ws, "message"))["data"] == "update"
+        else:
+            assert (reply["type"], reply["data"]["code"]) == ("error", "FORBIDDEN"), reply
+    assert backend.count("subscribe") == 0
+
+
+async def test_hooks_are_off_by_default(harness: Harness) -> None:
+    """No hook URL: connections, subscriptions and publications never wait on a backend."""
+    assert harness.server.node.hooks.calls == 0
+    async with harness.client("ann") as ws:
+        assert (await request(ws, {"type": "subscribe", "channel": "news"}))["type"] == (
+            "subscribed"
+        )
+    assert harness.server.node.hooks.calls == 0
