@@ -47,18 +47,21 @@ async def signed_in(
     return page
 
 
+# The bell's badge, inside the <tidings-bell> component's shadow root.
+BADGE_JS = "document.getElementById('bell').shadowRoot.querySelector('.badge')"
+
+
 async def badge(page: Page) -> str | None:
     """The bell's unread count as shown, or None when the badge is hidden."""
-    if await page.locator("#badge").is_hidden():
-        return None
-    return await page.locator("#badge").text_content()
+    return await page.evaluate(
+        f"() => {{ const b = {BADGE_JS}; return b.hidden ? null : b.textContent; }}"
+    )
 
 
 async def wait_badge(page: Page, shown: str | None) -> None:
-    expected = "null" if shown is None else repr(shown)
     await page.wait_for_function(
-        f"() => {{ const b = document.getElementById('badge'); "
-        f"return (b.hidden ? null : b.textContent) === {expected}; }}",
+        f"(want) => {{ const b = {BADGE_JS}; return (b.hidden ? null : b.textContent) === want; }}",
+        arg=shown,
         timeout=WAIT_MS,
     )
 
@@ -81,7 +84,7 @@ async def test_notification_centre_two_users_and_two_tabs(
     bob = await signed_in(browser, h, "bob", no_websocket)
     assert await badge(alice) is None
     assert await badge(bob) is None
-    assert await alice.locator("#inbox-user").text_content() == "for alice"
+    assert await alice.locator("#inbox-user").text_content() == "alice"
 
     status, created = await h.api(
         "POST",
@@ -95,14 +98,14 @@ async def test_notification_centre_two_users_and_two_tabs(
         },
     )
     assert status == 201, created
-    item = alice.locator("#notifications li.unread")
+    item = alice.locator("#inbox-list li.item.unread")
     await item.wait_for(timeout=WAIT_MS)
     await wait_badge(alice, "1")
     await wait_badge(alice_tab, "1")
     assert "Booking confirmed" in (await item.text_content() or "")
-    assert await item.locator(".chip").text_content() == "HIGH"
+    assert await item.locator(".chip").text_content() == "High"
     assert await item.get_attribute("class") == "item priority-high unread"
-    link = item.locator("a.action")
+    link = item.locator("a.action.primary")
     assert await link.text_content() == "View booking"
     assert await link.get_attribute("href") == "https://example.com/b/1"
     assert await alice.title() == "(1) tidings"
@@ -110,24 +113,24 @@ async def test_notification_centre_two_users_and_two_tabs(
 
     # Bob's console saw nothing: his list is empty and his bell has no badge.
     assert await badge(bob) is None
-    assert await bob.locator("#notifications li").count() == 0
+    assert await bob.locator("#inbox-list li.item").count() == 0
     await screenshot(bob, f"console-bob-empty-{transport}")
 
     # Reading it in one tab updates the other tab of the same user.
-    await alice.locator("#notifications li .mark-read").click()
+    await alice.locator("#inbox-list li.item .mark-read").click()
     await wait_badge(alice, None)
     await wait_badge(alice_tab, None)
-    await alice_tab.locator("#notifications li:not(.unread)").wait_for(timeout=WAIT_MS)
-    assert await alice_tab.locator("#notifications li.unread").count() == 0
+    await alice_tab.locator("#inbox-list li.item:not(.unread)").wait_for(timeout=WAIT_MS)
+    assert await alice_tab.locator("#inbox-list li.item.unread").count() == 0
     await screenshot(alice_tab, f"console-alice-other-tab-read-{transport}")
 
     # Two more, then "mark all read" from the other tab.
     for title in ("one", "two"):
         await h.api("POST", "/api/notifications", {"userId": "alice", "title": title})
     await wait_badge(alice, "2")
-    await alice_tab.locator("#mark-all").click()
+    await alice_tab.locator("#inbox-list button.mark-all").click()
     await wait_badge(alice, None)
-    assert await alice.locator("#notifications li").count() == 3
+    assert await alice.locator("#inbox-list li.item").count() == 3
     assert errors == []
 
 
@@ -149,11 +152,11 @@ async def test_untrusted_text_is_shown_as_text(
         "POST", "/api/notifications", {"userId": "mallory", "title": title, "actions": actions}
     )
     assert status == 201
-    item = page.locator("#notifications li")
+    item = page.locator("#inbox-list li.item")
     await item.wait_for(timeout=WAIT_MS)
     assert await item.locator(".title").text_content() == title
-    assert await page.locator("#notifications img, #notifications b").count() == 0
-    link = page.locator("#notifications a")
+    assert await page.locator("#inbox-list img, #inbox-list b").count() == 0
+    link = page.locator("#inbox-list a")
     assert await link.count() == 1
     assert await link.text_content() == "<b>go</b>"
     assert await link.get_attribute("href") == "https://example.com/?q=%3Cb%3E"  # URL-encoded
@@ -262,7 +265,7 @@ async def test_sign_in_with_a_pasted_token_without_dev(
     await page.fill("#signin-token", token("tess"))
     await page.click("#signin-go")
     await page.wait_for_selector("#status[data-state=online]", timeout=WAIT_MS)
-    assert await page.locator("#inbox-user").text_content() == "for tess"
+    assert await page.locator("#inbox-user").text_content() == "tess"
     await page.click("#signout")
     await page.wait_for_selector("#status[data-state=offline]", timeout=WAIT_MS)
     await page.fill("#signin-token", "not-a-token")
@@ -298,10 +301,10 @@ async def test_dev_forms_mint_and_send(
     await page.select_option("#dev-notify select[name=priority]", "CRITICAL")
     await page.fill("#dev-notify textarea[name=actions]", "ok | Acknowledge")
     await page.click("#dev-notify button[type=submit]")
-    item = dave.locator("#notifications li.priority-critical")
+    item = dave.locator("#inbox-list li.item.priority-critical")
     await item.wait_for(timeout=WAIT_MS)
     assert "Sent from the console" in (await item.text_content() or "")
-    assert await item.locator("button.action").text_content() == "Acknowledge"
+    assert await item.locator("button.action.primary").text_content() == "Acknowledge"
     await wait_badge(dave, "1")
     await item.locator("button.action").click()  # an action marks it read
     await wait_badge(dave, None)
@@ -323,7 +326,7 @@ async def test_phone_sized_screen(
         "/api/notifications",
         {"userId": "phoebe", "title": "A rather long title " * 4, "priority": "HIGH"},
     )
-    await page.locator("#notifications li").wait_for(timeout=WAIT_MS)
+    await page.locator("#inbox-list li.item").wait_for(timeout=WAIT_MS)
     for view in ("notifications", "operations", "dev"):
         await page.evaluate(f"location.hash = '#{view}'")
         await page.locator(f"#view-{view}").wait_for(timeout=WAIT_MS)
@@ -384,6 +387,8 @@ async def test_dev_routes_exist_only_with_dev(make_server: ServerFactory) -> Non
         ("/tidings.d.ts", "text/plain"),
         ("/react.js", "text/javascript"),
         ("/react.d.ts", "text/plain"),
+        ("/inbox.js", "text/javascript"),
+        ("/inbox.d.ts", "text/plain"),
         ("/favicon.ico", "image/svg+xml"),
     ],
 )

@@ -20,16 +20,17 @@ from playwright.async_api import Browser, Route
 from tidings.protocol import PROTOCOL_VERSION
 
 from .browser import browser, page_errors  # noqa: F401 (browser is a fixture)
-from .conftest import TIMEOUT
+from .conftest import TIMEOUT, ServerFactory, token
 from .test_js_client import JS, NODE, npm_ci, run_node
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "clients" / "js"
 WEB = ROOT / "src" / "tidings" / "web"
 # Served name -> the package file it is built from.
-BUILT = ["tidings.js", "tidings.d.ts", "react.js", "react.d.ts"]
+BUILT = ["tidings.js", "tidings.d.ts", "react.js", "react.d.ts", "inbox.js", "inbox.d.ts"]
 ENTRIES = {"tidings": ["Client", "connect", "CLOSE_CODES", "VERSION", "PROTOCOL_VERSION"]}
-ENTRIES["tidings/react"] = ["useTidings"]
+ENTRIES["tidings/react"] = ["useTidings", "TidingsInbox", "TidingsBell"]
+ENTRIES["tidings/inbox"] = ["TidingsInbox", "TidingsBell", "InboxStore", "defineElements"]
 # Entries for Node only (the server SDK uses node:crypto): not bundled for the browser.
 NODE_ENTRIES = {"tidings/server": ["TidingsServer", "TidingsError", "TransportError"]}
 
@@ -68,8 +69,16 @@ def scratch(package_tools: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     (project / "package.json").write_text(
         json.dumps({"name": "scratch", "private": True, "type": "module"})
     )
-    react = JS / "node_modules" / "react"
-    _npm("install", "--prefer-offline", str(tarball), f"react@{_version(react)}", cwd=project)
+    react = _version(JS / "node_modules" / "react")
+    react_dom = _version(JS / "node_modules" / "react-dom")
+    _npm(
+        "install",
+        "--prefer-offline",
+        str(tarball),
+        f"react@{react}",
+        f"react-dom@{react_dom}",
+        cwd=project,
+    )
     return project
 
 
@@ -139,15 +148,20 @@ async def test_tarball_types_resolve(scratch: Path) -> None:
     """TypeScript finds each entry point's declarations through the exports map."""
     (scratch / "use.ts").write_text(
         'import { Client, VERSION, type Notification } from "tidings";\n'
-        'import { useTidings, type TidingsState } from "tidings/react";\n'
+        'import { useTidings, TidingsBell, type TidingsState } from "tidings/react";\n'
+        'import { InboxStore, type InboxElement } from "tidings/inbox";\n'
         'import { TidingsServer, type Sent } from "tidings/server";\n'
         'export const s: TidingsServer = new TidingsServer({ url: "http://x", apiKey: "k" });\n'
         "export type Sends = Sent;\n"
         'const c: Client = new Client("ws://x/ws", "t");\n'
         "const n: number | null = c.unreadCount;\n"
         "const v: string = VERSION;\n"
-        "export const all: unknown[] = [n, v, useTidings];\n"
-        "export type Used = [Notification, TidingsState];\n"
+        "const s: InboxStore = new InboxStore(c);\n"
+        "const b: unknown = TidingsBell({\n"
+        "  store: s, theme: 'dark', onAction: (e) => e.detail.action.id,\n"
+        "});\n"
+        "export const all: unknown[] = [n, v, useTidings, b];\n"
+        "export type Used = [Notification, TidingsState, InboxElement];\n"
     )
     (scratch / "tsconfig.json").write_text(
         json.dumps(
@@ -232,5 +246,85 @@ async def test_tarball_entry_points_import_in_chromium(
     assert set(ENTRIES["tidings"]) <= set(plain)
     for entry, names in ENTRIES.items():
         assert set(names) <= set(bundled[entry]), (entry, bundled)
+    assert errors == []
+    await context.close()
+
+
+APP = """
+import { createElement as h } from "react";
+import { createRoot } from "react-dom/client";
+import { useTidings, TidingsBell, TidingsInbox } from "tidings/react";
+
+function App({ url, token }) {
+  const { client, unreadCount, status } = useTidings({ url, token });
+  return h("div", null,
+    h("p", { id: "hook" }, status + " " + unreadCount),
+    client && h(TidingsBell, { client, theme: "dark" }),
+    client && h(TidingsInbox, {
+      client, lang: "es", strings: { title: "Avisos", markAllRead: "Marcar todo" },
+    }),
+  );
+}
+createRoot(document.getElementById("root")).render(h(App, window.appProps));
+"""
+
+
+async def test_react_components_from_the_tarball_in_chromium(
+    scratch: Path,
+    browser: Browser,  # noqa: F811
+    make_server: ServerFactory,
+) -> None:
+    """A React app bundled from the installed tarball renders the hook, <TidingsBell> and
+    <TidingsInbox> (translated) against a real server, all showing the server's count."""
+    h = await make_server()
+    for title in ("uno", "dos"):
+        status, _ = await h.api("POST", "/api/notifications", {"userId": "rosa", "title": title})
+        assert status == 201
+    (scratch / "app.js").write_text(APP)
+    build = {
+        "absWorkingDir": str(scratch),
+        "entryPoints": ["app.js"],
+        "bundle": True,
+        "format": "esm",
+        "outfile": "app.bundle.js",
+        "logLevel": "error",
+    }
+    code, out = await run_node(
+        "--input-type=module",
+        "-e",
+        f"await (await import('esbuild')).build({json.dumps(build)});",
+        timeout=TIMEOUT * 3,
+        cwd=PACKAGE,
+    )
+    assert code == 0, out
+    bundle = _read(scratch, "app.bundle.js")
+    assert bundle is not None
+
+    async def serve(route: Route) -> None:
+        await route.fulfill(body=bundle, content_type="text/javascript")
+
+    context = await browser.new_context()
+    page = await context.new_page()
+    errors = page_errors(page)
+    await page.route(f"{h.url}/app/bundle.js", serve)
+    # A document the server really sent (Chromium's local-network checks look at where
+    # it came from), with the app put into it, on the server's origin.
+    await page.goto(f"{h.url}/health/live")
+    await page.evaluate(
+        "(props) => { document.body.innerHTML = '<div id=root></div>'; window.appProps = props; }",
+        {"url": h.ws_url, "token": token("rosa")},
+    )
+    await page.add_script_tag(url="/app/bundle.js", type="module")
+    await page.locator("#hook", has_text="open 2").wait_for(timeout=TIMEOUT * 1000)
+    await page.wait_for_function(
+        "() => document.querySelector('tidings-bell')?.shadowRoot"
+        ".querySelector('.badge').textContent === '2'",
+        timeout=TIMEOUT * 1000,
+    )
+    inbox = page.locator("#root > div > tidings-inbox")  # not the bell's
+    await inbox.locator("li.item").nth(1).wait_for(timeout=TIMEOUT * 1000)
+    assert await inbox.locator("h2").text_content() == "Avisos"
+    await inbox.locator("button.mark-all", has_text="Marcar todo").click()
+    await page.locator("#hook", has_text="open 0").wait_for(timeout=TIMEOUT * 1000)
     assert errors == []
     await context.close()

@@ -1,7 +1,8 @@
 // Build the files the server serves (src/tidings/web/) from this package:
 //   /tidings.js  one ES module bundling src/index.js
-//   /react.js    src/react.js, importing "./tidings.js" and "react"
-//   /tidings.d.ts, /react.d.ts  the declarations
+//   /react.js    src/react.js, importing "./tidings.js", "./inbox.js" and "react"
+//   /inbox.js    src/inbox/index.js (the Web Components), importing "./tidings.js"
+//   /tidings.d.ts, /react.d.ts, /inbox.d.ts  the declarations
 // Each is stamped with the version. The output is committed, so `make serve` needs no
 // npm; tests/test_js_package.py fails when it differs from a fresh build.
 //
@@ -18,17 +19,26 @@ const pkg = JSON.parse(readFileSync(join(root, "package.json"), "utf8"));
 const at = process.argv.indexOf("--out");
 const out = at >= 0 ? resolve(process.argv[at + 1]) : resolve(root, "../../src/tidings/web");
 
-// Entry points served beside each other: an import of the package's own entry becomes
-// an import of the served file.
-const SERVED = { "./index.js": "./tidings.js" };
-const siblings = {
-  name: "served-siblings",
-  setup(build) {
-    build.onResolve({ filter: /^\.\/index\.js$/ }, (args) =>
-      args.importer.endsWith("index.js") ? undefined : { path: SERVED[args.path], external: true },
-    );
-  },
+// Entry points served beside each other: an import of another entry becomes an import
+// of its served file, so the page loads each once.
+const SERVED = {
+  [join(root, "src/index.js")]: "./tidings.js",
+  [join(root, "src/inbox/index.js")]: "./inbox.js",
+  [join(root, "src/inbox/elements.js")]: "./inbox.js",
 };
+function siblings(name) {
+  return {
+    name: "served-siblings",
+    setup(build) {
+      build.onResolve({ filter: /^\./ }, (args) => {
+        const served = SERVED[resolve(args.resolveDir, args.path)];
+        // Part of the file being built: bundled; part of another: imported from it.
+        if (served === undefined || served === `./${name}`) return undefined;
+        return { path: served, external: true };
+      });
+    },
+  };
+}
 
 function banner(name) {
   return (
@@ -45,7 +55,7 @@ async function bundle(entry, name, external = []) {
     target: "es2022",
     platform: "neutral",
     external,
-    plugins: [siblings],
+    plugins: [siblings(name)],
     banner: { js: banner(name) },
     charset: "utf8",
     legalComments: "none",
@@ -62,5 +72,7 @@ function types(from, name) {
 mkdirSync(out, { recursive: true });
 await bundle("src/index.js", "tidings.js");
 await bundle("src/react.js", "react.js", ["react"]);
+await bundle("src/inbox/index.js", "inbox.js");
 types("index.d.ts", "tidings.d.ts");
 types("react.d.ts", "react.d.ts");
+types("inbox.d.ts", "inbox.d.ts");

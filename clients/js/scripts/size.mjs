@@ -1,5 +1,5 @@
 // Size of each entry point, minified and gzipped, beside other realtime clients measured
-// the same way: esbuild bundles `import * as m from "<entry>"` for the browser (peer
+// the same way: esbuild bundles what an application imports for the browser (peer
 // dependencies such as react left out), minifies it, and zlib gzips it at level 9.
 //
 //   node scripts/size.mjs     prints a Markdown table (docs/clients.md has it)
@@ -11,17 +11,20 @@ import * as esbuild from "esbuild";
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 
+// [what is imported, the import statement, what it brings]
 const ENTRIES = [
-  ["tidings", "./src/index.js", "the client"],
-  ["tidings/react", "./src/react.js", "useTidings (imports the client)"],
-  ["tidings/inbox", "./src/inbox/index.js", "`<tidings-inbox>`, `<tidings-bell>` (imports the client)"],
-  ["centrifuge 5.7.4", "centrifuge", "Centrifugo's client"],
-  ["pusher-js 8.6.0", "pusher-js", "Pusher's client"],
+  ["`tidings`", 'export { Client } from "./src/index.js";', "the client"],
+  ["`tidings/react`: `useTidings`", 'export { useTidings } from "./src/react.js";', "the hook and the client"],
+  ["`tidings/inbox`", 'export * from "./src/inbox/index.js";', "`<tidings-inbox>`, `<tidings-bell>`, the store (the client not included)"],
+  ["`tidings` + `tidings/inbox`", 'export { Client } from "./src/index.js"; export * from "./src/inbox/index.js";', "what a page with a bell loads"],
+  ["`tidings/react`: all", 'export * from "./src/react.js";', "the hook, the client, `<TidingsBell>`, `<TidingsInbox>`"],
+  ["centrifuge 5.7.4", 'export { Centrifuge } from "centrifuge";', "Centrifugo's client"],
+  ["pusher-js 8.6.0", 'export { default } from "pusher-js";', "Pusher's client"],
 ];
 
-async function measure(target) {
+async function measure(contents) {
   const result = await esbuild.build({
-    stdin: { contents: `export * from ${JSON.stringify(target)};`, resolveDir: root, loader: "js" },
+    stdin: { contents, resolveDir: root, loader: "js" },
     bundle: true,
     minify: true,
     format: "esm",
@@ -36,14 +39,9 @@ async function measure(target) {
 }
 
 const kb = (n) => `${(n / 1024).toFixed(1)} KiB`;
-console.log("| Entry point | What | Minified | Minified + gzip |");
+console.log("| Import | What it brings | Minified | Minified + gzip |");
 console.log("|-------------|------|---------:|----------------:|");
 for (const [name, target, what] of ENTRIES) {
-  let size;
-  try {
-    size = await measure(target);
-  } catch {
-    continue; // an entry not built yet
-  }
-  console.log(`| \`${name}\` | ${what} | ${kb(size.min)} | ${kb(size.gzip)} |`);
+  const size = await measure(target);
+  console.log(`| ${name} | ${what} | ${kb(size.min)} | ${kb(size.gzip)} |`);
 }

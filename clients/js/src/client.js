@@ -128,6 +128,11 @@ export class Client extends Connection {
     return reply.data ?? {};
   }
 
+  /** The token the client would connect with now (it calls the token function). */
+  getToken() {
+    return this._tokenValue();
+  }
+
   /** Round trip to the server; resolves with the pong message. */
   ping() {
     return this.request({ type: "ping" });

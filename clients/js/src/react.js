@@ -9,8 +9,9 @@
 // closed on unmount, and is rebuilt when `url`, `enabled` or `channels` change. Other
 // options (the Client options: ack, transport, WebSocket, ...) are read when it connects.
 
-import { useCallback, useEffect, useRef, useState } from "react";
+import { createElement, useCallback, useEffect, useRef, useState } from "react";
 import { Client } from "./index.js";
+import { defineElements } from "./inbox/elements.js";
 
 const SYNTHETIC = new Set(["_connected", "_disconnected", "_resubscribed", "_unread"]);
 const UNREAD_CHANGES = new Set(["notification_read", "notification_archived", "notification_deleted"]);
@@ -142,4 +143,47 @@ function initial(status) {
     closeReason: null,
     error: null,
   };
+}
+
+// --- the inbox elements as React components ------------------------------------------
+
+function useElement(tag, { client = null, store = null, strings = null, onAction, onError, ...attrs }) {
+  const ref = useRef(null);
+  // ref.current is null where nothing is rendered to a DOM (a test renderer, say).
+  useEffect(() => {
+    if (ref.current === null) return;
+    if (store !== null) ref.current.store = store;
+    else ref.current.client = client;
+  }, [client, store]);
+  useEffect(() => {
+    if (ref.current !== null && strings !== null) ref.current.strings = strings;
+  }, [strings]);
+  useEffect(() => {
+    // React 18 does not pass custom events of custom elements: listen here.
+    const el = ref.current;
+    const offs = [];
+    if (el === null) return undefined;
+    for (const [type, handler] of [["tidings-action", onAction], ["tidings-error", onError]]) {
+      if (typeof handler !== "function") continue;
+      el.addEventListener(type, handler);
+      offs.push(() => el.removeEventListener(type, handler));
+    }
+    return () => offs.forEach((off) => off());
+  }, [onAction, onError]);
+  defineElements();
+  return createElement(tag, { ref, ...attrs });
+}
+
+/**
+ * <tidings-inbox> for React: props `client` (a Client, e.g. useTidings().client) or
+ * `store` (an InboxStore shared with a bell), `strings`, `onAction`, `onError`, and the
+ * element's attributes (`theme`, `lang`, `tabs`, `page-size`, `className`, `style`).
+ */
+export function TidingsInbox(props) {
+  return useElement("tidings-inbox", props);
+}
+
+/** <tidings-bell> for React: the same props as TidingsInbox. */
+export function TidingsBell(props) {
+  return useElement("tidings-bell", props);
 }

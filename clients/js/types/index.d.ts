@@ -220,6 +220,8 @@ export class Client implements AsyncIterable<ClientEvent> {
     cursor?: string | null;
   }): Promise<{ items: Notification[]; unreadCount: number; nextCursor: string | null }>;
   ping(): Promise<Message>;
+  /** The token the client would connect with now (it calls the token function). */
+  getToken(): Promise<string>;
   request(msg: Record<string, unknown>): Promise<Message>;
   send(msg: Record<string, unknown>): void;
 }

@@ -1,6 +1,7 @@
 // TypeScript declarations for "tidings/react" (the useTidings hook; /react.js).
 
 import type { Client, ClientOptions, Message, Notification, TokenSource, Welcome } from "./index.js";
+import type { InboxStore, InboxStrings, TidingsActionDetail } from "./inbox.js";
 
 export interface UseTidingsOptions extends ClientOptions {
   /** The WebSocket endpoint, e.g. wss://notify.example.com/ws. */
@@ -39,3 +40,23 @@ export interface TidingsState {
 }
 
 export function useTidings(options: UseTidingsOptions): TidingsState;
+
+export interface InboxProps {
+  /** The client whose user's inbox to show (e.g. useTidings().client). */
+  client?: Client | null;
+  /** Or a store shared with other elements. */
+  store?: InboxStore | null;
+  strings?: Partial<InboxStrings>;
+  onAction?: (event: CustomEvent<TidingsActionDetail>) => void;
+  onError?: (event: CustomEvent<{ error: unknown }>) => void;
+  theme?: "light" | "dark";
+  lang?: string;
+  tabs?: string;
+  "page-size"?: number;
+  className?: string;
+  style?: Record<string, string | number>;
+}
+/** <tidings-inbox> as a React component. */
+export function TidingsInbox(props: InboxProps): unknown;
+/** <tidings-bell> as a React component. */
+export function TidingsBell(props: InboxProps): unknown;

@@ -578,6 +578,9 @@ class WebSocketEndpoint:
             log.info("closing %s: %s", link.session.client_id, close.reason)
             link.session.close()
             link.close_code = close.code
+            # The close frame follows: a reply still on its way (an inbox request, say)
+            # must not be written after it, which clients take for a broken connection.
+            link.closing = True
         task = asyncio.get_running_loop().create_task(
             ws.close(code=close.code, message=close.reason.encode())
         )

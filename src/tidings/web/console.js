@@ -1,13 +1,14 @@
-// The tidings web console: a notification centre, a live operations view, and (under
+// The tidings web console: a notification centre (the <tidings-bell> and <tidings-inbox>
+// components of /inbox.js), a live operations view, and (under
 // `tidings serve --dev` only) forms to mint a token and publish test messages.
 // Plain DOM, no framework, no build step; everything it loads is served by tidings.
 // Untrusted text (titles, messages, channel names) is only ever set as textContent.
 
 import { Client } from "/tidings.js";
+import { InboxStore } from "/inbox.js";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
-const PRIORITIES = ["LOW", "MEDIUM", "HIGH", "CRITICAL"];
 const CHART_POINTS = 60;
 const POLL_MS = 1000;
 const PALETTE = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2"];
@@ -15,8 +16,7 @@ const PALETTE = ["#2563eb", "#dc2626", "#16a34a", "#9333ea", "#ea580c", "#0891b2
 const state = {
   dev: null, // the /dev/config answer, under --dev only
   client: null,
-  items: new Map(), // notification id -> notification data
-  unread: 0,
+  store: null, // the InboxStore behind the bell and the inbox (components from /inbox.js)
   watching: null, // {key, timer}
   samples: new Map(), // instance -> {last: {out, at}, rates: number[]}
   totalRates: [],
@@ -49,13 +49,9 @@ function setStatus(text, kind) {
   el.dataset.state = kind;
 }
 
-function setUnread(count) {
-  state.unread = Math.max(0, count);
-  const badge = $("badge");
-  badge.textContent = state.unread > 99 ? "99+" : String(state.unread);
-  badge.hidden = state.unread === 0;
-  $("bell").setAttribute("aria-label", `Notifications: ${state.unread} unread`);
-  document.title = state.unread ? `(${state.unread}) tidings` : "tidings";
+function showUnread() {
+  const unread = state.store?.unreadCount ?? 0;
+  document.title = unread ? `(${unread}) tidings` : "tidings";
 }
 
 async function mint(userId, roles = [], ttl = 3600) {
@@ -76,35 +72,21 @@ async function signIn(token) {
   // Callbacks only: nothing is kept for an async iterator (eventBuffer 0).
   const client = new Client(wsUrl(), token, { transport: params.get("transport") ?? "auto", eventBuffer: 0 });
   state.client = client;
-  client.on("_connected", async (event) => {
-    if (state.client !== client) return;
-    setStatus(`online (${event.transport})`, "online");
-    // After every (re)connection: the server's list is the truth; live ones follow.
-    try {
-      const page = await client.getNotifications({ limit: 50 });
-      if (state.client !== client) return;
-      state.items = new Map(page.items.map((n) => [n.id, n]));
-      render();
-    } catch (error) {
-      $("signin-error").textContent = String(error.message ?? error);
-    }
+  client.on("_connected", (event) => {
+    if (state.client === client) setStatus(`online (${event.transport})`, "online");
   });
   client.on("_disconnected", (event) => {
     if (state.client !== client) return;
     if (event.reconnect) setStatus("reconnecting…", "connecting");
     else setStatus(`disconnected (${event.code}${event.reason ? ": " + event.reason : ""})`, "offline");
   });
-  client.on("notification", (msg) => {
-    // Inbox messages never carry a channel; a channel publication is never the inbox.
-    if (state.client !== client || !msg.data || msg.channel !== undefined) return;
-    state.items.set(msg.data.id, msg.data);
-    render();
-  });
-  // The client keeps the server's count (catch-up, other tabs, archive, delete).
-  client.on("_unread", (event) => state.client === client && setUnread(event.unreadCount));
-  for (const type of ["notification_read", "notification_archived", "notification_deleted"]) {
-    client.on(type, (msg) => state.client === client && msg.channel === undefined && applyChange(type, msg.data));
-  }
+  // One store behind both views of the inbox (the bell's popover and the page), so the
+  // user's notifications are read once; it loads the first page after each connection.
+  const store = new InboxStore(client, { pageSize: 20 });
+  state.store = store;
+  store.addEventListener("change", showUnread);
+  $("bell").store = store;
+  $("inbox-list").store = store;
   try {
     await client.connect();
   } catch (error) {
@@ -118,54 +100,22 @@ async function signIn(token) {
   sessionStorage.setItem("tidings-token", token);
   $("signin").hidden = true;
   $("inbox").hidden = false;
-  $("inbox-user").textContent = `for ${client.welcome.userId}`;
+  $("inbox-user").textContent = client.welcome.userId;
 }
 
 async function signOut() {
   const client = state.client;
   state.client = null;
-  state.items = new Map();
+  state.store?.detach();
+  state.store = null;
+  $("bell").store = null;
+  $("inbox-list").store = null;
   sessionStorage.removeItem("tidings-token");
-  setUnread(0);
-  render();
+  showUnread();
   $("signin").hidden = false;
   $("inbox").hidden = true;
   setStatus("signed out", "offline");
   if (client !== null) await client.close();
-}
-
-function applyChange(type, data) {
-  if (!data) return;
-  const ids = new Set(data.ids ?? []);
-  if (type === "notification_read") {
-    const now = new Date().toISOString();
-    for (const id of ids) {
-      const item = state.items.get(id);
-      if (item && !item.readAt) state.items.set(id, { ...item, readAt: now });
-    }
-  } else {
-    for (const id of ids) state.items.delete(id);
-  }
-  render();
-}
-
-async function markRead(ids, all = false) {
-  const client = state.client;
-  if (client === null) return;
-  try {
-    applyChange("notification_read", await client.markRead(all ? { all: true } : ids));
-  } catch (error) {
-    $("signin-error").textContent = String(error.message ?? error);
-  }
-}
-
-function safeUrl(url) {
-  try {
-    const parsed = new URL(url, location.href);
-    return parsed.protocol === "https:" || parsed.protocol === "http:" ? parsed.href : null;
-  } catch {
-    return null;
-  }
 }
 
 function el(tag, className, text) {
@@ -173,52 +123,6 @@ function el(tag, className, text) {
   if (className) node.className = className;
   if (text !== undefined && text !== null) node.textContent = String(text);
   return node;
-}
-
-function render() {
-  const list = $("notifications");
-  const items = [...state.items.values()].sort((a, b) => (b.seq ?? 0) - (a.seq ?? 0));
-  list.replaceChildren(
-    ...items.map((n) => {
-      const priority = PRIORITIES.includes(n.priority) ? n.priority : "MEDIUM";
-      const li = el("li", `item priority-${priority.toLowerCase()}${n.readAt ? "" : " unread"}`);
-      li.dataset.id = n.id;
-      const head = el("div", "item-head");
-      head.append(el("span", "chip", priority), el("strong", "title", n.title ?? n.type ?? "notification"));
-      const when = el("time", "muted", n.createdAt ? new Date(n.createdAt).toLocaleString() : "");
-      if (n.createdAt) when.dateTime = n.createdAt;
-      head.append(when);
-      li.append(head);
-      if (n.message) li.append(el("p", "message", n.message));
-      const row = el("div", "row actions");
-      for (const action of Array.isArray(n.actions) ? n.actions : []) {
-        const url = action.url ? safeUrl(action.url) : null;
-        const control = url ? el("a", "button action", action.label) : el("button", "action", action.label);
-        if (url) {
-          control.href = url;
-          control.target = "_blank";
-          control.rel = "noopener noreferrer";
-        } else {
-          control.type = "button";
-        }
-        control.dataset.action = action.id;
-        control.addEventListener("click", () => {
-          if (!n.readAt) markRead([n.id]);
-        });
-        row.append(control);
-      }
-      if (!n.readAt) {
-        const read = el("button", "secondary mark-read", "Mark read");
-        read.type = "button";
-        read.addEventListener("click", () => markRead([n.id]));
-        row.append(read);
-      }
-      if (row.childElementCount) li.append(row);
-      return li;
-    }),
-  );
-  $("inbox-empty").hidden = items.length > 0;
-  $("mark-all").disabled = state.unread === 0;
 }
 
 // --- the operations view -------------------------------------------------------------
@@ -469,9 +373,6 @@ async function loadDevConfig() {
 }
 
 async function main() {
-  $("bell").addEventListener("click", () => {
-    location.hash = "#notifications";
-  });
   window.addEventListener("hashchange", showView);
   $("signin").addEventListener("submit", async (event) => {
     event.preventDefault();
@@ -486,7 +387,6 @@ async function main() {
     }
   });
   $("signout").addEventListener("click", () => signOut());
-  $("mark-all").addEventListener("click", () => markRead(null, true));
   $("apikey-form").addEventListener("submit", (event) => {
     event.preventDefault();
     const key = $("apikey").value.trim();
@@ -500,7 +400,6 @@ async function main() {
     if (state.dev.apiKey) $("apikey").value = state.dev.apiKey;
     setUpDevForms();
   }
-  render();
   showView();
   document.body.dataset.ready = "true";
 

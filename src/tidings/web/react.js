@@ -2,8 +2,9 @@
 // clients/js/scripts/build.mjs. Do not edit: change clients/js/src and rebuild.
 
 // src/react.js
-import { useCallback, useEffect, useRef, useState } from "react";
+import { createElement, useCallback, useEffect, useRef, useState } from "react";
 import { Client } from "./tidings.js";
+import { defineElements } from "./inbox.js";
 var SYNTHETIC = /* @__PURE__ */ new Set(["_connected", "_disconnected", "_resubscribed", "_unread"]);
 var UNREAD_CHANGES = /* @__PURE__ */ new Set(["notification_read", "notification_archived", "notification_deleted"]);
 function useTidings(options) {
@@ -117,6 +118,38 @@ function initial(status) {
     error: null
   };
 }
+function useElement(tag, { client = null, store = null, strings = null, onAction, onError, ...attrs }) {
+  const ref = useRef(null);
+  useEffect(() => {
+    if (ref.current === null) return;
+    if (store !== null) ref.current.store = store;
+    else ref.current.client = client;
+  }, [client, store]);
+  useEffect(() => {
+    if (ref.current !== null && strings !== null) ref.current.strings = strings;
+  }, [strings]);
+  useEffect(() => {
+    const el = ref.current;
+    const offs = [];
+    if (el === null) return void 0;
+    for (const [type, handler] of [["tidings-action", onAction], ["tidings-error", onError]]) {
+      if (typeof handler !== "function") continue;
+      el.addEventListener(type, handler);
+      offs.push(() => el.removeEventListener(type, handler));
+    }
+    return () => offs.forEach((off) => off());
+  }, [onAction, onError]);
+  defineElements();
+  return createElement(tag, { ref, ...attrs });
+}
+function TidingsInbox(props) {
+  return useElement("tidings-inbox", props);
+}
+function TidingsBell(props) {
+  return useElement("tidings-bell", props);
+}
 export {
+  TidingsBell,
+  TidingsInbox,
   useTidings
 };

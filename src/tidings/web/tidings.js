@@ -870,6 +870,10 @@ var Client = class extends Connection {
     const reply = await this.request({ type: "get_notifications", data });
     return reply.data ?? {};
   }
+  /** The token the client would connect with now (it calls the token function). */
+  getToken() {
+    return this._tokenValue();
+  }
   /** Round trip to the server; resolves with the pong message. */
   ping() {
     return this.request({ type: "ping" });
