@@ -24,6 +24,7 @@ from .records import dumps, from_row, insert_values, new_id, page_query
 from .schema import COLUMNS, LATEST, MIGRATIONS
 from .sqlite_rooms import SQLiteRooms
 from .sqlite_users import SQLiteUsers
+from .users import Erased
 
 log = logging.getLogger("tidings.store.sqlite")
 
@@ -438,6 +439,13 @@ class SQLiteStore(SQLiteRooms, SQLiteUsers):
         if self._users_flusher is None or self._users_flusher.done():
             self._users_flusher = loop.create_task(self._flush_users())
         await future
+
+    async def erase_user(self, user_id: str) -> Erased:
+        # Erasure unrecords the user: a later connection must record them again.
+        self._users.pop(user_id, None)
+        erased = await super().erase_user(user_id)
+        self._users.pop(user_id, None)
+        return erased
 
     async def _flush_users(self) -> None:
         while self._users_pending:
