@@ -9,6 +9,7 @@ calls, exit 0).
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import ssl
@@ -266,6 +267,26 @@ def configure_logging(settings: Settings) -> None:
     aiohttp_log.propagate = False
 
 
+# The cyclic collector's thresholds for `tidings serve` (CPython's defaults: 700, 10, 10).
+GC_THRESHOLDS: tuple[int, int, int] = (10_000, 20, 20)
+
+
+def tune_gc() -> None:
+    """Make the cyclic garbage collector cheap for a long-running server.
+
+    Called once the server is up. Everything allocated so far (imported modules, the
+    app, settings) lives as long as the process: ``gc.freeze`` moves it out of every
+    later collection. A larger first threshold collects young objects less often; most
+    of what a request or a frame allocates is freed by reference counting anyway. With
+    thousands of connections alive, every full collection walks all their objects, so
+    under a connect storm the defaults spent about a fifth of the server's CPU in the
+    collector (5,000 connects: 1,016-1,036 µs of CPU per connect, 758-878 tuned).
+    """
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
+
+
 async def run(settings: Settings) -> None:
     """Serve until SIGTERM or SIGINT, then shut down gracefully."""
     stop = asyncio.Event()
@@ -274,6 +295,7 @@ async def run(settings: Settings) -> None:
         loop.add_signal_handler(sig, stop.set)
     server = Server(settings)
     await server.start()
+    tune_gc()
     # One line on stdout, for scripts (and the benchmark) that start us on port 0.
     print(f"tidings listening on {server.url}", flush=True)
     log.info(

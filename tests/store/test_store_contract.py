@@ -244,6 +244,44 @@ async def test_roles_and_known_users(store: Store) -> None:
     assert await store.all_users() == ["alice", "bob"]
 
 
+async def test_remember_user_writes_only_changes(store: Store) -> None:
+    """A reconnect storm of known users commits nothing; new users and changed roles are
+    committed, in shared transactions on SQLite."""
+    users = [f"u{i}" for i in range(100)]
+    await asyncio.gather(*(store.remember_user(u, ["STAFF"], now=NOW) for u in users))
+    first = store.user_commits  # type: ignore[attr-defined]
+    assert 1 <= first <= 100
+    assert await store.users_with_role("STAFF") == sorted(users)
+    # Reconnects with the same roles, in any order: no transaction at all.
+    await asyncio.gather(*(store.remember_user(u, ["STAFF", "STAFF"], now=NOW + 1) for u in users))
+    assert store.user_commits == first  # type: ignore[attr-defined]
+    await store.remember_user("u7", ["STUDENT"], now=NOW + 2)
+    assert store.user_commits == first + 1  # type: ignore[attr-defined]
+    assert await store.users_with_role("STUDENT") == ["u7"]
+    assert "u7" not in await store.users_with_role("STAFF")
+
+
+async def test_remember_user_after_restart(tmp_path: Path) -> None:
+    """A restarted SQLite store knows its recorded users from the file: reconnects after a
+    deploy commit nothing, while a user whose roles changed is rewritten."""
+    path = str(tmp_path / "inbox.db")
+    s = open_store(path)
+    await s.open()
+    await asyncio.gather(*(s.remember_user(f"u{i}", ["A", "B"], now=NOW) for i in range(50)))
+    assert s.user_commits < 50  # type: ignore[attr-defined]
+    await s.close()
+    s = open_store(path)
+    await s.open()
+    try:
+        await asyncio.gather(*(s.remember_user(f"u{i}", ["B", "A"], now=NOW) for i in range(50)))
+        assert s.user_commits == 0  # type: ignore[attr-defined]
+        await s.remember_user("u3", ["A"], now=NOW)
+        assert s.user_commits == 1  # type: ignore[attr-defined]
+        assert await s.users_with_role("B") == sorted(f"u{i}" for i in range(50) if i != 3)
+    finally:
+        await s.close()
+
+
 async def test_purge_in_bounded_batches(store: Store) -> None:
     """Retention deletes old and expired rows at most ``limit`` at a time."""
     for i in range(5):

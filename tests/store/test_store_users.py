@@ -119,6 +119,10 @@ async def test_erase_removes_personal_data_and_keeps_room_messages(store: Store)
     assert again.notifications[0].seq == 3
     nothing = await store.erase_user("nobody")
     assert (nothing.profile, nothing.notifications) == (False, 0)
+    # Connecting again with the same token records eve again.
+    await store.remember_user("eve", ["STAFF"], now=NOW + 1)
+    assert "eve" in await store.users_with_role("STAFF")
+    assert "eve" in await store.all_users()
 
 
 async def test_concurrent_puts_of_one_user_leave_one_consistent_record(store: Store) -> None:

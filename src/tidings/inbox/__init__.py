@@ -504,13 +504,18 @@ class Inbox:
         finally:
             self._flushing = False
 
-    async def catch_up(self, session: Session, last_seq: int | None) -> None:
+    async def catch_up(
+        self, session: Session, last_seq: int | None, *, unread: int | None = None
+    ) -> None:
         """Send a newly opened connection what it missed, then release held live ones.
 
         ``session.inbox_held`` must be a list when this starts (set at open); live
         notifications for the session collect there meanwhile. Missed notifications are
         read a page at a time, up to ``MAX_CATCH_UP``; beyond that, clients page with
-        ``get_notifications``.
+        ``get_notifications``. ``unread``: the user's unread count, read after
+        ``inbox_held`` was set; when it is 0 a client that catches up on unread ones has
+        nothing to read (anything newer is held), which spares a reconnect storm a query
+        per connection.
         """
         now = self.node.clock()
         user = session.user_id
@@ -530,6 +535,8 @@ class Inbox:
                     page = await self.store.unacked(
                         user, now=now, after_seq=sent, limit=CATCH_UP_PAGE
                     )
+                elif unread == 0:
+                    page = []
                 else:
                     # A client that neither acks nor says where it stopped gets every
                     # unread one: what a notification centre shows on (re)connect.
@@ -568,7 +575,7 @@ class Inbox:
         if session.state is not State.OPEN:  # closed while the count was read
             return
         session.send_welcome(unread, session.welcome_reply_to)
-        await self.catch_up(session, session.last_seq)
+        await self.catch_up(session, session.last_seq, unread=unread)
 
     async def command(self, session: Session, cmd: protocol.Command) -> None:
         """Carry out an inbox command from a client and reply to it."""

@@ -135,6 +135,8 @@ class PostgresStore(PostgresRooms, PostgresUsers):
         self._flusher: asyncio.Task[None] | None = None
         # Transactions that carried creates: fewer than creates means group commit works.
         self.create_commits = 0
+        # Transactions that recorded users: none for users already recorded as they are.
+        self.user_commits = 0
 
     # --- plumbing -----------------------------------------------------------------------
 
@@ -506,6 +508,17 @@ class PostgresStore(PostgresRooms, PostgresUsers):
         return [r[0] for r in await self._db().fetch(sql, user_id, ids)]
 
     async def remember_user(self, user_id: str, roles: Sequence[str], *, now: float) -> None:
+        wanted = sorted(set(roles))
+        # Every connection calls this: a user already recorded with these roles (a
+        # reconnect) costs one read, not a write transaction.
+        stored = await self._db().fetchval(
+            "SELECT ARRAY(SELECT role FROM user_roles WHERE user_id = $1 ORDER BY role "
+            'COLLATE "C") FROM inbox_users WHERE user_id = $1 AND seen_at IS NOT NULL',
+            user_id,
+        )
+        if stored is not None and list(stored) == wanted:
+            return
+        self.user_commits += 1
         async with self._db().acquire() as conn, conn.transaction():
             # The upsert comes first: its row lock queues a concurrent remember_user of the
             # same user (another tab, another instance), so the two role rewrites cannot
@@ -520,7 +533,7 @@ class PostgresStore(PostgresRooms, PostgresUsers):
             await conn.execute(
                 "INSERT INTO user_roles (user_id, role) SELECT $1, unnest($2::text[])",
                 user_id,
-                list(dict.fromkeys(roles)),
+                wanted,
             )
 
     async def purge(self, *, created_before: float, now: float, limit: int) -> int:

@@ -24,11 +24,14 @@ from .records import dumps, from_row, insert_values, new_id, page_query
 from .schema import COLUMNS, LATEST, MIGRATIONS
 from .sqlite_rooms import SQLiteRooms
 from .sqlite_users import SQLiteUsers
+from .users import Erased
 
 log = logging.getLogger("tidings.store.sqlite")
 
 T = TypeVar("T")
 _CreateArgs = tuple[NewNotification, Sequence[str], float, str | None, str]
+# Users remembered as recorded (user id -> roles), at most this many.
+_USERS_CACHED = 200_000
 _LIVE = "archived_at IS NULL AND (expires_at IS NULL OR expires_at > ?)"
 
 
@@ -86,6 +89,14 @@ class SQLiteStore(SQLiteRooms, SQLiteUsers):
         # exact, and a create skips the preference query while nobody has any.
         self._has_preferences = True
         self._flusher: asyncio.Task[None] | None = None
+        # remember_user: what this process committed, and the calls waiting to be.
+        self._users: dict[str, tuple[str, ...]] = {}
+        self._users_pending: list[
+            tuple[tuple[str, tuple[str, ...], float], asyncio.Future[None]]
+        ] = []
+        self._users_flusher: asyncio.Task[None] | None = None
+        # Transactions that recorded users: none for users already recorded as they are.
+        self.user_commits = 0
         # Transactions that carried creates: fewer than creates means group commit works.
         self.create_commits = 0
 
@@ -116,8 +127,8 @@ class SQLiteStore(SQLiteRooms, SQLiteUsers):
             self._r = await loop.run_in_executor(self._reader, _connect, self._path)
 
     async def close(self) -> None:
-        while self._flusher is not None and not self._flusher.done():
-            await self._flusher
+        while busy := [f for f in (self._flusher, self._users_flusher) if f and not f.done()]:
+            await asyncio.gather(*busy)
         loop = asyncio.get_running_loop()
         if self._r is not None and self._r is not self._w:
             await loop.run_in_executor(self._reader, self._r.close)
@@ -413,25 +424,48 @@ class SQLiteStore(SQLiteRooms, SQLiteUsers):
         )
 
     async def remember_user(self, user_id: str, roles: Sequence[str], *, now: float) -> None:
-        def run(c: sqlite3.Connection) -> None:
-            c.execute("BEGIN IMMEDIATE")
-            try:
-                c.execute(
-                    "INSERT INTO inbox_users (user_id, seen_at) VALUES (?, ?) "
-                    "ON CONFLICT (user_id) DO UPDATE SET seen_at=excluded.seen_at",
-                    (user_id, now),
-                )
-                c.execute("DELETE FROM user_roles WHERE user_id=?", (user_id,))
-                c.executemany(
-                    "INSERT INTO user_roles (user_id, role) VALUES (?, ?)",
-                    [(user_id, r) for r in dict.fromkeys(roles)],
-                )
-                c.execute("COMMIT")
-            except BaseException:
-                c.execute("ROLLBACK")
-                raise
+        # Every connection calls this, so a reconnect storm must not become a storm of
+        # fsyncs: a user already recorded with these roles costs nothing (one process
+        # owns the file, so what it committed is what the file holds), and the others
+        # wait for the next group commit, one transaction for all of them.
+        wanted = tuple(sorted(set(roles)))
+        if self._users.get(user_id) == wanted:
+            return
+        if self._w is None:
+            raise StoreError("store is not open")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._users_pending.append(((user_id, wanted, now), future))
+        if self._users_flusher is None or self._users_flusher.done():
+            self._users_flusher = loop.create_task(self._flush_users())
+        await future
 
-        await self._write(run)
+    async def erase_user(self, user_id: str) -> Erased:
+        # Erasure unrecords the user: a later connection must record them again.
+        self._users.pop(user_id, None)
+        erased = await super().erase_user(user_id)
+        self._users.pop(user_id, None)
+        return erased
+
+    async def _flush_users(self) -> None:
+        while self._users_pending:
+            batch, self._users_pending = self._users_pending, []
+            try:
+                wrote = await self._write(
+                    functools.partial(_remember_batch, users=[a for a, _ in batch])
+                )
+            except Exception as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(StoreError(f"commit failed: {exc}"))
+                continue
+            self.user_commits += wrote
+            if len(self._users) + len(batch) > _USERS_CACHED:
+                self._users.clear()  # only an optimisation: start over rather than grow
+            for (user_id, wanted, _), future in batch:
+                self._users[user_id] = wanted
+                if not future.done():
+                    future.set_result(None)
 
     async def purge(self, *, created_before: float, now: float, limit: int) -> int:
         def run(c: sqlite3.Connection) -> int:
@@ -457,6 +491,39 @@ class SQLiteStore(SQLiteRooms, SQLiteUsers):
                 raise
 
         return await self._write(run)
+
+
+def _remember_batch(c: sqlite3.Connection, users: list[tuple[str, tuple[str, ...], float]]) -> bool:
+    """Record the users of a batch whose row or roles differ, in one transaction (none
+    when all of them are already recorded as they are: a restart's reconnects)."""
+    changed = []
+    for user_id, roles, now in users:
+        row = c.execute("SELECT seen_at FROM inbox_users WHERE user_id=?", (user_id,)).fetchone()
+        stored = sorted(
+            r[0] for r in c.execute("SELECT role FROM user_roles WHERE user_id=?", (user_id,))
+        )
+        if row is None or row[0] is None or tuple(stored) != roles:
+            changed.append((user_id, roles, now))
+    if not changed:
+        return False
+    c.execute("BEGIN IMMEDIATE")
+    try:
+        for user_id, roles, now in changed:
+            c.execute(
+                "INSERT INTO inbox_users (user_id, seen_at) VALUES (?, ?) "
+                "ON CONFLICT (user_id) DO UPDATE SET seen_at=excluded.seen_at",
+                (user_id, now),
+            )
+            c.execute("DELETE FROM user_roles WHERE user_id=?", (user_id,))
+            c.executemany(
+                "INSERT INTO user_roles (user_id, role) VALUES (?, ?)",
+                [(user_id, r) for r in roles],
+            )
+        c.execute("COMMIT")
+    except BaseException:
+        c.execute("ROLLBACK")
+        raise
+    return True
 
 
 def _create_batch(
