@@ -151,7 +151,7 @@ async def test_tarball_types_resolve(scratch: Path) -> None:
         'import { useTidings, TidingsBell, type TidingsState } from "tidings/react";\n'
         'import { InboxStore, type InboxElement } from "tidings/inbox";\n'
         'import { TidingsServer, type Sent } from "tidings/server";\n'
-        'export const s: TidingsServer = new TidingsServer({ url: "http://x", apiKey: "k" });\n'
+        'export const sdk: TidingsServer = new TidingsServer({ url: "http://x", apiKey: "k" });\n'
         "export type Sends = Sent;\n"
         'const c: Client = new Client("ws://x/ws", "t");\n'
         "const n: number | null = c.unreadCount;\n"
