@@ -15,7 +15,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
+import msgspec
+
 from .channels import DEFAULT_NAMESPACE, NamespacePolicy
+from .delivery.rules import Rule, check_steps
 
 
 class ConfigError(ValueError):
@@ -113,6 +116,37 @@ SETTINGS: Final[dict[str, Spec]] = {
     ),
     "webhook_delay": Spec("float", 300.0, "seconds a notification may stay unacked"),
     "webhook_max_attempts": Spec("int", 8, "webhook tries per notification before giving up"),
+    "delivery_max_attempts": Spec(
+        "int", 5, "tries of one email, push or SMS before it is given up (docs/delivery.md)"
+    ),
+    "delivery_retry_base": Spec(
+        "float", 30.0, "seconds before a failed email, push or SMS is retried (doubling, <= 1 h)"
+    ),
+    "delivery_interval": Spec("float", 5.0, "seconds between claims of due deliveries"),
+    "app_url": Spec("str", None, "your app's URL: action paths in email, push and SMS join it"),
+    "smtp_host": Spec("str", None, "SMTP server for the email channel (unset: no email)"),
+    "smtp_port": Spec("int", 0, "SMTP port (0: 587 for starttls, 465 for tls, 25 for none)"),
+    "smtp_tls": Spec("str", "starttls", "starttls (required upgrade), tls (implicit) or none"),
+    "smtp_ca_file": Spec("str", None, "PEM CA bundle the SMTP server's certificate must chain to"),
+    "smtp_username": Spec("str", None, "SMTP AUTH user (unset: no AUTH)"),
+    "smtp_password": Spec("str", None, "SMTP AUTH password", secret=True),
+    "email_from": Spec("str", None, 'the From of notification email ("Name <addr>")'),
+    "email_unsubscribe_url": Spec(
+        "str", None, "List-Unsubscribe target; {userId} and {category} are filled in"
+    ),
+    "push_vapid_private_key": Spec(
+        "str", None, "VAPID private key, base64url raw or PEM (unset: no Web Push)", secret=True
+    ),
+    "push_vapid_subject": Spec("str", None, "VAPID contact: mailto:you@example.com or https URL"),
+    "push_ttl": Spec("int", 86400, "seconds a push service keeps a push for an offline browser"),
+    "sms_webhook_url": Spec("str", None, "SMS through a signed webhook POST to this URL"),
+    "sms_webhook_secret": Spec(
+        "str", None, "Standard Webhooks secret for sms_webhook_url", secret=True
+    ),
+    "twilio_account_sid": Spec("str", None, "SMS through Twilio: the account SID"),
+    "twilio_auth_token": Spec("str", None, "Twilio auth token", secret=True),
+    "twilio_from": Spec("str", None, "Twilio sender: a number or a Messaging Service SID (MG...)"),
+    "twilio_base_url": Spec("str", "https://api.twilio.com", "Twilio API origin"),
     "max_connections": Spec(
         "int", 10000, "connections per instance", env_aliases=("WS_MAX_CONNECTIONS",)
     ),
@@ -230,6 +264,8 @@ class Settings:
     values: dict[str, Any]
     sources: dict[str, str]
     namespaces: dict[str, NamespacePolicy] = field(default_factory=dict)
+    # Escalation rules by category ('*': the default), from the file's [escalation] tables.
+    escalation: dict[str, Rule] = field(default_factory=dict)
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -246,7 +282,7 @@ class Settings:
                 raise ConfigError(f"unknown setting {name!r}")
             values[name] = _coerce(name, SETTINGS[name].kind, value)
             sources[name] = "code"
-        out = Settings(values, sources, dict(self.namespaces))
+        out = Settings(values, sources, dict(self.namespaces), dict(self.escalation))
         out.validate()
         return out
 
@@ -323,6 +359,7 @@ class Settings:
             raise ConfigError("setting 'webhook_secret' is required with 'webhook_url'")
         if v["webhook_url"] and not v["webhook_url"].startswith(("http://", "https://")):
             raise ConfigError("setting 'webhook_url' must be an http:// or https:// URL")
+        self._validate_delivery()
         if v["metrics"] not in ("key", "open", "off"):
             raise ConfigError("setting 'metrics' must be key, open or off")
         if v["event_loop"] not in ("auto", "uvloop", "asyncio"):
@@ -341,6 +378,52 @@ class Settings:
         for path in v["ws_paths"]:
             if not path.startswith("/") or path.startswith("/api"):
                 raise ConfigError(f"setting 'ws_paths': {path!r} must start with / and not /api")
+
+    def _validate_delivery(self) -> None:
+        v = self.values
+        if v["delivery_max_attempts"] < 1 or v["delivery_retry_base"] <= 0:
+            raise ConfigError(
+                "settings 'delivery_max_attempts' (>= 1), 'delivery_retry_base' (> 0)"
+            )
+        if v["delivery_interval"] <= 0 or v["push_ttl"] < 0:
+            raise ConfigError("settings 'delivery_interval' (> 0), 'push_ttl' (>= 0)")
+        if v["smtp_tls"] not in ("starttls", "tls", "none"):
+            raise ConfigError("setting 'smtp_tls' must be starttls, tls or none")
+        if v["smtp_host"] and not v["email_from"]:
+            raise ConfigError("setting 'email_from' is required with 'smtp_host'")
+        if v["push_vapid_private_key"] and not (v["push_vapid_subject"] or "").startswith(
+            ("mailto:", "https://")
+        ):
+            raise ConfigError("setting 'push_vapid_subject' (mailto: or https://) is required")
+        if v["sms_webhook_url"] and not v["sms_webhook_secret"]:
+            raise ConfigError("setting 'sms_webhook_secret' is required with 'sms_webhook_url'")
+        twilio = [v["twilio_account_sid"], v["twilio_auth_token"], v["twilio_from"]]
+        if any(twilio) and not all(twilio):
+            raise ConfigError(
+                "settings 'twilio_account_sid', 'twilio_auth_token', 'twilio_from' go together"
+            )
+        if v["sms_webhook_url"] and v["twilio_account_sid"]:
+            raise ConfigError("choose one SMS provider: 'sms_webhook_url' or 'twilio_account_sid'")
+
+
+def parse_escalation(raw: Any) -> dict[str, Rule]:
+    """``[escalation.<category>]`` tables (``[escalation."*"]``: the default rule).
+
+    Raises:
+        ConfigError: naming the table at fault.
+    """
+    if not isinstance(raw, dict):
+        raise ConfigError("[escalation] must be a table of tables")
+    out: dict[str, Rule] = {}
+    for name, table in raw.items():
+        where = f"escalation.{name}"
+        try:
+            rule = msgspec.convert(table, Rule)
+            check_steps(rule.steps, f"[{where}]")
+        except (msgspec.ValidationError, ValueError) as exc:
+            raise ConfigError(f"[{where}]: {exc}") from None
+        out[name] = rule
+    return out
 
 
 def _parse_namespaces(raw: Any) -> dict[str, NamespacePolicy]:
@@ -399,6 +482,7 @@ def load(
     values = {name: spec.default for name, spec in SETTINGS.items()}
     sources = dict.fromkeys(SETTINGS, "default")
     namespaces: dict[str, NamespacePolicy] = {}
+    escalation: dict[str, Rule] = {}
 
     path = config_file or env.get(ENV_PREFIX + "CONFIG")
     if path:
@@ -409,6 +493,7 @@ def load(
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"config file {path}: {exc}") from None
         namespaces = _parse_namespaces(data.pop("namespaces", {}))
+        escalation = parse_escalation(data.pop("escalation", {}))
         for name, value in data.items():
             if name not in SETTINGS:
                 raise ConfigError(f"config file {path}: unknown setting {name!r}")
@@ -430,6 +515,6 @@ def load(
         values[name] = _coerce(name, SETTINGS[name].kind, value)
         sources[name] = "flag"
 
-    settings = Settings(values, sources, namespaces)
+    settings = Settings(values, sources, namespaces, escalation)
     settings.validate()
     return settings

@@ -81,6 +81,9 @@ class Metrics:
         # notification, inbox_event, reply (the server's own answers and welcomes).
         self.sent: Counter[str] = Counter()
         self.api_requests: Counter[tuple[str, str, str]] = Counter()  # method, route, status
+        # Email, push and SMS deliveries by (channel, outcome): sent, failed, retried,
+        # skipped, deferred, cancelled (the escalation worker counts them).
+        self.deliveries: Counter[tuple[str, str]] = Counter()
         self.publish_seconds = Histogram()
         self.store_create_seconds = Histogram()
         self.store_errors = 0
@@ -214,6 +217,15 @@ class Collector:
         yield CounterMetricFamily(
             "tidings_store_errors", "Store operations that failed", value=m.store_errors
         )
+        deliveries = CounterMetricFamily(
+            "tidings_deliveries",
+            "Email, push and SMS delivery outcomes by channel (sent, failed, retried, "
+            "skipped, deferred, cancelled)",
+            labels=["channel", "outcome"],
+        )
+        for (channel, outcome), count in sorted(m.deliveries.items()):
+            deliveries.add_metric([channel, outcome], count)
+        yield deliveries
         if m.backlog is not None:
             backlog = GaugeMetricFamily(
                 "tidings_inbox_backlog",

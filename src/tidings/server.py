@@ -23,6 +23,8 @@ from aiohttp.http_exceptions import HttpProcessingError
 
 from . import api
 from .config import ConfigError, Settings
+from .delivery import setup as delivery_setup
+from .delivery.escalation import Escalation
 from .gateway import sse
 from .gateway.websocket import WebSocketEndpoint
 from .inbox import Inbox
@@ -131,6 +133,16 @@ class Server:
         self.endpoint = WebSocketEndpoint(self.node)
         self.node.disconnect_local = self.endpoint.disconnect
         self.app = build_app(self.node, self.endpoint)
+        self.escalation = Escalation(
+            settings.escalation,
+            clock=lambda: self.node.clock(),
+            max_attempts=settings.delivery_max_attempts,
+            retry_base=settings.delivery_retry_base,
+            interval=settings.delivery_interval,
+            app_url=settings.app_url,
+            outcomes=self.node.metrics.deliveries,
+        )
+        self.app[api.API_APP_KEY][api.ESCALATION_KEY] = self.escalation
         self._runner: web.AppRunner | None = None
         self.inbox: Inbox | None = None
         self.rooms: Rooms | None = None
@@ -147,14 +159,16 @@ class Server:
             raise
         except Exception as exc:  # a refused connection, an unwritable file, bad URL
             raise StoreError(f"cannot open the store: {exc.__class__.__name__}: {exc}") from None
-        self.inbox = self.node.inbox = Inbox(self.node, store)
+        self.inbox = self.node.inbox = Inbox(self.node, store, plan=self.escalation.plan)
         self.inbox.start()
+        self.escalation.start(store, delivery_setup.senders(s, store))
         try:
             await self.node.start()
             self.rooms = self.node.rooms = Rooms.from_settings(self.node, store)
             await self.rooms.start()
         except BaseException:
             await self.node.stop()
+            await self.escalation.stop()
             await self.inbox.drain()
             await store.close()
             self.inbox = self.node.inbox = None
@@ -178,6 +192,7 @@ class Server:
             await runner.cleanup()
             await self._stop_rooms()
             await self.node.stop()
+            await self.escalation.stop()
             await self.inbox.drain()
             await store.close()
             self.inbox = self.node.inbox = None
@@ -220,6 +235,7 @@ class Server:
         inbox, self.inbox = self.inbox, None
         if inbox is not None:
             self.node.inbox = None
+            await self._step("stopping escalation", self.escalation.stop())
             await self._step("finishing inbox work", inbox.drain())
             await self._step("closing the store", inbox.store.close())
 

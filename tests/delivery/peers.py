@@ -4,9 +4,13 @@ receiver, both on 127.0.0.1 port 0 in the test's own event loop."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import email
 import email.policy
+import json
+import os
 import ssl
+import time
 import warnings
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -129,3 +133,86 @@ async def http_peer(routes: dict[str, Handler]) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         await runner.cleanup()
+
+
+class Browser:
+    """A browser's side of Web Push: the subscription keys it would hand the page."""
+
+    def __init__(self) -> None:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        raw = self.key.public_key().public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+        )
+        self.auth = os.urandom(16)
+        self.p256dh = b64(raw)
+
+    def keys(self) -> dict[str, str]:
+        return {"p256dh": self.p256dh, "auth": b64(self.auth)}
+
+    def decrypt(self, body: bytes) -> Any:
+        import http_ece
+
+        return json.loads(
+            http_ece.decrypt(body, private_key=self.key, auth_secret=self.auth, version="aes128gcm")
+        )
+
+
+def b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+class PushService:
+    """A local RFC 8030 push service: checks the VAPID JWT (ES256, signed by the key in
+    ``k``, which must be the application server key the browser subscribed with; ``aud``
+    this origin; ``exp`` within 24 h) and decrypts the payload with the browser's keys.
+
+    ``answers[path]`` lists statuses to give at that path (201 when empty).
+    """
+
+    def __init__(self, server_key: str) -> None:
+        self.server_key = server_key
+        self.browsers: dict[str, Browser] = {}
+        self.received: list[tuple[str, dict[str, str], Any]] = []
+        self.answers: dict[str, list[int]] = {}
+        self.base = ""
+
+    def subscribe(self, name: str) -> dict[str, Any]:
+        """A new browser's ``PushSubscription.toJSON()`` at /push/<name>."""
+        browser = self.browsers[name] = Browser()
+        return {"endpoint": f"{self.base}/push/{name}", "keys": browser.keys()}
+
+    async def handle(self, request: web.Request) -> web.Response:
+        import jwt
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        name = request.match_info["name"]
+        scheme, _, params = request.headers["Authorization"].partition(" ")
+        fields = dict(p.strip().split("=", 1) for p in params.split(","))
+        assert scheme == "vapid"
+        assert fields["k"] == self.server_key  # the key the browser subscribed with
+        raw = base64.urlsafe_b64decode(fields["k"] + "=" * (-len(fields["k"]) % 4))
+        public = ec.EllipticCurvePublicKey.from_encoded_point(ec.SECP256R1(), raw)
+        claims = jwt.decode(fields["t"], public, algorithms=["ES256"], audience=self.base)
+        assert claims["exp"] <= time.time() + 86400
+        assert claims["sub"].startswith(("mailto:", "https:"))
+        assert request.headers["Content-Encoding"] == "aes128gcm"
+        assert int(request.headers["TTL"]) > 0
+        body = await request.read()
+        answers = self.answers.get(name)
+        status = answers.pop(0) if answers else 201
+        if status == 201:
+            data = self.browsers[name].decrypt(body)
+            self.received.append((name, dict(request.headers), data))
+        return web.Response(status=status, headers={"Location": f"{self.base}/msg/1"})
+
+
+@asynccontextmanager
+async def push_service(server_key: str) -> AsyncIterator[PushService]:
+    """A running ``PushService`` on 127.0.0.1."""
+    service = PushService(server_key)
+    async with http_peer({"/push/{name}": service.handle}) as base:
+        service.base = base
+        yield service

@@ -13,6 +13,7 @@ from ..gateway.websocket import WebSocketEndpoint
 from ..node import Node
 from . import cors
 from .connections import disconnect_user, list_connections, unsubscribe_user
+from .delivery import ESCALATION_KEY, add_delivery_routes
 from .http import (
     API_APP_KEY,
     ENDPOINT_KEY,
@@ -43,6 +44,7 @@ from .users import add_user_routes
 __all__ = [
     "API_APP_KEY",
     "ENDPOINT_KEY",
+    "ESCALATION_KEY",
     "HEALTH_KEY",
     "NODE_KEY",
     "READY_KEY",
@@ -81,6 +83,7 @@ def build_api_app(node: Node, endpoint: WebSocketEndpoint) -> web.Application:
     app.router.add_get("/openapi.json", openapi)
     add_room_routes(app)
     add_user_routes(app)
+    add_delivery_routes(app)
     cors.add_preflights(app)
     return app
 

@@ -3,6 +3,9 @@
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 import msgspec
 from aiohttp import web
 
@@ -108,20 +111,71 @@ async def read_notifications(request: web.Request) -> web.Response:
 
 
 class PreferencesBody(msgspec.Struct, forbid_unknown_fields=True):
-    inApp: dict[str, bool]
+    """Switches by category (``*``: every category) for each channel; a channel left out
+    keeps its switches. ``inApp`` decides whether a notification is stored at all."""
+
+    inApp: dict[str, bool] | None = None
+    push: dict[str, bool] | None = None
+    email: dict[str, bool] | None = None
+    sms: dict[str, bool] | None = None
+    # {"start": "22:00", "end": "07:00"} in the directory's time zone; null clears them.
+    quietHours: QuietHours | msgspec.UnsetType | None = msgspec.UNSET
+
+
+class QuietHours(msgspec.Struct, forbid_unknown_fields=True):
+    start: str
+    end: str
+
+
+_CHANNELS = ("push", "email", "sms")
+_CLOCK = re.compile(r"^([01][0-9]|2[0-3]):[0-5][0-9]$")
+
+
+async def _preferences(request: web.Request, user: str) -> dict[str, Any]:
+    store = _inbox(request).store
+    channels = await store.channel_preferences(user)
+    out: dict[str, Any] = {"inApp": await store.preferences(user)}
+    out.update({c: channels.get(c, {}) for c in _CHANNELS})
+    contact = await store.contact(user)
+    quiet = None
+    if contact.quietStart is not None and contact.quietEnd is not None:
+        quiet = QuietHours(contact.quietStart, contact.quietEnd)
+    out["quietHours"] = quiet
+    return out
 
 
 async def get_preferences(request: web.Request) -> web.Response:
-    prefs = await _inbox(request).store.preferences(_owner(request))
-    return json_response({"inApp": prefs})
+    return json_response(await _preferences(request, _owner(request)))
 
 
 async def put_preferences(request: web.Request) -> web.Response:
     body = await read_body(request, PreferencesBody)
-    if len(body.inApp) > 100 or any(not 0 < len(c) <= 64 for c in body.inApp):
-        raise ApiError(422, "at most 100 categories, each 1 to 64 characters")
-    await _inbox(request).store.set_preferences(_owner(request), body.inApp)
-    return json_response({"inApp": body.inApp})
+    given = {"inApp": body.inApp, **{c: getattr(body, c) for c in _CHANNELS}}
+    switches = {name: value for name, value in given.items() if value is not None}
+    quiet = body.quietHours
+    if not switches and quiet is msgspec.UNSET:
+        raise ApiError(
+            422, "give the switches of at least one of inApp, push, email, sms, or quietHours"
+        )
+    if isinstance(quiet, QuietHours) and not (
+        _CLOCK.match(quiet.start) and _CLOCK.match(quiet.end)
+    ):
+        raise ApiError(422, "quietHours start and end are HH:MM (22:00)")
+    for value in switches.values():
+        if len(value) > 100 or any(not 0 < len(c) <= 64 for c in value):
+            raise ApiError(422, "at most 100 categories, each 1 to 64 characters")
+    user = _owner(request)
+    store = _inbox(request).store
+    for name, value in switches.items():
+        if name == "inApp":
+            await store.set_preferences(user, value)
+        else:
+            await store.set_channel_preferences(user, name, value)
+    if isinstance(quiet, QuietHours):
+        await store.set_quiet_hours(user, quiet.start, quiet.end)
+    elif quiet is None:
+        await store.set_quiet_hours(user, None, None)
+    return json_response(await _preferences(request, user))
 
 
 async def archive_notifications(request: web.Request) -> web.Response:

@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 
 from .http import json_response
+from .openapi_delivery import DELIVERY_SCHEMAS, STEP, delivery_paths
 from .openapi_rooms import ROOMS_SCHEMAS, rooms_paths
 from .openapi_users import users_paths, users_schemas
 
@@ -61,6 +62,8 @@ def openapi_document() -> dict[str, Any]:
     doc["components"]["schemas"].update(ROOMS_SCHEMAS)
     doc["paths"].update(users_paths())
     doc["components"]["schemas"].update(users_schemas())
+    doc["paths"].update(delivery_paths())
+    doc["components"]["schemas"].update(DELIVERY_SCHEMAS)
     doc["components"]["securitySchemes"]["userToken"] = {
         "type": "http",
         "scheme": "bearer",
@@ -338,7 +341,8 @@ def _inbox_paths() -> dict[str, Any]:
     ):
         paths[base] = {
             "get": {
-                "summary": "In-app switches by category ('*': every category)",
+                "summary": "Switches by channel (inApp, push, email, sms) and category "
+                "('*': every category)",
                 "security": [{security: []}],
                 "parameters": owner,
                 "responses": {
@@ -351,8 +355,9 @@ def _inbox_paths() -> dict[str, Any]:
                 },
             },
             "put": {
-                "summary": "Replace the in-app switches; a category switched off is skipped "
-                "at create (the answer lists the user in skipped)",
+                "summary": "Replace the switches of the channels given; a category switched "
+                "off in-app is skipped at create (the answer lists the user in skipped), "
+                "off on another channel is not escalated there",
                 "security": [{security: []}],
                 "parameters": owner,
                 "requestBody": {"required": True, "content": _json("Preferences")},
@@ -409,18 +414,37 @@ _INBOX_SCHEMAS: dict[str, Any] = {
                 },
             },
             "expiresAt": {"type": ["string", "null"], "format": "date-time"},
+            "escalation": {
+                "type": ["array", "null"],
+                "items": STEP,
+                "description": "this notification's own escalation steps, instead of its "
+                "category's rule ([]: none); see docs/delivery.md",
+            },
         },
     },
     "Preferences": {
         "type": "object",
-        "required": ["inApp"],
         "additionalProperties": False,
+        "description": "a PUT replaces the channels it names and keeps the others",
         "properties": {
             "inApp": {
                 "type": "object",
                 "maxProperties": 100,
                 "additionalProperties": {"type": "boolean"},
-            }
+            },
+            "push": {"type": "object", "additionalProperties": {"type": "boolean"}},
+            "email": {"type": "object", "additionalProperties": {"type": "boolean"}},
+            "sms": {"type": "object", "additionalProperties": {"type": "boolean"}},
+            "quietHours": {
+                "type": ["object", "null"],
+                "description": "HH:MM in the directory's time zone (UTC without one); "
+                "push, email and SMS wait until the end; null clears them",
+                "required": ["start", "end"],
+                "properties": {
+                    "start": {"type": "string", "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$"},
+                    "end": {"type": "string", "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$"},
+                },
+            },
         },
     },
     "Created": {

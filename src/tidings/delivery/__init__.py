@@ -16,6 +16,10 @@ from typing import Any, Protocol
 
 import msgspec
 
+from ..store.deliveries import Contact
+
+__all__ = ["SENT", "Channel", "Contact", "Message", "Outcome", "Sender", "failed"]
+
 
 class Channel(enum.StrEnum):
     """A way to reach a user; ``IN_APP`` is the inbox itself (never a ``Sender``)."""
@@ -45,16 +49,6 @@ class Message(msgspec.Struct, frozen=True, kw_only=True):
     priority: str = "MEDIUM"
     category: str | None = None
     data: Any = None
-
-
-class Contact(msgspec.Struct, frozen=True, kw_only=True):
-    """Where a user can be reached (``PUT /api/users/{userId}/contact``)."""
-
-    email: str | None = None
-    phone: str | None = None
-    locale: str | None = None
-    # An IANA zone name (``Europe/Paris``) for quiet hours.
-    time_zone: str | None = None
 
 
 class Outcome(msgspec.Struct, frozen=True):

@@ -23,6 +23,7 @@ import msgspec
 
 from .. import cluster, protocol
 from ..broker import BrokerError
+from ..delivery.rules import Step, check_steps
 from ..hub import Outbound
 from ..node import Node, iso_timestamp
 from ..protocol import ErrorCode
@@ -36,6 +37,7 @@ from ..store import (
     Store,
     StoreError,
 )
+from ..store.deliveries import Planned
 from ..tasks import TaskSet
 from .webhooks import WebhookSender
 
@@ -77,6 +79,18 @@ class CreateRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     data: Any = None
     actions: list[Action] = msgspec.field(default_factory=list)
     expiresAt: str | None = None
+    # Overrides the category's escalation rule for this notification ([]: none at all).
+    escalation: list[Step] | None = None
+
+
+# What a create plans beyond the app: (category, priority, the request's own steps).
+Planner = Callable[[str | None, Priority, Sequence[Step] | None], tuple[Planned, ...]]
+
+
+def _no_plan(
+    category: str | None, priority: Priority, steps: Sequence[Step] | None
+) -> tuple[Planned, ...]:
+    return ()
 
 
 def view(n: Notification) -> protocol.Notification:
@@ -117,7 +131,10 @@ def decode_cursor(cursor: str) -> int:
 
 
 def _fingerprint(req: CreateRequest) -> str:
-    body = msgspec.json.encode(msgspec.structs.asdict(req), order="sorted")
+    fields = msgspec.structs.asdict(req)
+    if fields["escalation"] is None:  # keys stored before it existed still match
+        del fields["escalation"]
+    body = msgspec.json.encode(fields, order="sorted")
     return hashlib.sha256(body).hexdigest()
 
 
@@ -127,11 +144,13 @@ class Inbox:
     Args:
         node: the node whose connections receive pushes.
         store: where notifications live.
+        plan: the deliveries on other channels a new notification gets (escalation).
     """
 
-    def __init__(self, node: Node, store: Store) -> None:
+    def __init__(self, node: Node, store: Store, *, plan: Planner = _no_plan) -> None:
         self.node = node
         self.store = store
+        self._plan = plan
         self._tasks = TaskSet(log, "inbox")
         self._delivered: dict[str, list[str]] = {}
         self._flushing = False
@@ -215,6 +234,11 @@ class Inbox:
                 raise InboxError("expiresAt needs a time zone (e.g. Z)")
             if expires_at.timestamp() <= self.node.clock():
                 raise InboxError("expiresAt is in the past")
+        if req.escalation is not None:
+            try:
+                check_steps(req.escalation, "escalation")
+            except ValueError as exc:
+                raise InboxError(str(exc)) from None
         return NewNotification(
             type=req.type,
             title=req.title,
@@ -224,6 +248,7 @@ class Inbox:
             data=req.data,
             actions=tuple(req.actions),
             expires_at=None if expires_at is None else expires_at.timestamp(),
+            escalation=self._plan(req.category, req.priority, req.escalation),
         )
 
     async def _recipients(self, req: CreateRequest) -> list[str]:

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import msgspec
 
+from .deliveries import DeliveryStore, Planned
 from .rooms import RoomStore
 from .users import UserStore
 
@@ -55,6 +56,8 @@ class NewNotification(msgspec.Struct, frozen=True, kw_only=True):
     data: Any = None
     actions: tuple[Action, ...] = ()
     expires_at: float | None = None
+    # Deliveries on other channels, planned for every recipient in the create's transaction.
+    escalation: tuple[Planned, ...] = ()
 
 
 class Notification(msgspec.Struct, kw_only=True):
@@ -100,8 +103,9 @@ class IdempotencyConflict(Exception):
     """An idempotency key reused with a different request."""
 
 
-class Store(RoomStore, UserStore, Protocol):
-    """Durable per-user notification inboxes (and chat rooms: see ``RoomStore``).
+class Store(RoomStore, UserStore, DeliveryStore, Protocol):
+    """Durable per-user notification inboxes (and chat rooms: see ``RoomStore``; the user
+    directory: ``UserStore``; delivery on other channels: ``DeliveryStore``).
 
     Contract, for every implementation:
 

@@ -26,9 +26,12 @@ import asyncpg
 import msgspec
 
 from . import Created, IdempotencyConflict, NewNotification, Notification, StoreError
+from .deliveries import PLAN, plan_rows
+from .postgres_deliveries import PostgresDeliveries
 from .postgres_rooms import PostgresRooms
 from .postgres_users import PostgresUsers
 from .records import dumps, encoded, from_row, insert_values, new_id, page_query
+from .rooms import dollar
 from .schema import COLUMNS, LATEST, MIGRATIONS
 
 log = logging.getLogger("tidings.store.postgres")
@@ -67,6 +70,7 @@ _NEW_COLUMNS: Final = (
     "id, user_id, seq, type, title, message, priority, category, data, actions, expires_at, "
     "created_at"
 )
+_PLAN: Final = dollar(PLAN)
 _INSERT_MANY: Final = (
     f"INSERT INTO notifications ({_NEW_COLUMNS}) SELECT * FROM unnest("
     "$1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], "
@@ -124,7 +128,7 @@ async def _migrate(conn: Any) -> None:
             log.info("applied schema migration %d", version)
 
 
-class PostgresStore(PostgresRooms, PostgresUsers):
+class PostgresStore(PostgresRooms, PostgresUsers, PostgresDeliveries):
     """The ``Store`` on PostgreSQL. ``url`` is a ``postgresql://`` DSN; query parameters
     asyncpg does not know are sent as server settings (``?search_path=inbox``)."""
 
@@ -656,10 +660,14 @@ async def _create_plain(conn: Any, batch: Sequence[_Request]) -> list[Created | 
         await conn.execute(_INSERT_MANY, *columns)
     else:
         values = [[] for _ in todo]
+    plans: list[tuple[Any, ...]] = []
     for item, mine in zip(todo, values, strict=True):
-        results[item[0]] = Created(
-            tuple(from_row(v) for v in mine), replayed=False, skipped=skipped.get(item[0], ())
-        )
+        created = tuple(from_row(v) for v in mine)
+        results[item[0]] = Created(created, replayed=False, skipped=skipped.get(item[0], ()))
+        if item[1].escalation:
+            plans += plan_rows(created, item[1].escalation)
+    if plans:
+        await conn.executemany(_PLAN, plans)
     return results
 
 
@@ -706,6 +714,8 @@ async def _create_one(
         values = [insert_values(new_id(), u, seqs[u], content, now) for u in users]
         await conn.executemany(_INSERT, values)
         created = [from_row(v) for v in values]
+        if content.escalation:
+            await conn.executemany(_PLAN, plan_rows(created, content.escalation))
     if key is not None:
         await conn.execute(
             "UPDATE idempotency SET ids = $2 WHERE key = $1",

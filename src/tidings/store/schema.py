@@ -136,6 +136,59 @@ MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
             "CREATE INDEX directory_roles_role ON directory_roles (role)",
         ),
     ),
+    (
+        5,
+        (
+            # Delivery beyond the app (issue 17): quiet hours, Web Push subscriptions,
+            # per-channel switches, and each notification's planned deliveries with a log.
+            """CREATE TABLE quiet_hours (
+                user_id TEXT PRIMARY KEY NOT NULL,
+                start_at TEXT NOT NULL,
+                end_at TEXT NOT NULL
+            )""",
+            """CREATE TABLE push_subscriptions (
+                endpoint TEXT PRIMARY KEY NOT NULL,
+                user_id TEXT NOT NULL,
+                p256dh TEXT NOT NULL,
+                auth TEXT NOT NULL,
+                created_at DOUBLE PRECISION NOT NULL
+            )""",
+            "CREATE INDEX push_subscriptions_user ON push_subscriptions (user_id)",
+            """CREATE TABLE channel_preferences (
+                user_id TEXT NOT NULL,
+                channel TEXT NOT NULL,
+                category TEXT NOT NULL,
+                enabled INTEGER NOT NULL,
+                PRIMARY KEY (user_id, channel, category)
+            )""",
+            """CREATE TABLE deliveries (
+                notification_id TEXT NOT NULL REFERENCES notifications (id) ON DELETE CASCADE,
+                channel TEXT NOT NULL,
+                user_id TEXT NOT NULL,
+                unless TEXT NOT NULL,
+                state TEXT NOT NULL,
+                attempts INTEGER NOT NULL,
+                due_at DOUBLE PRECISION NOT NULL,
+                events INTEGER NOT NULL,
+                queued_at DOUBLE PRECISION NOT NULL,
+                PRIMARY KEY (notification_id, channel)
+            )""",
+            "CREATE INDEX deliveries_due ON deliveries (due_at) WHERE state = 'pending'",
+            """CREATE TABLE delivery_log (
+                notification_id TEXT NOT NULL,
+                channel TEXT NOT NULL,
+                n INTEGER NOT NULL,
+                at DOUBLE PRECISION NOT NULL,
+                event TEXT NOT NULL,
+                attempt INTEGER NOT NULL,
+                reason TEXT,
+                next_at DOUBLE PRECISION,
+                PRIMARY KEY (notification_id, channel, n),
+                FOREIGN KEY (notification_id, channel)
+                    REFERENCES deliveries (notification_id, channel) ON DELETE CASCADE
+            )""",
+        ),
+    ),
 )
 
 LATEST: Final = MIGRATIONS[-1][0]

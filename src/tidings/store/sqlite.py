@@ -20,8 +20,10 @@ from typing import Any, TypeVar
 import msgspec
 
 from . import Created, IdempotencyConflict, NewNotification, Notification, StoreError
+from .deliveries import PLAN, plan_rows
 from .records import dumps, from_row, insert_values, new_id, page_query
 from .schema import COLUMNS, LATEST, MIGRATIONS
+from .sqlite_deliveries import SQLiteDeliveries
 from .sqlite_rooms import SQLiteRooms
 from .sqlite_users import SQLiteUsers
 from .users import Erased
@@ -70,7 +72,7 @@ def _placeholders(n: int) -> str:
     return ",".join("?" * n)
 
 
-class SQLiteStore(SQLiteRooms, SQLiteUsers):
+class SQLiteStore(SQLiteRooms, SQLiteUsers, SQLiteDeliveries):
     """The ``Store`` on SQLite. ``path`` is a file path or ``:memory:`` (tests)."""
 
     def __init__(self, path: str) -> None:
@@ -603,6 +605,8 @@ def _create_one(
             f"INSERT INTO notifications ({COLUMNS}) VALUES ({_placeholders(len(values))})", values
         )
         created.append(from_row(values))
+    if content.escalation:
+        c.executemany(PLAN, plan_rows(created, content.escalation))
     if key is not None:
         c.execute(
             "INSERT INTO idempotency (key, fingerprint, ids, created_at) VALUES (?,?,?,?)",

@@ -56,7 +56,8 @@ class UserStore(Protocol):
     * ``put_users`` does the same for many users in one transaction: all or none.
     * ``users_with_role`` and ``all_users`` (on ``Store``) include registered users.
     * ``erase_user`` removes, in one transaction, the profile, directory and token roles,
-      notifications, preferences, room memberships and blocks (both ways) of the user.
+      notifications (with their deliveries), preferences (every channel's), quiet hours,
+      push subscriptions, room memberships and blocks (both ways) of the user.
       It keeps the messages they wrote in rooms (other members' conversations stay whole;
       they can be deleted one by one through the rooms API) and the user's sequence
       counter (so a client reconnecting with an old ``lastSeq`` never skips new
@@ -112,6 +113,11 @@ ERASE: Final = (
     ("room_memberships", "DELETE FROM room_members WHERE user_id=?"),
     ("blocks", "DELETE FROM user_blocks WHERE user_id=? OR blocked_id=?"),
     ("", "DELETE FROM user_roles WHERE user_id=?"),
+    # Delivery beyond the app: where and when to reach them (deliveries and their log go
+    # with the notifications).
+    ("", "DELETE FROM push_subscriptions WHERE user_id=?"),
+    ("", "DELETE FROM channel_preferences WHERE user_id=?"),
+    ("", "DELETE FROM quiet_hours WHERE user_id=?"),
     ("", "DELETE FROM directory_roles WHERE user_id=?"),
     # The row keeps last_seq (the sequence counter) but no longer counts as seen.
     ("", "UPDATE inbox_users SET seen_at=NULL WHERE user_id=?"),

@@ -1,0 +1,308 @@
+"""Escalation end to end, driven by an injected clock (no sleeping): real servers, a real
+SMTP server and a local RFC 8030 push service; state in SQLite across a restart, and in
+PostgreSQL shared by two instances."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import aiohttp
+import pytest
+
+from tidings.delivery.push import generate_vapid_key
+from tidings.delivery.rules import Rule, Step
+from tidings.server import Server
+from tidings.store.deliveries import Unless
+
+from ..conftest import API_KEY, TIMEOUT, make_settings, token
+from .peers import Mailbox, PushService, push_service, smtp_server
+
+PG_URL = os.environ.get("TIDINGS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
+RULES = {
+    "*": Rule(
+        steps=(
+            Step("push", after=120, unless=Unless.DELIVERED),
+            Step("email", after=3600, unless=Unless.READ),
+        )
+    )
+}
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class Peers:
+    """The SMTP server and push service one test's servers send to."""
+
+    def __init__(self, port: int, mailbox: Mailbox, ca: Path, push: PushService, vapid: str):
+        self.mailbox, self.push = mailbox, push
+        self.settings: dict[str, Any] = {
+            "smtp_host": "127.0.0.1",
+            "smtp_port": port,
+            "smtp_tls": "starttls",
+            "smtp_ca_file": str(ca),
+            "smtp_username": "mailer",
+            "smtp_password": "s3cret",
+            "email_from": "Tidings <no-reply@tidings.test>",
+            "push_vapid_private_key": vapid,
+            "push_vapid_subject": "mailto:ops@tidings.test",
+            "app_url": "https://app.example",
+            # The background round never comes during a test: the test runs each round.
+            "delivery_interval": 3600,
+            # The local push service is plain http, which only dev mode registers.
+            "dev": True,
+        }
+
+    def mails(self) -> list[str]:
+        return [mail["Message-ID"] for _, mail in self.mailbox.messages]
+
+    def pushes(self) -> list[str]:
+        return [data["id"] for _, _, data in self.push.received]
+
+
+@pytest.fixture
+async def peers(tmp_path: Path) -> AsyncIterator[Peers]:
+    vapid = generate_vapid_key()
+    from tidings.delivery.push import WebPushSender
+
+    public = WebPushSender(_NoSubs(), vapid, "mailto:x@y.z").public_key
+    async with smtp_server(tmp_path) as (port, mailbox, _), push_service(public) as push:
+        yield Peers(port, mailbox, tmp_path / "cert.pem", push, vapid)
+
+
+class _NoSubs:
+    async def push_subscriptions(self, user_id: str) -> list[Any]:
+        return []
+
+    async def remove_push_subscription(self, endpoint: str, user_id: str | None = None) -> bool:
+        return False
+
+
+@asynccontextmanager
+async def running(store_url: str, peers: Peers, clock: Clock, **extra: Any) -> AsyncIterator[Any]:
+    settings = make_settings(store_url=store_url, **peers.settings, **extra)
+    settings.escalation.update(RULES)
+    server = Server(settings, clock=clock)
+    await server.start()
+    try:
+        async with aiohttp.ClientSession(base_url=server.url) as http:
+            yield Api(server, http)
+    finally:
+        await server.stop()
+
+
+class Api:
+    def __init__(self, server: Server, http: aiohttp.ClientSession) -> None:
+        self.server = server
+        self.http = http
+
+    async def call(self, method: str, path: str, body: Any = None, key: str = API_KEY) -> Any:
+        headers = {"Authorization": f"Bearer {key}"}
+        async with self.http.request(method, path, json=body, headers=headers) as r:
+            text = await r.text()
+            assert r.status < 300, (r.status, text)
+            return await r.json() if text else None
+
+    async def notify(self, user: str, **body: Any) -> str:
+        body = {"userId": user, "type": "comment", "title": "New comment", **body}
+        reply = await self.call("POST", "/api/notifications", body)
+        return str(reply["notifications"][0]["id"])
+
+    async def log(self, user: str, nid: str) -> dict[str, list[tuple[str, str | None]]]:
+        got = await self.call("GET", f"/api/users/{user}/notifications/{nid}/deliveries")
+        return {
+            d["channel"]: [(e["event"], e.get("reason")) for e in d["log"]]
+            for d in got["deliveries"]
+        }
+
+    async def run(self) -> int:
+        return await self.server.escalation.run_due()
+
+
+async def reachable(api: Api, peers: Peers, user: str) -> None:
+    """The user's browser subscribes for push, the backend records their email."""
+    await api.call("POST", "/api/me/push-subscriptions", peers.push.subscribe(user), token(user))
+    await api.call("PUT", f"/api/users/{user}", {"email": f"{user}@example.com"})
+
+
+async def test_read_delivered_unread_low_and_a_restart(peers: Peers, tmp_path: Path) -> None:
+    """Read before the push delay: nothing sent. Left unread: push at 2 min, email at 1 h.
+    Delivered to a connection: no push, but email when still unread. LOW: never. A
+    restart between the push and the email sends nothing twice; the log says it all."""
+    clock = Clock()
+    db = str(tmp_path / "tidings.db")
+    async with running(db, peers, clock) as api:
+        for user in ("ann", "bob", "cat", "dan"):
+            await reachable(api, peers, user)
+        read = await api.notify("ann")
+        unread = await api.notify("bob", actions=[{"id": "o", "label": "Open", "url": "/c/1"}])
+        low = await api.notify("cat", priority="LOW")
+        seen = await api.notify("dan")
+        clock.now += 60
+        await api.call("POST", "/api/users/ann/notifications/read", {"ids": [read]})
+        ws_url = api.server.url.replace("http", "ws") + f"/ws?token={token('dan')}"
+        async with api.http.ws_connect(ws_url) as ws:
+            assert (await ws.receive_json(timeout=TIMEOUT))["type"] == "welcome"
+            assert (await ws.receive_json(timeout=TIMEOUT))["id"] == seen
+        store = api.server.escalation.store
+        assert store is not None
+
+        async def delivered() -> bool:
+            n = await api.server.inbox.store.get("dan", seen)  # type: ignore[union-attr]
+            return n is not None and n.delivered_at is not None
+
+        async with asyncio.timeout(TIMEOUT):
+            while not await delivered():
+                await asyncio.sleep(0.01)
+        clock.now += 59
+        assert await api.run() == 0  # nothing due before 120 s
+        clock.now += 2
+        assert await api.run() == 3  # three pushes due (LOW planned nothing)
+        assert peers.pushes() == [unread]
+        data = peers.push.received[0][2]
+        assert data["url"] == "https://app.example/c/1"
+        assert await api.run() == 0
+    assert peers.mails() == []
+    async with running(db, peers, clock) as api:  # a restart: state is in the store
+        clock.now += 3600
+        assert await api.run() == 3
+        assert await api.run() == 0
+        assert sorted(peers.mails()) == sorted(
+            f"<{nid}.email@tidings.test>" for nid in (unread, seen)
+        )
+        assert peers.pushes() == [unread]  # not again after the restart
+        assert await api.log("ann", read) == {
+            "email": [("queued", None), ("cancelled", "read")],
+            "push": [("queued", None), ("cancelled", "read")],
+        }
+        assert await api.log("bob", unread) == {
+            "email": [("queued", None), ("sent", None)],
+            "push": [("queued", None), ("sent", None)],
+        }
+        assert (await api.log("dan", seen))["push"] == [
+            ("queued", None),
+            ("cancelled", "delivered"),
+        ]
+        assert await api.log("cat", low) == {}
+        counted = api.server.node.metrics.deliveries
+        assert (counted["push", "sent"], counted["email", "sent"]) == (0, 2)  # this instance's
+
+
+async def test_retry_backoff_preferences_and_quiet_hours(peers: Peers) -> None:
+    """A 503 from the push service is retried after 30 s, then sent; a channel switched
+    off is skipped; quiet hours in the user's zone defer the email to their end."""
+    clock = Clock()
+    async with running(":memory:", peers, clock) as api:
+        for user in ("eve", "fay", "gus"):
+            await reachable(api, peers, user)
+        await api.call("PUT", "/api/me/preferences", {"email": {"comment": False}}, token("fay"))
+        zone = "Asia/Tokyo"
+        local = datetime.fromtimestamp(clock.now, ZoneInfo(zone))
+        # Quiet from an hour ago to two hours ahead in Tokyo (midnight may fall inside).
+        start = (local - timedelta(hours=1)).strftime("%H:%M")
+        end = (local + timedelta(hours=2)).strftime("%H:%M")
+        await api.call("PUT", "/api/users/gus", {"email": "gus@example.com", "timeZone": zone})
+        quiet = {"quietHours": {"start": start, "end": end}}
+        await api.call("PUT", "/api/me/preferences", quiet, token("gus"))
+        peers.push.answers["eve"] = [503]
+        eve = await api.notify("eve", escalation=[{"channel": "push", "after": 0}])
+        fay = await api.notify(
+            "fay", category="comment", escalation=[{"channel": "email", "after": 0}]
+        )
+        gus = await api.notify("gus", escalation=[{"channel": "email", "after": 0}])
+        assert await api.run() == 3
+        assert peers.pushes() == []
+        clock.now += 29
+        assert await api.run() == 0
+        clock.now += 1
+        assert await api.run() == 1
+        assert peers.pushes() == [eve]
+        log = await api.log("eve", eve)
+        assert [e for e, _ in log["push"]] == ["queued", "failed", "sent"]
+        assert log["push"][1][1] == "push service answered 503"
+        assert await api.log("fay", fay) == {"email": [("queued", None), ("skipped", "preference")]}
+        got = await api.call("GET", f"/api/users/gus/notifications/{gus}/deliveries")
+        (email,) = got["deliveries"]
+        assert (email["state"], email["log"][-1]["event"]) == ("pending", "deferred")
+        ends = email["log"][-1]["nextAttemptAt"]
+        assert datetime.fromtimestamp(ends, ZoneInfo(zone)).strftime("%H:%M") == end
+        clock.now = ends - 1
+        assert await api.run() == 0
+        clock.now = ends
+        assert await api.run() == 1
+        assert peers.mails() == [f"<{gus}.email@tidings.test>"]
+        counted = api.server.node.metrics.deliveries
+        assert counted["push", "retried"] == 1
+        assert counted["email", "skipped"] == 1
+        assert counted["email", "deferred"] == 1
+
+
+async def test_two_instances_send_once(peers: Peers) -> None:
+    """Two instances on one PostgreSQL store, claiming at the same moments, push each
+    notification exactly once."""
+    import asyncpg
+
+    schema = "t_" + secrets.token_hex(6)
+    admin = await asyncpg.connect(PG_URL)
+    await admin.execute(f"CREATE SCHEMA {schema}")
+    url = f"{PG_URL}?search_path={schema}"
+    clock = Clock()
+    try:
+        async with running(url, peers, clock) as a, running(url, peers, clock) as b:
+            await reachable(a, peers, "hal")
+            ids = [await a.notify("hal", title=f"n{i}") for i in range(30)]
+            clock.now += 121
+            counts = await asyncio.gather(*(api.run() for api in (a, b, a, b)))
+            while sum(counts) < 30:
+                counts += await asyncio.gather(a.run(), b.run())
+            assert sum(counts) == 30
+            assert sorted(peers.pushes()) == sorted(ids)
+    finally:
+        await admin.execute(f"DROP SCHEMA {schema} CASCADE")
+        await admin.close()
+
+
+async def test_subscription_routes(peers: Peers) -> None:
+    """A browser's subscription is registered (201, then 200), listed with the VAPID key
+    to subscribe with, and removed (204, then 404); routes need the user's own token; quiet
+    hours are validated and shown with the preferences."""
+    async with running(":memory:", peers, Clock()) as api:
+        sub = peers.push.subscribe("ivy")
+        user = {"Authorization": f"Bearer {token('ivy')}"}
+        path = "/api/me/push-subscriptions"
+        async with api.http.post(path, json=sub, headers=user) as r:
+            assert r.status == 201
+        async with api.http.post(path, json=sub, headers=user) as r:
+            assert r.status == 200
+        listed = await api.call("GET", path, key=token("ivy"))
+        assert listed["publicKey"] == peers.push.server_key
+        assert [s["endpoint"] for s in listed["subscriptions"]] == [sub["endpoint"]]
+        async with api.http.post(
+            path, json=sub, headers={"Authorization": f"Bearer {API_KEY}"}
+        ) as r:
+            assert r.status == 401
+        async with api.http.post(path, json={"endpoint": "x"}, headers=user) as r:
+            assert r.status == 422
+        async with api.http.delete(path, params={"endpoint": sub["endpoint"]}, headers=user) as r:
+            assert r.status == 204
+        async with api.http.delete(path, json={"endpoint": sub["endpoint"]}, headers=user) as r:
+            assert r.status == 404
+        quiet = {"quietHours": {"start": "25:00", "end": "07:00"}}
+        async with api.http.put("/api/me/preferences", json=quiet, headers=user) as r:
+            assert r.status == 422
+        prefs = await api.call("GET", "/api/me/preferences", key=token("ivy"))
+        assert prefs == {"inApp": {}, "push": {}, "email": {}, "sms": {}, "quietHours": None}
