@@ -123,6 +123,7 @@ SETTINGS: Final[dict[str, Spec]] = {
         "float", 30.0, "seconds before a failed email, push or SMS is retried (doubling, <= 1 h)"
     ),
     "delivery_interval": Spec("float", 5.0, "seconds between claims of due deliveries"),
+    "default_locale": Spec("str", "en", "the locale of last resort for [templates]"),
     "app_url": Spec("str", None, "your app's URL: action paths in email, push and SMS join it"),
     "smtp_host": Spec("str", None, "SMTP server for the email channel (unset: no email)"),
     "smtp_port": Spec("int", 0, "SMTP port (0: 587 for starttls, 465 for tls, 25 for none)"),
@@ -266,6 +267,8 @@ class Settings:
     namespaces: dict[str, NamespacePolicy] = field(default_factory=dict)
     # Escalation rules by category ('*': the default), from the file's [escalation] tables.
     escalation: dict[str, Rule] = field(default_factory=dict)
+    # The file's [templates.<type>.<locale>] tables, as given (compiled by the server).
+    templates: dict[str, Any] = field(default_factory=dict)
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -282,7 +285,9 @@ class Settings:
                 raise ConfigError(f"unknown setting {name!r}")
             values[name] = _coerce(name, SETTINGS[name].kind, value)
             sources[name] = "code"
-        out = Settings(values, sources, dict(self.namespaces), dict(self.escalation))
+        out = Settings(
+            values, sources, dict(self.namespaces), dict(self.escalation), dict(self.templates)
+        )
         out.validate()
         return out
 
@@ -381,6 +386,17 @@ class Settings:
 
     def _validate_delivery(self) -> None:
         v = self.values
+        if self.templates:
+            try:
+                from .delivery.templates import Templates
+            except ImportError:
+                raise ConfigError(
+                    "[templates] needs jinja2: install tidings with the templates extra"
+                ) from None
+            try:
+                Templates(self.templates, v["default_locale"])
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
         if v["delivery_max_attempts"] < 1 or v["delivery_retry_base"] <= 0:
             raise ConfigError(
                 "settings 'delivery_max_attempts' (>= 1), 'delivery_retry_base' (> 0)"
@@ -483,6 +499,7 @@ def load(
     sources = dict.fromkeys(SETTINGS, "default")
     namespaces: dict[str, NamespacePolicy] = {}
     escalation: dict[str, Rule] = {}
+    templates: dict[str, Any] = {}
 
     path = config_file or env.get(ENV_PREFIX + "CONFIG")
     if path:
@@ -494,6 +511,9 @@ def load(
             raise ConfigError(f"config file {path}: {exc}") from None
         namespaces = _parse_namespaces(data.pop("namespaces", {}))
         escalation = parse_escalation(data.pop("escalation", {}))
+        templates = data.pop("templates", {})
+        if not isinstance(templates, dict):
+            raise ConfigError("[templates] must be a table of tables")
         for name, value in data.items():
             if name not in SETTINGS:
                 raise ConfigError(f"config file {path}: unknown setting {name!r}")
@@ -515,6 +535,6 @@ def load(
         values[name] = _coerce(name, SETTINGS[name].kind, value)
         sources[name] = "flag"
 
-    settings = Settings(values, sources, namespaces, escalation)
+    settings = Settings(values, sources, namespaces, escalation, templates)
     settings.validate()
     return settings

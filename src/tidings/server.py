@@ -141,6 +141,7 @@ class Server:
             interval=settings.delivery_interval,
             app_url=settings.app_url,
             outcomes=self.node.metrics.deliveries,
+            templates=delivery_setup.templates(settings),
         )
         self.app[api.API_APP_KEY][api.ESCALATION_KEY] = self.escalation
         self._runner: web.AppRunner | None = None

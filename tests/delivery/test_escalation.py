@@ -93,9 +93,16 @@ class _NoSubs:
 
 
 @asynccontextmanager
-async def running(store_url: str, peers: Peers, clock: Clock, **extra: Any) -> AsyncIterator[Any]:
+async def running(
+    store_url: str,
+    peers: Peers,
+    clock: Clock,
+    templates: dict[str, Any] | None = None,
+    **extra: Any,
+) -> AsyncIterator[Any]:
     settings = make_settings(store_url=store_url, **peers.settings, **extra)
     settings.escalation.update(RULES)
+    settings.templates.update(templates or {})
     server = Server(settings, clock=clock)
     await server.start()
     try:
@@ -306,3 +313,36 @@ async def test_subscription_routes(peers: Peers) -> None:
             assert r.status == 422
         prefs = await api.call("GET", "/api/me/preferences", key=token("ivy"))
         assert prefs == {"inApp": {}, "push": {}, "email": {}, "sms": {}, "quietHours": None}
+
+
+async def test_email_rendered_from_the_users_locale_template(peers: Peers) -> None:
+    """An escalated email takes its subject and bodies from the template of the
+    notification's type in the directory's locale, with the directory's name escaped in
+    HTML; push falls back to the default locale."""
+    clock = Clock()
+    templates = {
+        "invoice_paid": {
+            "en": {"title": "Invoice {{ data.number }} paid"},
+            "fr": {
+                "title": "Facture {{ data.number }} payée",
+                "text": "Bonjour {{ user.name }}",
+                "html": "<p>Bonjour {{ user.name }}</p>",
+            },
+        }
+    }
+    async with running(":memory:", peers, clock, templates) as api:
+        await reachable(api, peers, "jo")
+        jo = {"email": "jo@example.com", "name": "<Jo>", "locale": "fr-CA"}
+        await api.call("PUT", "/api/users/jo", jo)
+        steps = [{"channel": "email"}, {"channel": "push"}]
+        await api.notify("jo", type="invoice_paid", data={"number": 7}, escalation=steps)
+        await reachable(api, peers, "kit")
+        await api.notify("kit", type="invoice_paid", data={"number": 8}, escalation=steps[1:])
+        assert await api.run() == 3
+    (_, mail) = peers.mailbox.messages[0]
+    assert mail["Subject"] == "Facture 7 payée"
+    html = mail.get_body(("html",))
+    assert html is not None
+    assert html.get_content().strip() == "<p>Bonjour &lt;Jo&gt;</p>"
+    titles = sorted(data["title"] for _, _, data in peers.push.received)
+    assert titles == ["Facture 7 payée", "Invoice 8 paid"]

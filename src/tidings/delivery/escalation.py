@@ -14,12 +14,15 @@ import asyncio
 import logging
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from ..store import Notification, Priority
 from ..store.deliveries import Contact, Delivery, DeliveryStore, Event, Planned, State
 from . import Message, Sender, failed, rules
 from .rules import Cancel, Defer, Rule, Skip, Step
+
+if TYPE_CHECKING:  # jinja2 (the templates extra) loads only when templates are configured
+    from .templates import Templates
 
 log = logging.getLogger("tidings.delivery")
 
@@ -59,7 +62,8 @@ class Escalation:
         retry_base: seconds before the first retry (doubling, up to an hour).
         interval: seconds between claims.
         app_url: makes action paths absolute in email, push and SMS.
-        render: builds a channel's message (default ``compose``; templates plug in here).
+        render: builds a channel's message (default ``compose``).
+        templates: per type and locale, applied over what ``render`` built.
         outcomes: where outcomes are counted, by (channel, outcome) (the node's metrics).
     """
 
@@ -73,6 +77,7 @@ class Escalation:
         interval: float = 5.0,
         app_url: str | None = None,
         render: Render | None = None,
+        templates: Templates | None = None,
         outcomes: Counter[tuple[str, str]] | None = None,
     ) -> None:
         self.rules = dict(rules)
@@ -83,6 +88,7 @@ class Escalation:
         self.interval = interval
         self._app_url = app_url
         self._render = render
+        self._templates = templates
         self.store: DeliveryStore | None = None
         # Outcomes by (channel, outcome): sent, failed, retried, skipped, deferred, cancelled.
         self.outcomes: Counter[tuple[str, str]] = Counter() if outcomes is None else outcomes
@@ -99,8 +105,9 @@ class Escalation:
         server calls this)."""
         self.store = store
         self.senders = dict(senders)
-        if self.rules or self.senders:
-            self._loop = asyncio.get_running_loop().create_task(self._every())
+        # Always: a notification may bring its own steps without any rule configured, and
+        # a claim that finds nothing due costs one indexed query.
+        self._loop = asyncio.get_running_loop().create_task(self._every())
 
     async def stop(self) -> None:
         """Stop claiming; finish the batch in hand; close the senders."""
@@ -118,8 +125,14 @@ class Escalation:
             try:
                 while await self.run_due() == BATCH:
                     pass  # a full batch: more may be due
-            except Exception:
-                log.exception("escalation round failed; retrying next time")
+            except Exception as exc:
+                # The store unreachable, most likely: claims come back after their lease.
+                log.warning(
+                    "escalation round failed (%s: %s); retrying in %.0f s",
+                    exc.__class__.__name__,
+                    exc,
+                    self.interval,
+                )
 
     async def run_due(self) -> int:
         """Claim and handle one batch of due deliveries; returns how many were claimed."""
@@ -181,7 +194,10 @@ class Escalation:
         render = self._render or (lambda n, c, who: compose(n, c, who, self._app_url))
         attempt = d.attempts + 1
         try:
-            outcome = await sender.send(render(n, d.channel, contact), contact)
+            message = render(n, d.channel, contact)
+            if self._templates is not None:
+                message = self._templates.apply(message, n, contact, d.channel)
+            outcome = await sender.send(message, contact)
         except Exception:
             log.exception("%s sender failed on %s", d.channel, n.id)
             outcome = failed("internal error", retry=True)

@@ -10,8 +10,18 @@ from typing import TYPE_CHECKING
 from ..config import Settings
 from . import Sender
 
-if TYPE_CHECKING:  # the push extra's libraries load only when push is configured
+if TYPE_CHECKING:  # the extras' libraries load only when their feature is configured
     from .push import Subscriptions
+    from .templates import Templates
+
+
+def templates(s: Settings) -> Templates | None:
+    """The compiled ``[templates]`` of the config file, if it has any."""
+    if not s.templates:
+        return None
+    from .templates import Templates
+
+    return Templates(s.templates, s.default_locale)
 
 
 def senders(

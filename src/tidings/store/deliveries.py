@@ -23,6 +23,7 @@ class Contact(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
     """Where and when a user can be reached: the addresses, locale and time zone of the
     user directory (``PUT /api/users/{id}``) with the user's own quiet hours."""
 
+    name: str | None = None
     email: str | None = None
     phone: str | None = None
     locale: str | None = None
@@ -178,7 +179,9 @@ class DeliveryStore(Protocol):
 
 # --- SQL shared by both stores ('?' placeholders) ------------------------------------------
 
-CONTACT_GET: Final = "SELECT email, phone, locale, time_zone FROM directory_users WHERE user_id = ?"
+CONTACT_GET: Final = (
+    "SELECT name, email, phone, locale, time_zone FROM directory_users WHERE user_id = ?"
+)
 QUIET_GET: Final = "SELECT start_at, end_at FROM quiet_hours WHERE user_id = ?"
 QUIET_SET: Final = (
     "INSERT INTO quiet_hours (user_id, start_at, end_at) VALUES (?, ?, ?) "
@@ -234,10 +237,16 @@ LOG_OF: Final = (
 
 def contact_from(directory: Sequence[Any] | None, quiet: Sequence[Any] | None) -> Contact:
     """A contact from a ``CONTACT_GET`` row and a ``QUIET_GET`` row (either may be None)."""
-    email, phone, locale, zone = directory if directory is not None else (None,) * 4
+    name, email, phone, locale, zone = directory if directory is not None else (None,) * 5
     start, end = quiet if quiet is not None else (None, None)
     return Contact(
-        email=email, phone=phone, locale=locale, timeZone=zone, quietStart=start, quietEnd=end
+        name=name,
+        email=email,
+        phone=phone,
+        locale=locale,
+        timeZone=zone,
+        quietStart=start,
+        quietEnd=end,
     )
 
 
