@@ -129,6 +129,7 @@ SETTINGS: Final[dict[str, Spec]] = {
     "smtp_port": Spec("int", 0, "SMTP port (0: 587 for starttls, 465 for tls, 25 for none)"),
     "smtp_tls": Spec("str", "starttls", "starttls (required upgrade), tls (implicit) or none"),
     "smtp_ca_file": Spec("str", None, "PEM CA bundle the SMTP server's certificate must chain to"),
+    "smtp_connections": Spec("int", 4, "SMTP connections kept open to send email in parallel"),
     "smtp_username": Spec("str", None, "SMTP AUTH user (unset: no AUTH)"),
     "smtp_password": Spec("str", None, "SMTP AUTH password", secret=True),
     "email_from": Spec("str", None, 'the From of notification email ("Name <addr>")'),
@@ -397,6 +398,8 @@ class Settings:
                 Templates(self.templates, v["default_locale"])
             except ValueError as exc:
                 raise ConfigError(str(exc)) from None
+        if v["smtp_connections"] < 1:
+            raise ConfigError("setting 'smtp_connections' must be at least 1")
         if v["delivery_max_attempts"] < 1 or v["delivery_retry_base"] <= 0:
             raise ConfigError(
                 "settings 'delivery_max_attempts' (>= 1), 'delivery_retry_base' (> 0)"

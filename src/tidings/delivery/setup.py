@@ -45,6 +45,7 @@ def senders(
             password=s.smtp_password,
             unsubscribe_url=s.email_unsubscribe_url,
             tls_context=context,
+            connections=s.smtp_connections,
         )
     if s.push_vapid_private_key:
         from .push import WebPushSender
