@@ -140,6 +140,16 @@ SETTINGS: Final[dict[str, Spec]] = {
         "str", None, "VAPID private key, base64url raw or PEM (unset: no Web Push)", secret=True
     ),
     "push_vapid_subject": Spec("str", None, "VAPID contact: mailto:you@example.com or https URL"),
+    "push_service_hosts": Spec(
+        "list",
+        [
+            "fcm.googleapis.com",
+            ".push.services.mozilla.com",
+            ".notify.windows.com",
+            ".push.apple.com",
+        ],
+        "hosts a push subscription's endpoint may name (.suffix for subdomains; empty: any)",
+    ),
     "push_ttl": Spec("int", 86400, "seconds a push service keeps a push for an offline browser"),
     "sms_webhook_url": Spec("str", None, "SMS through a signed webhook POST to this URL"),
     "sms_webhook_secret": Spec(

@@ -65,6 +65,7 @@ class Peers:
             "delivery_interval": 3600,
             # The local push service is plain http, which only dev mode registers.
             "dev": True,
+            "push_service_hosts": ["127.0.0.1"],
         }
 
     def mails(self) -> list[str]:
@@ -285,7 +286,9 @@ async def test_two_instances_send_once(peers: Peers) -> None:
 
 async def test_subscription_routes(peers: Peers) -> None:
     """A browser's subscription is registered (201, then 200), listed with the VAPID key
-    to subscribe with, and removed (204, then 404); routes need the user's own token; quiet
+    to subscribe with, and removed (204, then 404); an endpoint outside push_service_hosts
+    or keys that are not a P-256 point and 16-byte secret are refused; routes need the
+    user's own token; quiet
     hours are validated and shown with the preferences."""
     async with running(":memory:", peers, Clock()) as api:
         sub = peers.push.subscribe("ivy")
@@ -303,6 +306,13 @@ async def test_subscription_routes(peers: Peers) -> None:
         ) as r:
             assert r.status == 401
         async with api.http.post(path, json={"endpoint": "x"}, headers=user) as r:
+            assert r.status == 422
+        elsewhere = {**sub, "endpoint": "https://internal.example/hook"}
+        async with api.http.post(path, json=elsewhere, headers=user) as r:
+            assert r.status == 422
+            assert "not a known push service" in (await r.json())["error"]["message"]
+        bad_keys = {**sub, "keys": {"p256dh": "AAAA", "auth": "AAAA"}}
+        async with api.http.post(path, json=bad_keys, headers=user) as r:
             assert r.status == 422
         async with api.http.delete(path, params={"endpoint": sub["endpoint"]}, headers=user) as r:
             assert r.status == 204

@@ -4,7 +4,10 @@ notification's delivery log (quiet hours and channel switches are preferences:
 
 from __future__ import annotations
 
+import base64
+import binascii
 from typing import Final
+from urllib.parse import urlsplit
 
 import msgspec
 from aiohttp import web
@@ -73,8 +76,8 @@ async def add_push_subscription(request: web.Request) -> web.Response:
         raise ApiError(422, "endpoint must be an https:// URL")
     if not body.endpoint.startswith(("https://", "http://")) or len(body.endpoint) > 2000:
         raise ApiError(422, "endpoint must be an http(s) URL of at most 2000 characters")
-    if not 0 < len(body.keys.p256dh) <= 200 or not 0 < len(body.keys.auth) <= 100:
-        raise ApiError(422, "keys.p256dh and keys.auth are required")
+    check_endpoint(body.endpoint, node_of(request).settings.push_service_hosts)
+    check_keys(body.keys)
     store = _store(request)
     user = _owner(request)
     sub = PushSubscription(endpoint=body.endpoint, p256dh=body.keys.p256dh, auth=body.keys.auth)
@@ -85,6 +88,30 @@ async def add_push_subscription(request: web.Request) -> web.Response:
     except StoreError as exc:
         raise ApiError(503, f"the store failed: {exc}") from None
     return json_response({"endpoint": sub.endpoint}, status=201 if new else 200)
+
+
+def check_endpoint(endpoint: str, hosts: list[str]) -> None:
+    """Refuse an endpoint outside the push services (tidings POSTs to it: without this a
+    user could aim those POSTs at any host the server reaches)."""
+    host = (urlsplit(endpoint).hostname or "").lower()
+    if not hosts:
+        return
+    for allowed in hosts:
+        allowed = allowed.lower()
+        if host == allowed.lstrip(".") or (allowed.startswith(".") and host.endswith(allowed)):
+            return
+    raise ApiError(422, f"endpoint host {host!r} is not a known push service (push_service_hosts)")
+
+
+def check_keys(keys: SubscriptionKeys) -> None:
+    """The browser's P-256 public key (65 bytes, uncompressed) and 16-byte auth secret."""
+    try:
+        point = base64.urlsafe_b64decode(keys.p256dh + "=" * (-len(keys.p256dh) % 4))
+        auth = base64.urlsafe_b64decode(keys.auth + "=" * (-len(keys.auth) % 4))
+    except (binascii.Error, ValueError):
+        raise ApiError(422, "keys.p256dh and keys.auth must be base64url") from None
+    if len(point) != 65 or point[0] != 4 or len(auth) != 16:
+        raise ApiError(422, "keys.p256dh must be a P-256 point (65 bytes), keys.auth 16 bytes")
 
 
 async def remove_push_subscription(request: web.Request) -> web.Response:
