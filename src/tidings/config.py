@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -123,6 +124,9 @@ SETTINGS: Final[dict[str, Spec]] = {
         "float", 30.0, "seconds before a failed email, push or SMS is retried (doubling, <= 1 h)"
     ),
     "delivery_interval": Spec("float", 5.0, "seconds between claims of due deliveries"),
+    "digest_times": Spec(
+        "list", ["09:00"], "daily times (HH:MM, the user's zone) digest steps are emailed"
+    ),
     "default_locale": Spec("str", "en", "the locale of last resort for [templates]"),
     "app_url": Spec("str", None, "your app's URL: action paths in email, push and SMS join it"),
     "smtp_host": Spec("str", None, "SMTP server for the email channel (unset: no email)"),
@@ -408,6 +412,9 @@ class Settings:
                 Templates(self.templates, v["default_locale"])
             except ValueError as exc:
                 raise ConfigError(str(exc)) from None
+        for t in v["digest_times"]:
+            if not re.match(r"^([01][0-9]|2[0-3]):[0-5][0-9]$", str(t)):
+                raise ConfigError(f"setting 'digest_times': {t!r} is not HH:MM")
         if v["smtp_connections"] < 1:
             raise ConfigError("setting 'smtp_connections' must be at least 1")
         if v["delivery_max_attempts"] < 1 or v["delivery_retry_base"] <= 0:

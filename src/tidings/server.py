@@ -142,6 +142,7 @@ class Server:
             app_url=settings.app_url,
             outcomes=self.node.metrics.deliveries,
             templates=delivery_setup.templates(settings),
+            digest_times=settings.digest_times,
         )
         self.app[api.API_APP_KEY][api.ESCALATION_KEY] = self.escalation
         self._runner: web.AppRunner | None = None

@@ -356,3 +356,33 @@ async def test_email_rendered_from_the_users_locale_template(peers: Peers) -> No
     assert html.get_content().strip() == "<p>Bonjour &lt;Jo&gt;</p>"
     titles = sorted(data["title"] for _, _, data in peers.push.received)
     assert titles == ["Facture 7 payée", "Invoice 8 paid"]
+
+
+async def test_digest_lists_what_is_still_unread(peers: Peers) -> None:
+    """Notifications of a digest category wait for the next digest time in the user's
+    zone and go out as one email listing those still unread; nothing goes twice."""
+    clock = Clock()
+    tick = datetime.fromtimestamp(clock.now + 3600, ZoneInfo("UTC")).strftime("%H:%M")
+    async with running(":memory:", peers, clock, digest_times=[tick]) as api:
+        await reachable(api, peers, "lou")
+        digest = [{"channel": "digest"}]
+        ids = [
+            await api.notify("lou", title=f"News {i}", category="news", escalation=digest)
+            for i in range(3)
+        ]
+        await api.call("POST", "/api/users/lou/notifications/read", {"ids": [ids[1]]})
+        assert await api.run() == 3  # two deferred to the digest time, one cancelled (read)
+        assert await api.run() == 0
+        clock.now += 3600  # past the digest time (the minute rounds down)
+        assert await api.run() == 2
+        assert await api.run() == 0
+        log = await api.log("lou", ids[0])
+        assert [e for e, _ in log["digest"]] == ["queued", "deferred", "sent"]
+        assert (await api.log("lou", ids[1]))["digest"][-1] == ("cancelled", "read")
+    assert len(peers.mailbox.messages) == 1
+    mail = peers.mailbox.messages[0][1]
+    assert mail["Subject"] == "2 new notifications in news"
+    assert mail["Message-ID"] == f"<{ids[0]}.digest@tidings.test>"
+    text = mail.get_body(("plain",))
+    assert text is not None
+    assert text.get_content().replace("\r\n", "\n").strip() == "- News 0\n- News 2"

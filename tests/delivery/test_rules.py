@@ -176,3 +176,44 @@ def test_retry_backoff_doubles_to_an_hour() -> None:
 def test_planned_records() -> None:
     """Planned steps are what the store writes."""
     assert plan(RULES, "security", Priority.LOW) == (Planned("sms", 0.0, Unless.READ),)
+
+
+@pytest.mark.parametrize(
+    ("after", "times", "expected"),
+    [
+        ("2027-01-10 08:00", ["09:00"], "2027-01-10 09:00"),
+        ("2027-01-10 09:00", ["09:00"], "2027-01-11 09:00"),  # strictly after
+        ("2027-01-10 10:00", ["09:00", "17:00"], "2027-01-10 17:00"),
+        ("2027-01-10 18:00", ["17:00", "09:00"], "2027-01-11 09:00"),
+        ("2027-03-28 01:00", ["02:30"], "2027-03-28 03:30"),  # skipped by DST: just after
+    ],
+)
+def test_next_digest_time(after: str, times: list[str], expected: str) -> None:
+    """Digest times are daily wall-clock times in the user's zone, strictly after."""
+    from tidings.delivery.rules import next_tick
+
+    assert next_tick(at(after), times, "Europe/Paris") == at(expected)
+
+
+def test_digest_waits_for_its_time() -> None:
+    """A digest delivery waits for the first digest time after it was queued, then is
+    sent; read or switched off by the email preference, it is not."""
+    queued = at("2027-01-10 08:00")
+    d = Delivery(
+        notification_id="ntf_1",
+        user_id="u",
+        channel="digest",
+        unless=Unless.READ,
+        state=State.PENDING,
+        attempts=0,
+        due_at=queued,
+        queued_at=queued,
+    )
+    paris = Contact(email="u@x.org", timeZone="Europe/Paris")
+    kw = {"switches": {}, "contact": paris, "digest_times": ["09:00"]}
+    assert decide(d, note(), queued, **kw) == Defer(at("2027-01-10 09:00"), "digest")  # type: ignore[arg-type]
+    assert decide(d, note(), at("2027-01-10 09:00"), **kw) == Send()  # type: ignore[arg-type]
+    assert decide(d, note(read_at=1.0), at("2027-01-10 09:00"), **kw) == Cancel("read")  # type: ignore[arg-type]
+    off = {"email": {"*": False}}
+    got = decide(d, note(), at("2027-01-10 09:00"), switches=off, contact=paris)
+    assert got == Skip("preference")

@@ -19,7 +19,7 @@ STEP: dict[str, Any] = {
     "additionalProperties": False,
     "required": ["channel"],
     "properties": {
-        "channel": {"enum": ["push", "email", "sms"]},
+        "channel": {"enum": ["push", "email", "sms", "digest"]},
         "after": {"type": "number", "minimum": 0, "default": 0},
         "unless": {"enum": ["delivered", "acked", "read"], "default": "read"},
     },
@@ -111,7 +111,7 @@ DELIVERY_SCHEMAS: dict[str, Any] = {
                 "items": {
                     "type": "object",
                     "properties": {
-                        "channel": {"enum": ["push", "email", "sms"]},
+                        "channel": {"enum": ["push", "email", "sms", "digest"]},
                         "state": {"enum": ["pending", "sent", "failed", "skipped", "cancelled"]},
                         "unless": {"enum": ["delivered", "acked", "read"]},
                         "attempts": {"type": "integer"},

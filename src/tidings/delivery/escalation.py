@@ -65,6 +65,7 @@ class Escalation:
         render: builds a channel's message (default ``compose``).
         templates: per type and locale, applied over what ``render`` built.
         outcomes: where outcomes are counted, by (channel, outcome) (the node's metrics).
+        digest_times: daily wall-clock times (``"09:00"``, the user's zone) of digests.
     """
 
     def __init__(
@@ -79,6 +80,7 @@ class Escalation:
         render: Render | None = None,
         templates: Templates | None = None,
         outcomes: Counter[tuple[str, str]] | None = None,
+        digest_times: Sequence[str] = (),
     ) -> None:
         self.rules = dict(rules)
         self.senders: dict[str, Sender] = {}
@@ -89,6 +91,7 @@ class Escalation:
         self._app_url = app_url
         self._render = render
         self._templates = templates
+        self.digest_times = tuple(digest_times)
         self.store: DeliveryStore | None = None
         # Outcomes by (channel, outcome): sent, failed, retried, skipped, deferred, cancelled.
         self.outcomes: Counter[tuple[str, str]] = Counter() if outcomes is None else outcomes
@@ -146,12 +149,27 @@ class Escalation:
         users = {d.user_id for d, _ in claimed}
         switches = {u: await store.channel_preferences(u) for u in users}
         contacts = {u: await store.contact(u) for u in users}
-        await asyncio.gather(
-            *(
-                self._handle(store, d, n, now, switches[d.user_id], contacts[d.user_id])
-                for d, n in claimed
-            )
-        )
+        # Digest deliveries that are due go out together: one email per user and category.
+        digests: dict[tuple[str, str | None], list[tuple[Delivery, Notification]]] = {}
+        handles = []
+        for d, n in claimed:
+            if d.channel == "digest" and n is not None:
+                decision = rules.decide(
+                    d,
+                    n,
+                    now,
+                    switches=switches[d.user_id],
+                    contact=contacts[d.user_id],
+                    digest_times=self.digest_times,
+                )
+                if isinstance(decision, rules.Send) and "email" in self.senders:
+                    digests.setdefault((d.user_id, n.category), []).append((d, n))
+                    continue
+            handles.append(self._handle(store, d, n, now, switches[d.user_id], contacts[d.user_id]))
+        handles += [
+            self._send_digest(store, group, contacts[user]) for (user, _), group in digests.items()
+        ]
+        await asyncio.gather(*handles)
         return len(claimed)
 
     async def _handle(
@@ -163,7 +181,9 @@ class Escalation:
         switches: Mapping[str, Mapping[str, bool]],
         contact: Contact,
     ) -> None:
-        decision = rules.decide(d, n, now, switches=switches, contact=contact)
+        decision = rules.decide(
+            d, n, now, switches=switches, contact=contact, digest_times=self.digest_times
+        )
         sender = self.senders.get(d.channel)
         if n is not None and isinstance(decision, rules.Send):
             if sender is not None:
@@ -219,6 +239,54 @@ class Escalation:
             )
         else:
             await self._record(store, d, State.FAILED, attempt, now, "failed", outcome.reason)
+
+    async def _send_digest(
+        self, store: DeliveryStore, group: list[tuple[Delivery, Notification]], contact: Contact
+    ) -> None:
+        """One email listing a user's unread notifications of one category."""
+        sender = self.senders["email"]
+        group.sort(key=lambda item: item[1].seq)
+        first = group[0][1]
+        count = len(group)
+        lines = [
+            f"- {n.title or n.type}" + (f": {n.message}" if n.message else "") for _, n in group
+        ]
+        what = f" in {first.category}" if first.category else ""
+        message = Message(
+            # The same group on a retry: the same key (Message-ID).
+            key=f"{first.id}:digest",
+            notification_id=first.id,
+            user_id=first.user_id,
+            title=f"{count} new notification{'s' if count != 1 else ''}{what}",
+            text="\n".join(lines),
+            url=self._app_url,
+            category=first.category,
+        )
+        try:
+            outcome = await sender.send(message, contact)
+        except Exception:
+            log.exception("digest sender failed on %s", first.id)
+            outcome = failed("internal error", retry=True)
+        now = self.clock()
+        for d, _ in group:
+            attempt = d.attempts + 1
+            if outcome.sent:
+                await self._record(store, d, State.SENT, attempt, now, "sent", None)
+            elif outcome.retry and attempt < self.max_attempts:
+                at = rules.retry_at(attempt, now, self.retry_base)
+                await self._record(
+                    store,
+                    d,
+                    State.PENDING,
+                    attempt,
+                    at,
+                    "failed",
+                    outcome.reason,
+                    next_at=at,
+                    count="retried",
+                )
+            else:
+                await self._record(store, d, State.FAILED, attempt, now, "failed", outcome.reason)
 
     async def _record(
         self,

@@ -19,7 +19,9 @@ import msgspec
 from ..store import Notification, Priority
 from ..store.deliveries import Contact, Delivery, Planned, Unless
 
-CHANNELS: Final = ("push", "email", "sms")
+# "digest": one email per user and category at the configured times (digest_times),
+# listing what is still unread then.
+CHANNELS: Final = ("push", "email", "sms", "digest")
 _RANK: Final = {p: i for i, p in enumerate(Priority)}
 DEFAULT: Final = "*"
 
@@ -129,6 +131,25 @@ def quiet_until(contact: Contact, now: float) -> float | None:
     return ends.timestamp()
 
 
+def next_tick(after: float, times: Sequence[str], zone_name: str | None) -> float | None:
+    """The first of the daily wall-clock ``times`` (``"09:00"``) strictly after ``after``,
+    in the user's zone (UTC without one); None without times."""
+    try:
+        zone = ZoneInfo(zone_name or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        zone = ZoneInfo("UTC")  # validated when set; an old row must not stop delivery
+    clocks = sorted(_clock_time(t) for t in times)  # validated with the settings
+    if not clocks:
+        return None
+    day = datetime.fromtimestamp(after, zone).date()
+    for offset in range(3):  # today, tomorrow, and a DST-skipped slot's next day
+        for t in clocks:
+            at = datetime.combine(day + timedelta(days=offset), t, zone).timestamp()
+            if at > after:
+                return at
+    return None  # pragma: no cover - some slot within three days always comes
+
+
 def decide(
     delivery: Delivery,
     n: Notification | None,
@@ -136,8 +157,10 @@ def decide(
     *,
     switches: Mapping[str, Mapping[str, bool]],
     contact: Contact,
+    digest_times: Sequence[str] = (),
 ) -> Decision:
-    """What to do with a delivery that fell due."""
+    """What to do with a delivery that fell due. A digest is sent at the first digest
+    time after the notification was queued, in the user's zone, if still unread."""
     if n is None:
         return Cancel("deleted")
     if n.read_at is not None:
@@ -150,12 +173,19 @@ def decide(
         return Cancel("delivered")
     if delivery.unless is Unless.ACKED and n.acked_at is not None:
         return Cancel("acked")
-    if not enabled(switches, delivery.channel, n.category):
+    # A digest is an email: the user's email switches and address apply.
+    channel = "email" if delivery.channel == "digest" else delivery.channel
+    if not enabled(switches, channel, n.category):
         return Skip("preference")
-    if delivery.channel == "email" and not contact.email:
+    if channel == "email" and not contact.email:
         return Skip("no email address")
     if delivery.channel == "sms" and not contact.phone:
         return Skip("no phone number")
+    if delivery.channel == "digest":
+        tick = next_tick(delivery.queued_at, digest_times, contact.timeZone)
+        if tick is None:
+            return Skip("no digest_times")
+        return Send() if now >= tick else Defer(tick, "digest")
     until = quiet_until(contact, now)
     if until is not None:
         return Defer(until, "quiet hours")

@@ -95,6 +95,7 @@ class Delivery(msgspec.Struct, kw_only=True):
     state: State
     attempts: int
     due_at: float
+    queued_at: float = 0.0
     log: list[Event] = msgspec.field(default_factory=list)
 
 
@@ -216,7 +217,9 @@ DUE: Final = (
     "SELECT notification_id, channel FROM deliveries WHERE state = 'pending' AND due_at <= ? "
     "ORDER BY due_at LIMIT ?"
 )
-DELIVERY_COLUMNS: Final = "notification_id, user_id, channel, unless, state, attempts, due_at"
+DELIVERY_COLUMNS: Final = (
+    "notification_id, user_id, channel, unless, state, attempts, due_at, queued_at"
+)
 RECORD: Final = (
     "UPDATE deliveries SET state = ?, attempts = ?, due_at = ?, events = events + 1 "
     "WHERE notification_id = ? AND channel = ? AND state = 'pending' RETURNING events"
@@ -226,7 +229,7 @@ LOG_ADD: Final = (
     "next_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
 )
 OF_NOTIFICATION: Final = (
-    f"SELECT {DELIVERY_COLUMNS}, queued_at FROM deliveries "
+    f"SELECT {DELIVERY_COLUMNS} FROM deliveries "
     "WHERE notification_id = ? AND user_id = ? ORDER BY channel"
 )
 LOG_OF: Final = (
@@ -270,6 +273,7 @@ def delivery_from(row: Sequence[Any]) -> Delivery:
         state=State(row[4]),
         attempts=int(row[5]),
         due_at=float(row[6]),
+        queued_at=float(row[7]),
     )
 
 

@@ -41,7 +41,8 @@ _CLAIM: Final = (
     "UPDATE deliveries d SET due_at = $1 FROM (SELECT notification_id, channel FROM deliveries "
     "WHERE state = 'pending' AND due_at <= $2 ORDER BY due_at LIMIT $3 FOR UPDATE SKIP LOCKED) s "
     "WHERE d.notification_id = s.notification_id AND d.channel = s.channel "
-    "RETURNING d.notification_id, d.user_id, d.channel, d.unless, d.state, d.attempts, d.due_at"
+    "RETURNING d.notification_id, d.user_id, d.channel, d.unless, d.state, d.attempts, d.due_at, "
+    "d.queued_at"
 )
 
 
