@@ -416,7 +416,8 @@ class Node:
         size = policy.history_size if policy is not None else 0
         ttl = policy.history_ttl if policy is not None else 0.0
         started = self.monotonic()
-        outer = self._inflight, self._inflight_count
+        # Only a broker that delivers inside publish (the memory one) can count here;
+        # with Redis the handler gets a decoded copy, never this object.
         self._inflight, self._inflight_count = message, None
         try:
             position = await self.broker.publish(topic, message, history_size=size, history_ttl=ttl)
@@ -424,8 +425,8 @@ class Node:
             self.broker_errors += 1
             raise
         finally:
-            count = self._inflight_count
-            self._inflight, self._inflight_count = outer
+            count = self._inflight_count if self._inflight is message else None
+            self._inflight, self._inflight_count = None, None
         if self.clustered:
             self.metrics.broker_publish_seconds.observe(self.monotonic() - started)
         return count, position
