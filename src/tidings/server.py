@@ -21,13 +21,14 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from . import api
+from .backends import open_store
 from .config import ConfigError, Settings
 from .gateway import sse
 from .gateway.websocket import WebSocketEndpoint
 from .inbox import Inbox
 from .node import Node
 from .rooms import Rooms
-from .store import StoreError, open_store
+from .store import StoreError
 from .web import add_routes as add_web_routes
 
 log = logging.getLogger("tidings.server")

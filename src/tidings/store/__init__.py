@@ -1,4 +1,5 @@
-"""Notification storage: the ``Store`` interface, its records, and ``open_store``.
+"""Notification storage: the ``Store`` interface and its records (``backends.open_store``
+builds one).
 
 Implementations: ``sqlite.SQLiteStore`` (the default, a file or ``:memory:``) and
 ``postgres.PostgresStore`` (a ``postgresql://`` URL). Both pass one contract suite
@@ -267,16 +268,3 @@ class Store(RoomStore, UserStore, Protocol):
         """Delete up to ``limit`` rows created before ``created_before`` or expired by
         ``now``, with the idempotency records they leave orphaned; returns rows deleted."""
         ...
-
-
-def open_store(url: str) -> Store:
-    """The store a URL names: ``sqlite:///path``, a bare path, ``:memory:``, or
-    ``postgresql://…``."""
-    if url.startswith(("postgresql://", "postgres://")):
-        from .postgres import PostgresStore
-
-        return PostgresStore(url)
-    from .sqlite import SQLiteStore
-
-    path = url.removeprefix("sqlite:///").removeprefix("sqlite://")
-    return SQLiteStore(path)
