@@ -11,8 +11,9 @@ Embedding::
 from .blocking import BlockingPublisher
 from .config import ConfigError, Settings
 from .config import load as load_settings
-from .node import Node, PublishError
+from .node import Node
 from .protocol import CLOSE_CODES, CloseCode, ErrorCode, should_reconnect
+from .publication import PublishError
 from .server import Server
 
 __all__ = [

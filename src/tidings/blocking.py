@@ -18,7 +18,7 @@ from collections.abc import Coroutine
 from typing import TYPE_CHECKING, Any, TypeVar
 
 if TYPE_CHECKING:
-    from .node import Sent
+    from .publication import Sent
     from .server import Server
     from .store import Created
 

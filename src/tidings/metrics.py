@@ -11,7 +11,7 @@ from __future__ import annotations
 import bisect
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Final, Protocol
 
 from prometheus_client.core import (
     CounterMetricFamily,
@@ -21,7 +21,9 @@ from prometheus_client.core import (
 )
 
 if TYPE_CHECKING:
-    from .node import Node
+    from .broker import Broker
+    from .channels import Access
+    from .hub import Hub
 
 LATENCY_BUCKETS: Final = (
     0.0001,
@@ -94,10 +96,25 @@ class Metrics:
         self.broker_publish_seconds = Histogram()
 
 
+class Source(Protocol):
+    """What the collector reads: a node's counters and tables (``node.Node`` is one)."""
+
+    @property
+    def metrics(self) -> Metrics: ...
+    @property
+    def hub(self) -> Hub: ...
+    @property
+    def access(self) -> Access: ...
+    @property
+    def broker(self) -> Broker: ...
+    @property
+    def broker_errors(self) -> int: ...
+
+
 class Collector:
     """A prometheus_client collector for one node (register it in a private registry)."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Source) -> None:
         self.node = node
 
     def describe(self) -> list[Metric]:

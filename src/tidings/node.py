@@ -16,15 +16,15 @@ import logging
 import os
 import time
 from collections.abc import Callable, Coroutine
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from . import cluster, protocol
 from .auth import Verifier
-from .broker import Broker, BrokerError, HistoryResult, StreamPosition, open_broker
+from .backends import open_broker, open_registry
+from .broker import Broker, BrokerError, HistoryResult, StreamPosition
 from .channels import Access, NamespacePolicy, is_valid_channel
 from .cluster import Topics
 from .cluster.control import ControlPlane
@@ -33,7 +33,12 @@ from .hooks import BackendHooks
 from .hub import Hub, Outbound
 from .jwks import JwksSource
 from .metrics import Metrics
-from .registry import Registry, open_registry
+
+# Re-exported: embedding code imports these from here.
+from .publication import PublishError as PublishError
+from .publication import Sent as Sent
+from .publication import iso_timestamp as iso_timestamp
+from .registry import Registry
 from .tasks import TaskSet
 
 if TYPE_CHECKING:
@@ -44,36 +49,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("tidings.node")
 
 
-class PublishError(ValueError):
-    """A publication the server refuses (bad channel name or type)."""
-
-
-class Sent(NamedTuple):
-    """What a send did.
-
-    ``delivered`` is the number of connections it was queued to on a single instance;
-    in a cluster it is the user's connection count over the cluster for a user send and
-    None otherwise (no instance knows who else took it). ``position`` is a channel
-    publication's stream position when its namespace keeps history.
-    """
-
-    id: str
-    delivered: int | None
-    position: StreamPosition | None = None
-
-
 class _Data(msgspec.Struct):
     data: Any = None
 
 
 _DATA_DECODER = msgspec.json.Decoder(_Data)
-
-
-def iso_timestamp(unix: float) -> str:
-    """ISO 8601 UTC with milliseconds, as the guides' ``timestamp`` fields."""
-    return (
-        datetime.fromtimestamp(unix, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    )
 
 
 def build_verifier(
@@ -429,7 +409,8 @@ class Node:
         size = policy.history_size if policy is not None else 0
         ttl = policy.history_ttl if policy is not None else 0.0
         started = self.monotonic()
-        outer = self._inflight, self._inflight_count
+        # Only a broker that delivers inside publish (the memory one) can count here;
+        # with Redis the handler gets a decoded copy, never this object.
         self._inflight, self._inflight_count = message, None
         try:
             position = await self.broker.publish(topic, message, history_size=size, history_ttl=ttl)
@@ -437,8 +418,8 @@ class Node:
             self.broker_errors += 1
             raise
         finally:
-            count = self._inflight_count
-            self._inflight, self._inflight_count = outer
+            count = self._inflight_count if self._inflight is message else None
+            self._inflight, self._inflight_count = None, None
         if self.clustered:
             self.metrics.broker_publish_seconds.observe(self.monotonic() - started)
         return count, position

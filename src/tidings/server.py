@@ -22,6 +22,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 from . import api
+from .backends import open_store
 from .config import ConfigError, Settings
 from .delivery import setup as delivery_setup
 from .delivery.escalation import Escalation
@@ -30,7 +31,7 @@ from .gateway.websocket import WebSocketEndpoint
 from .inbox import Inbox
 from .node import Node
 from .rooms import Rooms
-from .store import StoreError, open_store
+from .store import StoreError
 from .web import add_routes as add_web_routes
 
 log = logging.getLogger("tidings.server")

@@ -12,24 +12,119 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 from msgspec import UNSET
 
 from . import cluster, protocol
-from .auth import AuthError, Identity
-from .broker import BrokerError, StreamPosition
-from .channels import NamespacePolicy, is_valid_channel
+from .auth import AuthError, Identity, Verifier
+from .broker import BrokerError, HistoryResult, StreamPosition
+from .channels import Access, NamespacePolicy, is_valid_channel
+from .config import Settings
 from .filters import Filter, FilterError
-from .hub import Outbound
-from .node import Node, PublishError, iso_timestamp
+from .hub import Hub, Outbound
+from .metrics import Metrics
 from .protocol import CloseCode, ErrorCode
+from .publication import PublishError, Sent, iso_timestamp
 from .ratelimit import TokenBucket
 
+if TYPE_CHECKING:
+    # Only the type: hooks.py is an adapter (it speaks HTTP to the backend).
+    from .hooks import Decision
+
 log = logging.getLogger("tidings.session")
+
+
+class InboxHook(Protocol):
+    """What a session hands inbox commands to (``inbox.Inbox`` is one)."""
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None: ...
+
+    def command(self, session: Session, cmd: protocol.Command) -> Coroutine[Any, Any, None]: ...
+
+
+class RoomsHook(Protocol):
+    """What owns room subscriptions and commands (``rooms.Rooms`` is one)."""
+
+    def intercept(self, session: Session, command: protocol.Command) -> bool: ...
+
+    def on_close(self, session: Session) -> None: ...
+
+
+class Hooks(Protocol):
+    """The backend's say on connect, subscribe and client publish (``hooks.BackendHooks``
+    is one); a URL of None means no hook for that event."""
+
+    @property
+    def connect_url(self) -> str | None: ...
+    @property
+    def subscribe_url(self) -> str | None: ...
+    @property
+    def publish_url(self) -> str | None: ...
+
+    async def connect(
+        self, user: str, roles: tuple[str, ...], client: str, transport: str, claims: dict[str, Any]
+    ) -> Decision: ...
+
+    async def subscribe(
+        self, user: str, roles: tuple[str, ...], client: str, channel: str
+    ) -> Decision: ...
+
+    async def publish(
+        self, user: str, roles: tuple[str, ...], client: str, channel: str, kind: str, data: Any
+    ) -> Decision: ...
+
+
+class Host(Protocol):
+    """What a session needs of its node (``node.Node`` is one): the only way a session
+    reaches the rest of the server."""
+
+    messages_in: int
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def hub(self) -> Hub: ...
+    @property
+    def access(self) -> Access: ...
+    @property
+    def verifier(self) -> Verifier: ...
+    @property
+    def metrics(self) -> Metrics: ...
+    @property
+    def clock(self) -> Callable[[], float]: ...
+    @property
+    def monotonic(self) -> Callable[[], float]: ...
+    @property
+    def inbox(self) -> InboxHook | None: ...
+    @property
+    def rooms(self) -> RoomsHook | None: ...
+    @property
+    def hooks(self) -> Hooks: ...
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]: ...
+
+    def now_iso(self) -> str: ...
+
+    def message(
+        self, kind: str, data: Any, *, channel: str | None = None, reply_to: str | None = None
+    ) -> tuple[str, Outbound]: ...
+
+    async def publish(self, channel: str, kind: str, data: Any) -> Sent: ...
+
+    async def history(
+        self, channel: str, since: StreamPosition | None, limit: int
+    ) -> HistoryResult: ...
+
+    async def ready(self, kind: str, name: str) -> None: ...
+
+    def is_ready(self, kind: str, name: str) -> bool: ...
+
+    def leave(self, session: Session) -> None: ...
+
 
 # Messages kept for a connection between joining the hub and its welcome (one store query).
 PRE_WELCOME_LIMIT = 1000
@@ -95,7 +190,7 @@ class Session:
 
     def __init__(
         self,
-        node: Node,
+        node: Host,
         client_id: str,
         push: Callable[[Outbound], bool] = _no_push,
         *,

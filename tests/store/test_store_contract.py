@@ -10,13 +10,13 @@ from pathlib import Path
 
 import pytest
 
+from tidings.backends import open_store
 from tidings.store import (
     Action,
     IdempotencyConflict,
     NewNotification,
     Priority,
     Store,
-    open_store,
 )
 
 PG_URL = os.environ.get("TIDINGS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")

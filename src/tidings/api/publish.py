@@ -7,7 +7,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from ..node import PublishError, Sent
+from ..publication import PublishError, Sent
 from .http import ApiError, json_response, node_of, read_body
 
 

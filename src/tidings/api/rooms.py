@@ -13,7 +13,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from ..node import iso_timestamp
+from ..publication import iso_timestamp
 from ..rooms import Rooms
 from ..rooms.rules import Role, RoomError
 from ..store.rooms import Room

@@ -14,7 +14,7 @@ from typing import Any, Final
 import msgspec
 from aiohttp import web
 
-from ..node import iso_timestamp
+from ..publication import iso_timestamp
 from ..store import Store
 from ..store.users import UserRecord
 from .http import ApiError, json_response, node_of, read_body

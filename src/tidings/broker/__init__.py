@@ -6,7 +6,7 @@ sharing one ``memory.MemoryExchange`` act as a cluster inside one process) and
 contract suite (``tests/test_broker_contract.py``); the contract is the ``Broker``
 docstring below.
 
-``open_broker`` builds the one a ``broker_url`` names: a single instance runs on a
+``backends.open_broker`` builds the one a ``broker_url`` names: a single instance runs on a
 ``MemoryBroker`` through the same interface, so it runs the cluster's code.
 """
 
@@ -205,29 +205,3 @@ def history_result(
     if not kept or kept[0][0] != since.offset + 1:
         return HistoryResult([], position, False)
     return HistoryResult(list(kept[:limit]), position, True)
-
-
-def open_broker(
-    url: str,
-    *,
-    prefix: str = "tidings:",
-    clock: Callable[[], float] | None = None,
-    encode: Callable[[Any], bytes] | None = None,
-    decode: Callable[[bytes], Any] | None = None,
-) -> Broker:
-    """The broker ``url`` names: ``memory`` (one node, in this process) or ``redis://``.
-
-    Args:
-        url: ``broker_url``.
-        prefix: Redis key and channel prefix (nodes sharing it form one cluster).
-        clock: Monotonic seconds for the memory broker's history TTLs.
-        encode, decode: The codec a networked broker serializes messages with.
-    """
-    if url == "memory":
-        from .memory import MemoryBroker, MemoryExchange
-
-        exchange = MemoryExchange() if clock is None else MemoryExchange(clock=clock)
-        return MemoryBroker(exchange, alone=True)
-    from .redis import RedisBroker
-
-    return RedisBroker(url, prefix=prefix, encode=encode, decode=decode)

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
@@ -20,15 +21,49 @@ from .. import cluster
 from ..broker import BrokerError
 
 if TYPE_CHECKING:
-    from ..node import Node
+    from ..registry import Registry
+    from ..session import Session
 
 log = logging.getLogger("tidings.control")
+
+
+class RoomsControl(Protocol):
+    def control(
+        self, sessions: list[Session], op: cluster.RoomBlocks | cluster.RoomEvict
+    ) -> int: ...
+
+
+class Host(Protocol):
+    """What the control plane needs of its node (``node.Node`` is one)."""
+
+    @property
+    def instance_id(self) -> str: ...
+    @property
+    def registry(self) -> Registry | None: ...
+    @property
+    def rooms(self) -> RoomsControl | None: ...
+    @property
+    def disconnect_local(self) -> Callable[[list[Session], int, str], int] | None: ...
+    @property
+    def sse_post_local(self) -> Callable[[list[Session], str], int | None] | None: ...
+
+    def new_id(self, kind: str = "msg") -> str: ...
+
+    def now_iso(self) -> str: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]: ...
+
+    def local_sessions(self, user_id: str, client_id: str | None = None) -> list[Session]: ...
+
+    async def send(self, topic: str, message: cluster.NodeMessage) -> tuple[Any, Any]: ...
 
 
 class ControlPlane:
     """One node's side of cluster-wide control requests."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Host) -> None:
         self.node = node
         self._requests: dict[str, tuple[asyncio.Future[None], list[tuple[int, Any]]]] = {}
 

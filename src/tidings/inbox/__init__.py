@@ -17,16 +17,19 @@ import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from datetime import datetime
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 import msgspec
 
 from .. import cluster, protocol
-from ..broker import BrokerError
+from ..broker import BrokerError, StreamPosition
+from ..channels import NamespacePolicy
+from ..config import Settings
 from ..delivery.rules import Step, check_steps
-from ..hub import Outbound
-from ..node import Node, iso_timestamp
+from ..hub import Hub, Outbound
+from ..metrics import Metrics
 from ..protocol import ErrorCode
+from ..publication import iso_timestamp
 from ..session import Session, State
 from ..store import (
     Action,
@@ -42,6 +45,42 @@ from ..tasks import TaskSet
 from .webhooks import WebhookSender
 
 log = logging.getLogger("tidings.inbox")
+
+
+class Host(Protocol):
+    """What the inbox needs of its node (``node.Node`` is one)."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def hub(self) -> Hub: ...
+    @property
+    def metrics(self) -> Metrics: ...
+    @property
+    def clock(self) -> Callable[[], float]: ...
+    @property
+    def monotonic(self) -> Callable[[], float]: ...
+    @property
+    def clustered(self) -> bool: ...
+
+    def new_id(self, kind: str = "msg") -> str: ...
+
+    def envelope(
+        self,
+        msg_id: str,
+        kind: str,
+        data: Any,
+        *,
+        channel: str | None = None,
+        reply_to: str | None = None,
+    ) -> bytes: ...
+
+    async def send(
+        self, topic: str, message: cluster.NodeMessage, policy: NamespacePolicy | None = None
+    ) -> tuple[int | None, StreamPosition | None]: ...
+
+    def local_sessions(self, user_id: str, client_id: str | None = None) -> list[Session]: ...
+
 
 # Seconds a batch of due webhooks stays claimed by the instance sending it.
 WEBHOOK_LEASE: Final = 300.0
@@ -147,7 +186,7 @@ class Inbox:
         plan: the deliveries on other channels a new notification gets (escalation).
     """
 
-    def __init__(self, node: Node, store: Store, *, plan: Planner = _no_plan) -> None:
+    def __init__(self, node: Host, store: Store, *, plan: Planner = _no_plan) -> None:
         self.node = node
         self.store = store
         self._plan = plan

@@ -41,12 +41,3 @@ class Registry(Protocol):
     async def instances(self) -> tuple[int, list[dict[str, Any]]]:
         """Users connected anywhere, and each live instance's last stats."""
         ...
-
-
-def open_registry(url: str, instance_id: str, *, prefix: str, ttl: float) -> Registry | None:
-    """The registry of the cluster ``url`` names (None for ``memory``, a single instance)."""
-    if url == "memory":
-        return None
-    from .redis import RedisRegistry
-
-    return RedisRegistry.from_url(url, instance_id, prefix=prefix, ttl=ttl)

@@ -18,16 +18,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Coroutine
-from typing import Any
+from collections.abc import Callable, Coroutine
+from typing import Any, Protocol
 
 import msgspec
 
 from .. import cluster, protocol
 from ..broker import BrokerError
+from ..config import Settings
 from ..directory import NOBODY, Profile, Profiles
-from ..node import Node, iso_timestamp
+from ..hub import Hub
 from ..presence import Presence, open_presence
+from ..publication import Sent, iso_timestamp
 from ..ratelimit import TokenBucket
 from ..session import Session
 from ..store import Store
@@ -38,6 +40,28 @@ from .live import RoomConnections
 from .rules import Role, RoomError
 
 log = logging.getLogger("tidings.rooms")
+
+
+class Host(Protocol):
+    """What the rooms need of their node (``node.Node`` is one)."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def hub(self) -> Hub: ...
+    @property
+    def clock(self) -> Callable[[], float]: ...
+    @property
+    def monotonic(self) -> Callable[[], float]: ...
+
+    def local_sessions(self, user_id: str, client_id: str | None = None) -> list[Session]: ...
+
+    async def control(self, op: cluster.Operation, *, wait: float = 2.0) -> list[Any]: ...
+
+    async def publish(self, channel: str, kind: str, data: Any) -> Sent: ...
+
+    async def send_to_user(self, user_id: str, kind: str, data: Any) -> Sent: ...
+
 
 GRACE_SECONDS = 5.0
 TICK_SECONDS = 0.25
@@ -58,7 +82,7 @@ class Rooms:
 
     def __init__(
         self,
-        node: Node,
+        node: Host,
         store: Store,
         presence: Presence,
         *,
@@ -82,7 +106,7 @@ class Rooms:
         self.profiles = Profiles(store, node.monotonic)
 
     @classmethod
-    def from_settings(cls, node: Node, store: Store) -> Rooms:
+    def from_settings(cls, node: Host, store: Store) -> Rooms:
         """Rooms as the node's settings describe: presence in Redis when clustered."""
         s = node.settings
         presence = open_presence(s.broker_url, prefix=s.broker_prefix, ttl=3 * s.cluster_heartbeat)

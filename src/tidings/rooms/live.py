@@ -15,8 +15,8 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
-from collections.abc import Coroutine
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Coroutine
+from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
@@ -27,9 +27,67 @@ from . import rules as r
 from .rules import RoomError
 
 if TYPE_CHECKING:
-    from . import Rooms
+    from ..directory import Profiles
+    from ..hub import Hub
+    from ..presence import Presence
+    from ..store import Store
+    from ..store.rooms import Member
 
 log = logging.getLogger("tidings.rooms")
+
+
+class Node(Protocol):
+    """What the per-connection side needs of the node."""
+
+    @property
+    def hub(self) -> Hub: ...
+    @property
+    def monotonic(self) -> Callable[[], float]: ...
+
+
+class Service(Protocol):
+    """What the per-connection side needs of the rooms service (``rooms.Rooms`` is one)."""
+
+    @property
+    def node(self) -> Node: ...
+    @property
+    def store(self) -> Store: ...
+    @property
+    def presence(self) -> Presence: ...
+    @property
+    def grace(self) -> float: ...
+    @property
+    def profiles(self) -> Profiles: ...
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]: ...
+
+    async def emit(self, channel: str, event: protocol.ServerMessage) -> None: ...
+
+    async def member(self, room_id: str, user_id: str) -> Member: ...
+
+    async def post(
+        self, room_id: str, user_id: str, content: Any, *, websocket: bool = False
+    ) -> protocol.RoomMessage: ...
+
+    async def edit(
+        self, room_id: str, user_id: str, message_id: str, content: Any
+    ) -> protocol.RoomMessage: ...
+
+    async def delete(
+        self, room_id: str, user_id: str, message_id: str
+    ) -> protocol.MessageDeleteEvent: ...
+
+    async def mark_read(
+        self, room_id: str, user_id: str, *, seq: int | None = None, message_id: str | None = None
+    ) -> protocol.RoomReadEvent: ...
+
+    async def online(self, room_id: str, user_id: str) -> list[str]: ...
+
+    async def is_online(self, room_id: str, user_id: str, who: str) -> bool: ...
+
+    async def history(
+        self, room_id: str, user_id: str, *, before_seq: int | None, limit: int
+    ) -> protocol.RoomHistoryPage: ...
 
 
 class RoomConnections:
@@ -40,7 +98,7 @@ class RoomConnections:
         typing_ttl, typing_throttle: see ``rooms.TypingTracker``.
     """
 
-    def __init__(self, rooms: Rooms, *, typing_ttl: float, typing_throttle: float) -> None:
+    def __init__(self, rooms: Service, *, typing_ttl: float, typing_throttle: float) -> None:
         self.rooms = rooms
         self.node = rooms.node
         self.typing = r.TypingTracker(ttl=typing_ttl, throttle=typing_throttle)

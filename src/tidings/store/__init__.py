@@ -1,4 +1,5 @@
-"""Notification storage: the ``Store`` interface, its records, and ``open_store``.
+"""Notification storage: the ``Store`` interface and its records (``backends.open_store``
+builds one).
 
 Implementations: ``sqlite.SQLiteStore`` (the default, a file or ``:memory:``) and
 ``postgres.PostgresStore`` (a ``postgresql://`` URL). Both pass one contract suite
@@ -9,90 +10,26 @@ Implementations: ``sqlite.SQLiteStore`` (the default, a file or ``:memory:``) an
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from typing import Protocol
 
-import msgspec
-
-from .deliveries import DeliveryStore, Planned
+from .deliveries import DeliveryStore
+from .notification import Action, Created, NewNotification, Notification, Planned, Priority
 from .rooms import RoomStore
 from .users import UserStore
 
-
-class Priority(enum.StrEnum):
-    """A notification's priority; any case is accepted (``high``, ``High``)."""
-
-    LOW = "LOW"
-    MEDIUM = "MEDIUM"
-    HIGH = "HIGH"
-    CRITICAL = "CRITICAL"
-
-    @classmethod
-    def _missing_(cls, value: object) -> Priority | None:
-        # msgspec calls this for a value that is not a member, as Enum(value) does: the CLI
-        # took `--priority high` and guide 003 sends 'high', so the API takes it too.
-        if isinstance(value, str):
-            return cls.__members__.get(value.upper())
-        return None
-
-
-class Action(msgspec.Struct, frozen=True, omit_defaults=True):
-    """A button on a notification (guide 002)."""
-
-    id: str
-    label: str
-    url: str | None = None
-
-
-class NewNotification(msgspec.Struct, frozen=True, kw_only=True):
-    """What a create request asks for, once per recipient."""
-
-    type: str
-    title: str | None = None
-    message: str | None = None
-    priority: Priority = Priority.MEDIUM
-    category: str | None = None
-    data: Any = None
-    actions: tuple[Action, ...] = ()
-    expires_at: float | None = None
-    # Deliveries on other channels, planned for every recipient in the create's transaction.
-    escalation: tuple[Planned, ...] = ()
-
-
-class Notification(msgspec.Struct, kw_only=True):
-    """One stored notification of one user. Times are Unix seconds."""
-
-    id: str
-    user_id: str
-    seq: int
-    type: str
-    title: str | None
-    message: str | None
-    priority: Priority
-    category: str | None
-    data: Any
-    actions: tuple[Action, ...]
-    expires_at: float | None
-    created_at: float
-    delivered_at: float | None = None
-    acked_at: float | None = None
-    read_at: float | None = None
-    archived_at: float | None = None
-    attempts: int = 0
-
-
-class Created(msgspec.Struct, frozen=True):
-    """The result of ``Store.create``.
-
-    ``replayed`` is True when the idempotency key had already been used with the same
-    request: ``notifications`` are then the rows that first request created.
-    """
-
-    notifications: tuple[Notification, ...]
-    replayed: bool
-    # Recipients left out because they switched in-app off for the category.
-    skipped: tuple[str, ...] = ()
+__all__ = [
+    "Action",
+    "Created",
+    "DeliveryStore",
+    "IdempotencyConflict",
+    "NewNotification",
+    "Notification",
+    "Planned",
+    "Priority",
+    "Store",
+    "StoreError",
+]
 
 
 class StoreError(Exception):
@@ -271,16 +208,3 @@ class Store(RoomStore, UserStore, DeliveryStore, Protocol):
         """Delete up to ``limit`` rows created before ``created_before`` or expired by
         ``now``, with the idempotency records they leave orphaned; returns rows deleted."""
         ...
-
-
-def open_store(url: str) -> Store:
-    """The store a URL names: ``sqlite:///path``, a bare path, ``:memory:``, or
-    ``postgresql://…``."""
-    if url.startswith(("postgresql://", "postgres://")):
-        from .postgres import PostgresStore
-
-        return PostgresStore(url)
-    from .sqlite import SQLiteStore
-
-    path = url.removeprefix("sqlite:///").removeprefix("sqlite://")
-    return SQLiteStore(path)

@@ -11,12 +11,24 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from typing import Any, Final, Protocol
 
 import msgspec
 
-if TYPE_CHECKING:  # the records of store/__init__ import this module's Planned
-    from . import Notification
+# Planned and Unless live with the notification records (a new notification carries its
+# plan); imported here for this module's users too.
+from .notification import Notification, Planned, Unless
+
+__all__ = [
+    "Contact",
+    "Delivery",
+    "DeliveryStore",
+    "Event",
+    "Planned",
+    "PushSubscription",
+    "State",
+    "Unless",
+]
 
 
 class Contact(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=True):
@@ -42,23 +54,6 @@ class PushSubscription(msgspec.Struct, frozen=True, kw_only=True):
     auth: str
     user_id: str = ""
     created_at: float = 0.0
-
-
-class Unless(enum.StrEnum):
-    """What cancels a planned delivery before it is due: the notification reached a
-    connection, was acknowledged, or was read (being read always cancels)."""
-
-    DELIVERED = "delivered"
-    ACKED = "acked"
-    READ = "read"
-
-
-class Planned(msgspec.Struct, frozen=True):
-    """One escalation step planned at create: ``channel`` after ``delay`` seconds, unless."""
-
-    channel: str
-    delay: float
-    unless: Unless = Unless.READ
 
 
 class State(enum.StrEnum):
