@@ -444,3 +444,47 @@ def test_sdk_needs_nothing_of_the_server() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+async def test_async_client_user_directory(harness: Harness) -> None:
+    """Register, read, list by role, import, reach a never-connected user by role, erase."""
+    async with AsyncClient(harness.url, API_KEY) as tidings:
+        ada = await tidings.put_user(
+            "lib-7", name="Ada", email="ada@library.example", roles=["LIBRARIAN"]
+        )
+        assert (ada["id"], ada["name"], ada["roles"]) == ("lib-7", "Ada", ["LIBRARIAN"])
+        assert (await tidings.get_user("lib-7"))["email"] == "ada@library.example"
+        imported = await tidings.import_users(
+            [{"id": "lib-8", "roles": ["LIBRARIAN"]}, {"id": "stu-1", "roles": ["STUDENT"]}]
+        )
+        assert imported == {"created": 2, "updated": 0}
+        librarians = [u["id"] async for u in tidings.iter_users(role="LIBRARIAN", page_size=1)]
+        assert librarians == ["lib-7", "lib-8"]
+        page = await tidings.list_users(limit=2)
+        assert (len(page["items"]), page["nextCursor"] is not None) == (2, True)
+        sent = await tidings.create_notification(role="LIBRARIAN", title="Peak hours")
+        assert sorted(n["userId"] for n in sent["notifications"]) == ["lib-7", "lib-8"]
+        with pytest.raises(ValidationError, match="timeZone"):
+            await tidings.put_user("x", time_zone="Mars/Olympus")
+        erased = await tidings.erase_user("lib-7")
+        assert (erased["erased"]["profile"], erased["erased"]["notifications"]) == (True, 1)
+        with pytest.raises(NotFound, match="no such user"):
+            await tidings.get_user("lib-7")
+
+
+async def test_sync_client_user_directory(harness: Harness) -> None:
+    """The synchronous client registers, pages through and erases users from a thread."""
+
+    def backend() -> tuple[Any, ...]:
+        with Client(harness.url, API_KEY, timeout=TIMEOUT) as tidings:
+            tidings.put_user("kim", name="Kim", roles=["STAFF"])
+            tidings.put_user("kim", name="Kim Lee", roles=["STAFF"])  # replaced, not added
+            staff = [u["name"] for u in tidings.iter_users(role="STAFF")]
+            erased = tidings.erase_user("kim")
+            with pytest.raises(NotFound):
+                tidings.get_user("kim")
+            return staff, erased
+
+    staff, erased = await asyncio.to_thread(backend)
+    assert staff == ["Kim Lee"]
+    assert erased["kept"]["roomMessages"] == 0

@@ -433,7 +433,8 @@ class WebSocketEndpoint:
                     return close
                 was_open = session.state is State.OPEN
                 expires_at = session.expires_at
-                await self.node.verifier.ready_for_frame(msg.data)
+                if self.node.verifier.remote_keys:  # a frame may carry a new kid
+                    await self.node.verifier.ready_for_frame(msg.data)
                 close = session.receive(msg.data)
                 if close is not None:
                     return close

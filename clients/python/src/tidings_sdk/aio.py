@@ -21,6 +21,8 @@ from .types import (
     Connection,
     Created,
     DeletedMessage,
+    Erased,
+    Imported,
     Member,
     MessagePage,
     MyRoom,
@@ -30,6 +32,8 @@ from .types import (
     RoomMessage,
     RoomRead,
     Sent,
+    User,
+    UserPage,
 )
 
 Role = Literal["member", "moderator"]
@@ -245,6 +249,67 @@ class AsyncClient:
         """Replace every in-app switch of the user; answers what was stored."""
         call = calls.set_preferences(calls.user_base(user_id), in_app)
         return cast(dict[str, bool], await self._run(call))
+
+    # --- the user directory -----------------------------------------------------------
+
+    async def put_user(
+        self,
+        user_id: str,
+        *,
+        name: str | None = None,
+        avatar_url: str | None = None,
+        email: str | None = None,
+        phone: str | None = None,
+        locale: str | None = None,
+        time_zone: str | None = None,
+        roles: Iterable[str] = (),
+        data: Mapping[str, Any] | None = None,
+    ) -> User:
+        """Register or replace a user (the whole record): role and ``everyone``
+        notifications then reach them whether or not they ever connected."""
+        fields = calls.user_fields(
+            name=name,
+            avatar_url=avatar_url,
+            email=email,
+            phone=phone,
+            locale=locale,
+            time_zone=time_zone,
+            roles=roles,
+            data=data,
+        )
+        return cast(User, await self._run(calls.put_user(user_id, fields)))
+
+    async def get_user(self, user_id: str) -> User:
+        """A registered user (:class:`~tidings_sdk.errors.NotFound` if not registered)."""
+        return cast(User, await self._run(calls.get_user(user_id)))
+
+    async def list_users(
+        self, *, role: str | None = None, limit: int = 50, cursor: str | None = None
+    ) -> UserPage:
+        """Registered users in id order, optionally with a directory role."""
+        return cast(UserPage, await self._run(calls.list_users(role, limit, cursor)))
+
+    async def iter_users(
+        self, *, role: str | None = None, page_size: int = 200
+    ) -> AsyncIterator[User]:
+        """Every registered user (with ``role``), a page at a time."""
+        cursor: str | None = None
+        while True:
+            page = await self.list_users(role=role, limit=page_size, cursor=cursor)
+            for user in page["items"]:
+                yield user
+            cursor = page["nextCursor"]
+            if cursor is None:
+                return
+
+    async def import_users(self, users: Iterable[Mapping[str, Any]]) -> Imported:
+        """Register or replace up to 1,000 users in one transaction; each is a dict in the
+        wire's names (``{"id": ..., "name": ..., "roles": [...]}``)."""
+        return cast(Imported, await self._run(calls.import_users(users)))
+
+    async def erase_user(self, user_id: str) -> Erased:
+        """Erase a user's personal data; answers what was erased and what was kept."""
+        return cast(Erased, await self._run(calls.erase_user(user_id)))
 
     # --- rooms ----------------------------------------------------------------------------
 

@@ -205,6 +205,61 @@ def set_preferences(base: str, in_app: Mapping[str, bool], token: str | None = N
     return Call("PUT", f"{base}/preferences", body, repeatable=True, unwrap="inApp", token=token)
 
 
+# --- the user directory ----------------------------------------------------------------
+
+
+def user_fields(
+    *,
+    name: str | None,
+    avatar_url: str | None,
+    email: str | None,
+    phone: str | None,
+    locale: str | None,
+    time_zone: str | None,
+    roles: Iterable[str],
+    data: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """A directory record's fields, in the wire's names."""
+    return {
+        "name": name,
+        "avatarUrl": avatar_url,
+        "email": email,
+        "phone": phone,
+        "locale": locale,
+        "timeZone": time_zone,
+        "roles": list(roles),
+        "data": None if data is None else dict(data),
+    }
+
+
+def put_user(user_id: str, fields: Mapping[str, Any]) -> Call:
+    # PUT replaces the whole record: doing it twice is doing it once.
+    return Call("PUT", user_base(user_id), dict(fields), repeatable=True)
+
+
+def get_user(user_id: str) -> Call:
+    return Call("GET", user_base(user_id), repeatable=True)
+
+
+def list_users(role: str | None, limit: int, cursor: str | None) -> Call:
+    params = {"limit": str(limit)}
+    if role is not None:
+        params["role"] = role
+    if cursor is not None:
+        params["cursor"] = cursor
+    return Call("GET", "/api/users", params=params, repeatable=True)
+
+
+def import_users(users: Iterable[Mapping[str, Any]]) -> Call:
+    # Each user is replaced whole, so a repeat leaves the same directory (its counts then
+    # say "updated" for what the first try created).
+    return Call("POST", "/api/users/import", {"users": [dict(u) for u in users]}, repeatable=True)
+
+
+def erase_user(user_id: str) -> Call:
+    return Call("DELETE", user_base(user_id), repeatable=True)
+
+
 # --- rooms (management: API key) -----------------------------------------------------------
 
 

@@ -22,6 +22,8 @@ from .types import (
     Connection,
     Created,
     DeletedMessage,
+    Erased,
+    Imported,
     Member,
     MessagePage,
     MyRoom,
@@ -31,6 +33,8 @@ from .types import (
     RoomMessage,
     RoomRead,
     Sent,
+    User,
+    UserPage,
 )
 
 Role = Literal["member", "moderator"]
@@ -241,6 +245,64 @@ class Client:
         """Replace every in-app switch of the user; answers what was stored."""
         call = calls.set_preferences(calls.user_base(user_id), in_app)
         return cast(dict[str, bool], self._run(call))
+
+    # --- the user directory -----------------------------------------------------------
+
+    def put_user(
+        self,
+        user_id: str,
+        *,
+        name: str | None = None,
+        avatar_url: str | None = None,
+        email: str | None = None,
+        phone: str | None = None,
+        locale: str | None = None,
+        time_zone: str | None = None,
+        roles: Iterable[str] = (),
+        data: Mapping[str, Any] | None = None,
+    ) -> User:
+        """Register or replace a user (the whole record): role and ``everyone``
+        notifications then reach them whether or not they ever connected."""
+        fields = calls.user_fields(
+            name=name,
+            avatar_url=avatar_url,
+            email=email,
+            phone=phone,
+            locale=locale,
+            time_zone=time_zone,
+            roles=roles,
+            data=data,
+        )
+        return cast(User, self._run(calls.put_user(user_id, fields)))
+
+    def get_user(self, user_id: str) -> User:
+        """A registered user (:class:`~tidings_sdk.errors.NotFound` if not registered)."""
+        return cast(User, self._run(calls.get_user(user_id)))
+
+    def list_users(
+        self, *, role: str | None = None, limit: int = 50, cursor: str | None = None
+    ) -> UserPage:
+        """Registered users in id order, optionally with a directory role."""
+        return cast(UserPage, self._run(calls.list_users(role, limit, cursor)))
+
+    def iter_users(self, *, role: str | None = None, page_size: int = 200) -> Iterator[User]:
+        """Every registered user (with ``role``), a page at a time."""
+        cursor: str | None = None
+        while True:
+            page = self.list_users(role=role, limit=page_size, cursor=cursor)
+            yield from page["items"]
+            cursor = page["nextCursor"]
+            if cursor is None:
+                return
+
+    def import_users(self, users: Iterable[Mapping[str, Any]]) -> Imported:
+        """Register or replace up to 1,000 users in one transaction; each is a dict in the
+        wire's names (``{"id": ..., "name": ..., "roles": [...]}``)."""
+        return cast(Imported, self._run(calls.import_users(users)))
+
+    def erase_user(self, user_id: str) -> Erased:
+        """Erase a user's personal data; answers what was erased and what was kept."""
+        return cast(Erased, self._run(calls.erase_user(user_id)))
 
     # --- rooms ----------------------------------------------------------------------------
 

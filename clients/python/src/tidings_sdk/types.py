@@ -76,6 +76,40 @@ class Preferences(TypedDict):
     inApp: dict[str, bool]
 
 
+class User(TypedDict):
+    """A user of the directory (``PUT /api/users/{userId}``)."""
+
+    id: str
+    name: str | None
+    avatarUrl: str | None
+    email: str | None
+    phone: str | None
+    locale: str | None
+    timeZone: str | None
+    roles: list[str]
+    data: dict[str, Any] | None
+    createdAt: str
+    updatedAt: str
+
+
+class UserPage(TypedDict):
+    items: list[User]
+    nextCursor: str | None
+
+
+class Imported(TypedDict):
+    created: int
+    updated: int
+
+
+class Erased(TypedDict):
+    """What ``DELETE /api/users/{userId}`` erased, and what it kept and why."""
+
+    id: str
+    erased: dict[str, Any]
+    kept: dict[str, Any]
+
+
 class Room(TypedDict):
     id: str
     name: str | None
