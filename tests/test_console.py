@@ -382,6 +382,7 @@ async def test_dev_routes_exist_only_with_dev(make_server: ServerFactory) -> Non
     [
         ("/", "text/html"),
         ("/console.js", "text/javascript"),
+        ("/ops.js", "text/javascript"),
         ("/console.css", "text/css"),
         ("/tidings.js", "text/javascript"),
         ("/tidings.d.ts", "text/plain"),

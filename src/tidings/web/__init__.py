@@ -32,6 +32,7 @@ FILES: Final[dict[str, tuple[str, str]]] = {
     "/": ("index.html", "text/html"),
     "/console.js": ("console.js", "text/javascript"),
     "/console.css": ("console.css", "text/css"),
+    "/ops.js": ("ops.js", "text/javascript"),
     "/tidings.js": ("tidings.js", "text/javascript"),
     "/tidings.d.ts": ("tidings.d.ts", "text/plain"),
     "/react.js": ("react.js", "text/javascript"),

@@ -6,6 +6,7 @@
 
 import { Client } from "/tidings.js";
 import { InboxStore } from "/inbox.js";
+import { setUpActions } from "/ops.js";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
@@ -17,6 +18,7 @@ const state = {
   dev: null, // the /dev/config answer, under --dev only
   client: null,
   store: null, // the InboxStore behind the bell and the inbox (components from /inbox.js)
+  actions: null, // the operations view's forms (/ops.js), acting with the watched key
   watching: null, // {key, timer}
   samples: new Map(), // instance -> {last: {out, at}, rates: number[]}
   totalRates: [],
@@ -168,7 +170,10 @@ async function poll() {
   } catch (error) {
     if (state.watching === watching) $("ops-error").textContent = `stats unavailable: ${error.message ?? error}`;
   }
-  if (state.watching === watching) watching.timer = setTimeout(poll, POLL_MS);
+  if (state.watching === watching) {
+    state.actions?.poll();
+    watching.timer = setTimeout(poll, POLL_MS);
+  }
 }
 
 function rate(name, out, at) {
@@ -393,6 +398,7 @@ async function main() {
     if (key) startWatching(key);
   });
 
+  state.actions = setUpActions(() => state.watching?.key ?? "");
   state.dev = await loadDevConfig();
   $("dev-tab").hidden = state.dev === null;
   $("signin-user-row").hidden = !state.dev?.canMintTokens;
