@@ -7,9 +7,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from tidings.backends import open_store
 from tidings.delivery import Contact, Message
 from tidings.delivery.push import WebPushSender, generate_vapid_key
-from tidings.store import Store, open_store
+from tidings.store import Store
 from tidings.store.deliveries import PushSubscription
 
 from .peers import push_service
