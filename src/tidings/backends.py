@@ -21,6 +21,8 @@ def open_broker(
     clock: Callable[[], float] | None = None,
     encode: Callable[[Any], bytes] | None = None,
     decode: Callable[[bytes], Any] | None = None,
+    command_timeout: float = 1.0,
+    ping_interval: float = 5.0,
 ) -> Broker:
     """The broker ``url`` names: ``memory`` (one node, in this process) or ``redis://``.
 
@@ -29,6 +31,8 @@ def open_broker(
         prefix: Redis key and channel prefix (nodes sharing it form one cluster).
         clock: Monotonic seconds for the memory broker's history TTLs.
         encode, decode: The codec a networked broker serializes messages with.
+        command_timeout: Seconds a Redis command may wait for its answer.
+        ping_interval: Seconds of pub/sub silence before Redis is pinged (lost after two).
     """
     if url == "memory":
         from .broker.memory import MemoryBroker, MemoryExchange
@@ -37,16 +41,27 @@ def open_broker(
         return MemoryBroker(exchange, alone=True)
     from .broker.redis import RedisBroker
 
-    return RedisBroker(url, prefix=prefix, encode=encode, decode=decode)
+    return RedisBroker(
+        url,
+        prefix=prefix,
+        encode=encode,
+        decode=decode,
+        command_timeout=command_timeout,
+        ping_interval=ping_interval,
+    )
 
 
-def open_registry(url: str, instance_id: str, *, prefix: str, ttl: float) -> Registry | None:
+def open_registry(
+    url: str, instance_id: str, *, prefix: str, ttl: float, command_timeout: float = 1.0
+) -> Registry | None:
     """The registry of the cluster ``url`` names (None for ``memory``, a single instance)."""
     if url == "memory":
         return None
     from .registry.redis import RedisRegistry
 
-    return RedisRegistry.from_url(url, instance_id, prefix=prefix, ttl=ttl)
+    return RedisRegistry.from_url(
+        url, instance_id, prefix=prefix, ttl=ttl, command_timeout=command_timeout
+    )
 
 
 def open_store(url: str) -> Store:

@@ -82,6 +82,11 @@ SETTINGS: Final[dict[str, Spec]] = {
         5.0,
         "seconds between an instance's heartbeats in Redis; it counts as dead after three missed",
     ),
+    "redis_command_timeout": Spec(
+        "float",
+        1.0,
+        "seconds a Redis command may wait for its answer before it fails (then 503)",
+    ),
     "presence_grace": Spec(
         "float",
         5.0,
@@ -332,6 +337,7 @@ class Settings:
             "auth_timeout",
             "handshake_timeout",
             "body_timeout",
+            "redis_command_timeout",
             "ack_timeout",
             "retention_days",
             "jwt_jwks_refresh_seconds",

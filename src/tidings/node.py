@@ -150,6 +150,8 @@ class Node:
             clock=monotonic,
             encode=cluster.encode,
             decode=cluster.decode,
+            command_timeout=settings.redis_command_timeout,
+            ping_interval=settings.cluster_heartbeat,
         )
         self.topics = Topics(self.broker)
         self.registry: Registry | None = open_registry(
@@ -157,6 +159,7 @@ class Node:
             self.instance_id,
             prefix=settings.broker_prefix,
             ttl=3 * settings.cluster_heartbeat,
+            command_timeout=settings.redis_command_timeout,
         )
         # The message this node is publishing right now: the memory broker delivers it
         # (this very object) inside ``publish``, and ``route``'s count for it is kept.

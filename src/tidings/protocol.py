@@ -492,6 +492,9 @@ class Welcome(ServerMessage, kw_only=True):
     unreadCount: int | UnsetType = UNSET
     # The backend's data from the connect hook.
     info: Any | UnsetType = UNSET
+    # False when the store could not be read or written as the connection opened: live
+    # messages flow, but there is no unread count and no catch-up this time.
+    inboxAvailable: bool | UnsetType = UNSET
 
 
 class Pong(ServerMessage, kw_only=True):

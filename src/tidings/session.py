@@ -342,14 +342,19 @@ class Session:
         if self._pre_welcome is None and not self._catching_up and self._transport_push:
             self.push, self._transport_push = self._transport_push, None
 
-    def send_welcome(self, unread: int | None = None, reply_to: str | None = None) -> None:
-        """Send the welcome, with ``unreadCount`` when there is an inbox, then whatever
-        arrived for this connection while it was being prepared."""
+    def send_welcome(
+        self, unread: int | None = None, reply_to: str | None = None, *, inbox: bool = True
+    ) -> None:
+        """Send the welcome, with ``unreadCount`` when there is an inbox (``inbox`` False:
+        the store failed, said as ``inboxAvailable: false``), then whatever arrived for
+        this connection while it was being prepared."""
         held, self._pre_welcome = self._pre_welcome, None
         self._ungate()
         welcome = self._welcome()
         if unread is not None:
             welcome.unreadCount = unread
+        if not inbox:
+            welcome.inboxAvailable = False
         self.send(welcome, reply_to=reply_to)
         for message in held or ():
             self.push(message)

@@ -20,6 +20,7 @@ from ..gateway.websocket import WebSocketEndpoint
 from ..node import Node
 from ..protocol import MAX_JSON_DEPTH, json_depth_exceeded
 from ..ratelimit import TokenBucket
+from ..store import failure_status
 from . import cors
 
 log = logging.getLogger("tidings.api")
@@ -61,6 +62,7 @@ STATUS_CODES: Final = {
     429: "RATE_LIMIT",
     500: "SERVER_ERROR",
     503: "UNAVAILABLE",
+    507: "INSUFFICIENT_STORAGE",
 }
 
 
@@ -240,9 +242,19 @@ def make_middleware(node: Node) -> Middleware:
                 raise
             allow = exc.headers.get("Allow")
             return error_response(exc.status, exc.reason, {"Allow": allow} if allow else None)
-        except Exception:
-            log.exception("error serving %s %s", request.method, request.path)
-            return error_response(500, "internal server error")
+        except Exception as exc:
+            status = failure_status(exc)
+            if status is None:
+                log.exception("error serving %s %s", request.method, request.path)
+                return error_response(500, "internal server error")
+            # The store failed, not the request: say so, and when to try again.
+            log.warning("%s %s: store unavailable: %s", request.method, request.path, exc)
+            message = (
+                "the notification store's disk is full; nothing was stored"
+                if status == 507
+                else "the notification store is unavailable; try again"
+            )
+            return error_response(status, message, {"Retry-After": "1"})
 
     return middleware
 

@@ -219,9 +219,9 @@ def _op(
     body: str | None = None,
     errors: tuple[str, ...] = (),
 ) -> dict[str, Any]:
-    """One inbox operation; every one can answer 400, 401, 403, 413 and 503."""
+    """One inbox operation; every one can answer 400, 401, 403, 408, 413, 503 and 507."""
     responses: dict[str, Any] = {"200": {"description": ok, "content": _json(ok_schema)}}
-    for status in ("400", "401", "403", "413", "503", *errors):
+    for status in ("400", "401", "403", "408", "413", "503", "507", *errors):
         responses[status] = _ERROR
     op: dict[str, Any] = {
         "summary": summary,

@@ -116,6 +116,12 @@ class RedisBroker:
         confirm_timeout: Seconds ``subscribe`` waits for Redis to confirm.
         encode, decode: How messages become bytes on the wire and back (bytes pass
             through when none is given).
+        command_timeout: Seconds a command (publish, history) may wait for Redis's answer
+            before it fails with ``BrokerError``: a Redis that hangs with its socket open
+            must not hang the callers.
+        ping_interval: Seconds of silence on the pub/sub link before it is pinged; with
+            no answer within two intervals the link counts as lost (unhealthy) and is
+            replaced, so a hung Redis shows in ``healthy`` within two intervals.
 
     Two connections are used: a pool for commands (publish, history) and one pub/sub
     connection read by a background task, which reconnects with backoff when it is
@@ -132,6 +138,8 @@ class RedisBroker:
         confirm_timeout: float = 5.0,
         encode: Callable[[Any], bytes] | None = None,
         decode: Callable[[bytes], Any] | None = None,
+        command_timeout: float = 1.0,
+        ping_interval: float = 5.0,
     ) -> None:
         self.prefix = prefix
         self._encode: Callable[[Any], bytes] = encode if encode is not None else _same
@@ -141,6 +149,7 @@ class RedisBroker:
         self._meta_ttl = meta_ttl
         self._backoff = backoff
         self._confirm_timeout = confirm_timeout
+        self._ping_interval = ping_interval
         self._handler: Handler | None = None
         self._topics: set[str] = set()
         # A command that fails must fail the call, not be sent again behind our back:
@@ -157,6 +166,7 @@ class RedisBroker:
             max_connections=64,
             timeout=confirm_timeout,
             socket_connect_timeout=5,
+            socket_timeout=command_timeout,
             retry=no_retry,
         )
         self._redis = aioredis.Redis.from_pool(pool)  # closes the pool when closed
@@ -404,10 +414,23 @@ class RedisBroker:
 
     async def _read(self, pubsub: PubSub) -> None:
         confirmed = False
+        loop = asyncio.get_running_loop()
+        interval = self._ping_interval
+        heard = loop.time()  # the last time anything came from Redis on this link
+        pinged = False
         while True:
-            message: dict[str, Any] | None = await pubsub.get_message(timeout=1.0)
+            message: dict[str, Any] | None = await pubsub.get_message(timeout=min(1.0, interval))
+            now = loop.time()
             if message is None:
+                # A Redis that hangs (SIGSTOP, a frozen VM) keeps the socket open and
+                # says nothing: ask, and give up on the link after two intervals.
+                if now - heard >= 2 * interval:
+                    raise RedisConnectionError(f"no answer from Redis in {2 * interval:g} s")
+                if now - heard >= interval and not pinged:
+                    pinged = True
+                    await pubsub.ping()
                 continue
+            heard, pinged = now, False
             kind = message["type"]
             channel: bytes = message["channel"]
             if kind == "message":

@@ -39,6 +39,7 @@ from ..store import (
     Priority,
     Store,
     StoreError,
+    failure_status,
 )
 from ..store.deliveries import Planned
 from ..tasks import TaskSet
@@ -635,11 +636,38 @@ class Inbox:
         Anything the hub sent the connection meanwhile was held by the session and follows
         the welcome, so the welcome is always the first message.
         """
-        unread = await self.unread_count(session.user_id)
+        try:
+            unread = await self.unread_count(session.user_id)
+        except Exception as exc:
+            if failure_status(exc) is None:
+                raise
+            # The store is down: open anyway, for live traffic, and say the inbox is not.
+            self._store_failed("welcome", session, exc)
+            if session.state is State.OPEN:
+                session.send_welcome(None, session.welcome_reply_to, inbox=False)
+                self._release_held(session)
+            return
         if session.state is not State.OPEN:  # closed while the count was read
             return
         session.send_welcome(unread, session.welcome_reply_to)
-        await self.catch_up(session, session.last_seq, unread=unread)
+        try:
+            await self.catch_up(session, session.last_seq, unread=unread)
+        except Exception as exc:
+            if failure_status(exc) is None:
+                raise
+            # Read but not written (a full disk): the welcome is out; live traffic flows.
+            self._store_failed("catch-up", session, exc)
+
+    def _store_failed(self, what: str, session: Session, exc: BaseException) -> None:
+        self.node.metrics.store_errors += 1
+        log.warning("%s for %s: store unavailable: %s", what, session.client_id, exc)
+
+    def _release_held(self, session: Session) -> None:
+        """Push the live notifications held back for a catch-up that will not happen."""
+        held, session.inbox_held = session.inbox_held or [], None
+        for n in sorted(held, key=lambda x: x.seq):
+            if session.push(self._message(n)):
+                self._track(session, n)
 
     async def command(self, session: Session, cmd: protocol.Command) -> None:
         """Carry out an inbox command from a client and reply to it."""
@@ -666,9 +694,17 @@ class Inbox:
                 session.send(page, reply_to=cmd.id)
         except InboxError as exc:
             session.error(ErrorCode.INVALID_MESSAGE, str(exc), reply_to=cmd.id)
-        except Exception:
-            log.exception("inbox %s failed for %s", cmd.name, session.client_id)
-            session.error(ErrorCode.SERVER_ERROR, "internal error", reply_to=cmd.id)
+        except Exception as exc:
+            if failure_status(exc) is None:
+                log.exception("inbox %s failed for %s", cmd.name, session.client_id)
+                session.error(ErrorCode.SERVER_ERROR, "internal error", reply_to=cmd.id)
+                return
+            self._store_failed(cmd.name, session, exc)
+            session.error(
+                ErrorCode.UNAVAILABLE,
+                "the notification store is unavailable; try again",
+                reply_to=cmd.id,
+            )
 
     async def unread_count(self, user_id: str) -> int:
         return await self.store.unread_count(user_id, now=self.node.clock())

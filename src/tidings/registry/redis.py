@@ -100,12 +100,25 @@ class RedisRegistry:
         self._instances = redis.register_script(_INSTANCES)
 
     @classmethod
-    def from_url(cls, url: str, instance_id: str, *, prefix: str, ttl: float) -> RedisRegistry:
-        """A registry on its own connection pool to ``url``."""
+    def from_url(
+        cls,
+        url: str,
+        instance_id: str,
+        *,
+        prefix: str,
+        ttl: float,
+        command_timeout: float = 1.0,
+    ) -> RedisRegistry:
+        """A registry on its own connection pool to ``url``; each command fails after
+        ``command_timeout`` seconds without an answer (a hung Redis cannot hang it)."""
         # Blocking pool: a burst of connections waits for a Redis connection instead of
         # failing the cluster-wide cap check (the default pool raises when exhausted).
         pool = BlockingConnectionPool.from_url(
-            url, max_connections=32, timeout=5, socket_connect_timeout=5
+            url,
+            max_connections=32,
+            timeout=5,
+            socket_connect_timeout=5,
+            socket_timeout=command_timeout,
         )
         return cls(Redis.from_pool(pool), instance_id, prefix=prefix, ttl=ttl)
 

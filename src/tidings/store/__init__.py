@@ -10,6 +10,8 @@ Implementations: ``sqlite.SQLiteStore`` (the default, a file or ``:memory:``) an
 
 from __future__ import annotations
 
+import errno
+import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
@@ -29,11 +31,33 @@ __all__ = [
     "Priority",
     "Store",
     "StoreError",
+    "failure_status",
 ]
 
 
 class StoreError(Exception):
     """A store operation that failed for a reason other than the caller's input."""
+
+
+def failure_status(exc: BaseException) -> int | None:
+    """The HTTP status for a store that failed under a request: 507 when its disk is full,
+    503 when it is otherwise unavailable (locked past its busy timeout, unreachable,
+    closing); None when ``exc`` is not a store failure (a bug: let it be one).
+
+    Callers answer with ``Retry-After``: the request may succeed once the store recovers.
+    """
+    name = type(exc).__name__
+    module = type(exc).__module__
+    full = (
+        name == "DiskFullError"  # asyncpg
+        or (isinstance(exc, OSError) and exc.errno == errno.ENOSPC)
+        or "disk is full" in str(exc)  # SQLITE_FULL, also inside a StoreError
+    )
+    if isinstance(exc, StoreError | sqlite3.Error | OSError | TimeoutError) or module.startswith(
+        "asyncpg"
+    ):
+        return 507 if full else 503
+    return None
 
 
 class IdempotencyConflict(Exception):

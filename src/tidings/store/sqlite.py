@@ -19,7 +19,14 @@ from typing import Any, TypeVar
 
 import msgspec
 
-from . import Created, IdempotencyConflict, NewNotification, Notification, StoreError
+from . import (
+    Created,
+    IdempotencyConflict,
+    NewNotification,
+    Notification,
+    StoreError,
+    failure_status,
+)
 from .deliveries import PLAN, plan_rows
 from .records import dumps, from_row, insert_values, new_id, page_query
 from .schema import COLUMNS, LATEST, MIGRATIONS
@@ -174,7 +181,10 @@ class SQLiteStore(SQLiteRooms, SQLiteUsers, SQLiteDeliveries):
                     )
                 )
             except Exception as exc:  # the commit itself failed: every request in it fails
-                log.exception("group commit of %d creates failed", len(batch))
+                if failure_status(exc) is None:
+                    log.exception("group commit of %d creates failed", len(batch))
+                else:  # the database's trouble, answered 503/507: no traceback
+                    log.warning("group commit of %d creates failed: %s", len(batch), exc)
                 for _, future in batch:
                     if not future.done():
                         future.set_exception(StoreError(f"commit failed: {exc}"))
@@ -540,6 +550,10 @@ def _create_batch(
             try:
                 results.append(_create_one(c, *args, preferences=preferences))
             except Exception as exc:  # whatever goes wrong with one request fails it alone
+                if not c.in_transaction:
+                    # SQLite rolled the whole transaction back (a full disk, an I/O
+                    # error): the batch fails, with the error that says why.
+                    raise
                 c.execute("ROLLBACK TO one")
                 results.append(exc)
             c.execute("RELEASE one")
