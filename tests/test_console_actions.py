@@ -16,7 +16,9 @@ from websockets.asyncio.client import ClientConnection
 
 from .browser import browser, page_errors, screenshot  # noqa: F401 (browser is a fixture)
 from .conftest import TIMEOUT, ServerFactory, request
+from .test_browser_inbox import AXE, check_axe
 from .test_console import console
+from .test_js_client import JS, npm_ci
 
 WAIT_MS = TIMEOUT * 1000
 
@@ -134,3 +136,25 @@ async def test_operator_looks_at_a_room(
     status, body = await h.api("GET", "/api/rooms/lobby/members")
     assert [m["userId"] for m in body["members"]] == ["ann"]
     await screenshot(page, "console-actions-room")
+
+
+async def test_console_passes_axe(
+    browser: Browser,  # noqa: F811
+    make_server: ServerFactory,
+) -> None:
+    """axe-core finds no WCAG 2.1 A/AA violation in the console's views (signed in, with a
+    notification; operations with a user found)."""
+    npm_ci(JS)
+    h = await make_server(dev=True)
+    await h.api(
+        "POST", "/api/notifications", {"userId": "ari", "title": "Hello", "priority": "HIGH"}
+    )
+    page = await console(browser, h, "?user=ari", bypass_csp=True)
+    await page.locator("#inbox-list li.item").wait_for(timeout=WAIT_MS)
+    await check_axe(page, AXE, "the console's notification centre")
+    await page.evaluate("location.hash = '#operations'")
+    await page.locator("#ops").wait_for(timeout=WAIT_MS)
+    await page.fill("#find-user-id", "ari")
+    await page.click("#find-user button[type=submit]")
+    await page.locator("#connections tbody tr").wait_for(timeout=WAIT_MS)
+    await check_axe(page, AXE, "the console's operations view")
