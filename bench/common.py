@@ -210,6 +210,7 @@ class Window:
         self.server = server
         self.t0 = time.perf_counter()
         self.cpu0 = server.cpu_seconds()
+        self.sys0 = server.sys_seconds()
         self.self0 = self_cpu_seconds()
         self.core0 = core_busy_seconds(SERVER_CORE)
         self.lg0 = core_busy_seconds(LOADGEN_CORE)
@@ -221,12 +222,15 @@ class Window:
         run on either core: it is not counted as disturbance."""
         wall = time.perf_counter() - self.t0
         server_cpu = self.server.cpu_seconds() - self.cpu0
+        server_sys = self.server.sys_seconds() - self.sys0
         own_cpu = self_cpu_seconds() - self.self0
         core0, lg = core_busy_seconds(SERVER_CORE), core_busy_seconds(LOADGEN_CORE)
         out = {
             "wall_s": wall,
             "server_cpu_s": server_cpu,
             "server_util": server_cpu / wall,
+            # The kernel's share of the server's CPU time.
+            "server_sys_share": server_sys / server_cpu if server_cpu else 0.0,
             "loadgen_util": own_cpu / wall,
             # Busy time on each core not spent in the process pinned there.
             "core0_foreign": max(0.0, core0[0] - self.core0[0] - server_cpu) / wall,

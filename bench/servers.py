@@ -82,6 +82,15 @@ class RunningServer:
                 total += _stat_ticks(pid)
         return total / _CLK_TCK
 
+    def sys_seconds(self) -> float:
+        """The kernel's share of cpu_seconds() (stime): on loopback, a send also runs
+        the receiver's TCP processing, so most of a delivery's cost can be here."""
+        total = 0
+        for pid in self.pids():
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                total += _stat_ticks(pid, user=False)
+        return total / _CLK_TCK
+
     def rss_kib(self) -> int:
         total = 0
         for pid in self.pids():
@@ -124,13 +133,14 @@ def pids_cpu_seconds(pids: list[int]) -> dict[int, float]:
     return out
 
 
-def _stat_ticks(pid: int) -> int:
+def _stat_ticks(pid: int, user: bool = True) -> int:
+    """utime + stime of one process in clock ticks (stime alone if not `user`)."""
     with open(f"/proc/{pid}/stat", "rb") as f:
         raw = f.read()
     # comm may contain spaces/parens: fields start after the last ')'.
     fields = raw[raw.rfind(b")") + 2 :].split()
     # fields[0] is field 3 (state); utime is field 14, stime field 15.
-    return int(fields[11]) + int(fields[12])
+    return (int(fields[11]) if user else 0) + int(fields[12])
 
 
 def _vmrss_kib(pid: int) -> int:
