@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import multiprocessing
+import shutil
 import sys
 import tempfile
 import time
@@ -131,6 +132,7 @@ async def bench(count: int) -> None:
     ours.send("stop")
     mails, pushed = ours.recv()
     peer.join(10)
+    shutil.rmtree(tmp, ignore_errors=True)
     print(f"creates/s, escalation off:  {off:8.0f}")
     print(f"creates/s, one email step:  {on:8.0f}")
     print(f"emails/s through the worker: {email_rate:7.0f}  ({emails} handled, {mails} received)")
