@@ -22,6 +22,8 @@ from tidings.delivery.push import generate_vapid_key
 from tidings.delivery.rules import Rule, Step
 from tidings.server import Server
 from tidings.store.deliveries import Unless
+from tidings_sdk import AsyncClient
+from tidings_sdk.errors import NotFound
 
 from ..conftest import API_KEY, TIMEOUT, make_settings, token
 from .peers import Mailbox, PushService, push_service, smtp_server
@@ -211,8 +213,9 @@ async def test_read_delivered_unread_low_and_a_restart(peers: Peers, tmp_path: P
 
 
 async def test_retry_backoff_preferences_and_quiet_hours(peers: Peers) -> None:
-    """A 503 from the push service is retried after 30 s, then sent; a channel switched
-    off is skipped; quiet hours in the user's zone defer the email to their end."""
+    """A 503 from the push service is retried after 30 s, then sent (the log says so, over
+    the API and the Python SDK); a channel switched off is skipped; quiet hours in the
+    user's zone defer the email to their end."""
     clock = Clock()
     async with running(":memory:", peers, clock) as api:
         for user in ("eve", "fay", "gus"):
@@ -241,6 +244,13 @@ async def test_retry_backoff_preferences_and_quiet_hours(peers: Peers) -> None:
         assert peers.pushes() == [eve]
         log = await api.log("eve", eve)
         assert [e for e, _ in log["push"]] == ["queued", "failed", "sent"]
+        async with AsyncClient(api.server.url, API_KEY) as sdk:  # the server SDK reads it too
+            by_key = await sdk.get_deliveries("eve", eve)
+            mine = await sdk.as_user(token("eve")).get_deliveries(eve)
+            assert by_key == mine
+            assert [d["state"] for d in mine["deliveries"]] == ["sent"]
+            with pytest.raises(NotFound):
+                await sdk.get_deliveries("fay", eve)
         assert log["push"][1][1] == "push service answered 503"
         assert await api.log("fay", fay) == {"email": [("queued", None), ("skipped", "preference")]}
         got = await api.call("GET", f"/api/users/gus/notifications/{gus}/deliveries")

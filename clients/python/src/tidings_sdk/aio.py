@@ -234,6 +234,12 @@ class AsyncClient:
         """Archive: kept, but out of the list, the count and redelivery."""
         return cast(Changed, await self._run(calls.archive(calls.user_base(user_id), ids)))
 
+    async def get_deliveries(self, user_id: str, notification_id: str) -> dict[str, Any]:
+        """The notification's email, push and SMS deliveries with their logs
+        (docs/delivery.md); :class:`~tidings_sdk.errors.NotFound` if not this user's."""
+        call = calls.get_deliveries(calls.user_base(user_id), notification_id)
+        return cast(dict[str, Any], await self._run(call))
+
     async def delete_notification(self, user_id: str, notification_id: str) -> Changed:
         """Delete for good. A retry after a dropped answer may raise NotFound: it is gone."""
         call = calls.delete_notification(calls.user_base(user_id), notification_id)
@@ -390,6 +396,10 @@ class AsyncUserClient:
 
     async def archive_notifications(self, ids: Iterable[str]) -> Changed:
         return cast(Changed, await self._run(calls.archive(calls.ME, ids, self._token)))
+
+    async def get_deliveries(self, notification_id: str) -> dict[str, Any]:
+        call = calls.get_deliveries(calls.ME, notification_id, self._token)
+        return cast(dict[str, Any], await self._run(call))
 
     async def delete_notification(self, notification_id: str) -> Changed:
         call = calls.delete_notification(calls.ME, notification_id, self._token)

@@ -181,6 +181,11 @@ def get_notification(base: str, notification_id: str, token: str | None = None) 
     return Call("GET", path, repeatable=True, token=token)
 
 
+def get_deliveries(base: str, notification_id: str, token: str | None = None) -> Call:
+    path = f"{base}/notifications/{_seg(notification_id)}/deliveries"
+    return Call("GET", path, repeatable=True, token=token)
+
+
 def mark_read(base: str, ids: Iterable[str] | None, token: str | None = None) -> Call:
     body: dict[str, Any] = {"all": True} if ids is None else {"ids": list(ids)}
     return Call("POST", f"{base}/notifications/read", body, repeatable=True, token=token)
