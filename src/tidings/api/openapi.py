@@ -5,12 +5,21 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
 from aiohttp import web
 
+from .. import protocol
+from ..inbox import CreateRequest
+from .connections import DisconnectBody, UnsubscribeBody
+from .delivery import EndpointBody, SubscriptionBody
 from .http import json_response
-from .openapi_delivery import DELIVERY_SCHEMAS, STEP, delivery_paths
+from .notifications import IdsBody, PreferencesBody, ReadRequest
+from .openapi_delivery import DELIVERY_SCHEMAS, delivery_paths
 from .openapi_rooms import ROOMS_SCHEMAS, rooms_paths
 from .openapi_users import users_paths, users_schemas
+from .publish import BroadcastRequest, PublishRequest, SendRequest
+from .rooms import ContentBody, CreateRoomBody, MembersBody, ReadBody
+from .users import ImportBody, UserBody
 
 _ERROR = {"$ref": "#/components/responses/Error"}
 
@@ -51,6 +60,69 @@ def _path_param(name: str) -> dict[str, Any]:
     return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
 
 
+# Every body a handler decodes, and every answer that is a struct, under the name the
+# document gives it: their schemas are generated from these structs (one source; the
+# test in tests/api/test_openapi.py checks each route against what its handler decodes).
+REQUEST_BODIES: dict[str, type[msgspec.Struct]] = {
+    "Publish": PublishRequest,
+    "Send": SendRequest,
+    "Broadcast": BroadcastRequest,
+    "CreateNotification": CreateRequest,
+    "Read": ReadRequest,
+    "Ids": IdsBody,
+    "Preferences": PreferencesBody,
+    "Disconnect": DisconnectBody,
+    "Unsubscribe": UnsubscribeBody,
+    "CreateRoom": CreateRoomBody,
+    "Members": MembersBody,
+    "Content": ContentBody,
+    "ReadMarkerBody": ReadBody,
+    "UserBody": UserBody,
+    "ImportBody": ImportBody,
+    "PushSubscription": SubscriptionBody,
+    "Endpoint": EndpointBody,
+}
+RESPONSE_BODIES: dict[str, type[msgspec.Struct]] = {
+    "Notification": protocol.Notification,
+    "Page": protocol.Notifications,
+    "RoomMessage": protocol.RoomMessage,
+    "RoomHistory": protocol.RoomHistoryPage,
+    "MessageDeleted": protocol.MessageDeleteEvent,
+    "ReadMarker": protocol.RoomReadEvent,
+}
+
+
+def struct_schemas() -> dict[str, Any]:
+    """The components generated from the structs, each under its document name (the
+    structs they refer to, such as ``Action``, under their own)."""
+    named = {**REQUEST_BODIES, **RESPONSE_BODIES}
+    renames = {
+        f"#/components/schemas/{cls.__name__}": f"#/components/schemas/{name}"
+        for name, cls in named.items()
+    }
+    _, components = msgspec.json.schema_components(
+        list(named.values()), ref_template="#/components/schemas/{name}"
+    )
+    out: dict[str, Any] = {}
+    for name, cls in named.items():
+        out[name] = components[cls.__name__]
+    for name, schema in components.items():
+        if name not in {cls.__name__ for cls in named.values()}:
+            out[name] = schema
+    return {name: _renamed(schema, renames) for name, schema in out.items()}
+
+
+def _renamed(value: Any, renames: dict[str, str]) -> Any:
+    if isinstance(value, dict):
+        return {
+            k: (renames.get(v, v) if k == "$ref" else _renamed(v, renames))
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [_renamed(v, renames) for v in value]
+    return value
+
+
 def openapi_document() -> dict[str, Any]:
     """The API description (built per call: it is small and rarely fetched)."""
     doc = _gateway_document()
@@ -64,6 +136,7 @@ def openapi_document() -> dict[str, Any]:
     doc["components"]["schemas"].update(users_schemas())
     doc["paths"].update(delivery_paths())
     doc["components"]["schemas"].update(DELIVERY_SCHEMAS)
+    doc["components"]["schemas"].update(struct_schemas())
     doc["components"]["securitySchemes"]["userToken"] = {
         "type": "http",
         "scheme": "bearer",
@@ -108,19 +181,7 @@ def _control_paths() -> dict[str, Any]:
         "/api/users/{userId}/disconnect": {
             "post": op(
                 "Close the user's connections (or one, by clientId) with a code and reason",
-                {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "properties": {
-                        "code": {
-                            "type": "integer",
-                            "default": 4010,
-                            "description": "1000, 1001 or 4000-4999",
-                        },
-                        "reason": {"type": "string", "maxLength": 120},
-                        "clientId": {"type": "string"},
-                    },
-                },
+                {"$ref": "#/components/schemas/Disconnect"},
                 {"type": "object", "properties": {"disconnected": {"type": "integer"}}},
             )
         },
@@ -128,12 +189,7 @@ def _control_paths() -> dict[str, Any]:
             "post": op(
                 "Remove a channel from every connection of the user; each gets unsubscribed "
                 "with byServer: true",
-                {
-                    "type": "object",
-                    "required": ["channel"],
-                    "additionalProperties": False,
-                    "properties": {"channel": {"type": "string"}},
-                },
+                {"$ref": "#/components/schemas/Unsubscribe"},
                 {"type": "object", "properties": {"unsubscribed": {"type": "integer"}}},
             )
         },
@@ -376,77 +432,6 @@ def _inbox_paths() -> dict[str, Any]:
 
 
 _INBOX_SCHEMAS: dict[str, Any] = {
-    "CreateNotification": {
-        "type": "object",
-        "additionalProperties": False,
-        "description": "exactly one of userId, userIds, role, all",
-        "properties": {
-            "userId": {"type": "string"},
-            "userIds": {
-                "type": "array",
-                "items": {"type": "string"},
-                "minItems": 1,
-                "maxItems": 10000,
-            },
-            "role": {"type": "string"},
-            "all": {"type": "boolean"},
-            "type": {"type": "string", "minLength": 1, "maxLength": 64, "default": "notification"},
-            "title": {"type": ["string", "null"], "maxLength": 500},
-            "message": {"type": ["string", "null"], "maxLength": 10000},
-            "priority": {
-                "type": "string",
-                "description": "LOW, MEDIUM, HIGH or CRITICAL, in any case (`high` is HIGH)",
-                "pattern": "^(?i:low|medium|high|critical)$",
-                "default": "MEDIUM",
-            },
-            "category": {"type": ["string", "null"], "maxLength": 64},
-            "data": {},
-            "actions": {
-                "type": "array",
-                "items": {
-                    "type": "object",
-                    "required": ["id", "label"],
-                    "properties": {
-                        "id": {"type": "string"},
-                        "label": {"type": "string"},
-                        "url": {"type": "string"},
-                    },
-                },
-            },
-            "expiresAt": {"type": ["string", "null"], "format": "date-time"},
-            "escalation": {
-                "type": ["array", "null"],
-                "items": STEP,
-                "description": "this notification's own escalation steps, instead of its "
-                "category's rule ([]: none); see docs/delivery.md",
-            },
-        },
-    },
-    "Preferences": {
-        "type": "object",
-        "additionalProperties": False,
-        "description": "a PUT replaces the channels it names and keeps the others",
-        "properties": {
-            "inApp": {
-                "type": "object",
-                "maxProperties": 100,
-                "additionalProperties": {"type": "boolean"},
-            },
-            "push": {"type": "object", "additionalProperties": {"type": "boolean"}},
-            "email": {"type": "object", "additionalProperties": {"type": "boolean"}},
-            "sms": {"type": "object", "additionalProperties": {"type": "boolean"}},
-            "quietHours": {
-                "type": ["object", "null"],
-                "description": "HH:MM in the directory's time zone (UTC without one); "
-                "push, email and SMS wait until the end; null clears them",
-                "required": ["start", "end"],
-                "properties": {
-                    "start": {"type": "string", "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$"},
-                    "end": {"type": "string", "pattern": "^([01][0-9]|2[0-3]):[0-5][0-9]$"},
-                },
-            },
-        },
-    },
     "Created": {
         "type": "object",
         "properties": {
@@ -469,56 +454,6 @@ _INBOX_SCHEMAS: dict[str, Any] = {
             "replayed": {"type": "boolean"},
         },
     },
-    "Notification": {
-        "type": "object",
-        "properties": {
-            "id": {"type": "string"},
-            "seq": {"type": "integer"},
-            "type": {"type": "string"},
-            "title": {"type": ["string", "null"]},
-            "message": {"type": ["string", "null"]},
-            "priority": {"type": "string"},
-            "category": {"type": ["string", "null"]},
-            "data": {},
-            "actionable": {"type": "boolean"},
-            "actions": {"type": "array"},
-            "expiresAt": {"type": ["string", "null"]},
-            "createdAt": {"type": "string"},
-            "readAt": {"type": ["string", "null"]},
-            "timestamp": {"type": "string"},
-        },
-    },
-    "Page": {
-        "type": "object",
-        "properties": {
-            "items": {"type": "array", "items": {"$ref": "#/components/schemas/Notification"}},
-            "unreadCount": {"type": "integer"},
-            "nextCursor": {"type": ["string", "null"]},
-        },
-    },
-    "Read": {
-        "type": "object",
-        "additionalProperties": False,
-        "description": "either ids or all: true. `ids` is canonical; the WebSocket names "
-        "`notificationIds` and `notificationId` are accepted too, and merged.",
-        "properties": {
-            "ids": {"type": "array", "items": {"type": "string"}, "maxItems": 1000},
-            "notificationIds": {"type": "array", "items": {"type": "string"}, "maxItems": 1000},
-            "notificationId": {"type": "string"},
-            "all": {"type": "boolean"},
-        },
-    },
-    "Ids": {
-        "type": "object",
-        "additionalProperties": False,
-        "description": "`ids` is canonical; the WebSocket names `notificationIds` and "
-        "`notificationId` are accepted too, and merged. At least one must be given.",
-        "properties": {
-            "ids": {"type": "array", "items": {"type": "string"}, "maxItems": 1000},
-            "notificationIds": {"type": "array", "items": {"type": "string"}, "maxItems": 1000},
-            "notificationId": {"type": "string"},
-        },
-    },
     "ReadResult": {
         "type": "object",
         "properties": {
@@ -530,16 +465,6 @@ _INBOX_SCHEMAS: dict[str, Any] = {
 
 
 def _gateway_document() -> dict[str, Any]:
-    message_props = {
-        "type": {
-            "type": "string",
-            "minLength": 1,
-            "maxLength": 64,
-            "default": "message",
-            "description": "the `type` clients receive",
-        },
-        "data": {"description": "any JSON value; clients receive it as `data`"},
-    }
     return {
         "openapi": "3.1.0",
         "info": {
@@ -645,29 +570,6 @@ def _gateway_document() -> dict[str, Any]:
                 }
             },
             "schemas": {
-                "Publish": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "required": ["channel"],
-                    "properties": {
-                        "channel": {
-                            "type": "string",
-                            "maxLength": 255,
-                            "pattern": "^[A-Za-z0-9_\\-.@=]+(:[A-Za-z0-9_\\-.@=]+)*$",
-                        },
-                        **message_props,
-                    },
-                },
-                "Send": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "properties": message_props,
-                },
-                "Broadcast": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "properties": {**message_props, "excludeUserId": {"type": ["string", "null"]}},
-                },
                 "Sent": {
                     "type": "object",
                     "required": ["id", "delivered"],

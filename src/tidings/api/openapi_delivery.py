@@ -46,15 +46,24 @@ def delivery_paths() -> dict[str, Any]:
                 status="201",
                 errors=("404", "422"),
             ),
-            "delete": _op(
-                "Forget a subscription (endpoint in the body or ?endpoint=)",
-                "userToken",
-                [],
-                "Endpoint",
-                status="204",
-                errors=("404",),
-                query=[{"name": "endpoint", "in": "query", "schema": _STR}],
-            ),
+            "delete": {
+                **_op(
+                    "Forget a subscription (endpoint in the body or ?endpoint=)",
+                    "userToken",
+                    [],
+                    "Endpoint",
+                    status="204",
+                    errors=("404",),
+                    query=[{"name": "endpoint", "in": "query", "schema": _STR}],
+                ),
+                # The body is read when ?endpoint= is not given.
+                "requestBody": {
+                    "required": False,
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Endpoint"}}
+                    },
+                },
+            },
         }
     }
     for prefix, security, owner in (
@@ -74,20 +83,6 @@ def delivery_paths() -> dict[str, Any]:
 
 
 DELIVERY_SCHEMAS: dict[str, Any] = {
-    "PushSubscription": {
-        "type": "object",
-        "required": ["endpoint", "keys"],
-        "description": "PushSubscription.toJSON() from the browser",
-        "properties": {
-            "endpoint": _STR,
-            "expirationTime": {"type": ["number", "null"]},
-            "keys": {
-                "type": "object",
-                "required": ["p256dh", "auth"],
-                "properties": {"p256dh": _STR, "auth": _STR},
-            },
-        },
-    },
     "PushSubscriptions": {
         "type": "object",
         "properties": {
@@ -101,7 +96,6 @@ DELIVERY_SCHEMAS: dict[str, Any] = {
             },
         },
     },
-    "Endpoint": {"type": "object", "properties": {"endpoint": _STR}},
     "Deliveries": {
         "type": "object",
         "properties": {

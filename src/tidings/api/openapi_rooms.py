@@ -200,14 +200,6 @@ _MESSAGE = _obj(
 )
 
 ROOMS_SCHEMAS: dict[str, Any] = {
-    "CreateRoom": _obj(
-        {
-            "id": {"type": "string", "pattern": "^[A-Za-z0-9_\\-.@=]{1,64}$"},
-            "name": {"type": ["string", "null"], "maxLength": 200},
-            "wsPost": {"type": "boolean", "default": True},
-        },
-        ("id",),
-    ),
     "Room": _obj(
         {
             "id": _STR,
@@ -219,13 +211,6 @@ ROOMS_SCHEMAS: dict[str, Any] = {
     ),
     "Deleted": _obj({"deleted": _BOOL}),
     "Removed": _obj({"removed": _BOOL}),
-    "Members": _obj(
-        {
-            "userIds": {"type": "array", "items": _STR, "maxItems": 1000},
-            "role": {"type": "string", "enum": ["member", "moderator"], "default": "member"},
-        },
-        ("userIds",),
-    ),
     "MembersAdded": _obj({"added": {"type": "array", "items": _STR}}),
     "MemberList": _obj(
         {
@@ -237,24 +222,8 @@ ROOMS_SCHEMAS: dict[str, Any] = {
             }
         }
     ),
-    "Content": _obj(
-        {"content": {"type": "string", "minLength": 1, "maxLength": 4000}}, ("content",)
-    ),
-    "RoomMessage": _MESSAGE,
-    "RoomHistory": _obj(
-        {
-            "roomId": _STR,
-            "messages": {"type": "array", "items": _MESSAGE},
-            "nextBeforeSeq": {"type": ["integer", "null"]},
-        }
-    ),
-    "MessageDeleted": _obj(
-        {"messageId": _STR, "roomId": _STR, "seq": _INT, "authorId": _STR, "deletedBy": _STR}
-    ),
     "RoomPresence": _obj({"roomId": _STR, "online": {"type": "array", "items": _STR}}),
     "UserPresence": _obj({"roomId": _STR, "userId": _STR, "online": _BOOL}),
-    "ReadMarkerBody": _obj({"seq": {"type": "integer", "minimum": 0}, "messageId": _STR}),
-    "ReadMarker": _obj({"roomId": _STR, "lastReadSeq": _INT, "unreadCount": _INT}),
     "MyRooms": _obj(
         {
             "rooms": {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 from aiohttp import web
@@ -10,21 +10,30 @@ from aiohttp import web
 from ..publication import PublishError, Sent
 from .http import ApiError, json_response, node_of, read_body
 
+_TYPE = msgspec.Meta(description="the `type` clients receive (1 to 64 characters)")
+_DATA = msgspec.Meta(description="any JSON value; clients receive it as `data`")
+
 
 class PublishRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """A publication to a channel's subscribers (their filters apply)."""
+
     channel: str
-    type: str = "message"
-    data: Any = None
+    type: Annotated[str, _TYPE] = "message"
+    data: Annotated[Any, _DATA] = None
 
 
 class SendRequest(msgspec.Struct, forbid_unknown_fields=True):
-    type: str = "message"
-    data: Any = None
+    """A message for a user's or a role's connections."""
+
+    type: Annotated[str, _TYPE] = "message"
+    data: Annotated[Any, _DATA] = None
 
 
 class BroadcastRequest(msgspec.Struct, forbid_unknown_fields=True):
-    type: str = "message"
-    data: Any = None
+    """A message for every connection, optionally but one user's."""
+
+    type: Annotated[str, _TYPE] = "message"
+    data: Annotated[Any, _DATA] = None
     excludeUserId: str | None = None
 
 
