@@ -36,6 +36,7 @@ from .conftest import (
 HOOK_SECRET = "hook-secret-0123456789"
 NAMESPACES = {
     "chat": NamespacePolicy(publish=True),
+    "open": NamespacePolicy(publish=True),
     "case": NamespacePolicy(subscribe=False),  # reachable only with a subscription token
 }
 
@@ -290,6 +291,38 @@ async def test_publish_denied_replaced_and_in_order(
         assert replies["p2"]["type"] == "error"
         assert replies["p2"]["data"]["message"] == "profanity"
         assert replies["p1"]["type"] == replies["p3"]["type"] == "published"
+
+
+async def test_hooks_limited_to_namespaces(make_server: ServerFactory, backend: Backend) -> None:
+    """With hook_*_namespaces, only those namespaces ask the backend; a publication to
+    another namespace still waits behind one the backend is deciding."""
+    slow = asyncio.Event()
+    backend.answers["publish"] = lambda _: slow
+    backend.answers["publish:after"] = lambda _: {"allow": True}
+    h = await make_server(
+        **hooked(
+            backend,
+            "subscribe",
+            "publish",
+            hook_subscribe_namespaces=["chat"],
+            hook_publish_namespaces=["chat"],
+        )
+    )
+    async with h.client("bob") as reader, h.client("ann") as writer:
+        assert (await request(reader, {"type": "subscribe", "channel": "open:x"}))["type"] == (
+            "subscribed"
+        )
+        assert backend.count("subscribe") == 0
+        await request(reader, {"type": "subscribe", "channel": "chat:x"})
+        assert backend.count("subscribe") == 1
+        for n, channel in enumerate(["chat:x", "open:x"]):
+            msg = {"type": "publish", "channel": channel, "data": {"n": n}, "id": f"p{n}"}
+            await writer.send(json.dumps(msg))
+        await wait_for(lambda: backend.count("publish") >= 1)
+        slow.set()
+        got = [(await recv_type(reader, "message"))["data"]["n"] for _ in range(2)]
+        assert got == [0, 1]
+    assert backend.count("publish") == 1  # open:x was never asked about
 
 
 # --- subscription tokens --------------------------------------------------------------------------

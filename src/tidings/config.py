@@ -109,6 +109,12 @@ SETTINGS: Final[dict[str, Spec]] = {
     "hook_connect_url": Spec("str", None, "backend URL asked whether a connection may open"),
     "hook_subscribe_url": Spec("str", None, "backend URL asked whether a client may subscribe"),
     "hook_publish_url": Spec("str", None, "backend URL asked whether a client may publish"),
+    "hook_subscribe_namespaces": Spec(
+        "list", [], "namespaces whose subscriptions the subscribe hook decides (empty: all)"
+    ),
+    "hook_publish_namespaces": Spec(
+        "list", [], "namespaces whose client publications the publish hook decides (empty: all)"
+    ),
     "hook_secret": Spec("str", None, "HMAC-SHA256 key signing hook requests", secret=True),
     "hook_timeout": Spec("float", 2.0, "seconds for one hook call"),
     "hook_failure": Spec("str", "deny", "what an unanswered hook decides: deny or allow"),

@@ -21,13 +21,14 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
 import aiohttp
 import msgspec
 
+from .channels import namespace_of
 from .delivery.webhook import Signer
 from .signing import signature
 
@@ -95,6 +96,8 @@ class BackendHooks:
 
     Args:
         connect_url, subscribe_url, publish_url: where to POST each event (None: no hook).
+        subscribe_namespaces, publish_namespaces: the namespaces those hooks decide
+            (empty: every namespace).
         secret: signs each request (``X-Tidings-Signature``); None sends no signature.
         timeout: seconds for one call.
         failure: ``deny`` or ``allow``: the decision when the backend cannot answer.
@@ -108,6 +111,8 @@ class BackendHooks:
         connect_url: str | None = None,
         subscribe_url: str | None = None,
         publish_url: str | None = None,
+        subscribe_namespaces: Sequence[str] = (),
+        publish_namespaces: Sequence[str] = (),
         secret: str | None = None,
         timeout: float = 2.0,
         failure: str = "deny",
@@ -118,6 +123,8 @@ class BackendHooks:
         self.connect_url = connect_url
         self.subscribe_url = subscribe_url
         self.publish_url = publish_url
+        self._subscribe_namespaces = frozenset(subscribe_namespaces)
+        self._publish_namespaces = frozenset(publish_namespaces)
         self._secret = secret
         self._signer = Signer(secret) if secret is not None else None
         self._timeout = aiohttp.ClientTimeout(total=timeout)
@@ -128,6 +135,20 @@ class BackendHooks:
         self._http: aiohttp.ClientSession | None = None
         self.calls = 0  # made, for tests and metrics
         self.failures = 0
+
+    def decides_subscribe(self, channel: str) -> bool:
+        """Whether the subscribe hook is asked about ``channel``."""
+        if self.subscribe_url is None:
+            return False
+        names = self._subscribe_namespaces
+        return not names or namespace_of(channel) in names
+
+    def decides_publish(self, channel: str) -> bool:
+        """Whether the publish hook is asked about a client publication to ``channel``."""
+        if self.publish_url is None:
+            return False
+        names = self._publish_namespaces
+        return not names or namespace_of(channel) in names
 
     async def close(self) -> None:
         if self._http is not None:

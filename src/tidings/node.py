@@ -127,6 +127,8 @@ class Node:
             connect_url=settings.hook_connect_url,
             subscribe_url=settings.hook_subscribe_url,
             publish_url=settings.hook_publish_url,
+            subscribe_namespaces=settings.hook_subscribe_namespaces,
+            publish_namespaces=settings.hook_publish_namespaces,
             secret=settings.hook_secret,
             timeout=settings.hook_timeout,
             failure=settings.hook_failure,

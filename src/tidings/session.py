@@ -65,6 +65,9 @@ class Hooks(Protocol):
     @property
     def publish_url(self) -> str | None: ...
 
+    def decides_subscribe(self, channel: str) -> bool: ...
+    def decides_publish(self, channel: str) -> bool: ...
+
     async def connect(
         self, user: str, roles: tuple[str, ...], client: str, transport: str, claims: dict[str, Any]
     ) -> Decision: ...
@@ -519,7 +522,7 @@ class Session:
             except FilterError as exc:
                 self.error(ErrorCode.INVALID_MESSAGE, str(exc), reply_to=cmd.id, channel=channel)
                 return
-        if cmd.token is None and self.node.hooks.subscribe_url is not None:
+        if cmd.token is None and self.node.hooks.decides_subscribe(channel):
             self._deciding.add(channel)
             self.node.spawn(self._subscribe_hooked(cmd, flt))
             return
@@ -660,21 +663,26 @@ class Session:
         if denied:
             self.error(ErrorCode.FORBIDDEN, denied, reply_to=cmd.id, channel=cmd.channel)
             return
-        if self.node.hooks.publish_url is not None:
-            previous = self._publish_tail
-            self._publish_tail = self.node.spawn(self._publish_hooked(cmd, previous))
+        ask = self.node.hooks.decides_publish(cmd.channel)
+        previous = self._publish_tail
+        if ask or (previous is not None and not previous.done()):
+            # Behind a publication the backend is still deciding, every later one waits.
+            self._publish_tail = self.node.spawn(self._publish_hooked(cmd, previous, ask))
             return
         # Tasks start in order and the broker takes publications in call order, so one
         # client's publications keep their order.
         self.node.spawn(self._publish_async(cmd))
 
     async def _publish_hooked(
-        self, cmd: protocol.Publish, previous: asyncio.Task[None] | None
+        self, cmd: protocol.Publish, previous: asyncio.Task[None] | None, ask: bool
     ) -> None:
         if previous is not None:
             # The client's order holds whatever the backend answers first; how the
             # previous one ended (denied, failed) does not matter here.
             await asyncio.wait([previous])
+        if not ask:
+            await self._publish_async(cmd)
+            return
         decision = await self.node.hooks.publish(
             self.user_id, self.roles, self.client_id, cmd.channel, cmd.event, cmd.data
         )
