@@ -80,12 +80,13 @@ class Presence(Protocol):
         ...
 
 
-def open_presence(url: str, *, prefix: str, ttl: float) -> Presence:
-    """The presence backend a broker URL implies: Redis for ``redis://``, else memory."""
+def open_presence(url: str, *, prefix: str, ttl: float, command_timeout: float = 1.0) -> Presence:
+    """The presence backend a broker URL implies: Redis for ``redis://``, else memory;
+    a Redis command fails after ``command_timeout`` seconds without an answer."""
     if url.startswith(("redis://", "rediss://", "unix://")):
         from .redis import RedisPresence
 
-        return RedisPresence(url, prefix=prefix, ttl=ttl)
+        return RedisPresence(url, prefix=prefix, ttl=ttl, command_timeout=command_timeout)
     from .memory import MemoryPresence
 
     return MemoryPresence(ttl=ttl)

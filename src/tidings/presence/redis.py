@@ -50,8 +50,11 @@ class RedisPresence:
         prefix: str = "tidings:",
         ttl: float = 15.0,
         instance_id: str | None = None,
+        command_timeout: float = 1.0,
     ) -> None:
         self._url = url
+        # A Redis that hangs with its socket open must not hang presence updates.
+        self._command_timeout = command_timeout
         self._p = f"{prefix}presence:"
         self.ttl = ttl
         self.instance_id = instance_id or os.urandom(6).hex()
@@ -68,7 +71,9 @@ class RedisPresence:
         return f"{self._p}c:{len(scope)}:{scope}:{user_id}"
 
     async def start(self) -> None:
-        self._r = aioredis.Redis.from_url(self._url, decode_responses=True)
+        self._r = aioredis.Redis.from_url(
+            self._url, decode_responses=True, socket_timeout=self._command_timeout
+        )
         self._connect = self._r.register_script(_CONNECT)
         self._settle = self._r.register_script(_SETTLE)
         await self.heartbeat()

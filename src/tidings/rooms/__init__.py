@@ -109,7 +109,12 @@ class Rooms:
     def from_settings(cls, node: Host, store: Store) -> Rooms:
         """Rooms as the node's settings describe: presence in Redis when clustered."""
         s = node.settings
-        presence = open_presence(s.broker_url, prefix=s.broker_prefix, ttl=3 * s.cluster_heartbeat)
+        presence = open_presence(
+            s.broker_url,
+            prefix=s.broker_prefix,
+            ttl=3 * s.cluster_heartbeat,
+            command_timeout=s.redis_command_timeout,
+        )
         return cls(
             node,
             store,
