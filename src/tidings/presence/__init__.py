@@ -15,6 +15,10 @@ from __future__ import annotations
 
 from typing import Protocol
 
+from .errors import PresenceError
+
+__all__ = ["Presence", "PresenceError", "open_presence"]
+
 
 class Presence(Protocol):
     """Per-user presence shared by the instances of a cluster.

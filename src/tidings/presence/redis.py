@@ -16,11 +16,35 @@ however many instances race.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
-from typing import Any, Final
+from collections.abc import Callable, Coroutine
+from typing import Any, Final, ParamSpec, TypeVar
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from .errors import PresenceError
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _unavailable(
+    method: Callable[P, Coroutine[Any, Any, T]],
+) -> Callable[P, Coroutine[Any, Any, T]]:
+    """Redis failures (refused, reset, past the command deadline) as ``PresenceError``."""
+
+    @functools.wraps(method)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return await method(*args, **kwargs)
+        except (RedisError, OSError) as exc:
+            raise PresenceError(f"presence: {exc}") from exc
+
+    return wrapper
+
 
 _CONNECT: Final = """
 redis.call('SADD', KEYS[1], ARGV[1])
@@ -83,6 +107,7 @@ class RedisPresence:
         if r is not None:
             await r.aclose()
 
+    @_unavailable
     async def heartbeat(self) -> None:
         r = self._db()
         async with r.pipeline(transaction=True) as pipe:
@@ -90,6 +115,7 @@ class RedisPresence:
             pipe.sadd(f"{self._p}insts", self.instance_id)
             await pipe.execute()
 
+    @_unavailable
     async def connect(self, scope: str, user_id: str, conn_id: str) -> bool:
         self._db()
         keys = [
@@ -101,6 +127,7 @@ class RedisPresence:
         args = [f"{self.instance_id}|{conn_id}", user_id, entry]
         return bool(await self._connect(keys=keys, args=args))
 
+    @_unavailable
     async def disconnect(self, scope: str, user_id: str, conn_id: str) -> None:
         r = self._db()
         async with r.pipeline(transaction=True) as pipe:
@@ -108,17 +135,21 @@ class RedisPresence:
             pipe.srem(f"{self._p}i:{self.instance_id}", json.dumps([scope, user_id, conn_id]))
             await pipe.execute()
 
+    @_unavailable
     async def settle(self, scope: str, user_id: str) -> bool:
         self._db()
         keys = [self._entries_key(scope, user_id), f"{self._p}a:{scope}"]
         return bool(await self._settle(keys=keys, args=[user_id, f"{self._p}alive:"]))
 
+    @_unavailable
     async def online(self, scope: str) -> list[str]:
         return sorted(await self._db().smembers(f"{self._p}a:{scope}"))
 
+    @_unavailable
     async def is_online(self, scope: str, user_id: str) -> bool:
         return bool(await self._db().sismember(f"{self._p}a:{scope}", user_id))
 
+    @_unavailable
     async def sweep(self) -> list[tuple[str, str]]:
         r = self._db()
         gone: list[tuple[str, str]] = []

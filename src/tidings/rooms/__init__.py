@@ -32,7 +32,7 @@ from ..presence import Presence, open_presence
 from ..publication import Sent, iso_timestamp
 from ..ratelimit import TokenBucket
 from ..session import Session
-from ..store import Store
+from ..store import Store, StoreError
 from ..store.rooms import Member, RoomMessage
 from ..tasks import TaskSet
 from . import rules as r
@@ -177,6 +177,10 @@ class Rooms:
             await asyncio.sleep(seconds)
             try:
                 await job()
+            except (BrokerError, StoreError) as exc:
+                # Redis or the store unavailable (presence errors are BrokerErrors): the
+                # job is retried next time; no traceback for a fault we expect.
+                log.warning("rooms background job: %s; retrying next time", exc)
             except Exception:
                 log.exception("rooms background job failed; retrying next time")
 
