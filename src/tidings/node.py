@@ -29,6 +29,7 @@ from .channels import Access, NamespacePolicy, is_valid_channel
 from .cluster import Topics
 from .cluster.control import ControlPlane
 from .config import ConfigError, Settings
+from .events import ConnectionEvents
 from .hooks import BackendHooks
 from .hub import Hub, Outbound
 from .jwks import JwksSource
@@ -146,6 +147,8 @@ class Node:
         self.inbox: Inbox | None = None
         self.rooms: Rooms | None = None
         self.metrics = Metrics()
+        # The last connects and disconnects, for operators (GET /api/events).
+        self.events = ConnectionEvents(clock)
         self.broker: Broker = open_broker(
             settings.broker_url,
             prefix=settings.broker_prefix,

@@ -160,6 +160,7 @@ class Session:
         client_id: unique id of this connection.
         push: queues a message to the client without blocking; False once closing.
         user_id_param: the ``userId`` query parameter, which must match the token.
+        transport: what carries it (``websocket``, ``sse``), as operators see it.
     """
 
     # Ten thousand idle sessions: slots keep each one small.
@@ -187,6 +188,7 @@ class Session:
         "roles",
         "seen_seq",
         "state",
+        "transport",
         "user_id",
         "user_id_param",
         "welcome_reply_to",
@@ -201,9 +203,11 @@ class Session:
         user_id_param: str | None = None,
         last_seq: int | None = None,
         ack_mode: bool = False,
+        transport: str = "websocket",
     ) -> None:
         self.node = node
         self.client_id = client_id
+        self.transport = transport  # "websocket" or "sse", for operators
         # The hub calls ``push`` directly: keep it a plain attribute (the fan-out hot path).
         self.push = push
         self.user_id_param = user_id_param

@@ -652,3 +652,30 @@ async def test_events_name_registered_users(h: Harness, clock: Clock) -> None:
         clock.now += 31  # past the cache's ttl
         await post(h, "alice", "renamed")
         assert (await next_event(b, "CHAT_MESSAGE"))["data"]["authorName"] == "Alicia"
+
+
+async def test_an_operator_reads_history_and_presence_with_the_api_key(h: Harness) -> None:
+    """With a server API key the GET routes of messages and presence answer as an
+    operator: every message (a block hides nothing), who is online, 404 for no room."""
+    await make_room(h)
+    await post(h, "alice", "one")
+    await post(h, "bob", "two")
+    status, _ = await as_user(h, "carol", "PUT", "/api/me/blocks/bob")
+    assert status == 200
+    _, as_carol = await as_user(h, "carol", "GET", "/api/rooms/r1/messages")
+    assert [m["content"] for m in as_carol["messages"]] == ["one"]
+    async with h.client("bob") as b:
+        await joined(b, "room:r1")
+        status, page = await h.api("GET", "/api/rooms/r1/messages?limit=10")
+        assert status == 200, page
+        assert [m["content"] for m in page["messages"]] == ["two", "one"]
+        status, body = await h.api("GET", "/api/rooms/r1/presence")
+        assert (status, body) == (200, {"roomId": "r1", "online": ["bob"]})
+        status, body = await h.api("GET", "/api/rooms/r1/presence/bob")
+        assert (status, body) == (200, {"roomId": "r1", "userId": "bob", "online": True})
+    for path in ("/api/rooms/nope/messages", "/api/rooms/nope/presence"):
+        status, body = await h.api("GET", path)
+        assert (status, body["error"]["code"]) == (404, "NOT_FOUND"), path
+    # A wrong key is neither an operator nor a member.
+    status, _ = await h.api("GET", "/api/rooms/r1/messages", key="not-a-key")
+    assert status == 401

@@ -12,8 +12,10 @@ from aiohttp import web
 from ..gateway.websocket import WebSocketEndpoint
 from ..node import Node
 from . import cors
+from .channels import channel_history
 from .connections import disconnect_user, list_connections, unsubscribe_user
 from .delivery import ESCALATION_KEY, add_delivery_routes
+from .events import add_event_routes
 from .http import (
     API_APP_KEY,
     ENDPOINT_KEY,
@@ -70,6 +72,7 @@ def build_api_app(node: Node, endpoint: WebSocketEndpoint) -> web.Application:
     app.router.add_get("/users/{user_id}/connections", list_connections)
     app.router.add_post("/users/{user_id}/disconnect", disconnect_user)
     app.router.add_post("/users/{user_id}/unsubscribe", unsubscribe_user)
+    app.router.add_get("/channels/{channel}/history", channel_history)
     app.router.add_post("/notifications", create_notification)
     for base in ("/users/{user_id}/notifications", "/me/notifications"):
         app.router.add_get(base, list_notifications)
@@ -84,6 +87,7 @@ def build_api_app(node: Node, endpoint: WebSocketEndpoint) -> web.Application:
     add_room_routes(app)
     add_user_routes(app)
     add_delivery_routes(app)
+    add_event_routes(app)
     cors.add_preflights(app)
     return app
 

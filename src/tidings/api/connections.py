@@ -7,7 +7,14 @@ import msgspec
 from aiohttp import web
 
 from .. import cluster
+from ..cluster.control import ConnectionInfo
 from .http import ApiError, json_response, node_of, read_body
+
+
+class ConnectionList(msgspec.Struct):
+    """A user's connections over the cluster, oldest first."""
+
+    connections: list[ConnectionInfo]
 
 
 class DisconnectBody(msgspec.Struct, forbid_unknown_fields=True):

@@ -160,6 +160,11 @@ def make_middleware(node: Node) -> Middleware:
     origins = node.settings.allowed_origins
     buckets: dict[bytes, TokenBucket] = {}
 
+    def is_key(request: web.Request) -> bool:
+        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+        presented = value.strip().encode()
+        return scheme.lower() == "bearer" and any(hmac.compare_digest(presented, k) for k in keys)
+
     def check_key(request: web.Request) -> None:
         scheme, _, value = request.headers.get("Authorization", "").partition(" ")
         presented = value.strip().encode()
@@ -215,10 +220,12 @@ def make_middleware(node: Node) -> Middleware:
                 # No such route (404) or method (405): say so whatever the prefix, before
                 # any credential check, so a wrong path never reads as an auth problem.
                 return await handler(request)
-            # Room routes a member calls carry ``user_token`` (api.rooms.member_route).
-            if request.path.startswith("/api/me/") or getattr(
-                request.match_info.handler, "user_token", False
-            ):
+            # Room routes a member calls carry ``user_token`` (api.rooms.member_route);
+            # those an operator may read too, ``operator_too`` (a key, not a token).
+            route = request.match_info.handler
+            if getattr(route, "operator_too", False) and is_key(request):
+                check_key(request)
+            elif request.path.startswith("/api/me/") or getattr(route, "user_token", False):
                 await check_user(request)
             elif request.path.startswith("/api/") and request.path != "/api/openapi.json":
                 check_key(request)

@@ -9,12 +9,16 @@ import msgspec
 from aiohttp import web
 
 from .. import protocol
+from ..cluster.control import ConnectionInfo
 from ..inbox import CreateRequest
-from .connections import DisconnectBody, UnsubscribeBody
+from .channels import ChannelHistory
+from .connections import ConnectionList, DisconnectBody, UnsubscribeBody
 from .delivery import EndpointBody, SubscriptionBody
+from .events import ConnectionEventView, EventsPage
 from .http import json_response
 from .notifications import IdsBody, PreferencesBody, ReadRequest
 from .openapi_delivery import DELIVERY_SCHEMAS, delivery_paths
+from .openapi_operator import operator_paths
 from .openapi_rooms import ROOMS_SCHEMAS, rooms_paths
 from .openapi_users import users_paths, users_schemas
 from .publish import BroadcastRequest, PublishRequest, SendRequest
@@ -89,6 +93,11 @@ RESPONSE_BODIES: dict[str, type[msgspec.Struct]] = {
     "RoomHistory": protocol.RoomHistoryPage,
     "MessageDeleted": protocol.MessageDeleteEvent,
     "ReadMarker": protocol.RoomReadEvent,
+    "Connection": ConnectionInfo,
+    "ConnectionList": ConnectionList,
+    "ChannelHistory": ChannelHistory,
+    "ConnectionEvent": ConnectionEventView,
+    "EventsPage": EventsPage,
 }
 
 
@@ -135,6 +144,7 @@ def openapi_document() -> dict[str, Any]:
     doc["paths"].update(users_paths())
     doc["components"]["schemas"].update(users_schemas())
     doc["paths"].update(delivery_paths())
+    doc["paths"].update(operator_paths())
     doc["components"]["schemas"].update(DELIVERY_SCHEMAS)
     doc["components"]["schemas"].update(struct_schemas())
     doc["components"]["securitySchemes"]["userToken"] = {
@@ -172,10 +182,10 @@ def _control_paths() -> dict[str, Any]:
     return {
         "/api/users/{userId}/connections": {
             "get": op(
-                "The user's live connections: clientId, connectedAt, expiresAt, roles, "
-                "subscriptions, remoteAddress",
+                "The user's live connections on every instance, oldest first: transport "
+                "(websocket, sse), address, since, roles, subscriptions",
                 None,
-                {"type": "object", "properties": {"connections": {"type": "array"}}},
+                {"$ref": "#/components/schemas/ConnectionList"},
             )
         },
         "/api/users/{userId}/disconnect": {

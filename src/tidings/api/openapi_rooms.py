@@ -32,7 +32,8 @@ def _op(
         responses[code] = _ERROR
     op: dict[str, Any] = {
         "summary": summary,
-        "security": [{security: []}],
+        # "userToken|apiKey": a member's token, or a server API key (an operator).
+        "security": [{scheme: []} for scheme in security.split("|")],
         "parameters": [_param(p) for p in params] + (query or []),
         "responses": responses,
     }
@@ -107,11 +108,13 @@ def rooms_paths() -> dict[str, Any]:
                 errors=("422",),
             ),
             "get": _op(
-                "A page of history, newest first, without authors the reader blocked",
-                "userToken",
+                "A page of history, newest first, without authors the reader blocked; with "
+                "a server API key, as an operator: every message (404 for no such room)",
+                "userToken|apiKey",
                 room,
                 "RoomHistory",
                 query=history_query,
+                errors=("404",),
             ),
         },
         "/api/rooms/{roomId}/messages/{messageId}": {
@@ -132,14 +135,21 @@ def rooms_paths() -> dict[str, Any]:
             ),
         },
         "/api/rooms/{roomId}/presence": {
-            "get": _op("Who is online in the room", "userToken", room, "RoomPresence")
+            "get": _op(
+                "Who is online in the room (a member's token, or a server API key)",
+                "userToken|apiKey",
+                room,
+                "RoomPresence",
+                errors=("404",),
+            )
         },
         "/api/rooms/{roomId}/presence/{userId}": {
             "get": _op(
-                "Whether one user is online in the room",
-                "userToken",
+                "Whether one user is online in the room (a member's token, or a server API key)",
+                "userToken|apiKey",
                 ["roomId", "userId"],
                 "UserPresence",
+                errors=("404",),
             )
         },
         "/api/rooms/{roomId}/read": {

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import msgspec
 
-from .. import cluster
+from .. import cluster, protocol
 from ..broker import BrokerError
 
 if TYPE_CHECKING:
@@ -25,6 +25,21 @@ if TYPE_CHECKING:
     from ..session import Session
 
 log = logging.getLogger("tidings.control")
+
+
+class ConnectionInfo(msgspec.Struct, kw_only=True):
+    """One live connection as ``GET /api/users/{id}/connections`` lists it (each instance
+    answers with its own, as plain JSON)."""
+
+    clientId: str
+    userId: str
+    roles: list[str]
+    connectedAt: str | None
+    expiresAt: str | None
+    subscriptions: list[protocol.SubscriptionInfo]
+    transport: str  # "websocket" or "sse" (a string: more transports may come)
+    remoteAddress: str | None
+    instance: str
 
 
 class RoomsControl(Protocol):
@@ -73,14 +88,7 @@ class ControlPlane:
         sessions = self.node.local_sessions(op.user, client)
         match op:
             case cluster.ListConnections():
-                return [
-                    {
-                        **msgspec.to_builtins(s.status()),
-                        "remoteAddress": s.remote,
-                        "instance": self.node.instance_id,
-                    }
-                    for s in sessions
-                ]
+                return [msgspec.to_builtins(self._info(s)) for s in sessions]
             case cluster.Disconnect(code=code, reason=reason):
                 close = self.node.disconnect_local
                 return close(sessions, code, reason) if close is not None else 0
@@ -94,6 +102,20 @@ class ControlPlane:
                 return rooms.control(sessions, op) if rooms is not None else 0
             case cluster.Stats():
                 return self.node.stats()
+
+    def _info(self, s: Session) -> ConnectionInfo:
+        status = s.status()
+        return ConnectionInfo(
+            clientId=status.clientId,
+            userId=status.userId,
+            roles=status.roles,
+            connectedAt=status.connectedAt,
+            expiresAt=status.expiresAt,
+            subscriptions=status.subscriptions,
+            transport=s.transport,
+            remoteAddress=s.remote,
+            instance=self.node.instance_id,
+        )
 
     def on_request(self, request: cluster.ControlRequest) -> None:
         """Answer another instance's request on its node topic."""

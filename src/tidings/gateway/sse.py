@@ -263,6 +263,7 @@ class SseEndpoint:
             user_id_param=request.query.get("userId"),
             last_seq=int(last_seq) if last_seq.isdigit() and len(last_seq) < 19 else None,
             ack_mode=request.query.get("ack", "").lower() in ("1", "true"),
+            transport="sse",
         )
         session.remote = client_address(request, self._trusted)
         stream.session = session
@@ -297,6 +298,7 @@ class SseEndpoint:
             self._end(stream, close, True)
         elif stream.final is None:  # else ended during its catch-up (slow consumer)
             node.metrics.connects += 1
+            node.events.connected(session)
             self._streams[client_id] = stream
             log.info(
                 "open %s (sse) user=%r roles=%s", client_id, session.user_id, list(session.roles)
@@ -503,6 +505,7 @@ class SseEndpoint:
         session.close()
         if was_open:
             self.node.metrics.disconnects[str(code)] += 1
+            self.node.events.disconnected(session, code)
         log.info(
             "closed %s (sse) user=%r peer=%s code=%s",
             session.client_id,

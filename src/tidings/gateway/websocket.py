@@ -399,6 +399,7 @@ class WebSocketEndpoint:
         code = link.close_code or ws.close_code
         if link.counted:  # counted as a connect: count its disconnect too
             node.metrics.disconnects[str(code)] += 1
+            node.events.disconnected(session, code or 1006)  # no close frame: abnormal
         else:  # refused before it was open (auth, caps)
             node.metrics.rejections[str(code)] += 1
             if code in AUTH_FAILURES:
@@ -536,6 +537,7 @@ class WebSocketEndpoint:
             # client sees welcome first and its missed notifications before live ones.
             await inbox.open_session(session)
         self.node.metrics.connects += 1
+        self.node.events.connected(session)
         log.info(
             "open %s user=%r roles=%s", session.client_id, session.user_id, list(session.roles)
         )

@@ -216,14 +216,23 @@ class Rooms:
         except BrokerError as exc:
             log.warning("%s on %s not published: %s", event.kind, channel, exc)
 
-    async def online(self, room_id: str, user_id: str) -> list[str]:
-        """Who is online in the room (asked by ``user_id``, who must be a member)."""
-        await self.member(room_id, user_id)
+    async def online(self, room_id: str, user_id: str | None) -> list[str]:
+        """Who is online in the room, asked by ``user_id`` (who must be a member) or by
+        an operator (None: the room must exist)."""
+        await self.reader(room_id, user_id)
         return await self.presence.online(room_id)
 
-    async def is_online(self, room_id: str, user_id: str, who: str) -> bool:
-        await self.member(room_id, user_id)
+    async def is_online(self, room_id: str, user_id: str | None, who: str) -> bool:
+        await self.reader(room_id, user_id)
         return await self.presence.is_online(room_id, who)
+
+    async def reader(self, room_id: str, user_id: str | None) -> None:
+        """Check that ``user_id`` may read the room: a member; or, for an operator (None,
+        a server API key), that the room exists (404 otherwise)."""
+        if user_id is not None:
+            await self.member(room_id, user_id)
+        elif await self.store.get_room(room_id) is None:
+            raise RoomError(404, "no such room")
 
     async def member(self, room_id: str, user_id: str) -> Member:
         member = await self.store.get_member(room_id, user_id)
@@ -318,12 +327,13 @@ class Rooms:
         return event
 
     async def history(
-        self, room_id: str, user_id: str, *, before_seq: int | None, limit: int
+        self, room_id: str, user_id: str | None, *, before_seq: int | None, limit: int
     ) -> protocol.RoomHistoryPage:
-        """A page of history, newest first, without the authors the reader blocked."""
+        """A page of history, newest first, without the authors the reader blocked (an
+        operator, ``user_id`` None, blocked nobody)."""
         r.check_limit(limit)
-        await self.member(room_id, user_id)
-        blocked = await self.store.blocked(user_id)
+        await self.reader(room_id, user_id)
+        blocked = set() if user_id is None else await self.store.blocked(user_id)
         rows = await self.store.messages(
             room_id, before_seq=before_seq, limit=limit, exclude_authors=blocked
         )

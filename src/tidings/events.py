@@ -1,0 +1,111 @@
+"""This instance's connection event log: the last connects and disconnects, for operators.
+
+Both transports report a connection when it opens (after the connect hook and the
+welcome, where ``metrics.connects`` is counted) and when an open connection closes, with
+its close code (where ``metrics.disconnects`` is counted). ``ConnectionEvents`` keeps the
+newest ``size`` of them in a ring and wakes whoever follows it live (``GET
+/api/events/stream``); it knows no sockets and reads time only through its ``clock``.
+
+The hot path (a connect storm) pays for one small tuple per event and a ring append;
+followers are woken, never handed a copy, and read the ring at their own pace, so an
+operator's slow stream costs the server nothing but a gap in that stream.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from typing import Final, NamedTuple, Protocol
+
+__all__ = ["DEFAULT_SIZE", "Connection", "ConnectionEvent", "ConnectionEvents"]
+
+DEFAULT_SIZE: Final = 1000
+
+
+class Connection(Protocol):
+    """What an event records of a connection (``session.Session`` is one)."""
+
+    @property
+    def client_id(self) -> str: ...
+    @property
+    def user_id(self) -> str: ...
+    @property
+    def transport(self) -> str: ...
+    @property
+    def remote(self) -> str | None: ...
+
+
+class ConnectionEvent(NamedTuple):
+    """One connect (``code`` None) or disconnect; ``seq`` counts from 1 per instance run."""
+
+    seq: int
+    at: float
+    kind: str  # "connect" or "disconnect"
+    user_id: str
+    client_id: str
+    transport: str
+    remote: str | None
+    code: int | None
+
+
+class ConnectionEvents:
+    """A bounded ring of this instance's connection events, and its live followers.
+
+    Args:
+        clock: Unix time in seconds.
+        size: how many events the ring keeps (the oldest are dropped).
+    """
+
+    __slots__ = ("_clock", "_followers", "_ring", "_seq")
+
+    def __init__(self, clock: Callable[[], float], size: int = DEFAULT_SIZE) -> None:
+        self._clock = clock
+        self._ring: deque[ConnectionEvent] = deque(maxlen=size)
+        self._seq = 0
+        self._followers: list[Callable[[], None]] = []
+
+    def connected(self, conn: Connection) -> None:
+        """Record an opened connection."""
+        self._record("connect", conn, None)
+
+    def disconnected(self, conn: Connection, code: int) -> None:
+        """Record the close of a connection that was open, with its close code."""
+        self._record("disconnect", conn, code)
+
+    def _record(self, kind: str, conn: Connection, code: int | None) -> None:
+        self._seq += 1
+        self._ring.append(
+            ConnectionEvent(
+                self._seq,
+                self._clock(),
+                kind,
+                conn.user_id,
+                conn.client_id,
+                conn.transport,
+                conn.remote,
+                code,
+            )
+        )
+        for wake in self._followers:
+            wake()
+
+    @property
+    def last_seq(self) -> int:
+        """The newest event's ``seq`` (0 before the first)."""
+        return self._seq
+
+    def after(self, seq: int, limit: int | None = None) -> tuple[list[ConnectionEvent], bool]:
+        """The kept events newer than ``seq``, oldest first (at most ``limit``, the oldest
+        of them), and whether any event after ``seq`` was dropped from the ring already."""
+        ring = self._ring
+        first = ring[0].seq if ring else self._seq + 1
+        gap = seq + 1 < first and self._seq > seq
+        # Sequence numbers in the ring are consecutive: index arithmetic, no scan.
+        start = max(0, seq + 1 - first)
+        stop = len(ring) if limit is None else min(len(ring), start + limit)
+        return [ring[i] for i in range(start, stop)], gap
+
+    def follow(self, wake: Callable[[], None]) -> Callable[[], None]:
+        """Call ``wake()`` after each new event (it must not block); returns the undo."""
+        self._followers.append(wake)
+        return lambda: self._followers.remove(wake)
