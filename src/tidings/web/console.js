@@ -136,11 +136,13 @@ function startWatching(key) {
   state.totalRates = [];
   $("ops-error").textContent = "";
   poll();
+  state.actions?.follow(); // the server's event log, live
 }
 
 function stopWatching() {
   if (state.watching !== null) clearTimeout(state.watching.timer);
   state.watching = null;
+  state.actions?.unfollow();
 }
 
 async function poll() {
