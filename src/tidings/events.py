@@ -60,7 +60,11 @@ class ConnectionEvents:
 
     def __init__(self, clock: Callable[[], float], size: int = DEFAULT_SIZE) -> None:
         self._clock = clock
-        self._ring: deque[ConnectionEvent] = deque(maxlen=size)
+        # Plain tuples in ConnectionEvent's field order: a NamedTuple's __new__ is a
+        # Python call, several times the cost of the tuple; readers get ConnectionEvents.
+        self._ring: deque[tuple[int, float, str, str, str, str, str | None, int | None]] = deque(
+            maxlen=size
+        )
         self._seq = 0
         self._followers: list[Callable[[], None]] = []
 
@@ -75,7 +79,7 @@ class ConnectionEvents:
     def _record(self, kind: str, conn: Connection, code: int | None) -> None:
         self._seq += 1
         self._ring.append(
-            ConnectionEvent(
+            (
                 self._seq,
                 self._clock(),
                 kind,
@@ -98,12 +102,12 @@ class ConnectionEvents:
         """The kept events newer than ``seq``, oldest first (at most ``limit``, the oldest
         of them), and whether any event after ``seq`` was dropped from the ring already."""
         ring = self._ring
-        first = ring[0].seq if ring else self._seq + 1
+        first = ring[0][0] if ring else self._seq + 1
         gap = seq + 1 < first and self._seq > seq
         # Sequence numbers in the ring are consecutive: index arithmetic, no scan.
         start = max(0, seq + 1 - first)
         stop = len(ring) if limit is None else min(len(ring), start + limit)
-        return [ring[i] for i in range(start, stop)], gap
+        return [ConnectionEvent._make(ring[i]) for i in range(start, stop)], gap
 
     def follow(self, wake: Callable[[], None]) -> Callable[[], None]:
         """Call ``wake()`` after each new event (it must not block); returns the undo."""
