@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tidings.events import ConnectionEvents
+from tidings.events import ConnectionEvents, merge
 
 
 @dataclass
@@ -54,3 +54,29 @@ def test_followers_are_woken_per_event_until_they_stop() -> None:
     stop()
     log.connected(Conn("b"))
     assert woken == [1, 2]
+
+
+def test_a_page_and_the_merge_of_instances_pages() -> None:
+    """``page`` shows events for the API (the newest without a position, a position from
+    an earlier run reads as 0); ``merge`` orders instances' events by time."""
+    now = [10.0]
+    a, b = ConnectionEvents(lambda: now[0]), ConnectionEvents(lambda: now[0])
+    a.connected(Conn("a1"))
+    now[0] = 11.0
+    b.connected(Conn("b1", transport="sse"))
+    now[0] = 12.0
+    a.disconnected(Conn("a1"), 4008)
+    page = a.page(None, 1, "A")
+    assert [(e.seq, e.event, e.code, e.instance) for e in page.events] == [
+        (2, "disconnect", 4008, "A")
+    ]
+    assert (page.lastSeq, page.gap) == (2, False)
+    assert [e.seq for e in a.page(99, 10, "A").events] == [1, 2]
+    merged = merge([a.page(0, 10, "A"), b.page(0, 10, "B")])
+    assert [(e.instance, e.clientId) for e in merged.events] == [
+        ("A", "a1"),
+        ("B", "b1"),
+        ("A", "a1"),
+    ]
+    assert merged.positions == {"A": 2, "B": 1}
+    assert merged.events[0].at == "1970-01-01T00:00:10.000Z"

@@ -14,10 +14,23 @@ operator's slow stream costs the server nothing but a gap in that stream.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Final, NamedTuple, Protocol
 
-__all__ = ["DEFAULT_SIZE", "Connection", "ConnectionEvent", "ConnectionEvents"]
+import msgspec
+
+from .publication import iso_timestamp
+
+__all__ = [
+    "DEFAULT_SIZE",
+    "ClusterEventsPage",
+    "Connection",
+    "ConnectionEvent",
+    "ConnectionEventView",
+    "ConnectionEvents",
+    "EventsPage",
+    "merge",
+]
 
 DEFAULT_SIZE: Final = 1000
 
@@ -46,6 +59,52 @@ class ConnectionEvent(NamedTuple):
     transport: str
     remote: str | None
     code: int | None
+
+
+class ConnectionEventView(msgspec.Struct, kw_only=True):
+    """One connect or disconnect as the API shows it (``code``: on a disconnect only)."""
+
+    seq: int
+    at: str
+    event: str
+    userId: str
+    clientId: str
+    transport: str
+    remoteAddress: str | None
+    code: int | None
+    instance: str
+
+
+class EventsPage(msgspec.Struct, kw_only=True):
+    """One instance's events, oldest first; ``gap`` when some after the asked position
+    were already dropped from its ring; ``lastSeq`` is its newest event's number."""
+
+    instance: str
+    lastSeq: int
+    gap: bool
+    events: list[ConnectionEventView]
+
+
+class ClusterEventsPage(msgspec.Struct, kw_only=True):
+    """Every answering instance's events, merged oldest first by time. ``positions`` is
+    each instance's ``lastSeq``: send it back as ``after`` to get only newer ones."""
+
+    events: list[ConnectionEventView]
+    positions: dict[str, int]
+    gap: bool
+
+
+def merge(pages: Iterable[EventsPage]) -> ClusterEventsPage:
+    """The instances' pages as one (time order across instances; each its own seqs)."""
+    events: list[ConnectionEventView] = []
+    positions: dict[str, int] = {}
+    gap = False
+    for page in pages:
+        events.extend(page.events)
+        positions[page.instance] = page.lastSeq
+        gap = gap or page.gap
+    events.sort(key=lambda e: (e.at, e.instance, e.seq))
+    return ClusterEventsPage(events=events, positions=positions, gap=gap)
 
 
 class ConnectionEvents:
@@ -109,7 +168,37 @@ class ConnectionEvents:
         stop = len(ring) if limit is None else min(len(ring), start + limit)
         return [ConnectionEvent._make(ring[i]) for i in range(start, stop)], gap
 
+    def page(self, after: int | None, limit: int, instance: str) -> EventsPage:
+        """The events after ``after`` (None: the newest ``limit``) as the API shows them.
+        A position beyond the newest (from before a restart) reads as 0."""
+        if after is None:
+            after = max(0, self._seq - limit)
+        elif after > self._seq:
+            after = 0
+        events, gap = self.after(after, limit)
+        return EventsPage(
+            instance=instance,
+            lastSeq=self._seq,
+            gap=gap,
+            events=[view(e, instance) for e in events],
+        )
+
     def follow(self, wake: Callable[[], None]) -> Callable[[], None]:
         """Call ``wake()`` after each new event (it must not block); returns the undo."""
         self._followers.append(wake)
         return lambda: self._followers.remove(wake)
+
+
+def view(event: ConnectionEvent, instance: str) -> ConnectionEventView:
+    """An event as the API shows it."""
+    return ConnectionEventView(
+        seq=event.seq,
+        at=iso_timestamp(event.at),
+        event=event.kind,
+        userId=event.user_id,
+        clientId=event.client_id,
+        transport=event.transport,
+        remoteAddress=event.remote,
+        code=event.code,
+        instance=instance,
+    )

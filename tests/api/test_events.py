@@ -22,6 +22,7 @@ class OperatorStream:
 
     def __init__(self, response: aiohttp.ClientResponse) -> None:
         self.response = response
+        self.last_id: str | None = None
 
     async def next(self) -> tuple[str, str | None, dict[str, Any]]:
         name, event_id, data = "message", None, ""
@@ -46,17 +47,21 @@ class OperatorStream:
                     data = value
 
     async def until(self, name: str, client: str) -> dict[str, Any]:
-        """Skip events until ``name`` for connection ``client``."""
+        """Skip events until ``name`` for connection ``client`` (its id kept in ``last_id``)."""
         while True:
             kind, event_id, data = await self.next()
+            self.last_id = event_id
             if kind == name and data.get("clientId") == client:
-                assert event_id == str(data["seq"])
                 return data
 
 
 @asynccontextmanager
-async def operator_stream(h: Harness, query: str = "") -> AsyncIterator[OperatorStream]:
+async def operator_stream(
+    h: Harness, query: str = "", last_event_id: str | None = None
+) -> AsyncIterator[OperatorStream]:
     headers = {"Authorization": f"Bearer {API_KEY}"}
+    if last_event_id is not None:
+        headers["Last-Event-ID"] = last_event_id
     async with h.http.get(
         f"{h.url}/api/events/stream{query}", headers=headers, timeout=NO_TIMEOUT
     ) as response:
@@ -90,6 +95,7 @@ async def test_the_live_log_shows_connects_and_disconnects_with_close_codes(
         async with harness.client("uma") as ws:
             client = (await request(ws, {"type": "get_status"}))["data"]["clientId"]
             opened = await log.until("connect", client)
+            assert log.last_id == str(opened["seq"])
             assert (opened["userId"], opened["transport"], opened["code"]) == (
                 "uma",
                 "websocket",
@@ -147,7 +153,15 @@ async def test_the_event_log_needs_an_api_key_and_checks_its_input(harness: Harn
     for path in ("/api/events", "/api/events/stream"):
         assert (await harness.api("GET", path, key=None))[0] == 401
         assert (await harness.api("GET", path, key=token("eve")))[0] == 403
-    for query in ("after=-1", "after=x", "limit=0", "limit=1001"):
+    for query in (
+        "after=-1",
+        "after=x",
+        "limit=0",
+        "limit=1001",
+        "scope=all",
+        "scope=cluster&after=5",
+        "scope=cluster&after=a:b",
+    ):
         status, body = await harness.api("GET", f"/api/events?{query}")
         assert (status, body["error"]["code"]) == (400, "BAD_REQUEST"), query
 
@@ -160,3 +174,29 @@ async def test_open_streams_end_when_the_server_stops(make_server: ServerFactory
         async with asyncio.timeout(TIMEOUT):
             while await log.response.content.readline():
                 pass
+
+
+async def test_the_cluster_scope_on_a_single_instance(harness: Harness) -> None:
+    """scope=cluster answers the one instance's events with its position; its stream's
+    event ids are positions, and a stream resumed from one starts right after it."""
+    me = harness.server.node.instance_id
+    async with operator_stream(harness, "?scope=cluster") as log:
+        async with harness.client("xia") as ws:
+            client = (await request(ws, {"type": "get_status"}))["data"]["clientId"]
+            opened = await log.until("connect", client)
+            assert log.last_id == f"{me}:{opened['seq']}"
+        closed = await log.until("disconnect", client)
+        assert closed["code"] == 1000
+        resume_from = log.last_id
+    status, page = await harness.api("GET", "/api/events?scope=cluster")
+    assert status == 200, page
+    assert page["positions"] == {me: closed["seq"]}
+    assert [e["event"] for e in page["events"]] == ["connect", "disconnect"]
+    status, page = await harness.api("GET", f"/api/events?scope=cluster&after={me}:1")
+    assert [e["seq"] for e in page["events"]] == [2]
+    async with harness.client("yan"):
+        pass
+    async with operator_stream(harness, "?scope=cluster", last_event_id=resume_from) as log:
+        kind, event_id, data = await log.next()
+        assert (kind, data["userId"], data["seq"]) == ("connect", "yan", closed["seq"] + 1)
+        assert event_id == f"{me}:{closed['seq'] + 1}"

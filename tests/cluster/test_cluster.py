@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from ..api.test_events import operator_stream
 from ..conftest import TIMEOUT, closed_with, recv, recv_type, request
 from ..processes import Instance, PrivateRedis, cluster, pg_schema
 
@@ -384,3 +385,42 @@ async def test_cap_holds_under_a_connection_burst(three: list[Instance]) -> None
     await asyncio.gather(*tasks)
     assert sorted(results).count(4009) == 115
     assert results.count(0) == 5
+
+
+async def test_the_event_log_over_the_cluster(three: list[Instance]) -> None:
+    """An operator on one instance follows connects and disconnects (with close codes) on
+    every instance with scope=cluster; the page gathers every instance's log, and each
+    listed connection names its transport."""
+    async with (
+        operator_stream(three[2], "?scope=cluster") as log,
+        three[0].client("hana") as a,
+        three[1].client("hana") as b,
+    ):
+        ids = [(await request(ws, {"type": "get_status"}))["data"]["clientId"] for ws in (a, b)]
+        opened: dict[str, Any] = {}
+        while len(opened) < 2:  # the two instances' events come in either order
+            kind, _, event = await log.next()
+            if kind == "connect" and event["clientId"] in ids:
+                opened[event["clientId"]] = event
+        assert len({e["instance"] for e in opened.values()}) == 2
+        _, listed = await three[2].api("GET", "/api/users/hana/connections")
+        assert {c["transport"] for c in listed["connections"]} == {"websocket"}
+        status, _ = await three[2].api(
+            "POST", "/api/users/hana/disconnect", {"clientId": ids[1], "code": 4010}
+        )
+        assert status == 200
+        assert (await closed_with(b))[0] == 4010
+        assert (await log.until("disconnect", ids[1]))["code"] == 4010
+
+    async def hana_events() -> list[tuple[str, int | None]]:
+        status, page = await three[2].api("GET", "/api/events?scope=cluster")
+        assert status == 200, page
+        assert len(page["positions"]) == 3
+        events = [(e["event"], e["code"]) for e in page["events"] if e["userId"] == "hana"]
+        return events if len(events) == 4 else []  # a's close may still be on its way
+
+    mine = await _until(hana_events)
+    assert sorted(mine, key=str) == sorted(
+        [("connect", None), ("connect", None), ("disconnect", 4010), ("disconnect", 1000)],
+        key=str,
+    )

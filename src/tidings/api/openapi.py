@@ -10,11 +10,11 @@ from aiohttp import web
 
 from .. import protocol
 from ..cluster.control import ConnectionInfo
+from ..events import ClusterEventsPage, ConnectionEventView, EventsPage
 from ..inbox import CreateRequest
 from .channels import ChannelHistory
 from .connections import ConnectionList, DisconnectBody, UnsubscribeBody
 from .delivery import EndpointBody, SubscriptionBody
-from .events import ConnectionEventView, EventsPage
 from .http import json_response
 from .notifications import IdsBody, PreferencesBody, ReadRequest
 from .openapi_delivery import DELIVERY_SCHEMAS, delivery_paths
@@ -98,6 +98,7 @@ RESPONSE_BODIES: dict[str, type[msgspec.Struct]] = {
     "ChannelHistory": ChannelHistory,
     "ConnectionEvent": ConnectionEventView,
     "EventsPage": EventsPage,
+    "ClusterEventsPage": ClusterEventsPage,
 }
 
 

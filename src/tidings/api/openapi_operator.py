@@ -22,8 +22,14 @@ def operator_paths() -> dict[str, Any]:
     """``/api/channels/{channel}/history``, ``/api/events`` and ``/api/events/stream``."""
     after = _query(
         "after",
-        {"type": "integer", "minimum": 0},
-        "events after this seq (one higher than the instance's newest reads as 0)",
+        {"type": "string"},
+        "scope=instance: an event's seq (one higher than the instance's newest reads as "
+        "0); scope=cluster: `<instance>:<seq>` per instance, comma separated (`positions`)",
+    )
+    scope = _query(
+        "scope",
+        {"type": "string", "enum": ["instance", "cluster"], "default": "instance"},
+        "this instance's log, or every live instance's (over the cluster's control path)",
     )
     return {
         "/api/channels/{channel}/history": {
@@ -69,10 +75,11 @@ def operator_paths() -> dict[str, Any]:
         },
         "/api/events": {
             "get": {
-                "summary": "This instance's recent connects and disconnects (with close "
-                "codes), oldest first; without `after`, the newest `limit`",
+                "summary": "Recent connects and disconnects (with close codes), oldest first; "
+                "without `after`, the newest `limit` (per instance)",
                 "security": _KEY,
                 "parameters": [
+                    scope,
                     after,
                     _query(
                         "limit",
@@ -81,20 +88,39 @@ def operator_paths() -> dict[str, Any]:
                     ),
                 ],
                 "responses": {
-                    "200": {"description": "a page of events", "content": _json("EventsPage")},
+                    "200": {
+                        "description": "a page of events: EventsPage for scope=instance, "
+                        "ClusterEventsPage for scope=cluster",
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "oneOf": [
+                                        {"$ref": "#/components/schemas/EventsPage"},
+                                        {"$ref": "#/components/schemas/ClusterEventsPage"},
+                                    ]
+                                }
+                            }
+                        },
+                    },
                     "400": _ERROR,
                     "401": _ERROR,
                     "403": _ERROR,
+                    "503": {
+                        "description": "scope=cluster and the cluster is unreachable",
+                        "content": _json("Error"),
+                    },
                 },
             }
         },
         "/api/events/stream": {
             "get": {
-                "summary": "The same events live, as Server-Sent Events (`id: <seq>`, "
-                "`event: connect|disconnect|gap`, `data: <ConnectionEvent>`); it starts "
-                "with the newest 100, or after `after` / Last-Event-ID",
+                "summary": "The same events live, as Server-Sent Events (`id`: the position "
+                "after the event, `event: connect|disconnect|gap`, `data: <ConnectionEvent>`); "
+                "it starts with the newest 100 (per instance), or after `after` / "
+                "Last-Event-ID; scope=cluster asks every instance each second",
                 "security": _KEY,
                 "parameters": [
+                    scope,
                     after,
                     {"name": "Last-Event-ID", "in": "header", "schema": {"type": "string"}},
                 ],
@@ -114,6 +140,10 @@ def operator_paths() -> dict[str, Any]:
                     "400": _ERROR,
                     "401": _ERROR,
                     "403": _ERROR,
+                    "503": {
+                        "description": "scope=cluster and the cluster is unreachable",
+                        "content": _json("Error"),
+                    },
                 },
             }
         },

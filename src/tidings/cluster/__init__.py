@@ -124,8 +124,24 @@ class Stats(ControlOp, tag="stats", kw_only=True):
     user: str = ""
 
 
+class RecentEvents(ControlOp, tag="events", kw_only=True):
+    """Every instance's connection events after its own position in ``after`` (the
+    newest ``limit`` for one not named); ``user`` is empty: the request goes to ``all``."""
+
+    user: str = ""
+    after: dict[str, int] = msgspec.field(default_factory=dict)
+    limit: int = 100
+
+
 Operation = (
-    ListConnections | Disconnect | UnsubscribeUser | SsePost | RoomBlocks | RoomEvict | Stats
+    ListConnections
+    | Disconnect
+    | UnsubscribeUser
+    | SsePost
+    | RoomBlocks
+    | RoomEvict
+    | Stats
+    | RecentEvents
 )
 
 

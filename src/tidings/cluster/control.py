@@ -19,8 +19,10 @@ import msgspec
 
 from .. import cluster, protocol
 from ..broker import BrokerError
+from ..events import ClusterEventsPage, EventsPage, merge
 
 if TYPE_CHECKING:
+    from ..events import ConnectionEvents
     from ..registry import Registry
     from ..session import Session
 
@@ -61,6 +63,8 @@ class Host(Protocol):
     def disconnect_local(self) -> Callable[[list[Session], int, str], int] | None: ...
     @property
     def sse_post_local(self) -> Callable[[list[Session], str], int | None] | None: ...
+    @property
+    def events(self) -> ConnectionEvents: ...
 
     def new_id(self, kind: str = "msg") -> str: ...
 
@@ -102,6 +106,9 @@ class ControlPlane:
                 return rooms.control(sessions, op) if rooms is not None else 0
             case cluster.Stats():
                 return self.node.stats()
+            case cluster.RecentEvents(after=after, limit=limit):
+                me = self.node.instance_id
+                return msgspec.to_builtins(self.node.events.page(after.get(me), limit, me))
 
     def _info(self, s: Session) -> ConnectionInfo:
         status = s.status()
@@ -120,7 +127,8 @@ class ControlPlane:
     def on_request(self, request: cluster.ControlRequest) -> None:
         """Answer another instance's request on its node topic."""
         op = request.op
-        held = 1 if isinstance(op, cluster.Stats) else len(self.node.local_sessions(op.user))
+        whole = isinstance(op, cluster.Stats | cluster.RecentEvents)  # one answer per instance
+        held = 1 if whole else len(self.node.local_sessions(op.user))
         reply = cluster.ControlReply(
             req=request.req, node=self.node.instance_id, held=held, result=self.apply(op)
         )
@@ -181,6 +189,23 @@ class ControlPlane:
         finally:
             del self._requests[req]
         return [result for _, result in results]
+
+    async def cluster_events(self, after: dict[str, int], limit: int) -> ClusterEventsPage:
+        """The connection events of every live instance after its position in ``after``.
+
+        Raises:
+            BrokerError: the cluster cannot be reached.
+        """
+        me = self.node.instance_id
+        if self.node.registry is None:
+            return merge([self.node.events.page(after.get(me), limit, me)])
+        op = cluster.RecentEvents(after=after, limit=limit)
+        try:
+            _, known = await self.node.registry.instances()
+        except Exception as exc:
+            raise BrokerError(f"registry unreachable: {exc}") from exc
+        answers = await self._gather(cluster.ALL, op, len(known), 2.0)
+        return merge(msgspec.convert(answers, list[EventsPage]))
 
     async def cluster_stats(self) -> dict[str, Any]:
         """Stats over every live instance, with each instance's own.

@@ -95,22 +95,32 @@ export function setUpActions(key) {
     $("events-state").dataset.state = kind;
   }
 
-  /** Follow the event stream until unfollow(); reconnect after a break, resuming. */
+  /**
+   * Follow the event stream until unfollow(); reconnect after a break, resuming. Every
+   * instance's events (scope=cluster); this instance's alone while the cluster is
+   * unreachable (the two scopes' positions differ: a switch starts afresh).
+   */
   async function follow() {
     unfollow();
-    const run = { abort: new AbortController(), lastId: null };
+    const run = { abort: new AbortController(), lastId: null, scope: "cluster" };
     state.following = run;
     while (state.following === run) {
       try {
         const headers = { Authorization: `Bearer ${key()}` };
         if (run.lastId !== null) headers["Last-Event-ID"] = run.lastId;
-        const response = await fetch("/api/events/stream", { headers, signal: run.abort.signal });
+        const url = `/api/events/stream?scope=${run.scope}`;
+        const response = await fetch(url, { headers, signal: run.abort.signal });
+        if (response.status === 503 && run.scope === "cluster") {
+          run.scope = "instance";
+          run.lastId = null;
+          continue;
+        }
         if (!response.ok) {
           const body = await response.json().catch(() => null);
           setFollowState(`not following: ${body?.error?.message ?? `HTTP ${response.status}`}`, "off");
           if (response.status === 401 || response.status === 403) return;
         } else {
-          setFollowState("live", "live");
+          setFollowState(run.scope === "cluster" ? "live" : "live (this instance only)", "live");
           const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
           let buffer = "";
           for (;;) {
@@ -125,6 +135,10 @@ export function setUpActions(key) {
             }
           }
           if (state.following === run) setFollowState("reconnecting…", "off");
+          if (run.scope === "instance") {
+            run.scope = "cluster"; // try the whole cluster again
+            run.lastId = null;
+          }
         }
       } catch (error) {
         if (state.following !== run) return;
