@@ -177,4 +177,5 @@ class Connection(TypedDict):
     expiresAt: str | None
     subscriptions: list[Subscription]
     remoteAddress: str | None
+    transport: NotRequired[str]  # "websocket" or "sse" (servers since the operator console)
     instance: NotRequired[str]
