@@ -167,12 +167,19 @@ async def test_console_passes_axe(
     make_server: ServerFactory,
 ) -> None:
     """axe-core finds no WCAG 2.1 A/AA violation in the console's views (signed in, with a
-    notification; operations with a user found)."""
+    notification; operations with a user found, a delivery log, a room, a channel's
+    history and the live event log open)."""
     npm_ci(JS)
-    h = await make_server(dev=True)
+    h = await make_server(
+        dev=True, namespaces={"feed": NamespacePolicy(history_size=10, history_ttl=300.0)}
+    )
     await h.api(
         "POST", "/api/notifications", {"userId": "ari", "title": "Hello", "priority": "HIGH"}
     )
+    await h.api("POST", "/api/publish", {"channel": "feed:1", "data": {"p": 1}})
+    await h.api("POST", "/api/rooms", {"id": "hall"})
+    await h.api("PUT", "/api/rooms/hall/members", {"userIds": ["ari"]})
+    await h.api("POST", "/api/rooms/hall/messages", {"content": "Hi"}, key=token("ari"))
     page = await console(browser, h, "?user=ari", bypass_csp=True)
     await page.locator("#inbox-list li.item").wait_for(timeout=WAIT_MS)
     await check_axe(page, AXE, "the console's notification centre")
@@ -181,6 +188,16 @@ async def test_console_passes_axe(
     await page.fill("#find-user-id", "ari")
     await page.click("#find-user button[type=submit]")
     await page.locator("#connections tbody tr").wait_for(timeout=WAIT_MS)
+    await logged(page, "ari: client_")  # the live event log has a line
+    await page.get_by_role("button", name="Deliveries of Hello").click()
+    await page.locator("#deliveries-empty").wait_for(timeout=WAIT_MS)
+    await page.fill("#room-id", "hall")
+    await page.click("#room-form button[type=submit]")
+    await page.locator("#members tbody tr").wait_for(timeout=WAIT_MS)
+    await page.locator("#room-messages li").wait_for(timeout=WAIT_MS)
+    await page.fill("#history-channel", "feed:1")
+    await page.click("#history-form button[type=submit]")
+    await page.locator("#history tbody tr").wait_for(timeout=WAIT_MS)
     await check_axe(page, AXE, "the console's operations view")
 
 
@@ -201,8 +218,8 @@ async def test_operator_follows_the_live_log_and_sees_each_transport(
         sse_id = (await sse.until("welcome"))["data"]["clientId"]
         await logged(page, f"sam: {ws_id} (websocket) from 127.0.0.1")
         await logged(page, f"sam: {sse_id} (sse) from 127.0.0.1")
-        await page.fill("#find-user-id", "sam")
-        await page.click("#find-user button[type=submit]")
+        # The user's name in the log finds them.
+        await page.get_by_role("button", name="Find user sam").first.click()
         rows = page.locator("#connections tbody tr")
         await rows.nth(1).wait_for(timeout=WAIT_MS)
         ws_row = page.locator(f"#connections tr[data-client='{ws_id}'] td").nth(1)

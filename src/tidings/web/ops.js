@@ -73,11 +73,21 @@ function sseEvents(buffer) {
 export function setUpActions(key) {
   const state = { user: null, following: null };
 
-  function log(kind, text, at) {
+  /** Add a line, newest first; a `user` is shown as a button that finds them. */
+  function log(kind, text, at, user) {
     const list = $("event-log");
     const item = el("li", `log-${kind}`);
     const time = el("time", "muted", (at ? new Date(at) : new Date()).toLocaleTimeString());
-    item.append(time, " ", el("span", "log-kind", kind), " ", el("span", null, text));
+    const what = el("span", null, text);
+    if (user) {
+      const find = button(user, "link-button", () => {
+        $("find-user-id").value = user;
+        findUser(user);
+      });
+      find.setAttribute("aria-label", `Find user ${user}`);
+      what.prepend(find);
+    }
+    item.append(time, " ", el("span", "log-kind", kind), " ", what);
     list.prepend(item);
     while (list.childElementCount > LOG_SIZE) list.lastElementChild.remove();
   }
@@ -85,9 +95,9 @@ export function setUpActions(key) {
   // --- the server's event log, live (GET /api/events/stream) --------------------------
 
   function showEvent(e) {
-    const who = `${e.userId}: ${e.clientId} (${e.transport}) from ${e.remoteAddress ?? "?"}`;
-    if (e.event === "connect") log("connect", who, e.at);
-    else if (e.event === "disconnect") log("disconnect", `${who}, code ${closeCode(e.code)}`, e.at);
+    const who = `: ${e.clientId} (${e.transport}) from ${e.remoteAddress ?? "?"}`;
+    if (e.event === "connect") log("connect", who, e.at, e.userId);
+    else if (e.event === "disconnect") log("disconnect", `${who}, code ${closeCode(e.code)}`, e.at, e.userId);
   }
 
   function setFollowState(text, kind) {
