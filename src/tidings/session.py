@@ -160,7 +160,6 @@ class Session:
         client_id: unique id of this connection.
         push: queues a message to the client without blocking; False once closing.
         user_id_param: the ``userId`` query parameter, which must match the token.
-        transport: what carries it (``websocket``, ``sse``), as operators see it.
     """
 
     # Ten thousand idle sessions: slots keep each one small.
@@ -203,11 +202,11 @@ class Session:
         user_id_param: str | None = None,
         last_seq: int | None = None,
         ack_mode: bool = False,
-        transport: str = "websocket",
     ) -> None:
         self.node = node
         self.client_id = client_id
-        self.transport = transport  # "websocket" or "sse", for operators
+        # What carries it, for operators; a transport other than the WebSocket sets it.
+        self.transport = "websocket"
         # The hub calls ``push`` directly: keep it a plain attribute (the fan-out hot path).
         self.push = push
         self.user_id_param = user_id_param

@@ -263,9 +263,9 @@ class SseEndpoint:
             user_id_param=request.query.get("userId"),
             last_seq=int(last_seq) if last_seq.isdigit() and len(last_seq) < 19 else None,
             ack_mode=request.query.get("ack", "").lower() in ("1", "true"),
-            transport="sse",
         )
         session.remote = client_address(request, self._trusted)
+        session.transport = "sse"
         stream.session = session
         await response.prepare(request)
         stream.response = response
