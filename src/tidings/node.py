@@ -29,7 +29,7 @@ from .channels import Access, NamespacePolicy, is_valid_channel
 from .cluster import Topics
 from .cluster.control import ControlPlane
 from .config import ConfigError, Settings
-from .events import ConnectionEvents
+from .events import ClusterEventsPage, ConnectionEvents
 from .hooks import BackendHooks
 from .hub import Hub, Outbound
 from .jwks import JwksSource
@@ -544,3 +544,8 @@ class Node:
         """Stats over every live instance, with each instance's own
         (``control.ControlPlane.cluster_stats``)."""
         return await self.control_plane.cluster_stats()
+
+    async def cluster_events(self, after: dict[str, int], limit: int) -> ClusterEventsPage:
+        """Every live instance's connection events after its position in ``after``
+        (``control.ControlPlane.cluster_events``)."""
+        return await self.control_plane.cluster_events(after, limit)

@@ -83,7 +83,7 @@ async def list_events(request: web.Request) -> web.Response:
     cluster_wide, limit = _scope(request), _limit(request)
     raw = request.query.get("after")
     if cluster_wide:
-        return json_response(await node.control_plane.cluster_events(_positions(raw), limit))
+        return json_response(await node.cluster_events(_positions(raw), limit))
     after = None if raw is None else _seq(raw)
     return json_response(node.events.page(after, limit, node.instance_id))
 
@@ -133,7 +133,7 @@ async def stream_events(request: web.Request) -> web.StreamResponse:
     start = 0
     if cluster_wide:
         # Asked before the answer starts: an unreachable cluster is a 503, not a stream.
-        first = await node.control_plane.cluster_events(_positions(raw), BACKLOG)
+        first = await node.cluster_events(_positions(raw), BACKLOG)
     elif raw is None:
         start = max(0, node.events.last_seq - BACKLOG)
     else:
@@ -227,7 +227,7 @@ async def _follow_cluster(
         if streams.closing():
             break
         try:
-            page = await node.control_plane.cluster_events(positions, _BATCH)
+            page = await node.cluster_events(positions, _BATCH)
         except BrokerError:
             await response.write(b": the cluster is unreachable; trying again\n\n")
             page = ClusterEventsPage(events=[], positions={}, gap=False)
