@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Final
+from typing import Final, Protocol
 
 import msgspec
 from aiohttp import web
 
 from ..broker import BrokerError
-from ..events import ClusterEventsPage, ConnectionEventView
-from ..node import Node
+from ..events import ClusterEventsPage, ConnectionEvents, ConnectionEventView
 from .http import ApiError, json_response, node_of
 
 # A comment line this often keeps proxies from closing an idle stream.
@@ -28,6 +27,18 @@ MAX_LIMIT: Final = 1000
 _BATCH: Final = 200
 # Instances a cluster position may name (more is not a position this server gave).
 _MAX_INSTANCES: Final = 256
+
+
+class Source(Protocol):
+    """What these routes use of their node (``node.Node`` is one)."""
+
+    @property
+    def instance_id(self) -> str: ...
+    @property
+    def events(self) -> ConnectionEvents: ...
+
+    async def cluster_events(self, after: dict[str, int], limit: int) -> ClusterEventsPage: ...
+
 
 _STREAM_HEADERS: Final = {
     "Content-Type": "text/event-stream",
@@ -171,7 +182,7 @@ async def _idle(wake: asyncio.Event, seconds: float) -> bool:
 
 
 async def _follow_instance(
-    node: Node,
+    node: Source,
     response: web.StreamResponse,
     streams: EventStreams,
     wake: asyncio.Event,
@@ -196,7 +207,7 @@ async def _follow_instance(
 
 
 async def _follow_cluster(
-    node: Node,
+    node: Source,
     response: web.StreamResponse,
     streams: EventStreams,
     wake: asyncio.Event,
