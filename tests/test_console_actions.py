@@ -19,7 +19,7 @@ from websockets.asyncio.client import ClientConnection
 from tidings.channels import NamespacePolicy
 
 from .browser import browser, page_errors, screenshot  # noqa: F401 (browser is a fixture)
-from .conftest import TIMEOUT, ServerFactory, request, token
+from .conftest import API_KEY, TIMEOUT, ServerFactory, request, token
 from .gateway.test_sse import stream
 from .test_browser_inbox import AXE, check_axe
 from .test_console import console
@@ -208,10 +208,12 @@ async def test_operator_follows_the_live_log_and_sees_each_transport(
     """The event log follows the server live: a WebSocket and an SSE connection of one
     user appear as they connect, the found user's table names each one's transport, and
     a disconnect from the console shows its close code; a client that leaves on its own
-    shows 1000."""
-    h = await make_server(dev=True)
+    shows 1000. The operator signs in with the API key (no --dev here)."""
+    h = await make_server()
     page = await console(browser, h, "#operations")
     errors = page_errors(page)
+    await page.fill("#apikey", API_KEY)
+    await page.click("#watch")
     await page.locator("#events-state[data-state=live]").wait_for(timeout=WAIT_MS)
     async with h.client("sam") as ws, stream(h, f"?token={token('sam')}") as sse:
         ws_id = (await request(ws, {"type": "get_status"}))["data"]["clientId"]
