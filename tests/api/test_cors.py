@@ -11,7 +11,7 @@ from aiohttp import web
 from playwright.async_api import Browser
 
 from ..browser import browser, page_errors  # noqa: F401 (the fixture)
-from ..conftest import Harness, ServerFactory, token
+from ..conftest import API_KEY, Harness, ServerFactory, token
 
 PAGE = "<!doctype html><title>another origin</title><p>a backend's own page</p>"
 
@@ -168,3 +168,19 @@ async def test_key_routes_answer_no_cors(harness: Harness, path: str) -> None:
     async with harness.http.options(harness.url + path, headers=headers) as r:
         assert "Access-Control-Allow-Origin" not in r.headers
         assert r.status in (401, 405)
+
+
+async def test_a_member_route_read_with_the_api_key_answers_no_cors(
+    make_server: ServerFactory,
+) -> None:
+    """A room's history read by an operator (API key) carries no CORS header; the same
+    route read by a member (their JWT) does."""
+    h = await make_server(allowed_origins=["https://app.example"])
+    await h.api("POST", "/api/rooms", {"id": "r1"})
+    await h.api("PUT", "/api/rooms/r1/members", {"userIds": ["ann"]})
+    origin = {"Origin": "https://app.example"}
+    for key, readable in ((API_KEY, False), (token("ann"), True)):
+        headers = {**origin, "Authorization": f"Bearer {key}"}
+        async with h.http.get(h.url + "/api/rooms/r1/messages", headers=headers) as r:
+            assert r.status == 200
+            assert ("Access-Control-Allow-Origin" in r.headers) is readable

@@ -43,6 +43,10 @@ ENDPOINT_KEY: Final = web.AppKey("endpoint", WebSocketEndpoint)
 USER_KEY: Final = web.RequestKey("user_id", str)
 
 
+# Set when a member's route was called with a server API key (an operator reading).
+OPERATOR_KEY: Final = web.RequestKey("operator", bool)
+
+
 T = TypeVar("T")
 
 
@@ -206,7 +210,9 @@ def make_middleware(node: Node) -> Middleware:
             response: web.StreamResponse = cors.preflight(request, origins)
         else:
             response = await respond(request, handler)
-            if browser:
+            # A server API key's answer is never readable by a page on another origin,
+            # whatever the route (docs/security.md).
+            if browser and not request.get(OPERATOR_KEY, False):
                 cors.allow(request, response, origins)
         # The route template, never the path: user ids and notification ids stay out.
         info = request.match_info
@@ -225,6 +231,7 @@ def make_middleware(node: Node) -> Middleware:
             route = request.match_info.handler
             if getattr(route, "operator_too", False) and is_key(request):
                 check_key(request)
+                request[OPERATOR_KEY] = True
             elif request.path.startswith("/api/me/") or getattr(route, "user_token", False):
                 await check_user(request)
             elif request.path.startswith("/api/") and request.path != "/api/openapi.json":
