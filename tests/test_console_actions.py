@@ -152,6 +152,16 @@ async def test_operator_looks_at_a_room(
         assert "ben" in messages[0]
         assert "Hello" in messages[1]
         await screenshot(page, "console-room")
+        # On a phone: nothing wider than the screen (wide tables scroll in their card).
+        await page.set_viewport_size({"width": 390, "height": 844})
+        await page.fill("#history-channel", "news")  # an empty history table too
+        await page.click("#history-form button[type=submit]")
+        await page.locator("#history-result").wait_for(timeout=WAIT_MS)
+        overflow = await page.evaluate(
+            "() => document.documentElement.scrollWidth - window.innerWidth"
+        )
+        assert overflow <= 0
+        await screenshot(page, "console-room-phone")
     await members.filter(has_text="ben").get_by_role("button", name="Remove").click()
     await logged(page, "remove ben from lobby: 200")
     await page.wait_for_function(
