@@ -27,6 +27,7 @@ from .config import ConfigError, Settings
 from .delivery import setup as delivery_setup
 from .delivery.escalation import Escalation
 from .gateway import sse
+from .gateway.connection import Gateway
 from .gateway.websocket import WebSocketEndpoint
 from .inbox import Inbox
 from .node import Node
@@ -95,7 +96,7 @@ def build_app(node: Node, endpoint: WebSocketEndpoint) -> web.Application:
     app[api.READY_KEY] = lambda: endpoint.accepting
     for path in s.ws_paths:
         app.router.add_get(path, endpoint.handle)
-    sse.add_routes(app, node, endpoint)  # the fallback for clients without WebSocket
+    sse.add_routes(app, endpoint.gateway, node)  # the fallback for clients without WebSocket
     if s.metrics != "off":
         app.router.add_get("/metrics", api.metrics_handler(node))
     api.add_routes(app)
@@ -108,7 +109,7 @@ def build_app(node: Node, endpoint: WebSocketEndpoint) -> web.Application:
     app.add_subapp("/api/", api_app)
 
     async def on_shutdown(_: web.Application) -> None:
-        await endpoint.shutdown()
+        await endpoint.gateway.shutdown()
 
     app.on_shutdown.append(on_shutdown)
     return app
@@ -131,8 +132,9 @@ class Server:
     ) -> None:
         self.settings = settings
         self.node = Node(settings, clock=clock, monotonic=monotonic)
-        self.endpoint = WebSocketEndpoint(self.node)
-        self.node.disconnect_local = self.endpoint.disconnect
+        self.gateway = Gateway(self.node)
+        self.endpoint = WebSocketEndpoint(self.gateway)
+        self.node.disconnect_local = self.gateway.disconnect
         self.app = build_app(self.node, self.endpoint)
         self.escalation = Escalation(
             settings.escalation,
@@ -229,7 +231,7 @@ class Server:
         runner, self._runner = self._runner, None
         if runner is None:
             return
-        self.endpoint.accepting = False
+        self.gateway.accepting = False
         if self.rooms is not None:
             self.rooms.draining = True  # presence entries expire with this instance
         await self._step("closing connections and API calls", runner.cleanup())

@@ -171,21 +171,16 @@ class Session:
         "_pre_welcome",
         "_publish_tail",
         "_transport_push",
-        "ack_mode",
-        "awaiting",
         "claims",
         "client_id",
         "connected_at",
         "expires_at",
         "filters",
-        "inbox_held",
         "info",
-        "last_seq",
         "node",
         "push",
         "remote",
         "roles",
-        "seen_seq",
         "state",
         "user_id",
         "user_id_param",
@@ -199,8 +194,6 @@ class Session:
         push: Callable[[Outbound], bool] = _no_push,
         *,
         user_id_param: str | None = None,
-        last_seq: int | None = None,
-        ack_mode: bool = False,
     ) -> None:
         self.node = node
         self.client_id = client_id
@@ -208,18 +201,8 @@ class Session:
         self.push = push
         self.user_id_param = user_id_param
         self.remote: str | None = None  # the peer's address, for operators
-        # The inbox position the client resumes from (None: every unacknowledged one).
-        self.last_seq = last_seq
-        # While the inbox catches this connection up, live notifications wait here.
-        self.inbox_held: list[Any] | None = None
+        # The id of the ``auth`` message that opened the connection: its welcome answers it.
         self.welcome_reply_to: str | None = None
-        # A client that acknowledges (``?ack=1``, or once it sends ``ack``) gets
-        # unacknowledged notifications again after a timeout; ``awaiting`` holds them:
-        # id -> [notification, attempts, due time].
-        self.ack_mode = ack_mode
-        self.awaiting: dict[str, list[Any]] = {}
-        # The highest inbox seq pushed to this connection (a resync resumes after it).
-        self.seen_seq = 0
         # Channels being caught up (subscribe with recovery, or awaiting the broker):
         # their live publications wait here, so the reply and history go first.
         self._catching_up: dict[str, list[Outbound]] = {}
@@ -309,7 +292,6 @@ class Session:
             # The welcome carries the unread count, which needs the store, and the connect
             # hook's info: the transport sends it (``ask_backend``, then ``send_welcome``)
             # before reading anything else from the client.
-            self.inbox_held = []
             self.welcome_reply_to = reply_to
             # Joined now, so caps count it; but until the welcome is written, whatever the
             # hub sends it (a broadcast, another tab's read receipt) waits in line.

@@ -19,7 +19,6 @@ backpressure signal, as for a WebSocket: past ``outbox_max_bytes`` the session e
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
 from collections.abc import Callable
 from typing import Final
@@ -33,9 +32,11 @@ from ..broker import BrokerError
 from ..hub import Outbound
 from ..node import Node
 from ..protocol import CloseCode
-from ..session import Close, Session, State
+from ..session import Close, Session
+from .connection import SHUTTING_DOWN, Connection, Gateway
 from .eventstream import EventOutbox, client_frames, last_event_id
-from .websocket import SLOW_CLOSE_GRACE, WebSocketEndpoint, client_address, handshake_token
+from .handshake import client_address, handshake_token, options, trusted_networks
+from .websocket import SLOW_CLOSE_GRACE
 
 log = logging.getLogger("tidings.sse")
 
@@ -60,36 +61,58 @@ UNAVAILABLE: Final = "token keys unavailable, try again later"
 
 
 class _Stream:
-    """One SSE session: its events, the response writing them (if any) and its timers."""
+    """One SSE session's wire (a ``connection.Transport``): its numbered events, the
+    response writing them (if any) and its resume timer. It outlives a dropped response
+    for ``sse_resume_seconds``."""
 
     __slots__ = (
-        "client_id",
+        "conn",
         "events",
-        "expiry",
         "final",
         "limit",
+        "on_close",
         "on_slow",
         "response",
         "resume_timer",
-        "session",
         "transport",
         "wake",
     )
 
-    def __init__(self, client_id: str, limit: int, on_slow: Callable[[_Stream], None]) -> None:
-        self.client_id = client_id
-        # The replay buffer holds as much as the outbox may: a resume never needs more.
-        self.events = EventOutbox(client_id, limit)
+    name: Final = "sse"
+
+    def __init__(
+        self,
+        limit: int,
+        on_slow: Callable[[_Stream], None],
+        on_close: Callable[[_Stream, Close], bool],
+    ) -> None:
         self.limit = limit
         self.on_slow = on_slow
+        self.on_close = on_close
         self.wake = asyncio.Event()
         self.response: web.StreamResponse | None = None
         self.transport: asyncio.Transport | None = None
         # Set once the session has ended: its close, whose event is the stream's last.
         self.final: Close | None = None
-        self.session: Session | None = None
-        self.expiry: asyncio.TimerHandle | None = None
+        self.conn: Connection | None = None
+        self.events = EventOutbox("", limit)
         self.resume_timer: asyncio.TimerHandle | None = None
+
+    def attach(self, conn: Connection) -> None:
+        self.conn = conn
+        # The replay buffer holds as much as the outbox may: a resume never needs more.
+        self.events = EventOutbox(conn.session.client_id, self.limit)
+
+    @property
+    def session(self) -> Session | None:
+        return None if self.conn is None else self.conn.session
+
+    @property
+    def client_id(self) -> str:
+        return "" if self.conn is None else self.conn.session.client_id
+
+    def close(self, close: Close) -> bool:
+        return self.on_close(self, close)
 
     def push(self, message: Outbound) -> bool:
         if self.final is not None:
@@ -113,28 +136,25 @@ class _Stream:
 
 
 class SseEndpoint:
-    """Serves the SSE fallback for one node; its sessions count with the WebSockets.
+    """Serves the SSE fallback for one node through its gateway, so its sessions share
+    the WebSockets' admission, caps, timers and connection control.
 
     Args:
-        node: the node.
-        websockets: the WebSocket endpoint, for the shared connection cap.
+        gateway: the connections' gateway, shared with the other transports.
+        node: the node (the token verifier, cluster forwarding, message framing).
     """
 
-    def __init__(self, node: Node, websockets: WebSocketEndpoint) -> None:
+    def __init__(self, gateway: Gateway, node: Node) -> None:
+        self.gateway = gateway
         self.node = node
-        self.websockets = websockets
-        self.accepting = True
+        # Opened sessions by client id: a resume or a POST names one.
         self._streams: dict[str, _Stream] = {}
-        # Streams being set up (authenticated, not yet welcomed): they count for the cap.
-        self._opening = 0
-        self._trusted = [
-            ipaddress.ip_network(p, strict=False) for p in node.settings.trusted_proxies
-        ]
+        self._trusted = trusted_networks(node.settings.trusted_proxies)
 
     @property
     def open_connections(self) -> int:
         """SSE sessions, attached to a stream or waiting for a resume."""
-        return len(self._streams) + self._opening
+        return len(self.gateway.connections(_Stream.name))
 
     def add_routes(self, app: web.Application) -> None:
         """Register ``GET /sse`` and ``POST /sse/{clientId}`` (and their CORS preflight)."""
@@ -143,11 +163,6 @@ class SseEndpoint:
         app.router.add_post(POST_PATH, self.handle_post)
         app.router.add_route("OPTIONS", STREAM_PATH, self.preflight)
         app.router.add_route("OPTIONS", POST_PATH, self.preflight)
-
-        async def on_shutdown(_: web.Application) -> None:
-            self.shutdown()
-
-        app.on_shutdown.append(on_shutdown)
 
     # --- CORS ---------------------------------------------------------------------------
 
@@ -196,7 +211,7 @@ class SseEndpoint:
     async def handle_stream(self, request: web.Request) -> web.StreamResponse:
         """Open (or resume) a stream; a refused token is an HTTP 401 with no stream."""
         token = handshake_token(request, [])
-        admission = self.websockets.admission  # the same per-address limits as WebSockets
+        admission = self.gateway.admission  # the same per-address limits as WebSockets
         peer = client_address(request, self._trusted)
         refusal = admission.admit(peer, has_token=True)
         if refusal is not None:
@@ -218,11 +233,7 @@ class SseEndpoint:
             await response.prepare(request)
             log.info("resumed %s user=%r", stream.client_id, identity.user_id)
             return await self._attach(request, response, stream)
-        self._opening += 1
-        try:
-            stream = await self._open(request, response, token)
-        finally:
-            self._opening -= 1
+        stream = await self._open(request, response, token, peer)
         return await self._attach(request, response, stream, fresh=True)
 
     def _resumable(self, request: web.Request, identity: Identity) -> _Stream | None:
@@ -239,69 +250,41 @@ class SseEndpoint:
             # Too late or too much missed: this session can never be resumed; free it.
             self._end(stream, None, False)
             return None
-        if identity.expires_at != session.expires_at:
+        if identity.expires_at != session.expires_at and stream.conn is not None:
             # The reconnect may carry a fresher token (EventSource keeps its URL, but a
             # client that builds a new one may not).
             session.expires_at = identity.expires_at
-            self._schedule_expiry(stream)
+            self.gateway.schedule_expiry(stream.conn)
         return stream
 
     async def _open(
-        self, request: web.Request, response: web.StreamResponse, token: str
+        self, request: web.Request, response: web.StreamResponse, token: str, peer: str | None
     ) -> _Stream:
         """A new session: the same checks, in the same order, as a WebSocket's; a refused
         one gets its close event and is ended."""
-        node = self.node
-        s = node.settings
-        client_id = node.new_id("client")
-        stream = _Stream(client_id, s.outbox_max_bytes, self._slow)
-        last_seq = request.query.get("lastSeq", "")
-        session = Session(
-            node,
-            client_id,
-            stream.push,
-            user_id_param=request.query.get("userId"),
-            last_seq=int(last_seq) if last_seq.isdigit() and len(last_seq) < 19 else None,
-            ack_mode=request.query.get("ack", "").lower() in ("1", "true"),
-        )
-        session.remote = client_address(request, self._trusted)
-        stream.session = session
+        gateway = self.gateway
+        stream = _Stream(self.node.settings.outbox_max_bytes, self._slow, self._close)
+        conn = gateway.connect(stream, peer=peer, options=options(request), pending=False)
+        stream.attach(conn)
         await response.prepare(request)
         stream.response = response
         stream.transport = request.transport
         origin = request.headers.get("Origin")
-        total = self.websockets.open_connections + self.open_connections
-        if not self.accepting:
-            close: Close | None = Close(CloseCode.GOING_AWAY, "server shutting down")
-        elif s.allowed_origins and origin not in s.allowed_origins:
-            log.warning(
-                "rejected SSE stream from %s: origin %r not allowed", session.remote, origin
-            )
+        close: Close | None
+        if not gateway.accepting:
+            close = SHUTTING_DOWN
+        elif not gateway.origin_allowed(origin):
+            log.warning("rejected SSE stream from %s: origin %r not allowed", peer, origin)
             close = Close(CloseCode.FORBIDDEN_ORIGIN, "origin not allowed")
-        elif total > s.max_connections:
-            log.warning("rejected SSE stream from %s: server full", session.remote)
-            close = Close(CloseCode.TOO_MANY_CONNECTIONS, "server connection limit reached")
         else:
-            close = session.authenticate(token)
-        if close is None and session.state is State.OPEN and not await node.join(session):
-            # The per-user cap across the cluster (a no-op on a single instance).
-            close = Close(CloseCode.TOO_MANY_CONNECTIONS, "too many connections for this user")
-        if close is None and session.state is State.OPEN:
-            close = await session.ask_backend("sse")  # the connect hook, if any
-        if close is None and session.state is State.OPEN and node.inbox is not None:
-            # Welcome and catch-up before anything else: the welcome is event 1.
-            await node.inbox.open_session(session)
-        if close is None and not self.accepting:
-            close = Close(CloseCode.GOING_AWAY, "server shutting down")
+            close = await gateway.authenticate(conn, token)
+        if close is None and not gateway.accepting:
+            # Draining began during its catch-up, after the gateway closed every stream.
+            close = SHUTTING_DOWN
         if close is not None:
             self._end(stream, close, True)
         elif stream.final is None:  # else ended during its catch-up (slow consumer)
-            node.metrics.connects += 1
-            self._streams[client_id] = stream
-            log.info(
-                "open %s (sse) user=%r roles=%s", client_id, session.user_id, list(session.roles)
-            )
-            self._schedule_expiry(stream)
+            self._streams[stream.client_id] = stream
         return stream
 
     async def _attach(
@@ -351,7 +334,7 @@ class SseEndpoint:
         if stream.final is not None or session is None:
             return
         wait = self.node.settings.sse_resume_seconds
-        if wait <= 0 or not self.accepting:
+        if wait <= 0 or not self.gateway.accepting:
             self._end(stream, None, False)
             return
         log.debug("stream of %s dropped; kept %.0fs for a resume", session.client_id, wait)
@@ -396,19 +379,16 @@ class SseEndpoint:
 
     def _deliver(self, stream: _Stream, body: bytes) -> int:
         """Hand a POST body's messages to the session; how many it took."""
-        session = stream.session
-        assert session is not None
+        conn = stream.conn
+        assert conn is not None
         accepted = 0
         for frame in client_frames(body):
             if stream.ended():  # by an earlier message of this body
                 break
             accepted += 1
-            expires_at = session.expires_at
-            close = session.receive(frame)
+            close = self.gateway.receive(conn, frame)
             if close is not None:
                 self._end(stream, close, True)
-            elif session.expires_at != expires_at:
-                self._schedule_expiry(stream)  # refreshed in-band
         return accepted
 
     async def _forward(self, user_id: str, client_id: str, body: bytes) -> int | None:
@@ -442,27 +422,6 @@ class SseEndpoint:
 
     # --- ending -------------------------------------------------------------------------
 
-    def _schedule_expiry(self, stream: _Stream) -> None:
-        session = stream.session
-        if stream.expiry is not None:
-            stream.expiry.cancel()
-            stream.expiry = None
-        if session is None or session.expires_at is None:
-            return
-        node = self.node
-        delay = max(0.0, session.expires_at + node.settings.jwt_leeway - node.clock()) + 0.01
-        stream.expiry = asyncio.get_running_loop().call_later(delay, self._on_expiry, stream)
-
-    def _on_expiry(self, stream: _Stream) -> None:
-        session = stream.session
-        if session is None or stream.final is not None:
-            return
-        close = session.expiry_check()
-        if close is not None:
-            self._end(stream, close, True)
-        elif session.state is State.OPEN:
-            self._schedule_expiry(stream)
-
     def _slow(self, stream: _Stream) -> None:
         if stream.final is not None:
             return
@@ -483,49 +442,27 @@ class SseEndpoint:
             # A client that never reads would hold the socket open forever.
             asyncio.get_running_loop().call_later(SLOW_CLOSE_GRACE, t.abort)
 
-    def _end(self, stream: _Stream, close: Close | None, announce: bool) -> None:
+    def _close(self, stream: _Stream, close: Close) -> bool:
+        """End a session on the server's initiative (``Transport.close``)."""
+        return self._end(stream, close, True)
+
+    def _end(self, stream: _Stream, close: Close | None, announce: bool) -> bool:
         """End a session: a last ``close`` event on its stream (when ``announce``)."""
-        session = stream.session
-        if session is None or stream.final is not None:
-            return
+        conn = stream.conn
+        if conn is None or stream.final is not None:
+            return False
         code = close.code if close is not None else ABNORMAL
         if announce and close is not None:
             stream.append(_close_payload(self.node, close))
         stream.final = close or Close(ABNORMAL, "stream dropped")
         stream.wake.set()
-        for timer in (stream.expiry, stream.resume_timer):
-            if timer is not None:
-                timer.cancel()
-        stream.expiry = stream.resume_timer = None
-        if self._streams.get(session.client_id) is stream:
-            del self._streams[session.client_id]
-        was_open = bool(session.user_id)
-        session.close()
-        if was_open:
-            self.node.metrics.disconnects[str(code)] += 1
-        log.info(
-            "closed %s (sse) user=%r peer=%s code=%s",
-            session.client_id,
-            session.user_id or None,
-            session.remote,
-            code,
-        )
-
-    def disconnect(self, sessions: list[Session], code: int, reason: str) -> int:
-        """End these sessions with ``code`` (the connection control API)."""
-        wanted = set(sessions)
-        count = 0
-        for stream in list(self._streams.values()):
-            if stream.session in wanted and stream.final is None:
-                self._end(stream, Close(code, reason), True)
-                count += 1
-        return count
-
-    def shutdown(self) -> None:
-        """Stop accepting; end every stream with a ``1001`` close event."""
-        self.accepting = False
-        for stream in list(self._streams.values()):
-            self._end(stream, Close(CloseCode.GOING_AWAY, "server shutting down"), True)
+        if stream.resume_timer is not None:
+            stream.resume_timer.cancel()
+            stream.resume_timer = None
+        if self._streams.get(stream.client_id) is stream:
+            del self._streams[stream.client_id]
+        self.gateway.finish(conn, code)
+        return True
 
 
 def _close_payload(node: Node, close: Close) -> bytes:
@@ -534,10 +471,9 @@ def _close_payload(node: Node, close: Close) -> bytes:
     return out.payload
 
 
-def add_routes(app: web.Application, node: Node, websockets: WebSocketEndpoint) -> SseEndpoint:
-    """Serve the SSE fallback on ``app``; its sessions share the WebSockets' caps."""
-    endpoint = SseEndpoint(node, websockets)
-    websockets.fallback = endpoint
+def add_routes(app: web.Application, gateway: Gateway, node: Node) -> SseEndpoint:
+    """Serve the SSE fallback on ``app``, through ``gateway`` (shared with WebSockets)."""
+    endpoint = SseEndpoint(gateway, node)
     node.sse_post_local = endpoint.post_local
     endpoint.add_routes(app)
     return endpoint
