@@ -19,7 +19,6 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
 
 from . import api
 from .backends import open_store
@@ -29,6 +28,7 @@ from .delivery.escalation import Escalation
 from .gateway import sse
 from .gateway.connection import Gateway
 from .gateway.websocket import WebSocketEndpoint
+from .httpserver import Runner, ServerLog
 from .inbox import Inbox
 from .node import Node
 from .rooms import Rooms
@@ -36,25 +36,6 @@ from .store import StoreError
 from .web import add_routes as add_web_routes
 
 log = logging.getLogger("tidings.server")
-
-
-class ServerLog(logging.LoggerAdapter[logging.Logger]):
-    """aiohttp's connection-level log, passed to it as its ``logger``.
-
-    A malformed request (2,000 headers, an 8 KiB request line, TLS on the plain port) and
-    a client that disconnects mid-request are the client's doing: aiohttp answers them
-    (400) and would log a traceback at ERROR for each, so one anonymous request could
-    fill the log. They become one INFO line, without the request's bytes (a token may be
-    in them). Anything else keeps its level and goes through tidings' own handler.
-    """
-
-    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
-        exc = kwargs.get("exc_info")
-        if level >= logging.ERROR and isinstance(exc, HttpProcessingError | ConnectionError):
-            status = getattr(exc, "code", None) or "-"
-            self.logger.info("bad request: %s (%s)", exc.__class__.__name__, status)
-            return
-        self.logger.log(level, msg, *args, **kwargs)
 
 
 def build_app(node: Node, endpoint: WebSocketEndpoint) -> web.Application:
@@ -178,7 +159,7 @@ class Server:
             await store.close()
             self.inbox = self.node.inbox = None
             raise
-        runner = web.AppRunner(
+        runner = Runner(
             self.app,
             handle_signals=False,
             access_log=None,
