@@ -77,7 +77,9 @@ def build_app(node: Node, endpoint: WebSocketEndpoint) -> web.Application:
     app[api.READY_KEY] = lambda: endpoint.accepting
     for path in s.ws_paths:
         app.router.add_get(path, endpoint.handle)
-    sse.add_routes(app, endpoint.gateway, node)  # the fallback for clients without WebSocket
+    # The fallback for clients without WebSocket; a POST another instance took is handed
+    # to its stream here by the control plane.
+    node.sse_post_local = sse.add_routes(app, endpoint.gateway, node).post_local
     if s.metrics != "off":
         app.router.add_get("/metrics", api.metrics_handler(node))
     api.add_routes(app)
@@ -85,7 +87,7 @@ def build_app(node: Node, endpoint: WebSocketEndpoint) -> web.Application:
     # The API lives in a sub-application so its middleware (keys, JSON errors) wraps API
     # calls only: a WebSocket holds its handler's frames for its whole life, and every
     # middleware frame kept per connection is memory times ten thousand.
-    api_app = api.build_api_app(node, endpoint)
+    api_app = api.build_api_app(node)
     app[api.API_APP_KEY] = api_app
     app.add_subapp("/api/", api_app)
 

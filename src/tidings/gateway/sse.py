@@ -21,16 +21,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Final
+from typing import Any, Final, Protocol
 
 from aiohttp import web
 
 from .. import cluster, protocol
 from ..api.http import BodyError, error_response, json_response, read_raw_body
-from ..auth import AuthError, Identity
+from ..auth import AuthError, Identity, Verifier
 from ..broker import BrokerError
+from ..config import Settings
 from ..hub import Outbound
-from ..node import Node
+from ..metrics import Metrics
 from ..protocol import CloseCode
 from ..session import Close, Session
 from .connection import SHUTTING_DOWN, Connection, Gateway
@@ -58,6 +59,27 @@ _OPENED: Final = b": open\n\n"
 _CORS_HEADERS: Final = "Authorization, Content-Type, Last-Event-ID"
 # _verify's answer when the identity provider's keys were never fetched: 503, not 401.
 UNAVAILABLE: Final = "token keys unavailable, try again later"
+
+
+class Host(Protocol):
+    """What the SSE endpoint needs of its node (``node.Node`` is one), beside what the
+    gateway does: the verifier for a POST's token, cluster forwarding of a POST, and
+    the framing of its last ``close`` event."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def metrics(self) -> Metrics: ...
+    @property
+    def verifier(self) -> Verifier: ...
+    @property
+    def clustered(self) -> bool: ...
+
+    async def control(self, op: cluster.Operation, *, wait: float = 2.0) -> list[Any]: ...
+
+    def message(
+        self, kind: str, data: Any, *, channel: str | None = None, reply_to: str | None = None
+    ) -> tuple[str, Outbound]: ...
 
 
 class _Stream:
@@ -144,7 +166,7 @@ class SseEndpoint:
         node: the node (the token verifier, cluster forwarding, message framing).
     """
 
-    def __init__(self, gateway: Gateway, node: Node) -> None:
+    def __init__(self, gateway: Gateway, node: Host) -> None:
         self.gateway = gateway
         self.node = node
         # Opened sessions by client id: a resume or a POST names one.
@@ -395,7 +417,7 @@ class SseEndpoint:
         """In a cluster, a POST may reach an instance that does not hold the stream (a
         proxy without sticky sessions): pass it to the one that does, if any."""
         node = self.node
-        if node.registry is None:
+        if not node.clustered:
             return None
         op = cluster.SsePost(
             user=user_id,
@@ -465,15 +487,15 @@ class SseEndpoint:
         return True
 
 
-def _close_payload(node: Node, close: Close) -> bytes:
+def _close_payload(node: Host, close: Close) -> bytes:
     closing = protocol.Closing(code=close.code, reason=close.reason)
     _, out = node.message(closing.kind, closing)
     return out.payload
 
 
-def add_routes(app: web.Application, gateway: Gateway, node: Node) -> SseEndpoint:
-    """Serve the SSE fallback on ``app``, through ``gateway`` (shared with WebSockets)."""
+def add_routes(app: web.Application, gateway: Gateway, node: Host) -> SseEndpoint:
+    """Serve the SSE fallback on ``app``, through ``gateway`` (shared with WebSockets);
+    the server hands ``post_local`` to the cluster's control plane."""
     endpoint = SseEndpoint(gateway, node)
-    node.sse_post_local = endpoint.post_local
     endpoint.add_routes(app)
     return endpoint
