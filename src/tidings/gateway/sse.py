@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from typing import Any, Final, Protocol
 
 from aiohttp import web
@@ -34,9 +33,10 @@ from ..hub import Outbound
 from ..metrics import Metrics
 from ..protocol import CloseCode
 from ..session import Close, Session
-from .connection import SHUTTING_DOWN, Connection, Gateway
-from .eventstream import EventOutbox, client_frames, last_event_id
+from .connection import SHUTTING_DOWN, Gateway
+from .eventstream import client_frames, last_event_id
 from .handshake import client_address, handshake_token, options, trusted_networks
+from .ssestream import Stream
 from .websocket import SLOW_CLOSE_GRACE
 
 log = logging.getLogger("tidings.sse")
@@ -82,81 +82,6 @@ class Host(Protocol):
     ) -> tuple[str, Outbound]: ...
 
 
-class _Stream:
-    """One SSE session's wire (a ``connection.Transport``): its numbered events, the
-    response writing them (if any) and its resume timer. It outlives a dropped response
-    for ``sse_resume_seconds``."""
-
-    __slots__ = (
-        "conn",
-        "events",
-        "final",
-        "limit",
-        "on_close",
-        "on_slow",
-        "response",
-        "resume_timer",
-        "transport",
-        "wake",
-    )
-
-    name: Final = "sse"
-
-    def __init__(
-        self,
-        limit: int,
-        on_slow: Callable[[_Stream], None],
-        on_close: Callable[[_Stream, Close], bool],
-    ) -> None:
-        self.limit = limit
-        self.on_slow = on_slow
-        self.on_close = on_close
-        self.wake = asyncio.Event()
-        self.response: web.StreamResponse | None = None
-        self.transport: asyncio.Transport | None = None
-        # Set once the session has ended: its close, whose event is the stream's last.
-        self.final: Close | None = None
-        self.conn: Connection | None = None
-        self.events = EventOutbox("", limit)
-        self.resume_timer: asyncio.TimerHandle | None = None
-
-    def attach(self, conn: Connection) -> None:
-        self.conn = conn
-        # The replay buffer holds as much as the outbox may: a resume never needs more.
-        self.events = EventOutbox(conn.session.client_id, self.limit)
-
-    @property
-    def session(self) -> Session | None:
-        return None if self.conn is None else self.conn.session
-
-    @property
-    def client_id(self) -> str:
-        return "" if self.conn is None else self.conn.session.client_id
-
-    def close(self, close: Close) -> bool:
-        return self.on_close(self, close)
-
-    def push(self, message: Outbound) -> bool:
-        if self.final is not None:
-            return False
-        self.append(message.payload)
-        if self.backlog() > self.limit:
-            self.on_slow(self)
-        return True
-
-    def append(self, payload: bytes) -> None:
-        self.events.append(payload)
-        self.wake.set()
-
-    def ended(self) -> bool:
-        return self.final is not None
-
-    def backlog(self) -> int:
-        """Bytes queued for the client and not yet taken by its socket."""
-        t = self.transport
-        return self.events.unsent + (0 if t is None else t.get_write_buffer_size())
-
-
 class SseEndpoint:
     """Serves the SSE fallback for one node through its gateway, so its sessions share
     the WebSockets' admission, caps, timers and connection control.
@@ -170,13 +95,13 @@ class SseEndpoint:
         self.gateway = gateway
         self.node = node
         # Opened sessions by client id: a resume or a POST names one.
-        self._streams: dict[str, _Stream] = {}
+        self._streams: dict[str, Stream] = {}
         self._trusted = trusted_networks(node.settings.trusted_proxies)
 
     @property
     def open_connections(self) -> int:
         """SSE sessions, attached to a stream or waiting for a resume."""
-        return len(self.gateway.connections(_Stream.name))
+        return len(self.gateway.connections(Stream.name))
 
     def add_routes(self, app: web.Application) -> None:
         """Register ``GET /sse`` and ``POST /sse/{clientId}`` (and their CORS preflight)."""
@@ -258,7 +183,7 @@ class SseEndpoint:
         stream = await self._open(request, response, token, peer)
         return await self._attach(request, response, stream, fresh=True)
 
-    def _resumable(self, request: web.Request, identity: Identity) -> _Stream | None:
+    def _resumable(self, request: web.Request, identity: Identity) -> Stream | None:
         header = request.headers.get("Last-Event-ID") or request.query.get("lastEventId")
         last = last_event_id(header or "")
         if last is None or self.node.settings.sse_resume_seconds <= 0:
@@ -281,11 +206,11 @@ class SseEndpoint:
 
     async def _open(
         self, request: web.Request, response: web.StreamResponse, token: str, peer: str | None
-    ) -> _Stream:
+    ) -> Stream:
         """A new session: the same checks, in the same order, as a WebSocket's; a refused
         one gets its close event and is ended."""
         gateway = self.gateway
-        stream = _Stream(self.node.settings.outbox_max_bytes, self._slow, self._close)
+        stream = Stream(self.node.settings.outbox_max_bytes, self._slow, self._close)
         conn = gateway.connect(stream, peer=peer, options=options(request), pending=False)
         stream.attach(conn)
         await response.prepare(request)
@@ -313,7 +238,7 @@ class SseEndpoint:
         self,
         request: web.Request,
         response: web.StreamResponse,
-        stream: _Stream,
+        stream: Stream,
         *,
         fresh: bool = False,
     ) -> web.StreamResponse:
@@ -351,7 +276,7 @@ class SseEndpoint:
                 self._detached(stream)
         return response
 
-    def _detached(self, stream: _Stream) -> None:
+    def _detached(self, stream: Stream) -> None:
         session = stream.session
         if stream.final is not None or session is None:
             return
@@ -399,7 +324,7 @@ class SseEndpoint:
         self._cors(request, response)
         return response
 
-    def _deliver(self, stream: _Stream, body: bytes) -> int:
+    def _deliver(self, stream: Stream, body: bytes) -> int:
         """Hand a POST body's messages to the session; how many it took."""
         conn = stream.conn
         assert conn is not None
@@ -444,7 +369,7 @@ class SseEndpoint:
 
     # --- ending -------------------------------------------------------------------------
 
-    def _slow(self, stream: _Stream) -> None:
+    def _slow(self, stream: Stream) -> None:
         if stream.final is not None:
             return
         session = stream.session
@@ -464,11 +389,11 @@ class SseEndpoint:
             # A client that never reads would hold the socket open forever.
             asyncio.get_running_loop().call_later(SLOW_CLOSE_GRACE, t.abort)
 
-    def _close(self, stream: _Stream, close: Close) -> bool:
+    def _close(self, stream: Stream, close: Close) -> bool:
         """End a session on the server's initiative (``Transport.close``)."""
         return self._end(stream, close, True)
 
-    def _end(self, stream: _Stream, close: Close | None, announce: bool) -> bool:
+    def _end(self, stream: Stream, close: Close | None, announce: bool) -> bool:
         """End a session: a last ``close`` event on its stream (when ``announce``)."""
         conn = stream.conn
         if conn is None or stream.final is not None:

@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import struct
 from typing import Final
 
-from aiohttp import WebSocketError, WSMessage, WSMsgType, web
+from aiohttp import WebSocketError, WSMsgType, web
 
 from ..admission import Admission
 from ..hub import Outbound
@@ -27,6 +26,7 @@ from ..protocol import CloseCode, encode
 from ..session import Close
 from .connection import Connection, Gateway
 from .frameguard import FrameGuard, GuardedProtocol, Violation
+from .frames import deflate_offers_valid, frame_close, frame_text, message_error, valid_close_code
 from .handshake import (
     client_address,
     handshake_token,
@@ -42,27 +42,9 @@ SUBPROTOCOL: Final = "tidings"
 ABNORMAL: Final = 1006
 # A message may be split into max_message_bytes / 64 frames, and at least this many.
 MIN_FRAGMENTS: Final = 128
-INVALID_TEXT: Final = 1007
 # How long a slow consumer's close frame may wait behind its backlog before the socket
 # is aborted outright.
 SLOW_CLOSE_GRACE: Final = 5.0
-
-
-def frame_text(payload: bytes, first: int = 0x81) -> bytes:
-    """An unmasked, final text frame (server frames are identical for every recipient);
-    ``first`` 0x82 makes it binary."""
-    n = len(payload)
-    if n < 126:
-        return bytes((first, n)) + payload
-    if n < 65536:
-        return struct.pack("!BBH", first, 126, n) + payload
-    return struct.pack("!BBQ", first, 127, n) + payload
-
-
-def frame_close(code: int, reason: str) -> bytes:
-    """An unmasked close frame."""
-    body = struct.pack("!H", code) + reason.encode()[:123]
-    return bytes((0x88, len(body))) + body
 
 
 class _Link:
@@ -137,62 +119,6 @@ class _Link:
         # socket open forever, so abort after a grace period.
         t.close()
         asyncio.get_running_loop().call_later(SLOW_CLOSE_GRACE, t.abort)
-
-
-def _valid_close_code(code: int) -> bool:
-    """Whether a client may send this close code (RFC 6455 7.4, the IANA registry)."""
-    return 1000 <= code <= 1003 or 1007 <= code <= 1014 or 3000 <= code <= 4999
-
-
-def _message_error(msg: WSMessage, limit: int) -> Close | None:
-    """What the frame reader does not check on a whole message: text must be UTF-8
-    (1007), and nothing may exceed ``max_message_bytes`` once decompressed (1009)."""
-    data = msg.data
-    if len(data) > limit:
-        return Close(CloseCode.MESSAGE_TOO_BIG, "message too big")
-    if msg.type is WSMsgType.TEXT and not data.isascii():
-        try:
-            data.decode()
-        except UnicodeDecodeError:
-            return Close(INVALID_TEXT, "invalid UTF-8")
-    return None
-
-
-def deflate_offers_valid(request: web.Request) -> bool:
-    """Whether every permessage-deflate offer is well formed (RFC 7692 7.1): known
-    parameters, none twice, window bits 8 to 15. A malformed offer is declined: the
-    connection opens without compression."""
-    header = request.headers.get("Sec-WebSocket-Extensions", "")
-    for offer in header.split(","):
-        name, *params = [p.strip() for p in offer.split(";")]
-        if name.lower() != "permessage-deflate":
-            continue
-        seen: set[str] = set()
-        for param in params:
-            key, eq, value = (x.strip() for x in param.partition("="))
-            key = key.lower()
-            if key in seen or key not in _DEFLATE_PARAMS:
-                return False
-            seen.add(key)
-            value = value.strip('"')
-            if key.endswith("_max_window_bits"):
-                if eq and not (value.isdigit() and 8 <= int(value) <= 15):
-                    return False
-                if not eq and key == "server_max_window_bits":
-                    return False
-            elif eq:
-                return False
-    return True
-
-
-_DEFLATE_PARAMS: Final = frozenset(
-    (
-        "server_no_context_takeover",
-        "client_no_context_takeover",
-        "server_max_window_bits",
-        "client_max_window_bits",
-    )
-)
 
 
 def _refusal(
@@ -286,7 +212,7 @@ class WebSocketEndpoint:
             heartbeat=s.heartbeat_interval or None,
             # aiohttp refuses an uncompressed message of exactly its limit but accepts a
             # compressed one one byte over: give it one more, and check the exact limit
-            # on each message (_message_error), so both ways agree with the docs.
+            # on each message (frames.message_error), so both ways agree with the docs.
             max_msg_size=s.max_message_bytes + 1,
             compress=s.compression and deflate_offers_valid(request),
             decode_text=False,
@@ -332,7 +258,7 @@ class WebSocketEndpoint:
         limit = self.node.settings.max_message_bytes
         async for msg in ws:
             if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-                close = _message_error(msg, limit)
+                close = message_error(msg, limit)
                 if close is not None:
                     return close
                 await gateway.keys_for(msg.data)  # a frame may carry a new kid
@@ -358,7 +284,7 @@ class WebSocketEndpoint:
         transport = link.transport
         async for msg in ws:
             if msg.type in (WSMsgType.TEXT, WSMsgType.BINARY):
-                close = _message_error(msg, limit)
+                close = message_error(msg, limit)
                 if close is not None:
                     link.closing = True
                     await ws.close(code=close.code, message=close.reason.encode())
@@ -402,7 +328,7 @@ class WebSocketEndpoint:
         if ws.closed:
             return
         received = ws.close_code or 0
-        code = 1000 if received == 0 or _valid_close_code(received) else 1002
+        code = 1000 if received == 0 or valid_close_code(received) else 1002
         link.closing = True
         link.close_code = code
         await ws.close(code=code)
