@@ -1,0 +1,155 @@
+"""tidings mounted in a FastAPI app under uvicorn (in this process): the WebSocket, SSE
+and the HTTP API below the prefix, the host's lifespan starting and stopping it, the
+embedding API from the host's routes, and refusals answered before the upgrade."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+import pytest
+import uvicorn
+import websockets
+from fastapi import FastAPI
+
+from tidings.asgi import TidingsASGI
+
+from ..conftest import (
+    API_KEY,
+    TIMEOUT,
+    closed_with,
+    make_settings,
+    recv,
+    recv_type,
+    request,
+    token,
+    wait_for,
+)
+
+
+@asynccontextmanager
+async def serving(app: Any) -> AsyncIterator[str]:
+    """``app`` under uvicorn (its WebSocket implementation: websockets) on 127.0.0.1:0."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(app, lifespan="on", ws="websockets-sansio", log_level="warning")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        await wait_for(lambda: server.started or task.done())
+        assert not task.done(), "uvicorn did not start"
+        yield f"127.0.0.1:{sock.getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        async with asyncio.timeout(TIMEOUT):
+            await task
+        sock.close()
+
+
+def host_app(**settings: Any) -> tuple[FastAPI, TidingsASGI]:
+    """The docs' FastAPI app: tidings at /realtime, a route of its own that publishes."""
+    tidings = TidingsASGI(make_settings(**settings))
+    app = FastAPI(lifespan=tidings.lifespan)
+
+    @app.post("/orders/{order_id}/ship")
+    async def ship(order_id: str) -> dict[str, Any]:
+        sent = await tidings.node.send_to_user("alice", "order_shipped", {"orderId": order_id})
+        return {"delivered": sent.delivered}
+
+    app.mount("/realtime", tidings)
+    return app, tidings
+
+
+async def test_websocket_api_and_embedding_under_a_prefix() -> None:
+    """A client connects at /realtime/ws, is welcomed, subscribes; the API under
+    /realtime/api publishes to it, and the host's own route reaches it too."""
+    app, tidings = host_app()
+    async with serving(app) as addr, aiohttp.ClientSession() as http:
+        url = f"ws://{addr}/realtime/ws?token={token('alice')}"
+        async with websockets.connect(url, subprotocols=["tidings"]) as ws:
+            welcome = await recv(ws)
+            assert (welcome["type"], welcome["data"]["userId"]) == ("welcome", "alice")
+            assert (await request(ws, {"type": "subscribe", "channel": "news"}))[
+                "type"
+            ] == "subscribed"
+            headers = {"Authorization": f"Bearer {API_KEY}"}
+            body = {"channel": "news", "type": "headline", "data": {"t": 1}}
+            async with http.post(
+                f"http://{addr}/realtime/api/publish", json=body, headers=headers
+            ) as r:
+                assert r.status == 200, await r.text()
+            got = await recv_type(ws, "headline")
+            assert (got["channel"], got["data"]) == ("news", {"t": 1})
+            async with http.post(f"http://{addr}/orders/o-1/ship") as r:
+                assert r.status == 200
+            assert (await recv_type(ws, "order_shipped"))["data"] == {"orderId": "o-1"}
+            async with http.get(f"http://{addr}/realtime/health") as r:
+                assert (r.status, (await r.json())["data"]["websocket"]["totalConnections"]) == (
+                    200,
+                    1,
+                )
+    assert tidings.server.inbox is None  # the host's lifespan stopped it
+
+
+async def test_refusals_keep_their_status_and_close_codes() -> None:
+    """A bad token is closed 4002 as on the standalone server; a forbidden origin gets
+    403 before the upgrade; an API call without a key gets the API's 401 JSON."""
+    app, _ = host_app(allowed_origins=["https://app.example"])
+    async with serving(app) as addr, aiohttp.ClientSession() as http:
+        origin = {"Origin": "https://app.example"}
+        async with websockets.connect(
+            f"ws://{addr}/realtime/ws?token=nope", additional_headers=origin
+        ) as ws:
+            assert await closed_with(ws) == (4002, "invalid or expired token")
+        with pytest.raises(websockets.InvalidStatus) as refused:
+            async with websockets.connect(
+                f"ws://{addr}/realtime/ws?token={token()}",
+                additional_headers={"Origin": "https://evil.example"},
+            ):
+                pass
+        assert refused.value.response.status_code == 403
+        async with http.post(f"http://{addr}/realtime/api/publish", json={}) as r:
+            assert r.status == 401
+            assert "error" in await r.json()
+
+
+async def test_sse_streams_through_the_mount() -> None:
+    """The SSE fallback streams events as they are published, through the bridge."""
+    app, tidings = host_app()
+    async with serving(app) as addr, aiohttp.ClientSession() as http:
+        headers = {"Authorization": f"Bearer {token('bob')}"}
+        async with http.get(f"http://{addr}/realtime/sse", headers=headers) as stream:
+            assert stream.status == 200
+            assert stream.headers["Content-Type"].startswith("text/event-stream")
+            async with asyncio.timeout(TIMEOUT):
+                seen: list[dict[str, Any]] = []
+                async for line in stream.content:
+                    if line.startswith(b"data:"):
+                        msg = json.loads(line[5:])
+                        seen.append(msg)
+                        if msg["type"] == "welcome":
+                            await tidings.node.send_to_user("bob", "ping_me", {"n": 1})
+                        if msg["type"] == "ping_me":
+                            break
+            assert seen[-1]["data"] == {"n": 1}
+
+
+async def test_a_mounted_server_never_binds_its_port() -> None:
+    """The settings' port is ignored when mounted: a port already taken (as by a sibling
+    worker) does not stop it from starting and serving through the host."""
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        app, tidings = host_app(port=taken.getsockname()[1])
+        async with serving(app) as addr, aiohttp.ClientSession() as http:
+            async with http.get(f"http://{addr}/realtime/health") as r:
+                assert r.status == 200
+            assert tidings.server.port == 0
+    finally:
+        taken.close()
