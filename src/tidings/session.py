@@ -70,7 +70,14 @@ class Hooks(Protocol):
     def decides_publish(self, channel: str) -> bool: ...
 
     async def connect(
-        self, user: str, roles: tuple[str, ...], client: str, transport: str, claims: dict[str, Any]
+        self,
+        user: str,
+        roles: tuple[str, ...],
+        client: str,
+        transport: str,
+        claims: dict[str, Any],
+        *,
+        refresh: bool = False,
     ) -> Decision: ...
 
     async def subscribe(
@@ -175,8 +182,10 @@ class Session:
         "awaiting",
         "claims",
         "client_id",
+        "close_later",
         "connected_at",
         "expires_at",
+        "expiry_changed",
         "filters",
         "inbox_held",
         "info",
@@ -187,6 +196,7 @@ class Session:
         "roles",
         "seen_seq",
         "state",
+        "transport_kind",
         "user_id",
         "user_id_param",
         "welcome_reply_to",
@@ -233,6 +243,11 @@ class Session:
         self.filters: dict[str, dict[str, Any] | None] = {}
         self.claims: dict[str, Any] = {}  # the token's, for the connect hook
         self.info: Any = UNSET  # the connect hook's data, shown in the welcome
+        self.transport_kind = ""  # "websocket" or "sse", for the connect hook
+        # Set by the transport: what an answer that arrives later (a refresh the connect
+        # hook decides) uses to close the connection, and to reschedule its expiry.
+        self.close_later: Callable[[Close], None] | None = None
+        self.expiry_changed: Callable[[], None] | None = None
         # Channels whose subscribe hook is still deciding (an unsubscribe drops them).
         self._deciding: set[str] = set()
         # The last client publication waiting on the publish hook: the next waits for it.
@@ -366,15 +381,49 @@ class Session:
     def _refresh(self, identity: Identity, reply_to: str | None) -> Close | None:
         if identity.user_id != self.user_id:
             return Close(CloseCode.USER_MISMATCH, "refreshed token names another user")
-        self.expires_at = identity.expires_at
-        self.send(protocol.Refreshed(expiresAt=_iso_or_none(self.expires_at)), reply_to=reply_to)
+        if self.node.hooks.connect_url is not None:
+            # The backend that let the connection in decides whether it stays on the new
+            # token (a suspended account, a revoked session); the old token holds meanwhile.
+            self.node.spawn(self._refresh_hooked(identity, reply_to))
+            return None
+        self._adopt(identity, reply_to)
         return None
+
+    def _adopt(self, identity: Identity, reply_to: str | None) -> None:
+        self.expires_at = identity.expires_at
+        self.claims = identity.claims
+        self.send(protocol.Refreshed(expiresAt=_iso_or_none(self.expires_at)), reply_to=reply_to)
+
+    async def _refresh_hooked(self, identity: Identity, reply_to: str | None) -> None:
+        decision = await self.node.hooks.connect(
+            self.user_id,
+            self.roles,
+            self.client_id,
+            self.transport_kind,
+            identity.claims,
+            refresh=True,
+        )
+        if self.state is not State.OPEN:  # closed while the backend decided
+            return
+        if not decision.allow:
+            log.info(
+                "connect hook denied the refresh of %s (user %r)", self.client_id, self.user_id
+            )
+            if self.close_later is not None:
+                reason = decision.why.encode()[:120].decode(errors="ignore")
+                self.close_later(Close(CloseCode.BACKEND_DENIED, reason))
+            return
+        expires_at = self.expires_at
+        self._adopt(identity, reply_to)
+        if self.expires_at != expires_at and self.expiry_changed is not None:
+            self.expiry_changed()
 
     async def ask_backend(self, transport: str) -> Close | None:
         """The connect hook, for a connection just opened (the transport calls it before
         the welcome): close it if the backend says no; else keep its info, subscribe it
         to the backend's channels, and send the welcome when no inbox will."""
         hooks = self.node.hooks
+        self.transport_kind = transport
         if hooks.connect_url is None or self.state is not State.OPEN:
             return None
         decision = await hooks.connect(

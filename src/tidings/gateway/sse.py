@@ -266,6 +266,9 @@ class SseEndpoint:
         )
         session.remote = client_address(request, self._trusted)
         stream.session = session
+        # A refresh the connect hook decides is answered after receive() returned.
+        session.close_later = lambda close: self._end(stream, close, True)
+        session.expiry_changed = lambda: self._schedule_expiry(stream)
         await response.prepare(request)
         stream.response = response
         stream.transport = request.transport

@@ -363,6 +363,9 @@ class WebSocketEndpoint:
         started = node.monotonic()
         close: Close | None = None
         timers: list[asyncio.TimerHandle] = []
+        # A refresh the connect hook decides is answered after receive() returned.
+        session.close_later = lambda close: self._close_soon(ws, close)
+        session.expiry_changed = lambda: self._schedule_expiry(ws, session, timers)
         loop = asyncio.get_running_loop()
         try:
             if not self.accepting:
