@@ -153,3 +153,19 @@ async def test_a_mounted_server_never_binds_its_port() -> None:
             assert tidings.server.port == 0
     finally:
         taken.close()
+
+
+async def test_closes_cross_the_bridge_both_ways() -> None:
+    """The client's close reaches tidings with its code (counted as a 1000 disconnect);
+    stopping tidings closes a mounted connection 1001 as a standalone server does."""
+    app, tidings = host_app()
+    metrics = tidings.node.metrics
+    async with serving(app) as addr:
+        url = f"ws://{addr}/realtime/ws?token={token('dan')}"
+        async with websockets.connect(url) as ws:
+            assert (await recv(ws))["type"] == "welcome"
+        await wait_for(lambda: metrics.disconnects["1000"] == 1)
+        async with websockets.connect(url) as ws:
+            assert (await recv(ws))["type"] == "welcome"
+            await tidings.stop()
+            assert await closed_with(ws) == (1001, "server shutting down")

@@ -25,7 +25,7 @@ from urllib.parse import quote
 
 import h11
 from websockets.client import ClientProtocol
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import InvalidStatus, ProtocolError
 from websockets.frames import Close, Frame, Opcode
 from websockets.http11 import Response
 from websockets.protocol import State
@@ -62,6 +62,8 @@ _HANDSHAKE: Final = frozenset(
         b"content-length",
     )
 )
+# How long the server may take to answer a client's close before the bridge drops it.
+CLOSE_GRACE: Final = 5.0
 # aiohttp pauses its writers above this many unsent bytes (asyncio's own default).
 _HIGH_WATER: Final = 64 * 1024
 
@@ -305,7 +307,7 @@ async def serve_websocket(
                     if not await _handshake(scope, send, client, event):
                         return
                     state.accepted = True
-                    forwarding = asyncio.create_task(_forward(receive, client, transport))
+                    forwarding = asyncio.create_task(_forward(receive, client, transport, state))
                 elif isinstance(event, Frame):
                     await _frame(send, event, state)
             transport.taken(len(data))
@@ -316,9 +318,13 @@ async def serve_websocket(
                     await _handshake(scope, send, client, event)
                     return
             await send({"type": "websocket.close", "code": 1011})
-        elif not state.closed:
-            await send({"type": "websocket.close", "code": 1006})
+        elif not state.closed and not state.gone:
+            # Ended without a close frame (a socket the server aborted): 1006 cannot be
+            # sent, so the client hears 1011.
+            await send({"type": "websocket.close", "code": 1011, "reason": "connection lost"})
     finally:
+        if state.grace is not None:
+            state.grace.cancel()
         if forwarding is not None:
             forwarding.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -327,11 +333,13 @@ async def serve_websocket(
 
 
 class _WebSocketState:
-    __slots__ = ("accepted", "closed", "parts", "text")
+    __slots__ = ("accepted", "closed", "gone", "grace", "parts", "text")
 
     def __init__(self) -> None:
         self.accepted = False
-        self.closed = False
+        self.closed = False  # the server's close was passed on
+        self.gone = False  # the client disconnected: nothing more is sent to it
+        self.grace: asyncio.TimerHandle | None = None
         self.parts: list[bytes] = []
         self.text = True
 
@@ -377,6 +385,8 @@ async def _frame(send: Send, frame: Frame, state: _WebSocketState) -> None:
     elif frame.opcode is Opcode.CONT:
         state.parts.append(bytes(frame.data))
     elif frame.opcode is Opcode.CLOSE:
+        if state.gone:  # the answer to the client's own close
+            return
         close = Close.parse(frame.data) if frame.data else Close(1005, "")
         state.closed = True
         code = close.code if close.code not in (1005, 1006) else 1000
@@ -393,8 +403,12 @@ async def _frame(send: Send, frame: Frame, state: _WebSocketState) -> None:
             await send({"type": "websocket.send", "bytes": data})
 
 
-async def _forward(receive: Receive, client: ClientProtocol, transport: MemoryTransport) -> None:
-    """The client's messages to the server, as masked frames; its close as a close."""
+async def _forward(
+    receive: Receive, client: ClientProtocol, transport: MemoryTransport, state: _WebSocketState
+) -> None:
+    """The client's messages to the server, as masked frames; its close as a close
+    frame, so the server sees the code the client sent (a dropped client: the
+    connection is lost, as a dropped socket would be)."""
     while True:
         message = await receive()
         if message["type"] == "websocket.receive":
@@ -405,10 +419,18 @@ async def _forward(receive: Receive, client: ClientProtocol, transport: MemoryTr
                 client.send_binary(message.get("bytes") or b"")
             transport.feed(_outgoing(client))
         elif message["type"] == "websocket.disconnect":
+            state.gone = True
             code = message.get("code", 1005)
-            if code not in (1005, 1006) and client.state is State.OPEN:
-                with contextlib.suppress(Exception):
-                    client.send_close(code)
-                    transport.feed(_outgoing(client))
-            transport.lost()
+            if code == 1006 or client.state is not State.OPEN:
+                transport.lost()
+                return
+            try:
+                client.send_close(None if code == 1005 else code)
+            except ProtocolError:  # a code no client may send: as a dropped client
+                transport.lost()
+                return
+            transport.feed(_outgoing(client))
+            # The server answers and closes; one that does not is not waited for long.
+            loop = asyncio.get_running_loop()
+            state.grace = loop.call_later(CLOSE_GRACE, transport.lost)
             return
