@@ -169,3 +169,40 @@ async def test_closes_cross_the_bridge_both_ways() -> None:
             assert (await recv(ws))["type"] == "welcome"
             await tidings.stop()
             assert await closed_with(ws) == (1001, "server shutting down")
+
+
+async def test_a_client_that_stops_reading_is_a_slow_consumer() -> None:
+    """uvicorn's own backpressure reaches tidings' outbox through the bridge: a mounted
+    subscriber that stops reading is closed 4008 while one that reads gets everything."""
+    app, tidings = host_app(outbox_max_bytes=256 * 1024)
+    hub = tidings.node.hub
+    async with serving(app) as addr:
+        url = f"ws://{addr}/realtime/ws?token="
+        # A small receive buffer, fixed before connecting (no autotuning): the kernel
+        # holds little of what the sleeper does not read, so the flood stays short.
+        small = socket.socket()
+        small.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        host, port = addr.split(":")
+        small.connect((host, int(port)))
+        small.setblocking(False)
+        async with (
+            # Uncompressed: the ASGI server's own deflate would shrink the flood to nothing.
+            websockets.connect(url + token("reader"), max_size=None, compression=None) as reader,
+            websockets.connect(
+                url + token("sleeper"), max_size=None, max_queue=1, compression=None, sock=small
+            ) as sleeper,
+        ):
+            for ws in (reader, sleeper):
+                assert (await recv(ws))["type"] == "welcome"
+                assert (await request(ws, {"type": "subscribe", "channel": "news"}))["type"] == (
+                    "subscribed"
+                )
+            payload = "x" * 32 * 1024
+            sent = 0
+            # Bounded: far more than the socket buffers on both sides plus the outbox.
+            while hub.channel_counts().get("news", 0) == 2 and sent < 2000:
+                await tidings.node.publish("news", "tick", {"n": sent, "p": payload})
+                assert (await recv(reader))["data"]["n"] == sent
+                sent += 1
+            assert hub.channel_counts() == {"news": 1}, "the slow consumer was never dropped"
+    assert tidings.node.metrics.disconnects["4008"] == 1

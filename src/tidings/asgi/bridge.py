@@ -119,9 +119,12 @@ class MemoryTransport(asyncio.Transport):
         self._wake.set()
 
     def abort(self) -> None:
+        """Drop what is queued and end now (as a socket's abort, the loss is reported
+        from the loop, not from inside the caller)."""
+        self._size -= sum(map(len, self._chunks))
         self._chunks.clear()
-        self._size = 0
         self.close()
+        asyncio.get_running_loop().call_soon(self.lost)
 
     def pause_reading(self) -> None:
         """The bridge writes a request once; there is nothing to throttle."""
@@ -168,7 +171,7 @@ class MemoryTransport(asyncio.Transport):
 
     def taken(self, n: int) -> None:
         """``n`` bytes of ``written()`` reached the ASGI server."""
-        self._size -= n
+        self._size = max(0, self._size - n)
         if self._paused and self._size <= _HIGH_WATER // 4:
             self._paused = False
             self._protocol.resume_writing()
@@ -250,8 +253,12 @@ async def serve_http(
         log.info("bad response on an ASGI bridge: %s", exc)
     finally:
         uploading.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
+        try:
             await uploading
+        except asyncio.CancelledError:
+            pass
+        except h11.LocalProtocolError as exc:  # a body past its Content-Length
+            log.info("request body not passed on: %s", exc)
         transport.lost()
 
 
