@@ -23,6 +23,7 @@ from tidings.hooks import Decision, DecisionCache, decide_on_failure
 
 from .conftest import (
     SECRET,
+    TIMEOUT,
     Harness,
     ServerFactory,
     closed_with,
@@ -194,6 +195,77 @@ async def test_connect_hook_timeout(make_server: ServerFactory, backend: Backend
         assert (await closed_with(ws))[0] == 4007
     backend.answers["connect:after"] = lambda _: {"allow": True}
     never.set()
+
+
+async def test_refresh_asks_the_connect_hook_again(
+    make_server: ServerFactory, backend: Backend
+) -> None:
+    """An in-band refresh is put to the connect hook with the new token's claims and
+    ``refresh: true``; allowed, the reply is ``refreshed`` with the new expiry."""
+    h = await make_server(**hooked(backend, "connect"))
+    async with h.connect(f"?token={token('ann', ttl=60)}") as ws:
+        assert (await recv(ws))["type"] == "welcome"
+        fresh = token("ann", ttl=7200, session="s2")
+        reply = await request(ws, {"type": "auth", "token": fresh, "id": "r1"})
+        assert (reply["type"], reply["replyTo"]) == ("refreshed", "r1")
+        assert reply["data"]["expiresAt"] is not None
+    first, second = backend.seen
+    assert "refresh" not in first
+    assert (second["event"], second["refresh"], second["userId"]) == ("connect", True, "ann")
+    assert second["claims"]["session"] == "s2"
+    assert backend.signatures_ok == [True, True]
+
+
+async def test_refresh_denied_closes_with_the_reason(
+    make_server: ServerFactory, backend: Backend
+) -> None:
+    """The backend may refuse a refreshed token (a suspended account): the connection is
+    closed 4007 with its reason, though the old token was still valid; while it decides,
+    the connection is served on the old token."""
+    decide = asyncio.Event()
+    backend.answers["connect"] = lambda body: decide if body.get("refresh") else {"allow": True}
+    backend.answers["connect:after"] = lambda _: {"allow": False, "reason": "account suspended"}
+    h = await make_server(**hooked(backend, "connect"))
+    async with h.connect(f"?token={token('ann')}") as ws:
+        assert (await recv(ws))["type"] == "welcome"
+        await ws.send(json.dumps({"type": "auth", "token": token("ann", ttl=7200), "id": "r1"}))
+        await wait_for(lambda: backend.count("connect") == 2)
+        assert (await request(ws, {"type": "ping", "id": "p1"}))["type"] == "pong"
+        decide.set()
+        assert await closed_with(ws) == (4007, "account suspended")
+    await wait_for(lambda: h.server.node.hub.user_connections("ann") == set())
+
+
+async def test_refresh_on_sse_asks_the_hook_too(
+    make_server: ServerFactory, backend: Backend
+) -> None:
+    """An SSE session's refresh (POSTed ``auth``) is decided the same way: denied, the
+    stream's last event is the 4007 close."""
+    backend.answers["connect"] = lambda body: (
+        {"allow": False, "reason": "session revoked"} if body.get("refresh") else {"allow": True}
+    )
+    h = await make_server(**hooked(backend, "connect"))
+    headers = {"Authorization": f"Bearer {token('ann')}"}
+    async with h.http.get(f"{h.url}/sse", headers=headers) as stream:
+        events: list[dict[str, Any]] = []
+        async with asyncio.timeout(TIMEOUT):
+            async for line in stream.content:
+                if not line.startswith(b"data:"):
+                    continue
+                msg = json.loads(line[5:])
+                events.append(msg)
+                if msg["type"] == "welcome":
+                    client = msg["data"]["clientId"]
+                    body = {"type": "auth", "token": token("ann", ttl=7200)}
+                    async with h.http.post(
+                        f"{h.url}/sse/{client}", json=body, headers=headers
+                    ) as r:
+                        assert r.status in (200, 202), await r.text()
+                if msg["type"] == "close":
+                    break
+    assert events[-1]["data"]["code"] == 4007
+    assert events[-1]["data"]["reason"] == "session revoked"
+    assert backend.seen[-1]["transport"] == "sse"
 
 
 async def test_connect_hook_on_sse(make_server: ServerFactory, backend: Backend) -> None:

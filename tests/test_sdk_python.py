@@ -151,7 +151,8 @@ def test_error_from_a_body_that_is_not_the_servers() -> None:
         (0, False, True, None, None),  # maybe sent: a publish is not repeated
         (0, True, True, None, 0.125),  # maybe sent: a repeatable call is
         (0, False, False, 1.0, 1.0),  # the server's Retry-After wins
-        (0, False, False, 60.0, 5.0),  # ...up to max_backoff
+        (0, False, False, 5.0, 5.0),  # ...up to max_backoff
+        (0, False, False, 60.0, None),  # longer: raised at once, never retried too soon
         (3, True, False, None, None),  # out of attempts
     ],
 )
@@ -338,8 +339,11 @@ async def test_validation_errors_are_typed(harness: Harness) -> None:
             await tidings.create_notification(user_id="a", expires_at="2001-01-01T00:00:00Z")
 
 
-async def test_rate_limited_calls_are_retried_then_raised(make_server: ServerFactory) -> None:
-    """429 means nothing was done: even a publish is retried, and RateLimited raised after."""
+async def test_rate_limited_beyond_max_backoff_is_raised_at_once(
+    make_server: ServerFactory,
+) -> None:
+    """A 429 whose Retry-After is longer than max_backoff is not retried sooner than
+    asked: RateLimited is raised at once, carrying the server's retry_after."""
     # A bucket of one request that refills every 1000 s: the second call is always refused.
     h = await make_server(api_rate_limit_per_second=0.001)
     retry = Retry(attempts=2, max_backoff=0.01)
@@ -348,7 +352,7 @@ async def test_rate_limited_calls_are_retried_then_raised(make_server: ServerFac
         with pytest.raises(RateLimited) as info:
             await tidings.publish("news")
     assert info.value.retry_after == 1.0
-    assert h.server.node.metrics.api_requests[("POST", "/api/publish", "429")] == 3
+    assert h.server.node.metrics.api_requests[("POST", "/api/publish", "429")] == 1
 
 
 @pytest.mark.parametrize("client", ["sync", "async"])

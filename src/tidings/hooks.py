@@ -156,12 +156,20 @@ class BackendHooks:
             self._http = None
 
     async def connect(
-        self, user: str, roles: tuple[str, ...], client: str, transport: str, claims: dict[str, Any]
+        self,
+        user: str,
+        roles: tuple[str, ...],
+        client: str,
+        transport: str,
+        claims: dict[str, Any],
+        *,
+        refresh: bool = False,
     ) -> Decision:
-        """May this connection open? (Allowed at once when no connect hook is set.)"""
+        """May this connection open, or (``refresh``) stay open on a new token whose
+        ``claims`` are given? (Allowed at once when no connect hook is set.)"""
         if self.connect_url is None:
             return ALLOWED
-        event = {
+        event: dict[str, Any] = {
             "event": "connect",
             "userId": user,
             "roles": list(roles),
@@ -169,6 +177,8 @@ class BackendHooks:
             "transport": transport,
             "claims": claims,
         }
+        if refresh:
+            event["refresh"] = True
         return await self._ask(self.connect_url, event, ("connect", user))
 
     async def subscribe(

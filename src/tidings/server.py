@@ -104,6 +104,9 @@ class Server:
     Args:
         settings: effective settings (``port`` 0 picks a free port; see ``port``).
         clock, monotonic: injected time sources.
+        listen: False builds everything but the listening socket: connections then come
+            from the host application through ``protocol()`` (``tidings.asgi``), so a
+            mounted server can never compete for a port.
     """
 
     def __init__(
@@ -112,8 +115,10 @@ class Server:
         *,
         clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
+        listen: bool = True,
     ) -> None:
         self.settings = settings
+        self.listen = listen
         self.node = Node(settings, clock=clock, monotonic=monotonic)
         self.gateway = Gateway(self.node)
         self.endpoint = WebSocketEndpoint(self.gateway)
@@ -172,6 +177,9 @@ class Server:
             logger=ServerLog(logging.getLogger("tidings.http"), None),
         )
         await runner.setup()
+        if not self.listen:
+            self._runner = runner
+            return
         site = web.TCPSite(runner, s.host, s.port, backlog=2048, ssl_context=tls)
         try:
             await site.start()
@@ -192,6 +200,18 @@ class Server:
             self.port = sockets[0].getsockname()[1]
         else:  # pragma: no cover - TCPSite always binds
             self.port = s.port
+
+    def protocol(self) -> asyncio.Protocol:
+        """A new HTTP connection's protocol (aiohttp's), for a transport the caller
+        drives: how ``tidings.asgi`` hands it requests without a socket.
+
+        Raises:
+            RuntimeError: the server is not started.
+        """
+        runner = self._runner
+        if runner is None or runner.server is None:
+            raise RuntimeError("the tidings server is not started")
+        return runner.server()
 
     def _tls_context(self) -> ssl.SSLContext | None:
         s = self.settings

@@ -197,7 +197,8 @@ export class Connection {
           this._sseResume = null;
           throw error; // the server answered: no fallback
         }
-        failure = error;
+        const advised = failure?.retryAfter ?? null; // a refusal's, kept past a failed fallback
+        failure = error.retryAfter === null && advised !== null ? new Unreachable(error.message, advised) : error;
       }
     }
     throw failure ?? new Unreachable("no transport");
@@ -366,7 +367,8 @@ export class Connection {
             return;
           }
         }
-        // Unreachable, or the token function failed: say so (a UI counts failures), retry.
+        // Unreachable, or no token: say so (a UI counts failures), retry after any Retry-After.
+        this._advisedMs = error instanceof Unreachable && error.retryAfter !== null ? error.retryAfter * 1000 : 0;
         this._emit({ type: "_disconnected", code: ABNORMAL_CLOSURE, reason: String(error.message ?? error), reconnect: true });
         continue;
       }
@@ -383,7 +385,10 @@ export class Connection {
   _backoff(attempt) {
     if (this._stopping) return Promise.resolve(true);
     const cap = Math.min(this._backoffMax, this._backoffInitial * 2 ** Math.min(attempt, 32));
-    const delay = Math.random() * cap * 1000;
+    // A refusal's Retry-After is a floor (bounded: an hour), the jitter still spreads.
+    const advised = Math.min(this._advisedMs ?? 0, 3600 * 1000);
+    this._advisedMs = 0;
+    const delay = Math.max(advised, Math.random() * cap * 1000);
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         this._wake = null;

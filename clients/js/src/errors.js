@@ -31,5 +31,14 @@ export class QueueFull extends Error {
 /** A request's connection dropped before its reply came (internal: it is retried). */
 export class ConnectionLost extends Error {}
 
-/** A connection attempt that never reached the server (a fallback may help). */
-export class Unreachable extends Error {}
+/**
+ * A connection attempt that never reached the server (a fallback may help), or that the
+ * server refused before the upgrade; `retryAfter` is its advised wait in seconds, where
+ * the WebSocket implementation shows the refusal's headers (Node's ws; browsers do not).
+ */
+export class Unreachable extends Error {
+  constructor(message, retryAfter = null) {
+    super(message);
+    this.retryAfter = retryAfter;
+  }
+}

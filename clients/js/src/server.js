@@ -8,6 +8,10 @@
 
 import { randomUUID } from "node:crypto";
 
+import { retryAfterSeconds } from "./wire.js";
+
+export { retryAfterSeconds };
+
 const PRIORITIES = ["LOW", "MEDIUM", "HIGH", "CRITICAL"];
 const PRIORITY_ALIASES = { NORMAL: "MEDIUM", URGENT: "CRITICAL" };
 // A notification's own fields, by every spelling accepted (guide 001 writes snake_case).
@@ -102,13 +106,14 @@ const enc = encodeURIComponent;
  * @param {number} [options.backoffMs=250] first retry's delay ceiling (doubled, full jitter)
  */
 export class TidingsServer {
-  constructor({ url, apiKey, timeoutMs = 10000, retries = 3, backoffMs = 250, fetch: fetchImpl } = {}) {
+  constructor({ url, apiKey, timeoutMs = 10000, retries = 3, backoffMs = 250, maxBackoffMs = 5000, fetch: fetchImpl } = {}) {
     if (!url) throw new TypeError("url is required");
     this.url = url.replace(/\/+$/, "");
     this.apiKey = apiKey;
     this.timeoutMs = timeoutMs;
     this.retries = retries;
     this.backoffMs = backoffMs;
+    this.maxBackoffMs = maxBackoffMs;
     this._fetch = fetchImpl ?? globalThis.fetch;
   }
 
@@ -142,13 +147,21 @@ export class TidingsServer {
         throw new TransportError(`${method} ${path}: ${error?.cause?.message ?? error.message}`, { maybeSent, cause: error });
       }
       const text = await response.text();
-      const parsed = text ? JSON.parse(text) : null;
-      if (response.ok) return parsed;
-      const retryAfter = Number(response.headers.get("Retry-After")) || null;
+      if (response.ok) return text ? JSON.parse(text) : null;
+      let parsed = null;
+      try {
+        parsed = text ? JSON.parse(text) : null;
+      } catch {
+        // A proxy's HTML error page: the status says enough.
+      }
+      const retryAfter = retryAfterSeconds(response.headers.get("Retry-After"));
       const nothingDone = response.status === 429 || response.status === 503;
       const ambiguous = response.status === 502 || response.status === 504;
-      if (attempt < this.retries && (nothingDone || (ambiguous && repeatable))) {
-        await sleep(retryAfter !== null ? Math.min(retryAfter * 1000, 5000) : this._delay(attempt));
+      // Never sooner than the server asked; a longer wait than maxBackoffMs is the
+      // caller's to schedule (the error carries retryAfter).
+      const tooLong = retryAfter !== null && retryAfter * 1000 > this.maxBackoffMs;
+      if (attempt < this.retries && !tooLong && (nothingDone || (ambiguous && repeatable))) {
+        await sleep(retryAfter !== null ? retryAfter * 1000 : this._delay(attempt));
         continue;
       }
       const error = parsed?.error ?? {};
@@ -157,7 +170,7 @@ export class TidingsServer {
   }
 
   _delay(attempt) {
-    return Math.random() * Math.min(this.backoffMs * 2 ** attempt, 5000);
+    return Math.random() * Math.min(this.backoffMs * 2 ** attempt, this.maxBackoffMs);
   }
 
   // --- live sends -------------------------------------------------------------------------

@@ -7,7 +7,7 @@
 
 import { ABNORMAL_CLOSURE, CLIENT_CLOSED } from "./close-codes.js";
 import { ClientClosed, Unreachable } from "./errors.js";
-import { parse } from "./wire.js";
+import { parse, retryAfterSeconds } from "./wire.js";
 
 /** One WebSocket connection. */
 export class WebSocketTransport {
@@ -41,6 +41,16 @@ export class WebSocketTransport {
         return;
       }
       this._ws = ws;
+      // A refusal before the upgrade (429/503 with Retry-After): Node's ws shows its
+      // status and headers; a browser's WebSocket shows only a failed connection.
+      let refused = null;
+      if (typeof ws.on === "function") {
+        ws.on("unexpected-response", (_request, response) => {
+          refused = { status: response.statusCode, retryAfter: retryAfterSeconds(response.headers["retry-after"]) };
+          response.resume();
+          ws.terminate();
+        });
+      }
       const timer = setTimeout(() => {
         settle(reject, opened ? new ClientClosed(ABNORMAL_CLOSURE, "no welcome in time") : new Unreachable("open timeout"));
         this.close(CLIENT_CLOSED, "");
@@ -67,7 +77,9 @@ export class WebSocketTransport {
         const code = event.code || ABNORMAL_CLOSURE;
         const reason = event.reason || "";
         if (!settled) {
-          settle(reject, opened ? new ClientClosed(code, reason) : new Unreachable(`could not connect (${code})`));
+          if (opened) settle(reject, new ClientClosed(code, reason));
+          else if (refused !== null) settle(reject, new Unreachable(`refused (${refused.status})`, refused.retryAfter));
+          else settle(reject, new Unreachable(`could not connect (${code})`));
           return;
         }
         this._finish(code, reason);

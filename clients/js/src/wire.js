@@ -52,3 +52,12 @@ export function withQuery(base, params) {
   }
   return url.toString();
 }
+
+/** Seconds from a Retry-After header: delta seconds (tidings'), or an HTTP date (a proxy's); null if absent or unreadable. */
+export function retryAfterSeconds(value, now = Date.now()) {
+  if (value === null || value === undefined || value === "") return null;
+  const text = String(value).trim();
+  if (/^\d+(\.\d+)?$/.test(text)) return Number(text);
+  const when = Date.parse(text);
+  return Number.isNaN(when) ? null : Math.max(0, (when - now) / 1000);
+}

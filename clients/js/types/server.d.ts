@@ -68,11 +68,15 @@ export interface TidingsServerOptions {
   timeoutMs?: number;
   retries?: number;
   backoffMs?: number;
+  /** The longest wait between tries, and the longest Retry-After waited for (5000). */
+  maxBackoffMs?: number;
   fetch?: typeof fetch;
 }
 
 export function priority(value: string): Priority;
 export function notificationBody(payload: NotificationInput): Record<string, unknown>;
+/** Seconds from a Retry-After header (delta seconds or an HTTP date), or null. */
+export function retryAfterSeconds(value: string | null | undefined, now?: number): number | null;
 
 export class TidingsServer {
   constructor(options: TidingsServerOptions);

@@ -196,6 +196,9 @@ class Gateway:
         session.remote = peer
         session.transport = transport.name
         conn = Connection(session, transport, peer, node.monotonic())
+        # A refresh the connect hook decides is answered after receive() returned.
+        session.close_later = lambda close: self._close_later(conn, close)
+        session.expiry_changed = lambda: self.schedule_expiry(conn)
         if pending:
             # Admitted as one of its address's connections still authenticating.
             self.admission.opened(peer)
@@ -292,6 +295,9 @@ class Gateway:
         log.info("closing %s: %s", conn.session.client_id, close.reason)
         conn.session.close()
         return True
+
+    def _close_later(self, conn: Connection, close: Close) -> None:
+        self.close(conn, close)
 
     def leave(self, conn: Connection) -> None:
         """The connection is over: out of the hub and the registry at once (the transport

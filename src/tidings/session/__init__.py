@@ -111,8 +111,10 @@ class Session(Opening, ChannelCommands):
         "_transport_push",
         "claims",
         "client_id",
+        "close_later",
         "connected_at",
         "expires_at",
+        "expiry_changed",
         "filters",
         "info",
         "node",
@@ -138,6 +140,10 @@ class Session(Opening, ChannelCommands):
         self.client_id = client_id
         # What carries it, for operators; the gateway sets it from its transport.
         self.transport = "websocket"
+        # Set by the gateway: what an answer that arrives later (a refresh the connect
+        # hook decides) uses to close the connection, and to reschedule its expiry.
+        self.close_later: Callable[[Close], None] | None = None
+        self.expiry_changed: Callable[[], None] | None = None
         # The hub calls ``push`` directly: keep it a plain attribute (the fan-out hot path).
         self.push = push
         self.user_id_param = user_id_param

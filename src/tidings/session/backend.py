@@ -25,7 +25,14 @@ class Hooks(Protocol):
     def decides_publish(self, channel: str) -> bool: ...
 
     async def connect(
-        self, user: str, roles: tuple[str, ...], client: str, transport: str, claims: dict[str, Any]
+        self,
+        user: str,
+        roles: tuple[str, ...],
+        client: str,
+        transport: str,
+        claims: dict[str, Any],
+        *,
+        refresh: bool = False,
     ) -> Decision: ...
 
     async def subscribe(

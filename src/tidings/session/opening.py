@@ -3,8 +3,9 @@ deadline and the token's expiry. A mixin of ``Session``."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, Protocol
 
 from msgspec import UNSET
@@ -41,6 +42,8 @@ class OpeningHost(Protocol):
 
     def now_iso(self) -> str: ...
 
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]: ...
+
 
 def iso_or_none(unix: float | None) -> str | None:
     return None if unix is None else iso_timestamp(unix)
@@ -59,6 +62,9 @@ class Opening:
         claims: dict[str, Any]
         info: Any
         welcome_reply_to: str | None
+        transport: str
+        close_later: Callable[[Close], None] | None
+        expiry_changed: Callable[[], None] | None
 
         def send(
             self,
@@ -90,9 +96,37 @@ class Opening:
     def _refresh(self, identity: Identity, reply_to: str | None) -> Close | None:
         if identity.user_id != self.user_id:
             return Close(CloseCode.USER_MISMATCH, "refreshed token names another user")
-        self.expires_at = identity.expires_at
-        self.send(protocol.Refreshed(expiresAt=iso_or_none(self.expires_at)), reply_to=reply_to)
+        if self.node.hooks.connect_url is not None:
+            # The backend that let the connection in decides whether it stays on the new
+            # token (a suspended account, a revoked session); the old token holds meanwhile.
+            self.node.spawn(self._refresh_hooked(identity, reply_to))
+            return None
+        self._adopt(identity, reply_to)
         return None
+
+    def _adopt(self, identity: Identity, reply_to: str | None) -> None:
+        self.expires_at = identity.expires_at
+        self.claims = identity.claims
+        self.send(protocol.Refreshed(expiresAt=iso_or_none(self.expires_at)), reply_to=reply_to)
+
+    async def _refresh_hooked(self, identity: Identity, reply_to: str | None) -> None:
+        decision = await self.node.hooks.connect(
+            self.user_id, self.roles, self.client_id, self.transport, identity.claims, refresh=True
+        )
+        if self.state is not State.OPEN:  # closed while the backend decided
+            return
+        if not decision.allow:
+            log.info(
+                "connect hook denied the refresh of %s (user %r)", self.client_id, self.user_id
+            )
+            if self.close_later is not None:
+                reason = decision.why.encode()[:120].decode(errors="ignore")
+                self.close_later(Close(CloseCode.BACKEND_DENIED, reason))
+            return
+        expires_at = self.expires_at
+        self._adopt(identity, reply_to)
+        if self.expires_at != expires_at and self.expiry_changed is not None:
+            self.expiry_changed()
 
     async def ask_backend(self, transport: str) -> Close | None:
         """The connect hook, for a connection just opened (the transport calls it before

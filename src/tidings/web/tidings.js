@@ -52,6 +52,10 @@ var QueueFull = class extends Error {
 var ConnectionLost = class extends Error {
 };
 var Unreachable = class extends Error {
+  constructor(message, retryAfter = null) {
+    super(message);
+    this.retryAfter = retryAfter;
+  }
 };
 
 // src/wire.js
@@ -97,6 +101,13 @@ function withQuery(base, params) {
     if (value !== void 0 && value !== null) url.searchParams.set(key, String(value));
   }
   return url.toString();
+}
+function retryAfterSeconds(value, now = Date.now()) {
+  if (value === null || value === void 0 || value === "") return null;
+  const text = String(value).trim();
+  if (/^\d+(\.\d+)?$/.test(text)) return Number(text);
+  const when = Date.parse(text);
+  return Number.isNaN(when) ? null : Math.max(0, (when - now) / 1e3);
 }
 
 // src/sse.js
@@ -328,6 +339,14 @@ var WebSocketTransport = class {
         return;
       }
       this._ws = ws;
+      let refused = null;
+      if (typeof ws.on === "function") {
+        ws.on("unexpected-response", (_request, response) => {
+          refused = { status: response.statusCode, retryAfter: retryAfterSeconds(response.headers["retry-after"]) };
+          response.resume();
+          ws.terminate();
+        });
+      }
       const timer = setTimeout(() => {
         settle(reject, opened ? new ClientClosed(ABNORMAL_CLOSURE, "no welcome in time") : new Unreachable("open timeout"));
         this.close(CLIENT_CLOSED, "");
@@ -355,7 +374,9 @@ var WebSocketTransport = class {
         const code = event.code || ABNORMAL_CLOSURE;
         const reason = event.reason || "";
         if (!settled) {
-          settle(reject, opened ? new ClientClosed(code, reason) : new Unreachable(`could not connect (${code})`));
+          if (opened) settle(reject, new ClientClosed(code, reason));
+          else if (refused !== null) settle(reject, new Unreachable(`refused (${refused.status})`, refused.retryAfter));
+          else settle(reject, new Unreachable(`could not connect (${code})`));
           return;
         }
         this._finish(code, reason);
@@ -567,7 +588,8 @@ var Connection = class {
           this._sseResume = null;
           throw error;
         }
-        failure = error;
+        const advised = failure?.retryAfter ?? null;
+        failure = error.retryAfter === null && advised !== null ? new Unreachable(error.message, advised) : error;
       }
     }
     throw failure ?? new Unreachable("no transport");
@@ -720,6 +742,7 @@ var Connection = class {
             return;
           }
         }
+        this._advisedMs = error instanceof Unreachable && error.retryAfter !== null ? error.retryAfter * 1e3 : 0;
         this._emit({ type: "_disconnected", code: ABNORMAL_CLOSURE, reason: String(error.message ?? error), reconnect: true });
         continue;
       }
@@ -735,7 +758,9 @@ var Connection = class {
   _backoff(attempt) {
     if (this._stopping) return Promise.resolve(true);
     const cap = Math.min(this._backoffMax, this._backoffInitial * 2 ** Math.min(attempt, 32));
-    const delay = Math.random() * cap * 1e3;
+    const advised = Math.min(this._advisedMs ?? 0, 3600 * 1e3);
+    this._advisedMs = 0;
+    const delay = Math.max(advised, Math.random() * cap * 1e3);
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         this._wake = null;

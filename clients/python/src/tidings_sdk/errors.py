@@ -8,6 +8,9 @@ so a backend can ``except NotFound`` rather than compare numbers.
 from __future__ import annotations
 
 import json
+import time
+from datetime import UTC
+from email.utils import parsedate_to_datetime
 from typing import Any, Final
 
 
@@ -103,14 +106,23 @@ STATUS_ERRORS: Final[dict[int, type[APIError]]] = {
 }
 
 
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header in its delta form (the server's only form)."""
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds from a ``Retry-After`` header: the delta form (tidings' own), or an
+    HTTP date (a proxy's or a load balancer's), counted from ``now`` (default: the
+    system clock)."""
     if value is None:
         return None
     try:
         seconds = float(value)
     except ValueError:
-        return None
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when.tzinfo is None:  # an HTTP date is GMT, even when it does not say so
+            when = when.replace(tzinfo=UTC)
+        seconds = when.timestamp() - (time.time() if now is None else now)
+        return max(seconds, 0.0)
     return seconds if seconds >= 0 else None
 
 

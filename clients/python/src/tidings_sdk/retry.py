@@ -34,7 +34,10 @@ class Retry:
         attempts: retries after the first try (0: never retry).
         backoff: the first retry's delay ceiling in seconds; doubled each retry (full
             jitter: the delay is uniform between 0 and the ceiling).
-        max_backoff: the largest ceiling, and the largest ``Retry-After`` honoured.
+        max_backoff: the largest ceiling, and the longest ``Retry-After`` waited for: a
+            server asking for a longer wait gets no retry (the error, with its
+            ``retry_after``, is raised at once), since retrying sooner than asked would
+            only be refused again.
     """
 
     attempts: int = 3
@@ -62,7 +65,7 @@ class Retry:
         if attempt >= self.attempts or (maybe_sent and not repeatable):
             return None
         if retry_after is not None:
-            return float(min(retry_after, self.max_backoff))
+            return float(retry_after) if retry_after <= self.max_backoff else None
         ceiling = min(self.backoff * 2.0**attempt, self.max_backoff)
         return float(ceiling * (random.random() if rand is None else rand))
 
