@@ -255,6 +255,18 @@ class Archive(Command, kw_only=True):
         return _ids(self.notificationId, self.notificationIds, self.ids)
 
 
+class Unarchive(Command, kw_only=True):
+    """Bring archived notifications back into the inbox (read state kept)."""
+
+    name: ClassVar[str] = "unarchive"
+    notificationId: str | None = None
+    notificationIds: list[str] | None = None
+    ids: list[str] | None = None  # the canonical name, as over HTTP
+
+    def id_list(self) -> list[str]:
+        return _ids(self.notificationId, self.notificationIds, self.ids)
+
+
 class Delete(Command, kw_only=True):
     """Delete notifications for good."""
 
@@ -272,6 +284,8 @@ class GetNotifications(Command, kw_only=True):
 
     name: ClassVar[str] = "get_notifications"
     unreadOnly: bool = False
+    # The archived notifications instead of the inbox (the "Archived" tab).
+    archived: bool = False
     limit: int = 20
     cursor: str | None = None
 
@@ -284,8 +298,8 @@ def _ids(one: str | None, *many: list[str] | None) -> list[str]:
     return list(dict.fromkeys(ids))
 
 
-IdsCommand = Ack | MarkRead | Archive | Delete
-InboxCommand = Ack | MarkRead | Archive | Delete | GetNotifications
+IdsCommand = Ack | MarkRead | Archive | Unarchive | Delete
+InboxCommand = Ack | MarkRead | Archive | Unarchive | Delete | GetNotifications
 
 
 # Chat rooms (docs/rooms.md); guide 004's names, as commands too. ``content`` is checked by
@@ -367,6 +381,7 @@ COMMANDS: Final[dict[str, type[Command]]] = {
         Ack,
         MarkRead,
         Archive,
+        Unarchive,
         Delete,
         GetNotifications,
         ChatMessage,
@@ -596,6 +611,8 @@ class Notification(ServerMessage, kw_only=True):
     createdAt: str
     readAt: str | None
     timestamp: str
+    # Only on an archived notification (the archived list).
+    archivedAt: str | UnsetType = UNSET
     recovered: bool | UnsetType = UNSET
     redelivered: bool | UnsetType = UNSET
 
@@ -624,6 +641,12 @@ class NotificationRead(ServerMessage, kw_only=True):
 
 class NotificationArchived(NotificationRead, kw_only=True):
     kind: ClassVar[str] = "notification_archived"
+
+
+class NotificationUnarchived(NotificationRead, kw_only=True):
+    """Archived notifications back in the inbox: a list shows them again (fetch them)."""
+
+    kind: ClassVar[str] = "notification_unarchived"
 
 
 class NotificationDeleted(NotificationRead, kw_only=True):

@@ -212,6 +212,33 @@ async def test_expired_and_archived_are_not_live(store: Store) -> None:
     assert len(await store.page("alice", include_archived=True)) == 3
 
 
+async def test_archived_page_and_unarchive(store: Store) -> None:
+    """archived_only pages the archived rows, newest first; unarchive makes them live again."""
+    ids = [(await store.create(note(i), ["alice"], now=NOW)).notifications[0].id for i in range(4)]
+    other = (await store.create(note(9), ["bob"], now=NOW)).notifications[0].id
+    assert await store.archive("alice", ids[:3], now=NOW + 1) == ids[:3]
+    await store.archive("bob", [other], now=NOW + 1)
+    first = await store.page("alice", archived_only=True, limit=2)
+    assert [n.id for n in first] == [ids[2], ids[1]]
+    assert all(n.archived_at == NOW + 1 for n in first)
+    rest = await store.page("alice", archived_only=True, before_seq=first[-1].seq, limit=2)
+    assert [n.id for n in rest] == [ids[0]]
+    assert [n.id for n in await store.page("alice")] == [ids[3]]
+    await store.mark_read("alice", [ids[0]], now=NOW + 2)
+    assert await store.page("alice", archived_only=True, unread_only=True) == [
+        n for n in await store.page("alice", archived_only=True) if n.id != ids[0]
+    ]
+    # Another user's id, a live one and an unknown one change nothing.
+    assert await store.unarchive("alice", [other, ids[3], "nope"]) == []
+    assert await store.unarchive("alice", [ids[2], ids[0]]) == [ids[0], ids[2]]
+    assert await store.unarchive("alice", [ids[0]]) == []
+    assert await store.unarchive("alice", []) == []
+    assert [n.id for n in await store.page("alice", archived_only=True)] == [ids[1]]
+    assert [n.id for n in await store.since("alice", 0, now=NOW + 3)] == [ids[0], ids[2], ids[3]]
+    assert (await store.get("alice", ids[0])).read_at == NOW + 2  # type: ignore[union-attr]
+    assert await store.unread_count("alice", now=NOW + 3) == 2
+
+
 async def test_page_is_newest_first_with_cursor(store: Store) -> None:
     """page walks backwards by seq; unread_only filters."""
     for i in range(5):

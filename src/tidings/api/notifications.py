@@ -85,6 +85,7 @@ async def list_notifications(request: web.Request) -> web.Response:
         page = await _inbox(request).list(
             _owner(request),
             unread_only=_flag(request, "unreadOnly"),
+            archived=_flag(request, "archived"),
             limit=limit,
             cursor=request.query.get("cursor"),
         )
@@ -183,6 +184,14 @@ async def archive_notifications(request: web.Request) -> web.Response:
     if ids is None:
         raise ApiError(422, "give ids")
     changed, unread = await _inbox(request).remove(_owner(request), ids, delete=False)
+    return json_response({"ids": changed, "unreadCount": unread})
+
+
+async def unarchive_notifications(request: web.Request) -> web.Response:
+    ids = (await read_body(request, IdsBody)).id_list()
+    if ids is None:
+        raise ApiError(422, "give ids")
+    changed, unread = await _inbox(request).unarchive(_owner(request), ids)
     return json_response({"ids": changed, "unreadCount": unread})
 
 

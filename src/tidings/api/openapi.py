@@ -294,6 +294,12 @@ def _inbox_paths() -> dict[str, Any]:
     page_params = [
         {"name": "unreadOnly", "in": "query", "schema": {"type": "boolean", "default": False}},
         {
+            "name": "archived",
+            "in": "query",
+            "schema": {"type": "boolean", "default": False},
+            "description": "the archived notifications (each with archivedAt) instead of the inbox",
+        },
+        {
             "name": "limit",
             "in": "query",
             "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
@@ -364,6 +370,18 @@ def _inbox_paths() -> dict[str, Any]:
             "post": _op(
                 "Archive notifications (kept, out of the inbox and the unread count); every "
                 "connection of the user receives notification_archived",
+                security,
+                owner,
+                "changed ids and unread count",
+                "ReadResult",
+                body="Ids",
+                errors=("422",),
+            )
+        }
+        paths[base + "/unarchive"] = {
+            "post": _op(
+                "Bring archived notifications back into the inbox (read state kept); every "
+                "connection of the user receives notification_unarchived",
                 security,
                 owner,
                 "changed ids and unread count",

@@ -150,6 +150,7 @@ def view(n: Notification) -> protocol.Notification:
         createdAt=iso_timestamp(n.created_at),
         readAt=None if n.read_at is None else iso_timestamp(n.read_at),
         timestamp=iso_timestamp(n.created_at),
+        archivedAt=msgspec.UNSET if n.archived_at is None else iso_timestamp(n.archived_at),
     )
 
 
@@ -687,9 +688,15 @@ class Inbox:
                     reply=session,
                     reply_to=cmd.id,
                 )
+            elif isinstance(cmd, protocol.Unarchive):
+                await self.unarchive(session.user_id, cmd.id_list(), reply=session, reply_to=cmd.id)
             elif isinstance(cmd, protocol.GetNotifications):
                 page = await self.list(
-                    session.user_id, unread_only=cmd.unreadOnly, limit=cmd.limit, cursor=cmd.cursor
+                    session.user_id,
+                    unread_only=cmd.unreadOnly,
+                    archived=cmd.archived,
+                    limit=cmd.limit,
+                    cursor=cmd.cursor,
                 )
                 session.send(page, reply_to=cmd.id)
         except InboxError as exc:
@@ -758,6 +765,23 @@ class Inbox:
         )
         return changed, unread
 
+    async def unarchive(
+        self,
+        user_id: str,
+        ids: Sequence[str],
+        *,
+        reply: Session | None = None,
+        reply_to: str | None = None,
+    ) -> tuple[list[str], int]:
+        """Bring archived notifications back and tell every connection of the user
+        (``notification_unarchived``), as ``mark_read`` does. They are not pushed again:
+        a list that wants them fetches its first page."""
+        changed = await self.store.unarchive(user_id, ids)
+        unread = await self.unread_count(user_id)
+        data = protocol.NotificationUnarchived(ids=changed, unreadCount=unread)
+        await self._tell_user(user_id, data, changed, reply, reply_to)
+        return changed, unread
+
     async def _tell_user(
         self,
         user_id: str,
@@ -801,14 +825,25 @@ class Inbox:
         return await self.store.ack(user_id, ids, now=self.node.clock())
 
     async def list(
-        self, user_id: str, *, unread_only: bool, limit: int, cursor: str | None
+        self,
+        user_id: str,
+        *,
+        unread_only: bool,
+        limit: int,
+        cursor: str | None,
+        archived: bool = False,
     ) -> protocol.Notifications:
-        """One page, newest first: ``{items, unreadCount, nextCursor}``."""
+        """One page, newest first: ``{items, unreadCount, nextCursor}``; the inbox, or
+        with ``archived`` the archived notifications (newest seq first, as the inbox)."""
         if not 1 <= limit <= MAX_PAGE:
             raise InboxError(f"limit must be 1 to {MAX_PAGE}")
         before = None if cursor is None else decode_cursor(cursor)
         rows = await self.store.page(
-            user_id, unread_only=unread_only, before_seq=before, limit=limit + 1
+            user_id,
+            unread_only=unread_only,
+            archived_only=archived,
+            before_seq=before,
+            limit=limit + 1,
         )
         more = len(rows) > limit
         rows = rows[:limit]

@@ -128,10 +128,12 @@ class Store(RoomStore, UserStore, DeliveryStore, Protocol):
         *,
         unread_only: bool = False,
         include_archived: bool = False,
+        archived_only: bool = False,
         before_seq: int | None = None,
         limit: int = 50,
     ) -> list[Notification]:
-        """Newest first: notifications with ``seq < before_seq`` (all when None)."""
+        """Newest first: notifications with ``seq < before_seq`` (all when None); archived
+        ones only with ``include_archived``, and nothing else with ``archived_only``."""
         ...
 
     async def since(
@@ -176,6 +178,11 @@ class Store(RoomStore, UserStore, DeliveryStore, Protocol):
 
     async def archive(self, user_id: str, ids: Sequence[str], *, now: float) -> list[str]:
         """Set ``archived_at`` where unset; returns the ids changed."""
+        ...
+
+    async def unarchive(self, user_id: str, ids: Sequence[str]) -> list[str]:
+        """Clear ``archived_at`` where set (the rows are live again, read state kept);
+        returns the ids changed."""
         ...
 
     async def delete(self, user_id: str, ids: Sequence[str]) -> list[str]:

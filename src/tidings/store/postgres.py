@@ -306,6 +306,7 @@ class PostgresStore(PostgresRooms, PostgresUsers, PostgresDeliveries):
         *,
         unread_only: bool = False,
         include_archived: bool = False,
+        archived_only: bool = False,
         before_seq: int | None = None,
         limit: int = 50,
     ) -> list[Notification]:
@@ -314,6 +315,7 @@ class PostgresStore(PostgresRooms, PostgresUsers, PostgresDeliveries):
             user_id,
             unread_only=unread_only,
             include_archived=include_archived,
+            archived_only=archived_only,
             before_seq=before_seq,
             limit=limit,
         )
@@ -484,6 +486,17 @@ class PostgresStore(PostgresRooms, PostgresUsers, PostgresDeliveries):
 
     async def archive(self, user_id: str, ids: Sequence[str], *, now: float) -> list[str]:
         return await self._set_where_null("archived_at", user_id, list(ids), now)
+
+    async def unarchive(self, user_id: str, ids: Sequence[str]) -> list[str]:
+        ids = list(ids)
+        if not ids:
+            return []
+        sql = (
+            "WITH changed AS (UPDATE notifications SET archived_at = NULL WHERE user_id = $1 "
+            "AND archived_at IS NOT NULL AND id = ANY($2::text[]) RETURNING id, seq) "
+            "SELECT id FROM changed ORDER BY seq"
+        )
+        return [r[0] for r in await self._db().fetch(sql, user_id, ids)]
 
     async def mark_delivered(self, deliveries: Mapping[str, Sequence[str]], *, now: float) -> None:
         users = [u for u, ids in deliveries.items() for _ in ids]

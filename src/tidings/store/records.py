@@ -94,6 +94,7 @@ def page_query(
     include_archived: bool,
     before_seq: int | None,
     limit: int,
+    archived_only: bool = False,
 ) -> tuple[str, list[Any]]:
     """SQL and arguments of ``Store.page``; ``mark(n)`` is the dialect's n-th placeholder
     (``?`` for SQLite, ``$n`` for PostgreSQL)."""
@@ -101,7 +102,9 @@ def page_query(
     where = [f"user_id = {mark(1)}"]
     if unread_only:
         where.append("read_at IS NULL")
-    if not include_archived:
+    if archived_only:
+        where.append("archived_at IS NOT NULL")
+    elif not include_archived:
         where.append("archived_at IS NULL")
     if before_seq is not None:
         args.append(before_seq)

@@ -271,6 +271,7 @@ class SQLiteStore(SQLiteRooms, SQLiteUsers, SQLiteDeliveries):
         *,
         unread_only: bool = False,
         include_archived: bool = False,
+        archived_only: bool = False,
         before_seq: int | None = None,
         limit: int = 50,
     ) -> list[Notification]:
@@ -279,6 +280,7 @@ class SQLiteStore(SQLiteRooms, SQLiteUsers, SQLiteDeliveries):
             user_id,
             unread_only=unread_only,
             include_archived=include_archived,
+            archived_only=archived_only,
             before_seq=before_seq,
             limit=limit,
         )
@@ -456,6 +458,18 @@ class SQLiteStore(SQLiteRooms, SQLiteUsers, SQLiteDeliveries):
 
     async def archive(self, user_id: str, ids: Sequence[str], *, now: float) -> list[str]:
         return await self._set_where_null("archived_at", user_id, list(ids), now)
+
+    async def unarchive(self, user_id: str, ids: Sequence[str]) -> list[str]:
+        ids = list(ids)
+        if not ids:
+            return []
+        sql = (
+            "UPDATE notifications SET archived_at = NULL WHERE user_id=? "
+            f"AND archived_at IS NOT NULL AND id IN ({_placeholders(len(ids))}) RETURNING id, seq"
+        )
+        return await self._write(
+            lambda c: [r[0] for r in sorted(c.execute(sql, [user_id, *ids]), key=lambda r: r[1])]
+        )
 
     async def mark_delivered(self, deliveries: Mapping[str, Sequence[str]], *, now: float) -> None:
         rows = [(now, user_id, nid) for user_id, ids in deliveries.items() for nid in ids]
