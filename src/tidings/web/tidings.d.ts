@@ -35,6 +35,8 @@ export interface Notification {
   createdAt: string;
   readAt: string | null;
   timestamp: string;
+  /** Only on an archived notification (getNotifications({archived: true})). */
+  archivedAt?: string;
   recovered?: boolean;
   redelivered?: boolean;
 }
@@ -215,10 +217,14 @@ export class Client implements AsyncIterable<ClientEvent> {
   markRead(options: { all?: boolean; ids?: string[] }): Promise<{ ids: string[]; unreadCount: number }>;
   /** Archive: kept, but out of the list, the count, catch-up and redelivery. */
   archive(ids: string[]): Promise<{ ids: string[]; unreadCount: number }>;
+  /** Bring archived ones back into the inbox (read state kept). */
+  unarchive(ids: string[]): Promise<{ ids: string[]; unreadCount: number }>;
   /** Delete for good. */
   delete(ids: string[]): Promise<{ ids: string[]; unreadCount: number }>;
   getNotifications(options?: {
     unreadOnly?: boolean;
+    /** The archived notifications instead of the inbox (each with archivedAt). */
+    archived?: boolean;
     limit?: number;
     cursor?: string | null;
   }): Promise<{ items: Notification[]; unreadCount: number; nextCursor: string | null }>;

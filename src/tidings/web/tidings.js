@@ -766,7 +766,13 @@ var Connection = class {
 };
 
 // src/client.js
-var COUNTED = /* @__PURE__ */ new Set(["notification_read", "notification_archived", "notification_deleted", "notifications"]);
+var COUNTED = /* @__PURE__ */ new Set([
+  "notification_read",
+  "notification_archived",
+  "notification_unarchived",
+  "notification_deleted",
+  "notifications"
+]);
 var DEDUP_SIZE = 1e4;
 var Client = class extends Connection {
   /** The channels this client keeps subscribed, with their filters. */
@@ -856,15 +862,21 @@ var Client = class extends Connection {
     const reply = await this.request({ type: "archive", notificationIds: [...ids] });
     return reply.data ?? {};
   }
+  /** Bring archived notifications back into the inbox (read state kept): {ids, unreadCount}. */
+  async unarchive(ids) {
+    const reply = await this.request({ type: "unarchive", notificationIds: [...ids] });
+    return reply.data ?? {};
+  }
   /** Delete notifications for good: {ids, unreadCount}. */
   async delete(ids) {
     const reply = await this.request({ type: "delete", notificationIds: [...ids] });
     return reply.data ?? {};
   }
-  /** A page of the inbox, newest first: {items, unreadCount, nextCursor}. */
+  /** A page of the inbox (or, with `archived: true`, of the archived ones), newest first: {items, unreadCount, nextCursor}. */
   async getNotifications(options = {}) {
     const data = {};
     if (options.unreadOnly !== void 0) data.unreadOnly = options.unreadOnly;
+    if (options.archived) data.archived = true;
     if (options.limit !== void 0) data.limit = options.limit;
     if (options.cursor !== void 0 && options.cursor !== null) data.cursor = options.cursor;
     const reply = await this.request({ type: "get_notifications", data });
