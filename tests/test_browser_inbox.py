@@ -249,9 +249,7 @@ async def test_inbox_as_a_person_uses_it(
     assert await archived.locator("button.archive").count() == 0
     await screenshot(page, "inbox-archived")
     await archived.locator("button.unarchive").click()
-    await inbox.locator(".empty", has_text="No archived notifications.").wait_for(
-        timeout=WAIT_MS
-    )
+    await inbox.locator(".empty", has_text="No archived notifications.").wait_for(timeout=WAIT_MS)
     await wait_badge(page, "23")
     assert await server_unread(h, "ines") == 23
     await inbox.locator("[role=tab][data-tab=all]").click()
@@ -355,9 +353,7 @@ async def test_preferences_panel_edits_every_channel(
         "sms:BILLING": True,
         "sms:LOANS": False,
     }
-    got = {
-        name: await inbox.locator(f".prefs input[name='{name}']").is_checked() for name in want
-    }
+    got = {name: await inbox.locator(f".prefs input[name='{name}']").is_checked() for name in want}
     assert got == want
     assert errors == []
 

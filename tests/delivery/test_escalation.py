@@ -269,6 +269,51 @@ async def test_retry_backoff_preferences_and_quiet_hours(peers: Peers) -> None:
         assert counted["email", "deferred"] == 1
 
 
+async def test_in_app_off_email_on_is_email_only(peers: Peers) -> None:
+    """A category switched off in-app (and push), email left on: the notification is not
+    pushed to the open tab, listed or counted unread, but it is stored, its log readable,
+    and the email step reaches the real SMTP server; a category still on in-app arrives
+    right after it (its seq taken, nothing held back)."""
+    clock = Clock()
+    async with running(":memory:", peers, clock) as api:
+        await reachable(api, peers, "ivy")
+        prefs = {"inApp": {"billing": False}, "push": {"billing": False}}
+        await api.call("PUT", "/api/me/preferences", prefs, token("ivy"))
+        ws_url = api.server.url.replace("http", "ws") + f"/ws?token={token('ivy')}"
+        async with api.http.ws_connect(ws_url) as ws:
+            welcome = await ws.receive_json(timeout=TIMEOUT)
+            assert (welcome["type"], welcome["data"]["unreadCount"]) == ("welcome", 0)
+            reply = await api.call(
+                "POST",
+                "/api/notifications",
+                {"userId": "ivy", "type": "invoice", "title": "Invoice 7", "category": "billing"},
+            )
+            assert (reply["skipped"], reply["inAppOff"]) == ([], ["ivy"])
+            [muted] = reply["notifications"]
+            assert muted["seq"] == 1
+            shown = await api.notify("ivy", title="A comment")
+            msg = await ws.receive_json(timeout=TIMEOUT)  # the first message after welcome
+            assert (msg["type"], msg["id"], msg["data"]["seq"]) == ("notification", shown, 2)
+        page = await api.call("GET", "/api/users/ivy/notifications")
+        assert ([n["id"] for n in page["items"]], page["unreadCount"]) == ([shown], 1)
+        one = await api.call("GET", f"/api/users/ivy/notifications/{muted['id']}")
+        assert one["title"] == "Invoice 7"
+        clock.now += 121
+        assert await api.run() == 2  # both pushes: the billing one skipped by preference
+        assert peers.pushes() == []  # the shown one was delivered to the tab
+        clock.now += 3600
+        assert await api.run() == 2
+        assert sorted(peers.mails()) == sorted(
+            f"<{nid}.email@tidings.test>" for nid in (muted["id"], shown)
+        )
+        mail = next(m for _, m in peers.mailbox.messages if m["Subject"] == "Invoice 7")
+        assert mail["To"] == "ivy@example.com"
+        assert await api.log("ivy", muted["id"]) == {
+            "email": [("queued", None), ("sent", None)],
+            "push": [("queued", None), ("skipped", "preference")],
+        }
+
+
 async def test_two_instances_send_once(peers: Peers) -> None:
     """Two instances on one PostgreSQL store, claiming at the same moments, push each
     notification exactly once."""

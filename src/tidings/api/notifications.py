@@ -57,9 +57,13 @@ async def create_notification(request: web.Request) -> web.Response:
     except IdempotencyConflict:
         raise ApiError(409, "Idempotency-Key was already used for a different request") from None
     items = [{"id": n.id, "userId": n.user_id, "seq": n.seq} for n in created.notifications]
-    skipped = list(created.skipped)
     return json_response(
-        {"notifications": items, "replayed": created.replayed, "skipped": skipped},
+        {
+            "notifications": items,
+            "replayed": created.replayed,
+            "skipped": list(created.skipped),
+            "inAppOff": list(created.in_app_off),
+        },
         status=200 if created.replayed else 201,
     )
 

@@ -430,8 +430,10 @@ def _inbox_paths() -> dict[str, Any]:
             },
             "put": {
                 "summary": "Replace the switches of the channels given; a category switched "
-                "off in-app is skipped at create (the answer lists the user in skipped), "
-                "off on another channel is not escalated there",
+                "off in-app is never pushed, listed or counted unread: with escalation steps "
+                "planned its row is kept for them (the create's answer lists the user in "
+                "inAppOff), else it is not stored (skipped); off on another channel is not "
+                "escalated there",
                 "security": [{security: []}],
                 "parameters": owner,
                 "requestBody": {"required": True, "content": _json("Preferences")},
@@ -456,7 +458,15 @@ _INBOX_SCHEMAS: dict[str, Any] = {
             "skipped": {
                 "type": "array",
                 "items": {"type": "string"},
-                "description": "recipients who switched this category off in-app",
+                "description": "recipients who switched this category off in-app, with "
+                "no escalation planned: nothing was stored for them",
+            },
+            "inAppOff": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "recipients who switched this category off in-app but get "
+                "the escalation steps: their notification (listed in notifications) is "
+                "stored for the other channels and the delivery log, never shown in the app",
             },
             "notifications": {
                 "type": "array",

@@ -415,6 +415,8 @@ class Inbox:
         reorder = self.node.clustered
         for conn in self.node.hub.user_connections(n.user_id):
             if not isinstance(conn, Session):
+                if not n.in_app:
+                    continue
                 out = out or self._message(n)
                 count += conn.push(out)
                 continue
@@ -425,7 +427,8 @@ class Inbox:
             if reorder and n.seq > conn.seen_seq + 1:
                 self._hold_back(conn, n)
                 continue
-            out = out or self._message(n)
+            if n.in_app:
+                out = out or self._message(n)
             if self._push_live(conn, n, out):
                 count += 1
             count += self._release(conn)
@@ -436,6 +439,11 @@ class Inbox:
         return count
 
     def _push_live(self, session: Session, n: Notification, out: Outbound | None = None) -> bool:
+        """Push ``n`` and count it seen; one with in-app off is only counted seen (its seq
+        is taken, so the next one is not held back waiting for it)."""
+        if not n.in_app:
+            session.seen_seq = max(session.seen_seq, n.seq)
+            return False
         if not session.push(out or self._message(n)):
             return False
         self._track(session, n)
@@ -459,8 +467,9 @@ class Inbox:
             if nxt.seq != session.seen_seq + 1:
                 break
             held.remove(nxt)
-            count += self._push_live(session, nxt)
-            self._note_delivered(nxt.user_id, nxt.id)
+            if self._push_live(session, nxt):
+                count += 1
+                self._note_delivered(nxt.user_id, nxt.id)
         if held is not None and not held:
             del self._reorder[session]
         return count
@@ -620,7 +629,7 @@ class Inbox:
             held = session.inbox_held or []
             session.inbox_held = None
             for n in sorted(held, key=lambda x: x.seq):
-                if n.seq > sent and session.push(self._message(n)):
+                if n.seq > sent and n.in_app and session.push(self._message(n)):
                     self._track(session, n)
                     delivered.append(n.id)
                     sent = n.seq

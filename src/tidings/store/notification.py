@@ -90,6 +90,9 @@ class Notification(msgspec.Struct, kw_only=True):
     read_at: float | None = None
     archived_at: float | None = None
     attempts: int = 0
+    # False: the user switched in-app off for the category; the row exists only for the
+    # other channels (escalation and its log): never pushed, listed or counted unread.
+    in_app: bool = True
 
 
 class Created(msgspec.Struct, frozen=True):
@@ -101,5 +104,9 @@ class Created(msgspec.Struct, frozen=True):
 
     notifications: tuple[Notification, ...]
     replayed: bool
-    # Recipients left out because they switched in-app off for the category.
+    # Recipients left out because they switched in-app off for the category and nothing
+    # else was planned for it.
     skipped: tuple[str, ...] = ()
+    # Recipients who switched in-app off but get the other channels planned: their rows
+    # (in ``notifications``, ``in_app`` False) are never live in the app.
+    in_app_off: tuple[str, ...] = ()
