@@ -24,7 +24,10 @@ export interface Sent {
 export interface Created {
   notifications: { id: string; userId: string; seq: number }[];
   replayed: boolean;
+  /** In-app off for the category, nothing planned: nothing stored for them. */
   skipped: string[];
+  /** In-app off, escalation planned: stored for the other channels only, never in the app. */
+  inAppOff: string[];
 }
 
 export interface Changed {
