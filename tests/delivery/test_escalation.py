@@ -413,6 +413,56 @@ async def test_email_rendered_from_the_users_locale_template(peers: Peers) -> No
     assert titles == ["Facture 7 payée", "Invoice 8 paid"]
 
 
+async def test_in_app_title_and_message_from_the_users_locale_template(peers: Peers) -> None:
+    """One create for two users stores each one's title and message from the template of
+    the type in their directory locale (the default for a user without an entry), with
+    the directory's name and the notification's data: pushed to the open tab, listed,
+    and the escalated email says the same."""
+    clock = Clock()
+    templates = {
+        "invoice_paid": {
+            "en": {
+                "title": "Invoice {{ data.number }} paid",
+                "text": "Thanks {{ user.name or 'there' }}, we got {{ data.amount }}.",
+            },
+            "fr": {
+                "title": "Facture {{ data.number }} payée",
+                "text": "Merci {{ user.name }}, {{ data.amount }} reçus.",
+            },
+        }
+    }
+    async with running(":memory:", peers, clock, templates) as api:
+        await api.call(
+            "PUT", "/api/users/jo", {"email": "jo@example.com", "name": "Jo", "locale": "fr-CA"}
+        )
+        ws_url = api.server.url.replace("http", "ws") + f"/ws?token={token('jo')}"
+        async with api.http.ws_connect(ws_url) as ws:
+            assert (await ws.receive_json(timeout=TIMEOUT))["type"] == "welcome"
+            body = {
+                "userIds": ["jo", "kit"],
+                "type": "invoice_paid",
+                "title": "Invoice paid",
+                "data": {"number": 7, "amount": "12 €"},
+                "escalation": [{"channel": "email", "after": 60}],
+            }
+            reply = await api.call("POST", "/api/notifications", body)
+            pushed = (await ws.receive_json(timeout=TIMEOUT))["data"]
+        assert (pushed["title"], pushed["message"]) == ("Facture 7 payée", "Merci Jo, 12 € reçus.")
+        page = await api.call("GET", "/api/users/kit/notifications")
+        kit = page["items"][0]
+        assert (kit["title"], kit["message"]) == ("Invoice 7 paid", "Thanks there, we got 12 €.")
+        jo_id = reply["notifications"][0]["id"]
+        stored = await api.call("GET", f"/api/users/jo/notifications/{jo_id}")
+        assert stored["title"] == "Facture 7 payée"
+        clock.now += 60
+        await api.run()
+    (_, mail) = peers.mailbox.messages[0]
+    assert mail["Subject"] == "Facture 7 payée"
+    text = mail.get_body(("plain",))
+    assert text is not None
+    assert "Merci Jo, 12 € reçus." in text.get_content()
+
+
 async def test_digest_lists_what_is_still_unread(peers: Peers) -> None:
     """Notifications of a digest category wait for the next digest time in the user's
     zone and go out as one email listing those still unread; nothing goes twice."""

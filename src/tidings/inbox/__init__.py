@@ -41,7 +41,7 @@ from ..store import (
     StoreError,
     failure_status,
 )
-from ..store.deliveries import Planned
+from ..store.deliveries import Contact, Planned
 from ..tasks import TaskSet
 from .webhooks import WebhookSender
 
@@ -123,6 +123,20 @@ class CreateRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     escalation: list[Step] | None = None
 
 
+class Localizer(Protocol):
+    """Renders the stored title and message per recipient (``delivery.templates``)."""
+
+    def covers(self, kind: str) -> bool:
+        """Whether type ``kind`` has templates at all (else nothing is looked up)."""
+        ...
+
+    def in_app(
+        self, content: NewNotification, user_id: str, contact: Contact
+    ) -> tuple[str | None, str | None] | None:
+        """(title, message) for this recipient, or None to keep the content's own."""
+        ...
+
+
 # What a create plans beyond the app: (category, priority, the request's own steps).
 Planner = Callable[[str | None, Priority, Sequence[Step] | None], tuple[Planned, ...]]
 
@@ -188,10 +202,18 @@ class Inbox:
         plan: the deliveries on other channels a new notification gets (escalation).
     """
 
-    def __init__(self, node: Host, store: Store, *, plan: Planner = _no_plan) -> None:
+    def __init__(
+        self,
+        node: Host,
+        store: Store,
+        *,
+        plan: Planner = _no_plan,
+        templates: Localizer | None = None,
+    ) -> None:
         self.node = node
         self.store = store
         self._plan = plan
+        self._templates = templates
         self._tasks = TaskSet(log, "inbox")
         self._delivered: dict[str, list[str]] = {}
         self._flushing = False
@@ -335,6 +357,7 @@ class Inbox:
         """
         content = self._content(req)
         users = await self._recipients(req)
+        content = await self._localize(content, users)
         started = self.node.monotonic()
         try:
             created = await self.store.create(
@@ -351,6 +374,29 @@ class Inbox:
         if not created.replayed:
             await self.dispatch(created.notifications)
         return created
+
+    async def _localize(self, content: NewNotification, users: Sequence[str]) -> NewNotification:
+        """``content`` with each recipient's title and message from the templates of its
+        type in their locale (their directory entry's), where there are any."""
+        templates = self._templates
+        if templates is None or not templates.covers(content.type):
+            return content
+        texts: dict[str, tuple[str | None, str | None]] = {}
+        for user in dict.fromkeys(users):
+            got = templates.in_app(content, user, await self.store.contact(user))
+            if got is None:
+                continue
+            title, message = got
+            # What the request could not hold, a rendering may not either.
+            if (title is not None and len(title) > MAX_TITLE) or (
+                message is not None and len(message) > MAX_MESSAGE
+            ):
+                log.warning("in-app template for %s too long; its own text is stored", user)
+            elif "\x00" in (title or "") + (message or ""):
+                log.warning("in-app template for %s gave a NUL; its own text is stored", user)
+            else:
+                texts[user] = got
+        return msgspec.structs.replace(content, texts=texts) if texts else content
 
     async def dispatch(self, notifications: Sequence[Notification]) -> None:
         """Push committed notifications to their users' connections on every instance.

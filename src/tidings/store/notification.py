@@ -68,6 +68,9 @@ class NewNotification(msgspec.Struct, frozen=True, kw_only=True):
     expires_at: float | None = None
     # Deliveries on other channels, planned for every recipient in the create's transaction.
     escalation: tuple[Planned, ...] = ()
+    # {user_id: (title, message)} for recipients whose text was rendered from a template
+    # in their own locale; the others get ``title`` and ``message``.
+    texts: dict[str, tuple[str | None, str | None]] = msgspec.field(default_factory=dict)
 
 
 class Notification(msgspec.Struct, kw_only=True):

@@ -45,13 +45,14 @@ def insert_values(
     ``json_columns`` (from ``encoded``) to reuse one encoding for many recipients;
     ``in_app=False`` for a recipient who switched in-app off (kept for other channels)."""
     data, actions = encoded(content) if json_columns is None else json_columns
+    title, message = content.texts.get(user_id, (content.title, content.message))
     return (
         nid,
         user_id,
         seq,
         content.type,
-        content.title,
-        content.message,
+        title,
+        message,
         content.priority.value,
         content.category,
         data,
