@@ -512,13 +512,15 @@ var TidingsBell = class extends Base {
   }
 };
 
-// src/inbox/preferences.js
-var CHANNELS = Object.freeze(["inApp", "push", "email", "sms"]);
+// src/wire.js
 function httpOrigin(wsUrl) {
   const url = new URL(wsUrl);
   const scheme = url.protocol === "wss:" ? "https:" : url.protocol === "ws:" ? "http:" : url.protocol;
   return `${scheme}//${url.host}`;
 }
+
+// src/inbox/preferences.js
+var CHANNELS = Object.freeze(["inApp", "push", "email", "sms"]);
 async function call(client, method, body) {
   const token = await client.getToken();
   const response = await fetch(`${httpOrigin(client.url)}/api/me/preferences`, {

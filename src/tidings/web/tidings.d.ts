@@ -242,3 +242,18 @@ export function connect(url: string, token: TokenSource, options?: ClientOptions
 export const VERSION: string;
 /** The protocol version this client speaks; the client warns when a server's differs. */
 export const PROTOCOL_VERSION: number;
+
+/** Whether this browser can do Web Push (service worker, PushManager, Notification). */
+export function pushSupported(): boolean;
+/** The server's VAPID public key (base64url), from GET /api/me/push-subscriptions. */
+export function pushPublicKey(client: Client): Promise<string>;
+/**
+ * Register the service worker (/tidings-sw.js by default), subscribe with the server's
+ * VAPID key and POST the subscription to /api/me/push-subscriptions.
+ */
+export function subscribePush(
+  client: Client,
+  options?: { serviceWorker?: string; scope?: string; registration?: ServiceWorkerRegistration },
+): Promise<{ registration: ServiceWorkerRegistration; subscription: PushSubscription; created: boolean }>;
+/** Unsubscribe this browser and remove the subscription on the server. */
+export function unsubscribePush(client: Client, registration: ServiceWorkerRegistration): Promise<boolean>;

@@ -2,15 +2,12 @@
 // per channel (inApp, push, email, sms), which categories may reach them; "*" is the
 // default for the rest.
 
+import { httpOrigin } from "../wire.js";
+
+export { httpOrigin };
+
 /** The channels a user switches, in the order the panel shows them. */
 export const CHANNELS = Object.freeze(["inApp", "push", "email", "sms"]);
-
-/** The HTTP origin of a client's WebSocket URL (ws: -> http:, wss: -> https:). */
-export function httpOrigin(wsUrl) {
-  const url = new URL(wsUrl);
-  const scheme = url.protocol === "wss:" ? "https:" : url.protocol === "ws:" ? "http:" : url.protocol;
-  return `${scheme}//${url.host}`;
-}
 
 async function call(client, method, body) {
   const token = await client.getToken();
