@@ -529,6 +529,37 @@ async def test_archived_list_and_unarchive(harness: Harness) -> None:
     assert [n["id"] for n in page["items"]] == [ids[2]]
 
 
+async def test_in_app_off_takes_its_seq_without_holding_the_next_back(
+    make_server: ServerFactory,
+) -> None:
+    """In a cluster (Redis), a notification stored with in-app off is never pushed but
+    counts as seen: the next one, a seq later, goes out at once instead of waiting for
+    the one that will never come."""
+    prefix = f"t{time.monotonic_ns()}:"
+    h = await make_server(broker_url="redis://127.0.0.1:6379/0", broker_prefix=prefix)
+    inbox = h.server.inbox
+    assert inbox is not None
+    held: list[int] = []
+    hold_back = inbox._hold_back
+
+    def recording(session: Any, n: Any) -> None:
+        held.append(n.seq)
+        hold_back(session, n)
+
+    inbox._hold_back = recording  # type: ignore[method-assign]
+    status, _ = await h.api("PUT", "/api/users/ned/preferences", {"inApp": {"billing": False}})
+    assert status == 200
+    async with h.client("ned") as ws:
+        muted = await notify(
+            h, userId="ned", category="billing", escalation=[{"channel": "email", "after": 60}]
+        )
+        assert (muted["inAppOff"], muted["notifications"][0]["seq"]) == (["ned"], 1)
+        shown = await notify(h, userId="ned", title="shown")
+        msg = await recv_type(ws, "notification")
+        assert (msg["id"], msg["data"]["seq"]) == (shown["notifications"][0]["id"], 2)
+    assert held == []
+
+
 async def test_welcome_is_first_even_during_broadcasts(harness: Harness) -> None:
     """A broadcast sent while a connection's welcome is being prepared arrives after it."""
     inbox = harness.server.inbox
