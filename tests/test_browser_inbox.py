@@ -400,12 +400,19 @@ async def test_offline_state(
     browser: Browser,  # noqa: F811
     make_server: ServerFactory,
 ) -> None:
-    """When the connection is gone, the inbox says so (a status), and says when it is back."""
+    """When the connection is gone, the inbox says so (a status), and says when it is back;
+    the tab on show (here Archived, with its own pages) is loaded again, from the server."""
     h = await make_server()
     await notify(h, "olga", title="Before")
+    shelved = await notify(h, "olga", title="Shelved")
+    status, _ = await h.api("POST", "/api/users/olga/notifications/archive", {"ids": [shelved]})
+    assert status == 200
     page = await open_inbox(browser, h, "olga")
-    offline = page.locator("main tidings-inbox .offline")
-    await page.locator("main tidings-inbox li.item").first.wait_for(timeout=WAIT_MS)
+    inbox = page.locator("main tidings-inbox")
+    offline = inbox.locator(".offline")
+    await inbox.locator("li.item").first.wait_for(timeout=WAIT_MS)
+    await inbox.locator("[role=tab][data-tab=archived]").click()
+    await inbox.locator("li.item", has_text="Shelved").wait_for(timeout=WAIT_MS)
     assert await offline.is_hidden()
     status, _ = await h.api("POST", "/api/users/olga/disconnect", {"code": 1001})
     assert status == 200
@@ -413,3 +420,8 @@ async def test_offline_state(
     assert await offline.get_attribute("role") == "status"
     await screenshot(page, "inbox-offline")
     await offline.wait_for(state="hidden", timeout=WAIT_MS)
+    # Archived meanwhile, on another device: the reloaded Archived tab shows both.
+    before = (await h.api("GET", "/api/users/olga/notifications"))[1]["items"][0]["id"]
+    await h.api("POST", "/api/users/olga/notifications/archive", {"ids": [before]})
+    await inbox.locator("li.item", has_text="Before").wait_for(timeout=WAIT_MS)
+    await inbox.locator("li.item", has_text="Shelved").wait_for(timeout=WAIT_MS)

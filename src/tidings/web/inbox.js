@@ -686,6 +686,10 @@ var TidingsInbox = class extends Base2 {
       return;
     }
     this._renderTabs();
+    const own = this._tab === "unread" || this._tab === "archived" ? this._tab : null;
+    if (own && store.cursors[own] === void 0 && store.online && !store.loading && store.error === null) {
+      queueMicrotask(() => this._more());
+    }
     const items = store.view(this._tab);
     const seen = /* @__PURE__ */ new Set();
     const rows = items.map((n) => {
@@ -750,7 +754,6 @@ var TidingsInbox = class extends Base2 {
   _select(tab) {
     this._tab = tab;
     this._render();
-    if ((tab === "unread" || tab === "archived") && this._store.cursors[tab] === void 0 && this._store.online) this._more();
   }
   _tabKey(event) {
     const tabs = [...this._els.tabs.querySelectorAll('[role="tab"]')];

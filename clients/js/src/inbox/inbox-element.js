@@ -166,6 +166,12 @@ export class TidingsInbox extends Base {
       return;
     }
     this._renderTabs();
+    // The unread and archived lists have their own pages; a reconnection reloads only the
+    // inbox's first page, so the tab on show loads its own again (not after a failure).
+    const own = this._tab === "unread" || this._tab === "archived" ? this._tab : null;
+    if (own && store.cursors[own] === undefined && store.online && !store.loading && store.error === null) {
+      queueMicrotask(() => this._more());
+    }
     const items = store.view(this._tab);
     const seen = new Set();
     const rows = items.map((n) => {
@@ -231,10 +237,9 @@ export class TidingsInbox extends Base {
   }
 
   _select(tab) {
+    // The unread and archived lists have their own pages: _render loads the first one.
     this._tab = tab;
     this._render();
-    // The unread and archived lists have their own pages: the first one loads when the tab is first shown.
-    if ((tab === "unread" || tab === "archived") && this._store.cursors[tab] === undefined && this._store.online) this._more();
   }
 
   _tabKey(event) {
