@@ -402,7 +402,7 @@ function adopt(root, css) {
 // src/inbox/bell-element.js
 var Base = globalThis.HTMLElement ?? class {
 };
-var PASSED = ["lang", "theme", "page-size", "tabs"];
+var PASSED = ["lang", "theme", "page-size", "tabs", "channels"];
 var instances = 0;
 var TidingsBell = class extends Base {
   static observedAttributes = PASSED;
