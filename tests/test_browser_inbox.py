@@ -248,6 +248,7 @@ async def test_inbox_as_a_person_uses_it(
     assert await items.count() == 1
     assert await archived.locator("button.archive").count() == 0
     await screenshot(page, "inbox-archived")
+    await check_axe(page, axe, "the archived tab")
     await archived.locator("button.unarchive").click()
     await inbox.locator(".empty", has_text="No archived notifications.").wait_for(timeout=WAIT_MS)
     await wait_badge(page, "23")

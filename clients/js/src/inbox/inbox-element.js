@@ -257,8 +257,9 @@ export class TidingsInbox extends Base {
     const s = this._strings;
     const priority = PRIORITIES.includes(n.priority) ? n.priority : "MEDIUM";
     const title = n.title ?? n.type ?? "";
-    const unread = !n.readAt;
     const archived = Boolean(n.archivedAt);
+    // Archived ones are out of the unread count: not shown as unread either.
+    const unread = !n.readAt && !archived;
     const tool = (name, label, run) =>
       h("button", { type: "button", class: name, "aria-label": s.itemAction(label, title), title: label, onclick: () => this._do(run) }, icon(name === "mark-read" ? "check" : name));
     const when = h("time", { datetime: n.createdAt ?? "", title: n.createdAt ? new Date(n.createdAt).toLocaleString(this._lang()) : "" }, this._when(n));
@@ -285,7 +286,7 @@ export class TidingsInbox extends Base {
       h(
         "div",
         { class: "item-tools" },
-        unread && !archived ? tool("mark-read", s.markRead, () => this._store.markRead([n.id])) : null,
+        unread ? tool("mark-read", s.markRead, () => this._store.markRead([n.id])) : null,
         archived ? tool("unarchive", s.unarchive, () => this._store.unarchive([n.id])) : tool("archive", s.archive, () => this._store.archive([n.id])),
         tool("delete", s.delete, () => this._store.remove([n.id])),
       ),
