@@ -240,6 +240,25 @@ async def test_inbox_as_a_person_uses_it(
     await wait_badge(page, "22")
     assert await server_unread(h, "ines") == 22
 
+    # The Archived tab lists it (from the server's archived list); "Move to inbox" brings
+    # it back, unread, and the count follows.
+    await inbox.locator("[role=tab][data-tab=archived]").click()
+    archived = items.filter(has_text="Notification 24")
+    await archived.wait_for(timeout=WAIT_MS)
+    assert await items.count() == 1
+    assert await archived.locator("button.archive").count() == 0
+    await screenshot(page, "inbox-archived")
+    await check_axe(page, axe, "the archived tab")
+    await archived.locator("button.unarchive").click()
+    await inbox.locator(".empty", has_text="No archived notifications.").wait_for(timeout=WAIT_MS)
+    await wait_badge(page, "23")
+    assert await server_unread(h, "ines") == 23
+    await inbox.locator("[role=tab][data-tab=all]").click()
+    await items.filter(has_text="Notification 24").wait_for(timeout=WAIT_MS)
+    await items.filter(has_text="Notification 24").locator("button.archive").click()
+    await items.filter(has_text="Notification 24").wait_for(state="detached", timeout=WAIT_MS)
+    await wait_badge(page, "22")
+
     # An action: the primary one is styled apart; the page hears of it; it marks read.
     row = items.filter(has_text="Notification 22")
     assert await row.locator("a.action.primary").text_content() == "Renew"
@@ -250,7 +269,7 @@ async def test_inbox_as_a_person_uses_it(
 
     # Preferences: switch SECURITY off, saved through /api/me/preferences.
     await inbox.locator("button.prefs-toggle").click()
-    box = inbox.locator(".prefs input[name=SECURITY]")
+    box = inbox.locator(".prefs input[name='inApp:SECURITY']")
     await box.wait_for(timeout=WAIT_MS)
     await screenshot(page, "inbox-preferences")
     await box.uncheck()
@@ -274,6 +293,69 @@ async def test_inbox_as_a_person_uses_it(
     await notify(h, "ines", title="Live one", priority="HIGH")
     await items.filter(has_text="Live one").wait_for(timeout=WAIT_MS)
     await wait_badge(page, "1")
+    assert errors == []
+
+
+async def test_preferences_panel_edits_every_channel(
+    browser: Browser,  # noqa: F811
+    make_server: ServerFactory,
+    axe: Path,
+) -> None:
+    """The preferences panel shows in-app, push, email and SMS per category; switches
+    clicked and saved are what /api/me/preferences holds, and a reload shows them again."""
+    h = await make_server()
+    await seed(h, "cleo")
+    status, _ = await h.api("PUT", "/api/users/cleo/preferences", {"sms": {"*": False}})
+    assert status == 200
+    page = await open_inbox(browser, h, "cleo")
+    errors = page_errors(page)
+    inbox = page.locator("main tidings-inbox")
+    await inbox.locator("li.item").first.wait_for(timeout=WAIT_MS)
+    await inbox.locator("button.prefs-toggle").click()
+    table = inbox.locator(".prefs table")
+    await table.wait_for(timeout=WAIT_MS)
+    heads = await table.locator("thead th").all_text_contents()
+    assert heads == ["Category", "In app", "Push", "Email", "SMS"]
+    rows = await table.locator("tbody th").all_text_contents()
+    assert rows == ["BILLING", "LOANS", "SECURITY", "Everything else"]
+    # What the server said shows: SMS off everywhere, the rest on.
+    assert not await inbox.locator(".prefs input[name='sms:*']").is_checked()
+    assert not await inbox.locator(".prefs input[name='sms:BILLING']").is_checked()
+    assert await inbox.locator(".prefs input[name='email:BILLING']").is_checked()
+
+    # Email only for SECURITY; no push for LOANS; SMS back on for BILLING.
+    security_app = inbox.get_by_label("SECURITY: In app")
+    await security_app.uncheck()
+    await inbox.get_by_label("LOANS: Push").uncheck()
+    await inbox.get_by_label("BILLING: SMS").check()
+    await screenshot(page, "inbox-preferences-channels")
+    await check_axe(page, axe, "the preferences panel")
+    await inbox.locator("button.prefs-save").click()
+    await inbox.locator(".prefs-status", has_text="Saved.").wait_for(timeout=WAIT_MS)
+    status, prefs = await h.api("GET", "/api/users/cleo/preferences")
+    assert status == 200
+    assert prefs["inApp"]["SECURITY"] is False
+    assert prefs["email"]["SECURITY"] is True
+    assert prefs["push"]["LOANS"] is False
+    assert prefs["sms"]["BILLING"] is True
+    assert prefs["sms"]["*"] is False
+
+    # Reloaded (a new page, a new connection), the panel shows what was saved.
+    page = await open_inbox(browser, h, "cleo")
+    inbox = page.locator("main tidings-inbox")
+    await inbox.locator("li.item").first.wait_for(timeout=WAIT_MS)
+    await inbox.locator("button.prefs-toggle").click()
+    await inbox.locator(".prefs table").wait_for(timeout=WAIT_MS)
+    want = {
+        "inApp:SECURITY": False,
+        "email:SECURITY": True,
+        "push:LOANS": False,
+        "push:SECURITY": True,
+        "sms:BILLING": True,
+        "sms:LOANS": False,
+    }
+    got = {name: await inbox.locator(f".prefs input[name='{name}']").is_checked() for name in want}
+    assert got == want
     assert errors == []
 
 
@@ -319,12 +401,19 @@ async def test_offline_state(
     browser: Browser,  # noqa: F811
     make_server: ServerFactory,
 ) -> None:
-    """When the connection is gone, the inbox says so (a status), and says when it is back."""
+    """When the connection is gone, the inbox says so (a status), and says when it is back;
+    the tab on show (here Archived, with its own pages) is loaded again, from the server."""
     h = await make_server()
     await notify(h, "olga", title="Before")
+    shelved = await notify(h, "olga", title="Shelved")
+    status, _ = await h.api("POST", "/api/users/olga/notifications/archive", {"ids": [shelved]})
+    assert status == 200
     page = await open_inbox(browser, h, "olga")
-    offline = page.locator("main tidings-inbox .offline")
-    await page.locator("main tidings-inbox li.item").first.wait_for(timeout=WAIT_MS)
+    inbox = page.locator("main tidings-inbox")
+    offline = inbox.locator(".offline")
+    await inbox.locator("li.item").first.wait_for(timeout=WAIT_MS)
+    await inbox.locator("[role=tab][data-tab=archived]").click()
+    await inbox.locator("li.item", has_text="Shelved").wait_for(timeout=WAIT_MS)
     assert await offline.is_hidden()
     status, _ = await h.api("POST", "/api/users/olga/disconnect", {"code": 1001})
     assert status == 200
@@ -332,3 +421,8 @@ async def test_offline_state(
     assert await offline.get_attribute("role") == "status"
     await screenshot(page, "inbox-offline")
     await offline.wait_for(state="hidden", timeout=WAIT_MS)
+    # Archived meanwhile, on another device: the reloaded Archived tab shows both.
+    before = (await h.api("GET", "/api/users/olga/notifications"))[1]["items"][0]["id"]
+    await h.api("POST", "/api/users/olga/notifications/archive", {"ids": [before]})
+    await inbox.locator("li.item", has_text="Before").wait_for(timeout=WAIT_MS)
+    await inbox.locator("li.item", has_text="Shelved").wait_for(timeout=WAIT_MS)

@@ -28,9 +28,12 @@ PACKAGE = ROOT / "clients" / "js"
 WEB = ROOT / "src" / "tidings" / "web"
 # Served name -> the package file it is built from.
 BUILT = ["tidings.js", "tidings.d.ts", "react.js", "react.d.ts", "inbox.js", "inbox.d.ts"]
+BUILT += ["tidings-sw.js"]
 ENTRIES = {"tidings": ["Client", "connect", "CLOSE_CODES", "VERSION", "PROTOCOL_VERSION"]}
+ENTRIES["tidings"] += ["subscribePush", "unsubscribePush", "pushSupported"]
 ENTRIES["tidings/react"] = ["useTidings", "TidingsInbox", "TidingsBell"]
 ENTRIES["tidings/inbox"] = ["TidingsInbox", "TidingsBell", "InboxStore", "defineElements"]
+ENTRIES["tidings/sw"] = ["installPushHandlers", "showPush", "notificationOptions", "openOrFocus"]
 # Entries for Node only (the server SDK uses node:crypto): not bundled for the browser.
 NODE_ENTRIES = {"tidings/server": ["TidingsServer", "TidingsError", "TransportError"]}
 
@@ -151,6 +154,8 @@ async def test_tarball_types_resolve(scratch: Path) -> None:
         'import { useTidings, TidingsBell, type TidingsState } from "tidings/react";\n'
         'import { InboxStore, type InboxElement } from "tidings/inbox";\n'
         'import { TidingsServer, type Sent } from "tidings/server";\n'
+        'import { installPushHandlers, type PushPayload } from "tidings/sw";\n'
+        'import { subscribePush } from "tidings";\n'
         'export const sdk: TidingsServer = new TidingsServer({ url: "http://x", apiKey: "k" });\n'
         "export type Sends = Sent;\n"
         'const c: Client = new Client("ws://x/ws", "t");\n'
@@ -160,8 +165,8 @@ async def test_tarball_types_resolve(scratch: Path) -> None:
         "const b: unknown = TidingsBell({\n"
         "  store: s, theme: 'dark', onAction: (e) => e.detail.action.id,\n"
         "});\n"
-        "export const all: unknown[] = [n, v, useTidings, b];\n"
-        "export type Used = [Notification, TidingsState, InboxElement];\n"
+        "export const all: unknown[] = [n, v, useTidings, b, installPushHandlers, subscribePush];\n"
+        "export type Used = [Notification, TidingsState, InboxElement, PushPayload];\n"
     )
     (scratch / "tsconfig.json").write_text(
         json.dumps(

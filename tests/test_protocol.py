@@ -159,7 +159,8 @@ def test_server_types_are_derived_from_the_message_types() -> None:
         "welcome", "pong", "PONG", "refreshed", "status", "subscribed", "unsubscribed",
         "published", "error", "close", "notification", "notifications", "acked",
         "notification_read", "notification_archived", "notification_deleted",
-        "message_posted", "message_edited", "message_deleted", "typing_sent", "room_read",
+        "notification_unarchived", "message_posted", "message_edited", "message_deleted",
+        "typing_sent", "room_read",
         "room_presence", "room_history", "CHAT_MESSAGE", "MESSAGE_EDIT", "MESSAGE_DELETE",
         "TYPING", "USER_JOINED", "USER_LEFT", "ROOM_READ",
     }  # fmt: skip

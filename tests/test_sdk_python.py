@@ -235,6 +235,10 @@ async def test_async_client_inbox_round_trip(harness: Harness) -> None:
         assert (await tidings.mark_all_read("uma"))["unreadCount"] == 0
         archived = await tidings.archive_notifications("uma", [uma_second])
         assert archived["ids"] == [uma_second]
+        shelf = await tidings.list_notifications("uma", archived=True)
+        assert [n["id"] for n in shelf["items"]] == [uma_second]
+        assert (await tidings.unarchive_notifications("uma", [uma_second]))["ids"] == [uma_second]
+        assert (await tidings.list_notifications("uma", archived=True))["items"] == []
         deleted = await tidings.delete_notification("uma", uma_second)
         assert deleted["ids"] == [uma_second]
         with pytest.raises(NotFound, match="no such notification"):
@@ -299,6 +303,8 @@ async def test_async_user_client_reads_its_own_inbox(harness: Harness) -> None:
         assert await kim.set_preferences({"*": True}) == {"*": True}
         assert await kim.get_preferences() == {"*": True}
         assert (await kim.archive_notifications([mine]))["ids"] == [mine]
+        assert [n["id"] for n in (await kim.list_notifications(archived=True))["items"]] == [mine]
+        assert (await kim.unarchive_notifications([mine]))["ids"] == [mine]
         assert (await kim.delete_notification(mine))["ids"] == [mine]
 
 

@@ -124,6 +124,7 @@ class Server:
         self.endpoint = WebSocketEndpoint(self.gateway)
         self.node.disconnect_local = self.gateway.disconnect
         self.app = build_app(self.node, self.endpoint)
+        self.templates = delivery_setup.templates(settings)
         self.escalation = Escalation(
             settings.escalation,
             clock=lambda: self.node.clock(),
@@ -132,7 +133,7 @@ class Server:
             interval=settings.delivery_interval,
             app_url=settings.app_url,
             outcomes=self.node.metrics.deliveries,
-            templates=delivery_setup.templates(settings),
+            templates=self.templates,
             digest_times=settings.digest_times,
         )
         self.app[api.API_APP_KEY][api.ESCALATION_KEY] = self.escalation
@@ -152,7 +153,9 @@ class Server:
             raise
         except Exception as exc:  # a refused connection, an unwritable file, bad URL
             raise StoreError(f"cannot open the store: {exc.__class__.__name__}: {exc}") from None
-        self.inbox = self.node.inbox = Inbox(self.node, store, plan=self.escalation.plan)
+        self.inbox = self.node.inbox = Inbox(
+            self.node, store, plan=self.escalation.plan, templates=self.templates
+        )
         self.inbox.start()
         self.escalation.start(store, delivery_setup.senders(s, store))
         try:

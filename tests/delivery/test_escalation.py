@@ -269,6 +269,51 @@ async def test_retry_backoff_preferences_and_quiet_hours(peers: Peers) -> None:
         assert counted["email", "deferred"] == 1
 
 
+async def test_in_app_off_email_on_is_email_only(peers: Peers) -> None:
+    """A category switched off in-app (and push), email left on: the notification is not
+    pushed to the open tab, listed or counted unread, but it is stored, its log readable,
+    and the email step reaches the real SMTP server; a category still on in-app arrives
+    right after it (its seq taken, nothing held back)."""
+    clock = Clock()
+    async with running(":memory:", peers, clock) as api:
+        await reachable(api, peers, "ivy")
+        prefs = {"inApp": {"billing": False}, "push": {"billing": False}}
+        await api.call("PUT", "/api/me/preferences", prefs, token("ivy"))
+        ws_url = api.server.url.replace("http", "ws") + f"/ws?token={token('ivy')}"
+        async with api.http.ws_connect(ws_url) as ws:
+            welcome = await ws.receive_json(timeout=TIMEOUT)
+            assert (welcome["type"], welcome["data"]["unreadCount"]) == ("welcome", 0)
+            reply = await api.call(
+                "POST",
+                "/api/notifications",
+                {"userId": "ivy", "type": "invoice", "title": "Invoice 7", "category": "billing"},
+            )
+            assert (reply["skipped"], reply["inAppOff"]) == ([], ["ivy"])
+            [muted] = reply["notifications"]
+            assert muted["seq"] == 1
+            shown = await api.notify("ivy", title="A comment")
+            msg = await ws.receive_json(timeout=TIMEOUT)  # the first message after welcome
+            assert (msg["type"], msg["id"], msg["data"]["seq"]) == ("notification", shown, 2)
+        page = await api.call("GET", "/api/users/ivy/notifications")
+        assert ([n["id"] for n in page["items"]], page["unreadCount"]) == ([shown], 1)
+        one = await api.call("GET", f"/api/users/ivy/notifications/{muted['id']}")
+        assert one["title"] == "Invoice 7"
+        clock.now += 121
+        assert await api.run() == 2  # both pushes: the billing one skipped by preference
+        assert peers.pushes() == []  # the shown one was delivered to the tab
+        clock.now += 3600
+        assert await api.run() == 2
+        assert sorted(peers.mails()) == sorted(
+            f"<{nid}.email@tidings.test>" for nid in (muted["id"], shown)
+        )
+        mail = next(m for _, m in peers.mailbox.messages if m["Subject"] == "Invoice 7")
+        assert mail["To"] == "ivy@example.com"
+        assert await api.log("ivy", muted["id"]) == {
+            "email": [("queued", None), ("sent", None)],
+            "push": [("queued", None), ("skipped", "preference")],
+        }
+
+
 async def test_two_instances_send_once(peers: Peers) -> None:
     """Two instances on one PostgreSQL store, claiming at the same moments, push each
     notification exactly once."""
@@ -366,6 +411,56 @@ async def test_email_rendered_from_the_users_locale_template(peers: Peers) -> No
     assert html.get_content().strip() == "<p>Bonjour &lt;Jo&gt;</p>"
     titles = sorted(data["title"] for _, _, data in peers.push.received)
     assert titles == ["Facture 7 payée", "Invoice 8 paid"]
+
+
+async def test_in_app_title_and_message_from_the_users_locale_template(peers: Peers) -> None:
+    """One create for two users stores each one's title and message from the template of
+    the type in their directory locale (the default for a user without an entry), with
+    the directory's name and the notification's data: pushed to the open tab, listed,
+    and the escalated email says the same."""
+    clock = Clock()
+    templates = {
+        "invoice_paid": {
+            "en": {
+                "title": "Invoice {{ data.number }} paid",
+                "text": "Thanks {{ user.name or 'there' }}, we got {{ data.amount }}.",
+            },
+            "fr": {
+                "title": "Facture {{ data.number }} payée",
+                "text": "Merci {{ user.name }}, {{ data.amount }} reçus.",
+            },
+        }
+    }
+    async with running(":memory:", peers, clock, templates) as api:
+        await api.call(
+            "PUT", "/api/users/jo", {"email": "jo@example.com", "name": "Jo", "locale": "fr-CA"}
+        )
+        ws_url = api.server.url.replace("http", "ws") + f"/ws?token={token('jo')}"
+        async with api.http.ws_connect(ws_url) as ws:
+            assert (await ws.receive_json(timeout=TIMEOUT))["type"] == "welcome"
+            body = {
+                "userIds": ["jo", "kit"],
+                "type": "invoice_paid",
+                "title": "Invoice paid",
+                "data": {"number": 7, "amount": "12 €"},
+                "escalation": [{"channel": "email", "after": 60}],
+            }
+            reply = await api.call("POST", "/api/notifications", body)
+            pushed = (await ws.receive_json(timeout=TIMEOUT))["data"]
+        assert (pushed["title"], pushed["message"]) == ("Facture 7 payée", "Merci Jo, 12 € reçus.")
+        page = await api.call("GET", "/api/users/kit/notifications")
+        kit = page["items"][0]
+        assert (kit["title"], kit["message"]) == ("Invoice 7 paid", "Thanks there, we got 12 €.")
+        jo_id = reply["notifications"][0]["id"]
+        stored = await api.call("GET", f"/api/users/jo/notifications/{jo_id}")
+        assert stored["title"] == "Facture 7 payée"
+        clock.now += 60
+        await api.run()
+    (_, mail) = peers.mailbox.messages[0]
+    assert mail["Subject"] == "Facture 7 payée"
+    text = mail.get_body(("plain",))
+    assert text is not None
+    assert "Merci Jo, 12 € reçus." in text.get_content()
 
 
 async def test_digest_lists_what_is_still_unread(peers: Peers) -> None:

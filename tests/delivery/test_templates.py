@@ -7,7 +7,7 @@ import pytest
 from tidings.config import ConfigError, load
 from tidings.delivery import Message
 from tidings.delivery.templates import Templates
-from tidings.store import Notification, Priority
+from tidings.store import NewNotification, Notification, Priority
 from tidings.store.deliveries import Contact
 
 RAW = {
@@ -102,3 +102,50 @@ def test_bad_templates_are_config_errors(tmp_path: object) -> None:
             load(config_file=path, env={})
     path.write_text('default_locale = "fr"\n[templates.x.fr]\ntitle = "Salut"\n')
     assert load(config_file=path, env={}).templates == {"x": {"fr": {"title": "Salut"}}}
+
+
+def content(kind: str = "invoice_paid", **kw: object) -> NewNotification:
+    fields: dict[str, object] = {
+        "type": kind,
+        "title": "Own title",
+        "message": "Own text",
+        "data": {"number": 42, "amount": "10 €"},
+    }
+    fields.update(kw)
+    return NewNotification(**fields)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("locale", "want"),
+    [
+        (None, ("Invoice 42 paid", "Hello Ana, we got 10 €.")),
+        ("fr-CA", ("Facture 42 payée", "Own text")),  # French has a title only
+        ("pt_BR", ("Fatura 42 paga", "Own text")),
+        ("de", ("Invoice 42 paid", "Hello Ana, we got 10 €.")),  # the default locale
+    ],
+)
+def test_in_app_title_and_message_per_locale(locale: str | None, want: tuple[str, str]) -> None:
+    """The stored title and message come from the type's template in the recipient's
+    locale (else its language, else the default), with the directory's fields and data."""
+    t = Templates(RAW, "en")
+    assert t.covers("invoice_paid")
+    assert not t.covers("other")
+    assert t.in_app(content(), "u1", Contact(name="Ana", locale=locale)) == want
+
+
+def test_in_app_sees_the_channel_and_falls_back(caplog: pytest.LogCaptureFixture) -> None:
+    """An in-app render has channel "in_app" and the user's id; a type without templates,
+    or with no title or text for the app, a failing or escaping template give None."""
+    raw = {
+        "hello": {"en": {"title": "{{ channel }} for {{ user.id }} ({{ user.email }})"}},
+        "html_only": {"en": {"html": "<p>x</p>"}},
+        **RAW,
+    }
+    t = Templates(raw, "en")
+    got = t.in_app(content("hello"), "u9", Contact(email="a@b.c"))
+    assert got == ("in_app for u9 (a@b.c)", "Own text")
+    assert t.in_app(content("other"), "u1", Contact()) is None
+    assert t.in_app(content("html_only"), "u1", Contact()) is None
+    assert t.in_app(content("broken"), "u1", Contact()) is None
+    assert t.in_app(content("escape"), "u1", Contact()) is None
+    assert len([r for r in caplog.records if "in-app template" in r.getMessage()]) == 2

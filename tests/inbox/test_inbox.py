@@ -488,6 +488,78 @@ async def test_archive_and_delete(harness: Harness) -> None:
     assert page["items"] == []
 
 
+async def test_archived_list_and_unarchive(harness: Harness) -> None:
+    """Archived ones page over HTTP (?archived=true) and WebSocket with archivedAt; unarchive
+    brings them back to the inbox and the unread count, and every tab hears of it."""
+    ids = [
+        (await notify(harness, userId="ari", title=f"n{i}"))["notifications"][0]["id"]
+        for i in range(4)
+    ]
+    base = "/api/users/ari/notifications"
+    status, body = await harness.api("POST", base + "/archive", {"ids": ids[:3]})
+    assert (status, body["unreadCount"]) == (200, 1)
+    status, page = await harness.api("GET", base + "?archived=true&limit=2")
+    assert status == 200
+    assert [n["id"] for n in page["items"]] == [ids[2], ids[1]]
+    assert all(n["archivedAt"].endswith("Z") for n in page["items"])
+    assert page["unreadCount"] == 1
+    _, rest = await harness.api("GET", f"{base}?archived=true&cursor={page['nextCursor']}")
+    assert ([n["id"] for n in rest["items"]], rest["nextCursor"]) == ([ids[0]], None)
+    _, inbox = await harness.api("GET", base)
+    assert [n["id"] for n in inbox["items"]] == [ids[3]]
+    assert "archivedAt" not in inbox["items"][0]
+    status, body = await harness.api("GET", base + "?archived=maybe")
+    assert status == 400
+    async with harness.client("ari") as t1, harness.client("ari") as t2:
+        for ws in (t1, t2):
+            await recv_type(ws, "notification")
+        reply = await request(t1, {"type": "get_notifications", "archived": True, "limit": 5})
+        assert [n["id"] for n in reply["data"]["items"]] == [ids[2], ids[1], ids[0]]
+        reply = await request(t1, {"type": "unarchive", "ids": [ids[1], "ntf_missing"]})
+        assert reply["type"] == "notification_unarchived"
+        assert reply["data"] == {"ids": [ids[1]], "unreadCount": 2}
+        assert (await recv_type(t2, "notification_unarchived"))["data"]["ids"] == [ids[1]]
+        status, body = await harness.api("POST", base + "/unarchive", {"ids": [ids[0]]})
+        assert (status, body) == (200, {"ids": [ids[0]], "unreadCount": 3})
+        for ws in (t1, t2):
+            assert (await recv_type(ws, "notification_unarchived"))["data"]["ids"] == [ids[0]]
+    status, body = await harness.api("POST", base + "/unarchive", {})
+    assert status == 422
+    _, page = await harness.api("GET", base + "?archived=true")
+    assert [n["id"] for n in page["items"]] == [ids[2]]
+
+
+async def test_in_app_off_takes_its_seq_without_holding_the_next_back(
+    make_server: ServerFactory,
+) -> None:
+    """In a cluster (Redis), a notification stored with in-app off is never pushed but
+    counts as seen: the next one, a seq later, goes out at once instead of waiting for
+    the one that will never come."""
+    prefix = f"t{time.monotonic_ns()}:"
+    h = await make_server(broker_url="redis://127.0.0.1:6379/0", broker_prefix=prefix)
+    inbox = h.server.inbox
+    assert inbox is not None
+    held: list[int] = []
+    hold_back = inbox._hold_back
+
+    def recording(session: Any, n: Any) -> None:
+        held.append(n.seq)
+        hold_back(session, n)
+
+    inbox._hold_back = recording  # type: ignore[method-assign]
+    status, _ = await h.api("PUT", "/api/users/ned/preferences", {"inApp": {"billing": False}})
+    assert status == 200
+    async with h.client("ned") as ws:
+        muted = await notify(
+            h, userId="ned", category="billing", escalation=[{"channel": "email", "after": 60}]
+        )
+        assert (muted["inAppOff"], muted["notifications"][0]["seq"]) == (["ned"], 1)
+        shown = await notify(h, userId="ned", title="shown")
+        msg = await recv_type(ws, "notification")
+        assert (msg["id"], msg["data"]["seq"]) == (shown["notifications"][0]["id"], 2)
+    assert held == []
+
+
 async def test_welcome_is_first_even_during_broadcasts(harness: Harness) -> None:
     """A broadcast sent while a connection's welcome is being prepared arrives after it."""
     inbox = harness.server.inbox

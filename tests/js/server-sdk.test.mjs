@@ -40,6 +40,12 @@ test("guide 001's createNotification body is stored for the user", async () => {
   );
   const read = await tidings.markRead("renter-1", [page.items[0].id]);
   assert.equal(read.unreadCount, 0);
+  const id = page.items[0].id;
+  assert.deepEqual((await tidings.archiveNotifications("renter-1", [id])).ids, [id]);
+  const shelf = await tidings.listNotifications("renter-1", { archived: true });
+  assert.deepEqual(shelf.items.map((n) => [n.id, typeof n.archivedAt]), [[id, "string"]]);
+  assert.deepEqual((await tidings.unarchiveNotifications("renter-1", [id])).ids, [id]);
+  assert.equal((await tidings.listNotifications("renter-1", { archived: true })).items.length, 0);
 });
 
 test("guide 003's payload keeps its own fields in data, priority in any case", async () => {

@@ -15,6 +15,7 @@ from tidings.store import (
     Action,
     IdempotencyConflict,
     NewNotification,
+    Planned,
     Priority,
     Store,
 )
@@ -212,6 +213,33 @@ async def test_expired_and_archived_are_not_live(store: Store) -> None:
     assert len(await store.page("alice", include_archived=True)) == 3
 
 
+async def test_archived_page_and_unarchive(store: Store) -> None:
+    """archived_only pages the archived rows, newest first; unarchive makes them live again."""
+    ids = [(await store.create(note(i), ["alice"], now=NOW)).notifications[0].id for i in range(4)]
+    other = (await store.create(note(9), ["bob"], now=NOW)).notifications[0].id
+    assert await store.archive("alice", ids[:3], now=NOW + 1) == ids[:3]
+    await store.archive("bob", [other], now=NOW + 1)
+    first = await store.page("alice", archived_only=True, limit=2)
+    assert [n.id for n in first] == [ids[2], ids[1]]
+    assert all(n.archived_at == NOW + 1 for n in first)
+    rest = await store.page("alice", archived_only=True, before_seq=first[-1].seq, limit=2)
+    assert [n.id for n in rest] == [ids[0]]
+    assert [n.id for n in await store.page("alice")] == [ids[3]]
+    await store.mark_read("alice", [ids[0]], now=NOW + 2)
+    assert await store.page("alice", archived_only=True, unread_only=True) == [
+        n for n in await store.page("alice", archived_only=True) if n.id != ids[0]
+    ]
+    # Another user's id, a live one and an unknown one change nothing.
+    assert await store.unarchive("alice", [other, ids[3], "nope"]) == []
+    assert await store.unarchive("alice", [ids[2], ids[0]]) == [ids[0], ids[2]]
+    assert await store.unarchive("alice", [ids[0]]) == []
+    assert await store.unarchive("alice", []) == []
+    assert [n.id for n in await store.page("alice", archived_only=True)] == [ids[1]]
+    assert [n.id for n in await store.since("alice", 0, now=NOW + 3)] == [ids[0], ids[2], ids[3]]
+    assert (await store.get("alice", ids[0])).read_at == NOW + 2  # type: ignore[union-attr]
+    assert await store.unread_count("alice", now=NOW + 3) == 2
+
+
 async def test_page_is_newest_first_with_cursor(store: Store) -> None:
     """page walks backwards by seq; unread_only filters."""
     for i in range(5):
@@ -367,6 +395,49 @@ async def test_create_skips_in_app_off(store: Store) -> None:
     assert [n.user_id for n in created.notifications] == ["bob"]
     assert created.skipped == ("alice",)
     assert await store.page("alice") == []
+
+
+@pytest.mark.parametrize("key", [None, "k1"], ids=["plain", "keyed"])
+async def test_in_app_off_with_escalation_keeps_a_row_for_the_other_channels(
+    store: Store, key: str | None
+) -> None:
+    """In-app off with steps planned: the row is stored (in_app False, named in in_app_off,
+    its deliveries planned) but never live: not paged, resumed, redelivered or counted;
+    it takes its seq, so the next one follows it."""
+    await store.set_preferences("alice", {"MARKETING": False})
+    steps = (Planned("email", 60.0),)
+    content = note(1, category="MARKETING", escalation=steps)
+    created = await store.create(
+        content, ["alice", "bob"], now=NOW, idempotency_key=key, fingerprint="f"
+    )
+    assert [(n.user_id, n.in_app) for n in created.notifications] == [
+        ("alice", False),
+        ("bob", True),
+    ]
+    assert (created.skipped, created.in_app_off) == ((), ("alice",))
+    muted = created.notifications[0]
+    assert await store.get("alice", muted.id) == muted
+    assert await store.page("alice") == []
+    assert await store.page("alice", unread_only=True) == []
+    assert await store.since("alice", 0, now=NOW) == []
+    assert await store.unacked("alice", now=NOW) == []
+    assert await store.unread("alice", now=NOW) == []
+    assert await store.unread_count("alice", now=NOW) == 0
+    assert await store.backlog(now=NOW) == (1, 1)  # bob's only
+    due = await store.claim_deliveries(now=NOW + 60, limit=10, lease=30)
+    assert sorted((d.user_id, n is not None and n.in_app) for d, n in due) == [
+        ("alice", False),
+        ("bob", True),
+    ]
+    later = (await store.create(note(2), ["alice"], now=NOW)).notifications[0]
+    assert (later.seq, later.in_app) == (2, True)
+    assert [n.id for n in await store.page("alice", include_archived=True)] == [
+        later.id,
+        muted.id,
+    ]
+    # Without steps, in-app off stores nothing, as before.
+    plain = await store.create(note(3, category="MARKETING"), ["alice"], now=NOW)
+    assert (plain.notifications, plain.skipped, plain.in_app_off) == ((), ("alice",), ())
 
 
 async def test_mixed_burst_keeps_every_rule(store: Store) -> None:

@@ -2,6 +2,7 @@
 //   /tidings.js  one ES module bundling src/index.js
 //   /react.js    src/react.js, importing "./tidings.js", "./inbox.js" and "react"
 //   /inbox.js    src/inbox/index.js (the Web Components), importing "./tidings.js"
+//   /tidings-sw.js  src/sw.js, the Web Push service worker, as a classic script
 //   /tidings.d.ts, /react.d.ts, /inbox.d.ts  the declarations
 // Each is stamped with the version. The output is committed, so `make serve` needs no
 // npm; tests/test_js_package.py fails when it differs from a fresh build.
@@ -47,11 +48,11 @@ function banner(name) {
   );
 }
 
-async function bundle(entry, name, external = []) {
+async function bundle(entry, name, external = [], format = "esm") {
   const result = await esbuild.build({
     entryPoints: [join(root, entry)],
     bundle: true,
-    format: "esm",
+    format,
     target: "es2022",
     platform: "neutral",
     external,
@@ -73,6 +74,8 @@ mkdirSync(out, { recursive: true });
 await bundle("src/index.js", "tidings.js");
 await bundle("src/react.js", "react.js", ["react"]);
 await bundle("src/inbox/index.js", "inbox.js");
+// A classic script: every browser registers it without { type: "module" }.
+await bundle("src/sw.js", "tidings-sw.js", [], "iife");
 types("index.d.ts", "tidings.d.ts");
 types("react.d.ts", "react.d.ts");
 types("inbox.d.ts", "inbox.d.ts");

@@ -18,6 +18,8 @@ const ENTRIES = [
   ["`tidings/inbox`", 'export * from "./src/inbox/index.js";', "`<tidings-inbox>`, `<tidings-bell>`, the store (the client not included)"],
   ["`tidings` + `tidings/inbox`", 'export { Client } from "./src/index.js"; export * from "./src/inbox/index.js";', "what a page with a bell loads"],
   ["`tidings/react`: all", 'export * from "./src/react.js";', "the hook, the client, `<TidingsBell>`, `<TidingsInbox>`"],
+  ["`tidings`: `subscribePush`", 'export { subscribePush } from "./src/index.js";', "the Web Push helper alone"],
+  ["`tidings/sw`", 'export * from "./src/sw.js";', "the Web Push service worker (`/tidings-sw.js`)"],
   ["centrifuge 5.7.4", 'export { Centrifuge } from "centrifuge";', "Centrifugo's client"],
   ["pusher-js 8.6.0", 'export { default } from "pusher-js";', "Pusher's client"],
 ];

@@ -8,7 +8,13 @@ import { ConnectionLost, QueueFull } from "./errors.js";
 import { clientError, isInt, report } from "./wire.js";
 
 // Inbox messages that carry the server's unread count (replies and other tabs' events).
-const COUNTED = new Set(["notification_read", "notification_archived", "notification_deleted", "notifications"]);
+const COUNTED = new Set([
+  "notification_read",
+  "notification_archived",
+  "notification_unarchived",
+  "notification_deleted",
+  "notifications",
+]);
 const DEDUP_SIZE = 10000;
 
 /**
@@ -112,16 +118,23 @@ export class Client extends Connection {
     return reply.data ?? {};
   }
 
+  /** Bring archived notifications back into the inbox (read state kept): {ids, unreadCount}. */
+  async unarchive(ids) {
+    const reply = await this.request({ type: "unarchive", notificationIds: [...ids] });
+    return reply.data ?? {};
+  }
+
   /** Delete notifications for good: {ids, unreadCount}. */
   async delete(ids) {
     const reply = await this.request({ type: "delete", notificationIds: [...ids] });
     return reply.data ?? {};
   }
 
-  /** A page of the inbox, newest first: {items, unreadCount, nextCursor}. */
+  /** A page of the inbox (or, with `archived: true`, of the archived ones), newest first: {items, unreadCount, nextCursor}. */
   async getNotifications(options = {}) {
     const data = {};
     if (options.unreadOnly !== undefined) data.unreadOnly = options.unreadOnly;
+    if (options.archived) data.archived = true;
     if (options.limit !== undefined) data.limit = options.limit;
     if (options.cursor !== undefined && options.cursor !== null) data.cursor = options.cursor;
     const reply = await this.request({ type: "get_notifications", data });

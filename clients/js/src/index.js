@@ -16,3 +16,4 @@ export { ClientError, ClientClosed, QueueFull } from "./errors.js";
 export { sseUrlFor } from "./wire.js";
 export { Client, connect } from "./client.js";
 export { PROTOCOL_VERSION, VERSION } from "./version.js";
+export { pushPublicKey, pushSupported, subscribePush, unsubscribePush } from "./push.js";

@@ -177,7 +177,8 @@ function useElement(tag, { client = null, store = null, strings = null, onAction
 /**
  * <tidings-inbox> for React: props `client` (a Client, e.g. useTidings().client) or
  * `store` (an InboxStore shared with a bell), `strings`, `onAction`, `onError`, and the
- * element's attributes (`theme`, `lang`, `tabs`, `page-size`, `className`, `style`).
+ * element's attributes (`theme`, `lang`, `tabs`, `page-size`, `channels`, `className`,
+ * `style`).
  */
 export function TidingsInbox(props) {
   return useElement("tidings-inbox", props);

@@ -218,8 +218,9 @@ export class TidingsServer {
     return this.createNotification({ ...payload, userId }, options);
   }
 
-  listNotifications(userId, { unreadOnly = false, limit = 20, cursor } = {}) {
+  listNotifications(userId, { unreadOnly = false, limit = 20, cursor, archived = false } = {}) {
     const query = new URLSearchParams({ unreadOnly: String(unreadOnly), limit: String(limit) });
+    if (archived) query.set("archived", "true");
     if (cursor) query.set("cursor", cursor);
     return this._call("GET", `/api/users/${enc(userId)}/notifications?${query}`, { repeatable: true });
   }
@@ -238,6 +239,10 @@ export class TidingsServer {
 
   archiveNotifications(userId, ids) {
     return this._call("POST", `/api/users/${enc(userId)}/notifications/archive`, { body: { ids: [...ids] }, repeatable: true });
+  }
+
+  unarchiveNotifications(userId, ids) {
+    return this._call("POST", `/api/users/${enc(userId)}/notifications/unarchive`, { body: { ids: [...ids] }, repeatable: true });
   }
 
   deleteNotification(userId, id) {
@@ -339,8 +344,9 @@ export class UserApi {
     return this._server._call(method, path, { ...options, token: this._token });
   }
 
-  listNotifications({ unreadOnly = false, limit = 20, cursor } = {}) {
+  listNotifications({ unreadOnly = false, limit = 20, cursor, archived = false } = {}) {
     const query = new URLSearchParams({ unreadOnly: String(unreadOnly), limit: String(limit) });
+    if (archived) query.set("archived", "true");
     if (cursor) query.set("cursor", cursor);
     return this._call("GET", `/api/me/notifications?${query}`, { repeatable: true });
   }

@@ -2,6 +2,13 @@
 
 import { ClientError } from "./errors.js";
 
+/** The HTTP origin of a client's WebSocket URL (ws: -> http:, wss: -> https:). */
+export function httpOrigin(wsUrl) {
+  const url = new URL(wsUrl);
+  const scheme = url.protocol === "wss:" ? "https:" : url.protocol === "ws:" ? "http:" : url.protocol;
+  return `${scheme}//${url.host}`;
+}
+
 export function parse(raw) {
   let text = raw;
   if (typeof text !== "string") {

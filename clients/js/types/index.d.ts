@@ -32,6 +32,8 @@ export interface Notification {
   createdAt: string;
   readAt: string | null;
   timestamp: string;
+  /** Only on an archived notification (getNotifications({archived: true})). */
+  archivedAt?: string;
   recovered?: boolean;
   redelivered?: boolean;
 }
@@ -212,10 +214,14 @@ export class Client implements AsyncIterable<ClientEvent> {
   markRead(options: { all?: boolean; ids?: string[] }): Promise<{ ids: string[]; unreadCount: number }>;
   /** Archive: kept, but out of the list, the count, catch-up and redelivery. */
   archive(ids: string[]): Promise<{ ids: string[]; unreadCount: number }>;
+  /** Bring archived ones back into the inbox (read state kept). */
+  unarchive(ids: string[]): Promise<{ ids: string[]; unreadCount: number }>;
   /** Delete for good. */
   delete(ids: string[]): Promise<{ ids: string[]; unreadCount: number }>;
   getNotifications(options?: {
     unreadOnly?: boolean;
+    /** The archived notifications instead of the inbox (each with archivedAt). */
+    archived?: boolean;
     limit?: number;
     cursor?: string | null;
   }): Promise<{ items: Notification[]; unreadCount: number; nextCursor: string | null }>;
@@ -233,3 +239,18 @@ export function connect(url: string, token: TokenSource, options?: ClientOptions
 export const VERSION: string;
 /** The protocol version this client speaks; the client warns when a server's differs. */
 export const PROTOCOL_VERSION: number;
+
+/** Whether this browser can do Web Push (service worker, PushManager, Notification). */
+export function pushSupported(): boolean;
+/** The server's VAPID public key (base64url), from GET /api/me/push-subscriptions. */
+export function pushPublicKey(client: Client): Promise<string>;
+/**
+ * Register the service worker (/tidings-sw.js by default), subscribe with the server's
+ * VAPID key and POST the subscription to /api/me/push-subscriptions.
+ */
+export function subscribePush(
+  client: Client,
+  options?: { serviceWorker?: string; scope?: string; registration?: ServiceWorkerRegistration },
+): Promise<{ registration: ServiceWorkerRegistration; subscription: PushSubscription; created: boolean }>;
+/** Unsubscribe this browser and remove the subscription on the server. */
+export function unsubscribePush(client: Client, registration: ServiceWorkerRegistration): Promise<boolean>;

@@ -24,7 +24,10 @@ export interface Sent {
 export interface Created {
   notifications: { id: string; userId: string; seq: number }[];
   replayed: boolean;
+  /** In-app off for the category, nothing planned: nothing stored for them. */
   skipped: string[];
+  /** In-app off, escalation planned: stored for the other channels only, never in the app. */
+  inAppOff: string[];
 }
 
 export interface Changed {
@@ -88,11 +91,13 @@ export class TidingsServer {
   broadcast(data?: unknown, options?: { type?: string; excludeUserId?: string }): Promise<Sent>;
   createNotification(notification: NotificationInput, options?: { idempotencyKey?: string }): Promise<Created>;
   sendNotification(userId: string, payload: NotificationInput, options?: { idempotencyKey?: string }): Promise<Created>;
-  listNotifications(userId: string, options?: { unreadOnly?: boolean; limit?: number; cursor?: string }): Promise<{ items: Record<string, unknown>[]; unreadCount: number; nextCursor: string | null }>;
+  listNotifications(userId: string, options?: { unreadOnly?: boolean; limit?: number; cursor?: string; archived?: boolean }): Promise<{ items: Record<string, unknown>[]; unreadCount: number; nextCursor: string | null }>;
   getNotification(userId: string, id: string): Promise<Record<string, unknown>>;
   markRead(userId: string, ids: Iterable<string>): Promise<Changed>;
   markAllRead(userId: string): Promise<Changed>;
   archiveNotifications(userId: string, ids: Iterable<string>): Promise<Changed>;
+  /** Bring archived notifications back into the inbox (read state kept). */
+  unarchiveNotifications(userId: string, ids: Iterable<string>): Promise<Changed>;
   deleteNotification(userId: string, id: string): Promise<Changed>;
   getPreferences(userId: string): Promise<Record<string, boolean>>;
   setPreferences(userId: string, inApp: Record<string, boolean>): Promise<Record<string, boolean>>;
@@ -114,7 +119,7 @@ export class TidingsServer {
 }
 
 export class UserApi {
-  listNotifications(options?: { unreadOnly?: boolean; limit?: number; cursor?: string }): Promise<{ items: Record<string, unknown>[]; unreadCount: number; nextCursor: string | null }>;
+  listNotifications(options?: { unreadOnly?: boolean; limit?: number; cursor?: string; archived?: boolean }): Promise<{ items: Record<string, unknown>[]; unreadCount: number; nextCursor: string | null }>;
   markRead(ids: Iterable<string>): Promise<Changed>;
   markAllRead(): Promise<Changed>;
   postMessage(roomId: string, content: string): Promise<Record<string, unknown>>;

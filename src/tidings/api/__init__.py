@@ -34,6 +34,7 @@ from .notifications import (
     list_notifications,
     put_preferences,
     read_notifications,
+    unarchive_notifications,
 )
 from .openapi import openapi
 from .publish import broadcast, publish, send_to_role, send_to_user
@@ -76,6 +77,7 @@ def build_api_app(node: Host) -> web.Application:
         app.router.add_get(base + "/{notification_id}", get_notification)
         app.router.add_delete(base + "/{notification_id}", delete_notification)
         app.router.add_post(base + "/archive", archive_notifications)
+        app.router.add_post(base + "/unarchive", unarchive_notifications)
     for base in ("/users/{user_id}/preferences", "/me/preferences"):
         app.router.add_get(base, get_preferences)
         app.router.add_put(base, put_preferences)

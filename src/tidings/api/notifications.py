@@ -57,9 +57,13 @@ async def create_notification(request: web.Request) -> web.Response:
     except IdempotencyConflict:
         raise ApiError(409, "Idempotency-Key was already used for a different request") from None
     items = [{"id": n.id, "userId": n.user_id, "seq": n.seq} for n in created.notifications]
-    skipped = list(created.skipped)
     return json_response(
-        {"notifications": items, "replayed": created.replayed, "skipped": skipped},
+        {
+            "notifications": items,
+            "replayed": created.replayed,
+            "skipped": list(created.skipped),
+            "inAppOff": list(created.in_app_off),
+        },
         status=200 if created.replayed else 201,
     )
 
@@ -85,6 +89,7 @@ async def list_notifications(request: web.Request) -> web.Response:
         page = await _inbox(request).list(
             _owner(request),
             unread_only=_flag(request, "unreadOnly"),
+            archived=_flag(request, "archived"),
             limit=limit,
             cursor=request.query.get("cursor"),
         )
@@ -183,6 +188,14 @@ async def archive_notifications(request: web.Request) -> web.Response:
     if ids is None:
         raise ApiError(422, "give ids")
     changed, unread = await _inbox(request).remove(_owner(request), ids, delete=False)
+    return json_response({"ids": changed, "unreadCount": unread})
+
+
+async def unarchive_notifications(request: web.Request) -> web.Response:
+    ids = (await read_body(request, IdsBody)).id_list()
+    if ids is None:
+        raise ApiError(422, "give ids")
+    changed, unread = await _inbox(request).unarchive(_owner(request), ids)
     return json_response({"ids": changed, "unreadCount": unread})
 
 

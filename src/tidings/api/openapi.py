@@ -305,6 +305,12 @@ def _inbox_paths() -> dict[str, Any]:
     page_params = [
         {"name": "unreadOnly", "in": "query", "schema": {"type": "boolean", "default": False}},
         {
+            "name": "archived",
+            "in": "query",
+            "schema": {"type": "boolean", "default": False},
+            "description": "the archived notifications (each with archivedAt) instead of the inbox",
+        },
+        {
             "name": "limit",
             "in": "query",
             "schema": {"type": "integer", "minimum": 1, "maximum": 100, "default": 20},
@@ -383,6 +389,18 @@ def _inbox_paths() -> dict[str, Any]:
                 errors=("422",),
             )
         }
+        paths[base + "/unarchive"] = {
+            "post": _op(
+                "Bring archived notifications back into the inbox (read state kept); every "
+                "connection of the user receives notification_unarchived",
+                security,
+                owner,
+                "changed ids and unread count",
+                "ReadResult",
+                body="Ids",
+                errors=("422",),
+            )
+        }
         paths[base + "/{notificationId}"] = {
             "get": _op(
                 "One notification (404 for a missing one and for another user's alike)",
@@ -423,8 +441,10 @@ def _inbox_paths() -> dict[str, Any]:
             },
             "put": {
                 "summary": "Replace the switches of the channels given; a category switched "
-                "off in-app is skipped at create (the answer lists the user in skipped), "
-                "off on another channel is not escalated there",
+                "off in-app is never pushed, listed or counted unread: with escalation steps "
+                "planned its row is kept for them (the create's answer lists the user in "
+                "inAppOff), else it is not stored (skipped); off on another channel is not "
+                "escalated there",
                 "security": [{security: []}],
                 "parameters": owner,
                 "requestBody": {"required": True, "content": _json("Preferences")},
@@ -449,7 +469,15 @@ _INBOX_SCHEMAS: dict[str, Any] = {
             "skipped": {
                 "type": "array",
                 "items": {"type": "string"},
-                "description": "recipients who switched this category off in-app",
+                "description": "recipients who switched this category off in-app, with "
+                "no escalation planned: nothing was stored for them",
+            },
+            "inAppOff": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "recipients who switched this category off in-app but get "
+                "the escalation steps: their notification (listed in notifications) is "
+                "stored for the other channels and the delivery log, never shown in the app",
             },
             "notifications": {
                 "type": "array",

@@ -1,5 +1,5 @@
-"""Templates per notification type and locale for email, push and SMS, rendered in
-jinja2's sandbox.
+"""Templates per notification type and locale for the stored in-app title and message
+and for email, push and SMS, rendered in jinja2's sandbox.
 
 From the config file::
 
@@ -10,12 +10,14 @@ From the config file::
 
 A template sees ``notification`` (its fields as clients see them), ``data`` (the
 notification's data), ``user`` (the directory's ``name``, ``email``, ``phone``,
-``locale``, ``timeZone``) and ``channel``. The locale is the user's directory locale
-(``fr-CA``), else its language (``fr``), else ``default_locale``; a type without a
-template for any of them keeps the notification's own title and message. ``html`` is
-autoescaped; ``title`` and ``text`` are plain text. The sandbox refuses attribute access
-to anything unsafe, so a template cannot reach Python internals; a template that fails
-at render falls back to the notification's own text (and is logged).
+``locale``, ``timeZone``) and ``channel`` (``in_app`` when the notification is created:
+``title`` and ``text`` become the stored title and message, in the recipient's locale).
+The locale is the user's directory locale (``fr-CA``), else its language (``fr``), else
+``default_locale``; a type without a template for any of them keeps the notification's
+own title and message. ``html`` is autoescaped; ``title`` and ``text`` are plain text.
+The sandbox refuses attribute access to anything unsafe, so a template cannot reach
+Python internals; a template that fails at render falls back to the notification's own
+text (and is logged).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import msgspec
 from jinja2 import StrictUndefined, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
-from ..store import Notification
+from ..store import NewNotification, Notification
 from ..store.deliveries import Contact
 from . import Message
 
@@ -98,6 +100,47 @@ class Templates:
             if candidate in found:
                 return found[candidate]
         return None
+
+    def covers(self, kind: str) -> bool:
+        """Whether notifications of type ``kind`` have a template in any locale."""
+        return kind in self._by_type
+
+    def in_app(
+        self, content: NewNotification, user_id: str, contact: Contact
+    ) -> tuple[str | None, str | None] | None:
+        """The title and message to store for one recipient (``channel`` is ``in_app``):
+        the template's ``title`` and ``text`` in their locale, a missing one keeping the
+        notification's own; None when no template applies or one fails (logged)."""
+        chosen = self.choose(content.type, contact.locale)
+        if chosen is None or (chosen.title is None and chosen.text is None):
+            return None
+        url = next((a.url for a in content.actions if a.url), None)
+        context: dict[str, Any] = {
+            "notification": {
+                "id": None,  # not given yet: the row is written after rendering
+                "type": content.type,
+                "title": content.title,
+                "message": content.message,
+                "priority": content.priority.value,
+                "category": content.category,
+                "createdAt": None,
+            },
+            "data": content.data if content.data is not None else {},
+            "user": msgspec.structs.asdict(contact) | {"id": user_id},
+            "channel": "in_app",
+            "url": url,
+        }
+        try:
+            title = content.title if chosen.title is None else chosen.title.render(context)
+            text = content.message if chosen.text is None else chosen.text.render(context)
+        except (TemplateError, TypeError, ValueError, ArithmeticError) as exc:
+            log.warning(
+                "in-app template for %s failed (%s); the notification's own text is stored",
+                content.type,
+                exc,
+            )
+            return None
+        return title, text
 
     def apply(self, message: Message, n: Notification, contact: Contact, channel: str) -> Message:
         """``message`` with what the templates of its type and the user's locale say."""

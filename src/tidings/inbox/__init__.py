@@ -41,7 +41,7 @@ from ..store import (
     StoreError,
     failure_status,
 )
-from ..store.deliveries import Planned
+from ..store.deliveries import Contact, Planned
 from ..tasks import TaskSet
 from .webhooks import WebhookSender
 
@@ -149,6 +149,20 @@ class CreateRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     escalation: list[Step] | None = None
 
 
+class Localizer(Protocol):
+    """Renders the stored title and message per recipient (``delivery.templates``)."""
+
+    def covers(self, kind: str) -> bool:
+        """Whether type ``kind`` has templates at all (else nothing is looked up)."""
+        ...
+
+    def in_app(
+        self, content: NewNotification, user_id: str, contact: Contact
+    ) -> tuple[str | None, str | None] | None:
+        """(title, message) for this recipient, or None to keep the content's own."""
+        ...
+
+
 # What a create plans beyond the app: (category, priority, the request's own steps).
 Planner = Callable[[str | None, Priority, Sequence[Step] | None], tuple[Planned, ...]]
 
@@ -176,6 +190,7 @@ def view(n: Notification) -> protocol.Notification:
         createdAt=iso_timestamp(n.created_at),
         readAt=None if n.read_at is None else iso_timestamp(n.read_at),
         timestamp=iso_timestamp(n.created_at),
+        archivedAt=msgspec.UNSET if n.archived_at is None else iso_timestamp(n.archived_at),
     )
 
 
@@ -213,10 +228,18 @@ class Inbox:
         plan: the deliveries on other channels a new notification gets (escalation).
     """
 
-    def __init__(self, node: Host, store: Store, *, plan: Planner = _no_plan) -> None:
+    def __init__(
+        self,
+        node: Host,
+        store: Store,
+        *,
+        plan: Planner = _no_plan,
+        templates: Localizer | None = None,
+    ) -> None:
         self.node = node
         self.store = store
         self._plan = plan
+        self._templates = templates
         self._tasks = TaskSet(log, "inbox")
         self._delivered: dict[str, list[str]] = {}
         self._flushing = False
@@ -379,6 +402,7 @@ class Inbox:
         """
         content = self._content(req)
         users = await self._recipients(req)
+        content = await self._localize(content, users)
         started = self.node.monotonic()
         try:
             created = await self.store.create(
@@ -395,6 +419,29 @@ class Inbox:
         if not created.replayed:
             await self.dispatch(created.notifications)
         return created
+
+    async def _localize(self, content: NewNotification, users: Sequence[str]) -> NewNotification:
+        """``content`` with each recipient's title and message from the templates of its
+        type in their locale (their directory entry's), where there are any."""
+        templates = self._templates
+        if templates is None or not templates.covers(content.type):
+            return content
+        texts: dict[str, tuple[str | None, str | None]] = {}
+        for user in dict.fromkeys(users):
+            got = templates.in_app(content, user, await self.store.contact(user))
+            if got is None:
+                continue
+            title, message = got
+            # What the request could not hold, a rendering may not either.
+            if (title is not None and len(title) > MAX_TITLE) or (
+                message is not None and len(message) > MAX_MESSAGE
+            ):
+                log.warning("in-app template for %s too long; its own text is stored", user)
+            elif "\x00" in (title or "") + (message or ""):
+                log.warning("in-app template for %s gave a NUL; its own text is stored", user)
+            else:
+                texts[user] = got
+        return msgspec.structs.replace(content, texts=texts) if texts else content
 
     async def dispatch(self, notifications: Sequence[Notification]) -> None:
         """Push committed notifications to their users' connections on every instance.
@@ -464,6 +511,8 @@ class Inbox:
         reorder = self.node.clustered
         for conn in self.node.hub.user_connections(n.user_id):
             if not isinstance(conn, Session):
+                if not n.in_app:
+                    continue
                 out = out or self._message(n)
                 count += conn.push(out)
                 continue
@@ -475,7 +524,8 @@ class Inbox:
             if reorder and n.seq > reader.seen_seq + 1:
                 self._hold_back(conn, n)
                 continue
-            out = out or self._message(n)
+            if n.in_app:
+                out = out or self._message(n)
             if self._push_live(conn, n, out):
                 count += 1
             count += self._release(conn)
@@ -486,6 +536,12 @@ class Inbox:
         return count
 
     def _push_live(self, session: Session, n: Notification, out: Outbound | None = None) -> bool:
+        """Push ``n`` and count it seen; one with in-app off is only counted seen (its seq
+        is taken, so the next one is not held back waiting for it)."""
+        if not n.in_app:
+            reader = self._reader(session)
+            reader.seen_seq = max(reader.seen_seq, n.seq)
+            return False
         if not session.push(out or self._message(n)):
             return False
         reader = self._track(session, n)
@@ -510,8 +566,9 @@ class Inbox:
             if nxt.seq != reader.seen_seq + 1:
                 break
             held.remove(nxt)
-            count += self._push_live(session, nxt)
-            self._note_delivered(nxt.user_id, nxt.id)
+            if self._push_live(session, nxt):
+                count += 1
+                self._note_delivered(nxt.user_id, nxt.id)
         if held is not None and not held:
             del self._reorder[session]
         return count
@@ -675,7 +732,7 @@ class Inbox:
             held = reader.held or []
             reader.held = None
             for n in sorted(held, key=lambda x: x.seq):
-                if n.seq > sent and session.push(self._message(n)):
+                if n.seq > sent and n.in_app and session.push(self._message(n)):
                     self._track(session, n)
                     delivered.append(n.id)
                     sent = n.seq
@@ -744,9 +801,15 @@ class Inbox:
                     reply=session,
                     reply_to=cmd.id,
                 )
+            elif isinstance(cmd, protocol.Unarchive):
+                await self.unarchive(session.user_id, cmd.id_list(), reply=session, reply_to=cmd.id)
             elif isinstance(cmd, protocol.GetNotifications):
                 page = await self.list(
-                    session.user_id, unread_only=cmd.unreadOnly, limit=cmd.limit, cursor=cmd.cursor
+                    session.user_id,
+                    unread_only=cmd.unreadOnly,
+                    archived=cmd.archived,
+                    limit=cmd.limit,
+                    cursor=cmd.cursor,
                 )
                 session.send(page, reply_to=cmd.id)
         except InboxError as exc:
@@ -815,6 +878,23 @@ class Inbox:
         )
         return changed, unread
 
+    async def unarchive(
+        self,
+        user_id: str,
+        ids: Sequence[str],
+        *,
+        reply: Session | None = None,
+        reply_to: str | None = None,
+    ) -> tuple[list[str], int]:
+        """Bring archived notifications back and tell every connection of the user
+        (``notification_unarchived``), as ``mark_read`` does. They are not pushed again:
+        a list that wants them fetches its first page."""
+        changed = await self.store.unarchive(user_id, ids)
+        unread = await self.unread_count(user_id)
+        data = protocol.NotificationUnarchived(ids=changed, unreadCount=unread)
+        await self._tell_user(user_id, data, changed, reply, reply_to)
+        return changed, unread
+
     async def _tell_user(
         self,
         user_id: str,
@@ -859,14 +939,25 @@ class Inbox:
         return await self.store.ack(user_id, ids, now=self.node.clock())
 
     async def list(
-        self, user_id: str, *, unread_only: bool, limit: int, cursor: str | None
+        self,
+        user_id: str,
+        *,
+        unread_only: bool,
+        limit: int,
+        cursor: str | None,
+        archived: bool = False,
     ) -> protocol.Notifications:
-        """One page, newest first: ``{items, unreadCount, nextCursor}``."""
+        """One page, newest first: ``{items, unreadCount, nextCursor}``; the inbox, or
+        with ``archived`` the archived notifications (newest seq first, as the inbox)."""
         if not 1 <= limit <= MAX_PAGE:
             raise InboxError(f"limit must be 1 to {MAX_PAGE}")
         before = None if cursor is None else decode_cursor(cursor)
         rows = await self.store.page(
-            user_id, unread_only=unread_only, before_seq=before, limit=limit + 1
+            user_id,
+            unread_only=unread_only,
+            archived_only=archived,
+            before_seq=before,
+            limit=limit + 1,
         )
         more = len(rows) > limit
         rows = rows[:limit]

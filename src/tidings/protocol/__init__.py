@@ -53,6 +53,7 @@ from .commands import (
     Scalar,
     Subscribe,
     Typing,
+    Unarchive,
     Unsubscribe,
 )
 from .errors import ErrorCode, ProtocolError
@@ -74,6 +75,7 @@ from .messages import (
     NotificationDeleted,
     NotificationRead,
     Notifications,
+    NotificationUnarchived,
     Pong,
     PongShout,
     Published,
@@ -137,6 +139,7 @@ __all__ = [
     "NotificationArchived",
     "NotificationDeleted",
     "NotificationRead",
+    "NotificationUnarchived",
     "Notifications",
     "Ping",
     "Pong",
@@ -164,6 +167,7 @@ __all__ = [
     "Typing",
     "TypingEvent",
     "TypingSent",
+    "Unarchive",
     "Unsubscribe",
     "Unsubscribed",
     "UserJoined",

@@ -108,6 +108,18 @@ class Archive(Command, kw_only=True):
         return _ids(self.notificationId, self.notificationIds, self.ids)
 
 
+class Unarchive(Command, kw_only=True):
+    """Bring archived notifications back into the inbox (read state kept)."""
+
+    name: ClassVar[str] = "unarchive"
+    notificationId: str | None = None
+    notificationIds: list[str] | None = None
+    ids: list[str] | None = None  # the canonical name, as over HTTP
+
+    def id_list(self) -> list[str]:
+        return _ids(self.notificationId, self.notificationIds, self.ids)
+
+
 class Delete(Command, kw_only=True):
     """Delete notifications for good."""
 
@@ -125,6 +137,8 @@ class GetNotifications(Command, kw_only=True):
 
     name: ClassVar[str] = "get_notifications"
     unreadOnly: bool = False
+    # The archived notifications instead of the inbox (the "Archived" tab).
+    archived: bool = False
     limit: int = 20
     cursor: str | None = None
 
@@ -137,8 +151,8 @@ def _ids(one: str | None, *many: list[str] | None) -> list[str]:
     return list(dict.fromkeys(ids))
 
 
-IdsCommand = Ack | MarkRead | Archive | Delete
-InboxCommand = Ack | MarkRead | Archive | Delete | GetNotifications
+IdsCommand = Ack | MarkRead | Archive | Unarchive | Delete
+InboxCommand = Ack | MarkRead | Archive | Unarchive | Delete | GetNotifications
 
 
 # Chat rooms (docs/rooms.md); guide 004's names, as commands too. ``content`` is checked by
@@ -220,6 +234,7 @@ COMMANDS: Final[dict[str, type[Command]]] = {
         Ack,
         MarkRead,
         Archive,
+        Unarchive,
         Delete,
         GetNotifications,
         ChatMessage,

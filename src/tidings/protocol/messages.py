@@ -148,6 +148,8 @@ class Notification(ServerMessage, kw_only=True):
     createdAt: str
     readAt: str | None
     timestamp: str
+    # Only on an archived notification (the archived list).
+    archivedAt: str | UnsetType = UNSET
     recovered: bool | UnsetType = UNSET
     redelivered: bool | UnsetType = UNSET
 
@@ -176,6 +178,12 @@ class NotificationRead(ServerMessage, kw_only=True):
 
 class NotificationArchived(NotificationRead, kw_only=True):
     kind: ClassVar[str] = "notification_archived"
+
+
+class NotificationUnarchived(NotificationRead, kw_only=True):
+    """Archived notifications back in the inbox: a list shows them again (fetch them)."""
+
+    kind: ClassVar[str] = "notification_unarchived"
 
 
 class NotificationDeleted(NotificationRead, kw_only=True):

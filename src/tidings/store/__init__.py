@@ -77,8 +77,11 @@ class Store(RoomStore, UserStore, DeliveryStore, Protocol):
     * **Per-user order.** Each user's notifications get ``seq`` 1, 2, 3, … with no gaps and
       no repeats, in commit order, whatever the concurrency.
     * **Preferences.** Recipients whose in-app switch for the content's category is off
-      (see ``in_app_disabled``) get no row; ``Created.skipped`` names them. The check runs
-      in the create's own transaction.
+      (see ``in_app_disabled``) get no row, and ``Created.skipped`` names them; unless the
+      content plans escalation steps: then they get a row with ``in_app`` False (its seq
+      taken, its deliveries planned) that no method returning live rows returns and
+      ``page`` leaves out unless ``include_archived``, and ``Created.in_app_off`` names
+      them. The check runs in the create's own transaction.
     * **Idempotency.** ``create`` with a key already used by an identical request (same
       ``fingerprint``) creates nothing and returns the first request's rows with
       ``replayed=True``; with a different fingerprint it raises ``IdempotencyConflict``.
@@ -90,7 +93,8 @@ class Store(RoomStore, UserStore, DeliveryStore, Protocol):
     * **Expired** rows (``expires_at <= now``) are never returned by ``since``,
       ``unacked`` or counted unread; ``page`` still lists them for history.
     * **Deleted** rows are gone from every method; **archived** rows are left out of
-      ``page`` (unless asked for), ``since``, ``unacked`` and the unread count.
+      ``page`` (unless asked for), ``since``, ``unacked`` and the unread count, and so are
+      rows with in-app off.
     * Methods that change state return the ids they actually changed, oldest (lowest
       ``seq``) first (already-read rows are not "changed" by ``mark_read``), so callers
       can tell other tabs exactly what moved.
@@ -128,10 +132,12 @@ class Store(RoomStore, UserStore, DeliveryStore, Protocol):
         *,
         unread_only: bool = False,
         include_archived: bool = False,
+        archived_only: bool = False,
         before_seq: int | None = None,
         limit: int = 50,
     ) -> list[Notification]:
-        """Newest first: notifications with ``seq < before_seq`` (all when None)."""
+        """Newest first: notifications with ``seq < before_seq`` (all when None); archived
+        ones only with ``include_archived``, and nothing else with ``archived_only``."""
         ...
 
     async def since(
@@ -176,6 +182,11 @@ class Store(RoomStore, UserStore, DeliveryStore, Protocol):
 
     async def archive(self, user_id: str, ids: Sequence[str], *, now: float) -> list[str]:
         """Set ``archived_at`` where unset; returns the ids changed."""
+        ...
+
+    async def unarchive(self, user_id: str, ids: Sequence[str]) -> list[str]:
+        """Clear ``archived_at`` where set (the rows are live again, read state kept);
+        returns the ids changed."""
         ...
 
     async def delete(self, user_id: str, ids: Sequence[str]) -> list[str]:

@@ -68,6 +68,9 @@ class NewNotification(msgspec.Struct, frozen=True, kw_only=True):
     expires_at: float | None = None
     # Deliveries on other channels, planned for every recipient in the create's transaction.
     escalation: tuple[Planned, ...] = ()
+    # {user_id: (title, message)} for recipients whose text was rendered from a template
+    # in their own locale; the others get ``title`` and ``message``.
+    texts: dict[str, tuple[str | None, str | None]] = msgspec.field(default_factory=dict)
 
 
 class Notification(msgspec.Struct, kw_only=True):
@@ -90,6 +93,9 @@ class Notification(msgspec.Struct, kw_only=True):
     read_at: float | None = None
     archived_at: float | None = None
     attempts: int = 0
+    # False: the user switched in-app off for the category; the row exists only for the
+    # other channels (escalation and its log): never pushed, listed or counted unread.
+    in_app: bool = True
 
 
 class Created(msgspec.Struct, frozen=True):
@@ -101,5 +107,9 @@ class Created(msgspec.Struct, frozen=True):
 
     notifications: tuple[Notification, ...]
     replayed: bool
-    # Recipients left out because they switched in-app off for the category.
+    # Recipients left out because they switched in-app off for the category and nothing
+    # else was planned for it.
     skipped: tuple[str, ...] = ()
+    # Recipients who switched in-app off but get the other channels planned: their rows
+    # (in ``notifications``, ``in_app`` False) are never live in the app.
+    in_app_off: tuple[str, ...] = ()

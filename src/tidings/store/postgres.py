@@ -68,13 +68,13 @@ _ALLOCATE: Final = (
 )
 _NEW_COLUMNS: Final = (
     "id, user_id, seq, type, title, message, priority, category, data, actions, expires_at, "
-    "created_at"
+    "created_at, in_app"
 )
 _PLAN: Final = dollar(PLAN)
 _INSERT_MANY: Final = (
     f"INSERT INTO notifications ({_NEW_COLUMNS}) SELECT * FROM unnest("
     "$1::text[], $2::text[], $3::bigint[], $4::text[], $5::text[], $6::text[], $7::text[], "
-    "$8::text[], $9::text[], $10::text[], $11::float8[], $12::float8[])"
+    "$8::text[], $9::text[], $10::text[], $11::float8[], $12::float8[], $13::integer[])"
 )
 _PREFERENCES: Final = (
     "SELECT user_id, category, in_app FROM preferences "
@@ -90,7 +90,7 @@ _LOCK_USERS: Final = (
 
 def _live(now: str) -> str:
     """The condition for live (unarchived, unexpired) rows; ``now`` is a placeholder."""
-    return f"archived_at IS NULL AND (expires_at IS NULL OR expires_at > {now})"
+    return f"archived_at IS NULL AND in_app <> 0 AND (expires_at IS NULL OR expires_at > {now})"
 
 
 class _Retry(Exception):
@@ -306,6 +306,7 @@ class PostgresStore(PostgresRooms, PostgresUsers, PostgresDeliveries):
         *,
         unread_only: bool = False,
         include_archived: bool = False,
+        archived_only: bool = False,
         before_seq: int | None = None,
         limit: int = 50,
     ) -> list[Notification]:
@@ -314,6 +315,7 @@ class PostgresStore(PostgresRooms, PostgresUsers, PostgresDeliveries):
             user_id,
             unread_only=unread_only,
             include_archived=include_archived,
+            archived_only=archived_only,
             before_seq=before_seq,
             limit=limit,
         )
@@ -485,6 +487,17 @@ class PostgresStore(PostgresRooms, PostgresUsers, PostgresDeliveries):
     async def archive(self, user_id: str, ids: Sequence[str], *, now: float) -> list[str]:
         return await self._set_where_null("archived_at", user_id, list(ids), now)
 
+    async def unarchive(self, user_id: str, ids: Sequence[str]) -> list[str]:
+        ids = list(ids)
+        if not ids:
+            return []
+        sql = (
+            "WITH changed AS (UPDATE notifications SET archived_at = NULL WHERE user_id = $1 "
+            "AND archived_at IS NOT NULL AND id = ANY($2::text[]) RETURNING id, seq) "
+            "SELECT id FROM changed ORDER BY seq"
+        )
+        return [r[0] for r in await self._db().fetch(sql, user_id, ids)]
+
     async def mark_delivered(self, deliveries: Mapping[str, Sequence[str]], *, now: float) -> None:
         users = [u for u, ids in deliveries.items() for _ in ids]
         ids = [nid for group in deliveries.values() for nid in group]
@@ -631,11 +644,15 @@ async def _create_plain(conn: Any, batch: Sequence[_Request]) -> list[Created | 
         switches.setdefault(user, {})[category] = on
     counts: dict[str, int] = {}
     skipped: dict[int, tuple[str, ...]] = {}
+    muted: dict[int, set[str]] = {}
     for item in todo:
         cat = item[1].category if item[1].category is not None else "*"
         recipients = item[3]
         off = {u for u in recipients if (s := switches.get(u)) and not s.get(cat, s.get("*", 1))}
-        if off:
+        if off and item[1].escalation:
+            # In-app off, other channels planned: the rows are kept for them.
+            muted[item[0]] = off
+        elif off:
             skipped[item[0]] = tuple(sorted(off))
             recipients[:] = [u for u in recipients if u not in off]
         for u in recipients:
@@ -644,16 +661,20 @@ async def _create_plain(conn: Any, batch: Sequence[_Request]) -> list[Created | 
         rows = await conn.fetch(_ALLOCATE, list(counts), list(counts.values()))
         # Each user's new seqs, last_seq - count + 1 … last_seq, go out in request order.
         next_seq = {u: int(last) - counts[u] + 1 for u, last in rows}
-        columns: list[list[Any]] = [[] for _ in range(12)]
+        columns: list[list[Any]] = [[] for _ in range(13)]
         values: list[list[tuple[Any, ...]]] = []
-        for _, content, now, recipients, data, actions in todo:
+        for at, content, now, recipients, data, actions in todo:
             mine = []
+            off = muted.get(at, set())
             for u in recipients:
                 seq = next_seq[u]
                 next_seq[u] = seq + 1
-                full = insert_values(new_id(), u, seq, content, now, (data, actions))
-                # The first 12 columns are the ones a new row sets; the rest start empty.
-                for column, value in zip(columns, full[:12], strict=True):
+                full = insert_values(
+                    new_id(), u, seq, content, now, (data, actions), in_app=u not in off
+                )
+                # The first 12 columns and in_app are the ones a new row sets; the rest
+                # start empty.
+                for column, value in zip(columns, (*full[:12], full[-1]), strict=True):
                     column.append(value)
                 mine.append(full)
             values.append(mine)
@@ -663,7 +684,12 @@ async def _create_plain(conn: Any, batch: Sequence[_Request]) -> list[Created | 
     plans: list[tuple[Any, ...]] = []
     for item, mine in zip(todo, values, strict=True):
         created = tuple(from_row(v) for v in mine)
-        results[item[0]] = Created(created, replayed=False, skipped=skipped.get(item[0], ()))
+        results[item[0]] = Created(
+            created,
+            replayed=False,
+            skipped=skipped.get(item[0], ()),
+            in_app_off=tuple(sorted(muted.get(item[0], ()))),
+        )
         if item[1].escalation:
             plans += plan_rows(created, item[1].escalation)
     if plans:
@@ -707,11 +733,15 @@ async def _create_one(
     created: list[Notification] = []
     users = list(dict.fromkeys(user_ids))
     off = await _in_app_off(conn, users, content.category)
-    if off:
+    # In-app off, other channels planned: the row is kept for them ("email only").
+    muted = off if content.escalation else set()
+    if off - muted:
         users = [u for u in users if u not in off]
     if users:
         seqs = {r[0]: int(r[1]) for r in await conn.fetch(_NEXT_SEQ, users)}
-        values = [insert_values(new_id(), u, seqs[u], content, now) for u in users]
+        values = [
+            insert_values(new_id(), u, seqs[u], content, now, in_app=u not in muted) for u in users
+        ]
         await conn.executemany(_INSERT, values)
         created = [from_row(v) for v in values]
         if content.escalation:
@@ -722,4 +752,9 @@ async def _create_one(
             key,
             dumps([n.id for n in created]),
         )
-    return Created(tuple(created), replayed=False, skipped=tuple(sorted(off)))
+    return Created(
+        tuple(created),
+        replayed=False,
+        skipped=tuple(sorted(off - muted)),
+        in_app_off=tuple(sorted(muted)),
+    )

@@ -38,17 +38,21 @@ def insert_values(
     content: NewNotification,
     now: float,
     json_columns: tuple[str | None, str | None] | None = None,
+    *,
+    in_app: bool = True,
 ) -> tuple[Any, ...]:
     """Values for ``INSERT INTO notifications (COLUMNS)`` of a new row; pass
-    ``json_columns`` (from ``encoded``) to reuse one encoding for many recipients."""
+    ``json_columns`` (from ``encoded``) to reuse one encoding for many recipients;
+    ``in_app=False`` for a recipient who switched in-app off (kept for other channels)."""
     data, actions = encoded(content) if json_columns is None else json_columns
+    title, message = content.texts.get(user_id, (content.title, content.message))
     return (
         nid,
         user_id,
         seq,
         content.type,
-        content.title,
-        content.message,
+        title,
+        message,
         content.priority.value,
         content.category,
         data,
@@ -60,6 +64,7 @@ def insert_values(
         None,
         None,
         0,
+        1 if in_app else 0,
     )
 
 
@@ -83,6 +88,7 @@ def from_row(row: Sequence[Any]) -> Notification:
         read_at=row[14],
         archived_at=row[15],
         attempts=int(row[16]),
+        in_app=bool(row[17]),
     )
 
 
@@ -94,6 +100,7 @@ def page_query(
     include_archived: bool,
     before_seq: int | None,
     limit: int,
+    archived_only: bool = False,
 ) -> tuple[str, list[Any]]:
     """SQL and arguments of ``Store.page``; ``mark(n)`` is the dialect's n-th placeholder
     (``?`` for SQLite, ``$n`` for PostgreSQL)."""
@@ -102,6 +109,11 @@ def page_query(
     if unread_only:
         where.append("read_at IS NULL")
     if not include_archived:
+        # In-app off: never in the app's lists (it is there for the other channels).
+        where.append("in_app <> 0")
+    if archived_only:
+        where.append("archived_at IS NOT NULL")
+    elif not include_archived:
         where.append("archived_at IS NULL")
     if before_seq is not None:
         args.append(before_seq)

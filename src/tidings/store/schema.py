@@ -189,11 +189,19 @@ MIGRATIONS: Final[tuple[tuple[int, tuple[str, ...]], ...]] = (
             )""",
         ),
     ),
+    (
+        6,
+        (
+            # 0: the user switched in-app off for the category, but other channels were
+            # planned ("email only"): kept for escalation and its log, never live.
+            "ALTER TABLE notifications ADD COLUMN in_app INTEGER NOT NULL DEFAULT 1",
+        ),
+    ),
 )
 
 LATEST: Final = MIGRATIONS[-1][0]
 
 COLUMNS: Final = (
     "id, user_id, seq, type, title, message, priority, category, data, actions, expires_at, "
-    "created_at, delivered_at, acked_at, read_at, archived_at, attempts"
+    "created_at, delivered_at, acked_at, read_at, archived_at, attempts, in_app"
 )

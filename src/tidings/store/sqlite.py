@@ -43,7 +43,7 @@ T = TypeVar("T")
 _CreateArgs = tuple[NewNotification, Sequence[str], float, str | None, str]
 # Users remembered as recorded (user id -> roles), at most this many.
 _USERS_CACHED = 200_000
-_LIVE = "archived_at IS NULL AND (expires_at IS NULL OR expires_at > ?)"
+_LIVE = "archived_at IS NULL AND in_app <> 0 AND (expires_at IS NULL OR expires_at > ?)"
 
 
 def _connect(path: str) -> sqlite3.Connection:
@@ -271,6 +271,7 @@ class SQLiteStore(SQLiteRooms, SQLiteUsers, SQLiteDeliveries):
         *,
         unread_only: bool = False,
         include_archived: bool = False,
+        archived_only: bool = False,
         before_seq: int | None = None,
         limit: int = 50,
     ) -> list[Notification]:
@@ -279,6 +280,7 @@ class SQLiteStore(SQLiteRooms, SQLiteUsers, SQLiteDeliveries):
             user_id,
             unread_only=unread_only,
             include_archived=include_archived,
+            archived_only=archived_only,
             before_seq=before_seq,
             limit=limit,
         )
@@ -456,6 +458,18 @@ class SQLiteStore(SQLiteRooms, SQLiteUsers, SQLiteDeliveries):
 
     async def archive(self, user_id: str, ids: Sequence[str], *, now: float) -> list[str]:
         return await self._set_where_null("archived_at", user_id, list(ids), now)
+
+    async def unarchive(self, user_id: str, ids: Sequence[str]) -> list[str]:
+        ids = list(ids)
+        if not ids:
+            return []
+        sql = (
+            "UPDATE notifications SET archived_at = NULL WHERE user_id=? "
+            f"AND archived_at IS NOT NULL AND id IN ({_placeholders(len(ids))}) RETURNING id, seq"
+        )
+        return await self._write(
+            lambda c: [r[0] for r in sorted(c.execute(sql, [user_id, *ids]), key=lambda r: r[1])]
+        )
 
     async def mark_delivered(self, deliveries: Mapping[str, Sequence[str]], *, now: float) -> None:
         rows = [(now, user_id, nid) for user_id, ids in deliveries.items() for nid in ids]
@@ -661,15 +675,19 @@ def _create_one(
     created = []
     users = list(dict.fromkeys(user_ids))
     off = _in_app_off(c, users, content.category) if preferences else set()
+    # In-app off, other channels planned: the row is kept for them ("email only").
+    muted = off if content.escalation else set()
     for user_id in users:
-        if user_id in off:
+        if user_id in off and user_id not in muted:
             continue
         seq = c.execute(
             "INSERT INTO inbox_users (user_id, last_seq) VALUES (?, 1) ON CONFLICT (user_id) "
             "DO UPDATE SET last_seq = last_seq + 1 RETURNING last_seq",
             (user_id,),
         ).fetchone()[0]
-        values = insert_values(new_id(), user_id, int(seq), content, now)
+        values = insert_values(
+            new_id(), user_id, int(seq), content, now, in_app=user_id not in muted
+        )
         c.execute(
             f"INSERT INTO notifications ({COLUMNS}) VALUES ({_placeholders(len(values))})", values
         )
@@ -681,4 +699,9 @@ def _create_one(
             "INSERT INTO idempotency (key, fingerprint, ids, created_at) VALUES (?,?,?,?)",
             (key, fingerprint, dumps([n.id for n in created]), now),
         )
-    return Created(tuple(created), replayed=False, skipped=tuple(sorted(off)))
+    return Created(
+        tuple(created),
+        replayed=False,
+        skipped=tuple(sorted(off - muted)),
+        in_app_off=tuple(sorted(muted)),
+    )

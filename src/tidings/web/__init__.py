@@ -1,8 +1,9 @@
 """The browser side of tidings: the JavaScript client and the web console, as static files.
 
 ``add_routes`` serves them from the server's root: the console at ``/`` and the client at
-``/tidings.js`` (with ``/tidings.d.ts``, ``/react.js``, ``/react.d.ts``, and the inbox
-components at ``/inbox.js``, ``/inbox.d.ts``), all built from the npm package in
+``/tidings.js`` (with ``/tidings.d.ts``, ``/react.js``, ``/react.d.ts``, the inbox
+components at ``/inbox.js``, ``/inbox.d.ts``, and the Web Push service worker at
+``/tidings-sw.js``), all built from the npm package in
 ``clients/js`` by its ``scripts/build.mjs``. In ``--dev`` mode
 only, it also adds ``/dev/config`` (the development API key, for the console's operations
 view) and ``/dev/token`` (mint a token for a user); without ``--dev`` these routes do not
@@ -39,6 +40,8 @@ FILES: Final[dict[str, tuple[str, str]]] = {
     "/react.d.ts": ("react.d.ts", "text/plain"),
     "/inbox.js": ("inbox.js", "text/javascript"),
     "/inbox.d.ts": ("inbox.d.ts", "text/plain"),
+    # The Web Push service worker (registered by subscribePush from /tidings.js).
+    "/tidings-sw.js": ("tidings-sw.js", "text/javascript"),
     # Browsers ask for /favicon.ico on their own; a 404 there is a console error.
     "/favicon.ico": ("favicon.svg", "image/svg+xml"),
     "/favicon.svg": ("favicon.svg", "image/svg+xml"),

@@ -20,6 +20,7 @@ var PATHS = {
   bell: "M12 22a2.5 2.5 0 0 0 2.45-2h-4.9A2.5 2.5 0 0 0 12 22zm7-6V11a7 7 0 0 0-5.5-6.84V3.5a1.5 1.5 0 0 0-3 0v.66A7 7 0 0 0 5 11v5l-2 2v1h18v-1z",
   check: "M9 16.2 4.8 12l-1.4 1.4L9 19 21 7l-1.4-1.4z",
   archive: "M20.5 5.2 19.1 3.5A1.5 1.5 0 0 0 18 3H6a1.5 1.5 0 0 0-1.1.5L3.5 5.2A2 2 0 0 0 3 6.5V19a2 2 0 0 0 2 2h14a2 2 0 0 0 2-2V6.5a2 2 0 0 0-.5-1.3zM12 17.5 6.5 12H10v-2h4v2h3.5zM5.1 5l.8-1h12l.9 1z",
+  unarchive: "M20.5 5.2 19.1 3.5A1.5 1.5 0 0 0 18 3H6a1.5 1.5 0 0 0-1.1.5L3.5 5.2A2 2 0 0 0 3 6.5V19a2 2 0 0 0 2 2h14a2 2 0 0 0 2-2V6.5a2 2 0 0 0-.5-1.3zM12 9.5l5.5 5.5H14v2h-4v-2H6.5zM5.1 5l.8-1h12l.9 1z",
   delete: "M6 19a2 2 0 0 0 2 2h8a2 2 0 0 0 2-2V7H6zM19 4h-3.5l-1-1h-5l-1 1H5v2h14z",
   gear: "M19.4 13a7.5 7.5 0 0 0 0-2l2.1-1.6-2-3.5-2.5 1a7.4 7.4 0 0 0-1.7-1L15 3h-4l-.4 2.8a7.4 7.4 0 0 0-1.7 1l-2.5-1-2 3.5L6.6 11a7.5 7.5 0 0 0 0 2l-2.1 1.6 2 3.5 2.5-1a7.4 7.4 0 0 0 1.7 1L11 21h4l.4-2.8a7.4 7.4 0 0 0 1.7-1l2.5 1 2-3.5zM13 15.5a3.5 3.5 0 1 1 0-7 3.5 3.5 0 0 1 0 7z"
 };
@@ -57,8 +58,9 @@ var InboxStore = class extends EventTarget {
     this.client = client;
     this.pageSize = pageSize;
     this.items = /* @__PURE__ */ new Map();
-    this.cursors = { all: void 0, unread: void 0 };
-    this.floors = { all: Infinity, unread: Infinity };
+    this.archived = /* @__PURE__ */ new Map();
+    this.cursors = { all: void 0, unread: void 0, archived: void 0 };
+    this.floors = { all: Infinity, unread: Infinity, archived: Infinity };
     this.loading = false;
     this.error = null;
     this.online = client.connected;
@@ -73,9 +75,10 @@ var InboxStore = class extends EventTarget {
     for (const off of this._off) off();
     this._off = [];
   }
-  /** The loaded notifications of a tab ("all", "unread" or "category:<name>"), newest first. */
+  /** The loaded notifications of a tab ("all", "unread", "archived" or "category:<name>"), newest first. */
   view(tab = "all") {
     const floor = this.floors[listOf(tab)];
+    if (tab === "archived") return [...this.archived.values()].filter((n) => (n.seq ?? 0) >= floor).sort(bySeq);
     const all = [...this.items.values()].filter((n) => (n.seq ?? 0) >= floor).sort(bySeq);
     if (tab === "unread") return all.filter((n) => !n.readAt);
     if (tab.startsWith("category:")) {
@@ -96,9 +99,10 @@ var InboxStore = class extends EventTarget {
   }
   /** The first page again (after each connection: the server's list is the truth). */
   async reload() {
-    this.cursors = { all: void 0, unread: void 0 };
-    this.floors = { all: Infinity, unread: Infinity };
+    this.cursors = { all: void 0, unread: void 0, archived: void 0 };
+    this.floors = { all: Infinity, unread: Infinity, archived: Infinity };
     this.items = /* @__PURE__ */ new Map();
+    this.archived = /* @__PURE__ */ new Map();
     await this.loadMore("all");
   }
   /** The next page of a tab's list. */
@@ -113,10 +117,12 @@ var InboxStore = class extends EventTarget {
       const page = await this.client.getNotifications({
         limit: this.pageSize,
         unreadOnly: list === "unread",
+        archived: list === "archived",
         cursor: cursor ?? null
       });
+      const into = list === "archived" ? this.archived : this.items;
       for (const n of page.items ?? []) {
-        if (!this.items.has(n.id)) this.items.set(n.id, n);
+        if (!into.has(n.id)) into.set(n.id, n);
         this.floors[list] = Math.min(this.floors[list], n.seq ?? 0);
       }
       this.cursors[list] = page.nextCursor ?? null;
@@ -136,6 +142,9 @@ var InboxStore = class extends EventTarget {
   }
   async archive(ids) {
     this._apply("notification_archived", await this.client.archive(ids));
+  }
+  async unarchive(ids) {
+    this._apply("notification_unarchived", await this.client.unarchive(ids));
   }
   async remove(ids) {
     this._apply("notification_deleted", await this.client.delete(ids));
@@ -165,19 +174,30 @@ var InboxStore = class extends EventTarget {
         this._changed();
       })
     );
-    for (const type of ["notification_read", ...REMOVED]) {
+    for (const type of ["notification_read", "notification_unarchived", ...REMOVED]) {
       this._off.push(c.on(type, (msg) => own(msg) && this._apply(type, msg.data)));
     }
   }
   _apply(type, data) {
     if (!data || !Array.isArray(data.ids)) return;
     const now = (/* @__PURE__ */ new Date()).toISOString();
+    let unknown = false;
     for (const id of data.ids) {
+      if (type === "notification_unarchived") {
+        const n2 = this.archived.get(id) ?? this.items.get(id);
+        this.archived.delete(id);
+        if (n2 === void 0) unknown = true;
+        else this.items.set(id, withoutArchivedAt(n2));
+        continue;
+      }
       const n = this.items.get(id);
+      if (type === "notification_deleted") this.archived.delete(id);
       if (n === void 0) continue;
       if (REMOVED.has(type)) this.items.delete(id);
       else if (!n.readAt) this.items.set(id, { ...n, readAt: now });
+      if (type === "notification_archived") this.archived.set(id, { ...n, archivedAt: now });
     }
+    if (unknown && this.online) this.reload();
     this._changed();
   }
   _changed() {
@@ -185,7 +205,11 @@ var InboxStore = class extends EventTarget {
   }
 };
 function listOf(tab) {
-  return tab === "unread" ? "unread" : "all";
+  return tab === "unread" || tab === "archived" ? tab : "all";
+}
+function withoutArchivedAt(n) {
+  const { archivedAt: _, ...rest } = n;
+  return rest;
 }
 
 // src/inbox/strings.js
@@ -193,21 +217,28 @@ var STRINGS = Object.freeze({
   title: "Notifications",
   all: "All",
   unread: "Unread",
+  archived: "Archived",
   tabs: "Show",
   markAllRead: "Mark all read",
   markRead: "Mark read",
   archive: "Archive",
+  unarchive: "Move to inbox",
   delete: "Delete",
   loadMore: "Load more",
   loading: "Loading…",
   empty: "You're all caught up.",
   emptyUnread: "No unread notifications.",
   emptyCategory: "Nothing in this category.",
+  emptyArchived: "No archived notifications.",
   offline: "Offline. Reconnecting…",
   error: "Could not load notifications.",
   preferences: "Preferences",
-  preferencesIntro: "Show notifications in the app for:",
+  preferencesIntro: "How each kind of notification may reach you:",
   everythingElse: "Everything else",
+  category: "Category",
+  channels: { inApp: "In app", push: "Push", email: "Email", sms: "SMS" },
+  /** A switch's accessible name: the category and the channel. */
+  channelSwitch: (category, channel) => `${category}: ${channel}`,
   save: "Save",
   saved: "Saved.",
   close: "Close",
@@ -221,7 +252,12 @@ var STRINGS = Object.freeze({
   itemAction: (action, title) => `${action}: ${title}`
 });
 function mergeStrings(overrides = {}) {
-  return { ...STRINGS, ...overrides, priority: { ...STRINGS.priority, ...overrides.priority ?? {} } };
+  return {
+    ...STRINGS,
+    ...overrides,
+    priority: { ...STRINGS.priority, ...overrides.priority ?? {} },
+    channels: { ...STRINGS.channels, ...overrides.channels ?? {} }
+  };
 }
 var UNITS = [
   ["year", 365 * 86400],
@@ -319,6 +355,11 @@ time { color: var(--_muted); font-size: .85em; margin-left: auto; white-space: n
 .prefs { padding: 10px 12px; border-bottom: 1px solid var(--_border); }
 .prefs p { margin: 0 0 6px; }
 .prefs label { display: flex; gap: 8px; align-items: center; padding: 3px 0; }
+.prefs-table { border-collapse: collapse; width: 100%; }
+.prefs-table th, .prefs-table td { padding: 4px 6px; text-align: center; font-weight: 500; }
+.prefs-table th[scope=row], .prefs-table thead th:first-child { text-align: start; overflow-wrap: anywhere; }
+.prefs-table thead th { color: var(--_muted); font-size: 0.85em; }
+.prefs-table input { width: 18px; height: 18px; margin: 0; }
 .prefs .row { display: flex; gap: 8px; align-items: center; margin-top: 8px; }
 .prefs-status { color: var(--_muted); }
 @media (max-width: 480px) {
@@ -361,7 +402,7 @@ function adopt(root, css) {
 // src/inbox/bell-element.js
 var Base = globalThis.HTMLElement ?? class {
 };
-var PASSED = ["lang", "theme", "page-size", "tabs"];
+var PASSED = ["lang", "theme", "page-size", "tabs", "channels"];
 var instances = 0;
 var TidingsBell = class extends Base {
   static observedAttributes = PASSED;
@@ -471,12 +512,15 @@ var TidingsBell = class extends Base {
   }
 };
 
-// src/inbox/preferences.js
+// src/wire.js
 function httpOrigin(wsUrl) {
   const url = new URL(wsUrl);
   const scheme = url.protocol === "wss:" ? "https:" : url.protocol === "ws:" ? "http:" : url.protocol;
   return `${scheme}//${url.host}`;
 }
+
+// src/inbox/preferences.js
+var CHANNELS = Object.freeze(["inApp", "push", "email", "sms"]);
 async function call(client, method, body) {
   const token = await client.getToken();
   const response = await fetch(`${httpOrigin(client.url)}/api/me/preferences`, {
@@ -486,13 +530,23 @@ async function call(client, method, body) {
   });
   const data = await response.json().catch(() => ({}));
   if (!response.ok) throw new Error(data.error?.message ?? `HTTP ${response.status}`);
-  return data.inApp ?? {};
+  return data;
 }
-function loadPreferences(client) {
+function loadChannelPreferences(client) {
   return call(client, "GET");
 }
-function savePreferences(client, inApp) {
-  return call(client, "PUT", { inApp });
+function saveChannelPreferences(client, switches) {
+  return call(client, "PUT", switches);
+}
+async function loadPreferences(client) {
+  return (await call(client, "GET")).inApp ?? {};
+}
+async function savePreferences(client, inApp) {
+  return (await call(client, "PUT", { inApp })).inApp ?? {};
+}
+function switchedOn(prefs, channel, category) {
+  const mine = prefs?.[channel] ?? {};
+  return mine[category] ?? mine["*"] ?? true;
 }
 
 // src/inbox/inbox-element.js
@@ -501,7 +555,7 @@ var Base2 = globalThis.HTMLElement ?? class {
 var PRIORITIES = ["LOW", "MEDIUM", "HIGH", "CRITICAL"];
 var instances2 = 0;
 var TidingsInbox = class extends Base2 {
-  static observedAttributes = ["lang", "tabs", "page-size"];
+  static observedAttributes = ["lang", "tabs", "page-size", "channels"];
   constructor() {
     super();
     this._uid = `ti${instances2 += 1}`;
@@ -564,10 +618,11 @@ var TidingsInbox = class extends Base2 {
     return Number.isInteger(n) && n >= 1 && n <= 100 ? n : 20;
   }
   _tabs() {
-    const wanted = (this.getAttribute("tabs") ?? "all,unread,categories").split(",").map((s) => s.trim());
+    const wanted = (this.getAttribute("tabs") ?? "all,unread,archived,categories").split(",").map((s) => s.trim());
     const tabs = [];
     if (wanted.includes("all")) tabs.push({ id: "all", label: this._strings.all });
     if (wanted.includes("unread")) tabs.push({ id: "unread", label: this._strings.unread });
+    if (wanted.includes("archived")) tabs.push({ id: "archived", label: this._strings.archived });
     if (wanted.includes("categories") && this._store !== null) {
       for (const c of this._store.categories()) tabs.push({ id: `category:${c}`, label: c });
     }
@@ -631,11 +686,15 @@ var TidingsInbox = class extends Base2 {
       return;
     }
     this._renderTabs();
+    const own = this._tab === "unread" || this._tab === "archived" ? this._tab : null;
+    if (own && store.cursors[own] === void 0 && store.online && !store.loading && store.error === null) {
+      queueMicrotask(() => this._more());
+    }
     const items = store.view(this._tab);
     const seen = /* @__PURE__ */ new Set();
     const rows = items.map((n) => {
       seen.add(n.id);
-      const sig = JSON.stringify([n.readAt, n.title, n.message, n.priority, n.actions, n.category, n.createdAt]);
+      const sig = JSON.stringify([n.readAt, n.archivedAt, n.title, n.message, n.priority, n.actions, n.category, n.createdAt]);
       const row = this._rows.get(n.id);
       if (row && row.sig === sig) return row.li;
       const li = this._item(n);
@@ -644,9 +703,10 @@ var TidingsInbox = class extends Base2 {
     });
     for (const id of [...this._rows.keys()]) if (!seen.has(id)) this._rows.delete(id);
     e.list.replaceChildren(...rows);
-    const loaded = store.cursors.all !== void 0 || store.cursors.unread !== void 0;
+    const loaded = this._tab === "archived" ? store.cursors.archived !== void 0 : store.cursors.all !== void 0 || store.cursors.unread !== void 0;
     e.empty.hidden = items.length > 0 || store.loading || !loaded;
-    e.empty.textContent = this._tab === "unread" ? s.emptyUnread : this._tab === "all" ? s.empty : s.emptyCategory;
+    const empty = { all: s.empty, unread: s.emptyUnread, archived: s.emptyArchived };
+    e.empty.textContent = empty[this._tab] ?? s.emptyCategory;
     e.list.setAttribute("aria-busy", String(store.loading));
     e.more.hidden = !loaded || !store.hasMore(this._tab);
     e.more.disabled = store.loading;
@@ -694,7 +754,6 @@ var TidingsInbox = class extends Base2 {
   _select(tab) {
     this._tab = tab;
     this._render();
-    if (tab === "unread" && this._store.cursors.unread === void 0 && this._store.online) this._more();
   }
   _tabKey(event) {
     const tabs = [...this._els.tabs.querySelectorAll('[role="tab"]')];
@@ -710,7 +769,8 @@ var TidingsInbox = class extends Base2 {
     const s = this._strings;
     const priority = PRIORITIES.includes(n.priority) ? n.priority : "MEDIUM";
     const title = n.title ?? n.type ?? "";
-    const unread = !n.readAt;
+    const archived = Boolean(n.archivedAt);
+    const unread = !n.readAt && !archived;
     const tool = (name, label, run) => h("button", { type: "button", class: name, "aria-label": s.itemAction(label, title), title: label, onclick: () => this._do(run) }, icon(name === "mark-read" ? "check" : name));
     const when = h("time", { datetime: n.createdAt ?? "", title: n.createdAt ? new Date(n.createdAt).toLocaleString(this._lang()) : "" }, this._when(n));
     const actions = (Array.isArray(n.actions) ? n.actions : []).map((action, i) => this._action(n, action, i === 0));
@@ -737,7 +797,7 @@ var TidingsInbox = class extends Base2 {
         "div",
         { class: "item-tools" },
         unread ? tool("mark-read", s.markRead, () => this._store.markRead([n.id])) : null,
-        tool("archive", s.archive, () => this._store.archive([n.id])),
+        archived ? tool("unarchive", s.unarchive, () => this._store.unarchive([n.id])) : tool("archive", s.archive, () => this._store.archive([n.id])),
         tool("delete", s.delete, () => this._store.remove([n.id]))
       )
     );
@@ -787,6 +847,12 @@ var TidingsInbox = class extends Base2 {
     e.prefsToggle.setAttribute("aria-expanded", String(open));
     if (open) await this._loadPrefs();
   }
+  _channels() {
+    const wanted = (this.getAttribute("channels") ?? CHANNELS.join(",")).split(",").map((c) => c.trim());
+    const channels = CHANNELS.filter((c) => wanted.includes(c));
+    return channels.length ? channels : [...CHANNELS];
+  }
+  /** The preferences panel: a switch per category (and "everything else") and channel. */
   async _loadPrefs() {
     const s = this._strings;
     const e = this._els;
@@ -794,25 +860,38 @@ var TidingsInbox = class extends Base2 {
     e.prefs.replaceChildren(h("p", {}, s.preferencesIntro), status);
     let prefs;
     try {
-      prefs = await loadPreferences(this._store.client);
+      prefs = await loadChannelPreferences(this._store.client);
     } catch (error) {
       status.textContent = String(error.message ?? error);
       return;
     }
-    const names = [.../* @__PURE__ */ new Set([...this._store.categories(), ...Object.keys(prefs).filter((k) => k !== "*")])].sort();
-    const boxes = /* @__PURE__ */ new Map();
-    const row = (key, label) => {
-      const box = h("input", { type: "checkbox", name: key });
-      box.checked = prefs[key] ?? prefs["*"] ?? true;
-      boxes.set(key, box);
-      return h("label", {}, box, label);
-    };
+    const channels = this._channels();
+    const stored = channels.flatMap((c) => Object.keys(prefs[c] ?? {}));
+    const names = [.../* @__PURE__ */ new Set([...this._store.categories(), ...stored.filter((k) => k !== "*")])].sort();
+    const boxes = [];
+    const row = (category, label) => h(
+      "tr",
+      {},
+      h("th", { scope: "row" }, label),
+      ...channels.map((channel) => {
+        const box = h("input", {
+          type: "checkbox",
+          name: `${channel}:${category}`,
+          "data-channel": channel,
+          "data-category": category,
+          "aria-label": s.channelSwitch(label, s.channels[channel] ?? channel)
+        });
+        box.checked = switchedOn(prefs, channel, category);
+        boxes.push(box);
+        return h("td", {}, box);
+      })
+    );
     const save = async () => {
-      const inApp = {};
-      for (const [key, box] of boxes) inApp[key] = box.checked;
+      const switches = Object.fromEntries(channels.map((c) => [c, {}]));
+      for (const box of boxes) switches[box.dataset.channel][box.dataset.category] = box.checked;
       status.textContent = s.loading;
       try {
-        await savePreferences(this._store.client, inApp);
+        await saveChannelPreferences(this._store.client, switches);
         status.textContent = s.saved;
       } catch (error) {
         status.textContent = String(error.message ?? error);
@@ -821,8 +900,12 @@ var TidingsInbox = class extends Base2 {
     status.textContent = "";
     e.prefs.replaceChildren(
       h("p", {}, s.preferencesIntro),
-      ...names.map((name) => row(name, name)),
-      row("*", s.everythingElse),
+      h(
+        "table",
+        { class: "prefs-table" },
+        h("thead", {}, h("tr", {}, h("th", { scope: "col" }, s.category), ...channels.map((c) => h("th", { scope: "col" }, s.channels[c] ?? c)))),
+        h("tbody", {}, ...names.map((name) => row(name, name)), row("*", s.everythingElse))
+      ),
       h("div", { class: "row" }, h("button", { type: "button", class: "prefs-save", onclick: save }, s.save), status)
     );
   }
@@ -838,14 +921,18 @@ function defineElements(registry = globalThis.customElements) {
 // src/inbox/index.js
 defineElements();
 export {
+  CHANNELS,
   InboxStore,
   STRINGS,
   TidingsBell,
   TidingsInbox,
   defineElements,
   httpOrigin,
+  loadChannelPreferences,
   loadPreferences,
   mergeStrings,
   relativeTime,
-  savePreferences
+  saveChannelPreferences,
+  savePreferences,
+  switchedOn
 };

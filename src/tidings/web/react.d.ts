@@ -56,6 +56,8 @@ export interface InboxProps {
   lang?: string;
   tabs?: string;
   "page-size"?: number;
+  /** The preferences panel's channels: "inApp,push,email,sms" (any subset). */
+  channels?: string;
   className?: string;
   style?: Record<string, string | number>;
 }

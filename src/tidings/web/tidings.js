@@ -59,6 +59,11 @@ var Unreachable = class extends Error {
 };
 
 // src/wire.js
+function httpOrigin(wsUrl) {
+  const url = new URL(wsUrl);
+  const scheme = url.protocol === "wss:" ? "https:" : url.protocol === "ws:" ? "http:" : url.protocol;
+  return `${scheme}//${url.host}`;
+}
 function parse(raw) {
   let text = raw;
   if (typeof text !== "string") {
@@ -791,7 +796,13 @@ var Connection = class {
 };
 
 // src/client.js
-var COUNTED = /* @__PURE__ */ new Set(["notification_read", "notification_archived", "notification_deleted", "notifications"]);
+var COUNTED = /* @__PURE__ */ new Set([
+  "notification_read",
+  "notification_archived",
+  "notification_unarchived",
+  "notification_deleted",
+  "notifications"
+]);
 var DEDUP_SIZE = 1e4;
 var Client = class extends Connection {
   /** The channels this client keeps subscribed, with their filters. */
@@ -881,15 +892,21 @@ var Client = class extends Connection {
     const reply = await this.request({ type: "archive", notificationIds: [...ids] });
     return reply.data ?? {};
   }
+  /** Bring archived notifications back into the inbox (read state kept): {ids, unreadCount}. */
+  async unarchive(ids) {
+    const reply = await this.request({ type: "unarchive", notificationIds: [...ids] });
+    return reply.data ?? {};
+  }
   /** Delete notifications for good: {ids, unreadCount}. */
   async delete(ids) {
     const reply = await this.request({ type: "delete", notificationIds: [...ids] });
     return reply.data ?? {};
   }
-  /** A page of the inbox, newest first: {items, unreadCount, nextCursor}. */
+  /** A page of the inbox (or, with `archived: true`, of the archived ones), newest first: {items, unreadCount, nextCursor}. */
   async getNotifications(options = {}) {
     const data = {};
     if (options.unreadOnly !== void 0) data.unreadOnly = options.unreadOnly;
+    if (options.archived) data.archived = true;
     if (options.limit !== void 0) data.limit = options.limit;
     if (options.cursor !== void 0 && options.cursor !== null) data.cursor = options.cursor;
     const reply = await this.request({ type: "get_notifications", data });
@@ -1058,6 +1075,72 @@ async function connect(url, token, options = {}) {
   await client.connect();
   return client;
 }
+
+// src/push.js
+function pushSupported() {
+  return typeof navigator !== "undefined" && "serviceWorker" in navigator && typeof PushManager !== "undefined" && typeof Notification !== "undefined";
+}
+function base64urlBytes(text) {
+  const b64 = text.replace(/-/g, "+").replace(/_/g, "/") + "=".repeat((4 - text.length % 4) % 4);
+  return Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+}
+async function api(client, method, body) {
+  const token = await client.getToken();
+  const response = await fetch(`${httpOrigin(client.url)}/api/me/push-subscriptions`, {
+    method,
+    headers: { Authorization: `Bearer ${token}`, "Content-Type": "application/json" },
+    body: body === void 0 ? void 0 : JSON.stringify(body)
+  });
+  const data = await response.json().catch(() => ({}));
+  if (!response.ok) throw new Error(data.error?.message ?? `HTTP ${response.status}`);
+  return { status: response.status, data };
+}
+async function pushPublicKey(client) {
+  return (await api(client, "GET")).data.publicKey;
+}
+function activated(registration) {
+  if (registration.active) return Promise.resolve(registration);
+  const worker = registration.installing ?? registration.waiting;
+  return new Promise((resolve, reject) => {
+    worker.addEventListener("statechange", () => {
+      if (worker.state === "activated") resolve(registration);
+      else if (worker.state === "redundant") reject(new Error("the service worker failed to install"));
+    });
+  });
+}
+async function subscribePush(client, options = {}) {
+  if (!pushSupported()) throw new Error("this browser has no Web Push");
+  const publicKey = await pushPublicKey(client);
+  const registration = await activated(
+    options.registration ?? await navigator.serviceWorker.register(options.serviceWorker ?? "/tidings-sw.js", options.scope ? { scope: options.scope } : void 0)
+  );
+  const permission = Notification.permission === "default" ? await Notification.requestPermission() : Notification.permission;
+  if (permission !== "granted") throw new Error(`notifications are not allowed (${permission})`);
+  const key = base64urlBytes(publicKey);
+  let subscription = await registration.pushManager.getSubscription();
+  const current = subscription?.options?.applicationServerKey;
+  if (subscription && current && !sameBytes(new Uint8Array(current), key)) {
+    await subscription.unsubscribe();
+    subscription = null;
+  }
+  subscription ??= await registration.pushManager.subscribe({ userVisibleOnly: true, applicationServerKey: key });
+  const { status } = await api(client, "POST", subscription.toJSON());
+  return { registration, subscription, created: status === 201 };
+}
+async function unsubscribePush(client, registration) {
+  const subscription = await registration.pushManager.getSubscription();
+  if (!subscription) return false;
+  const token = await client.getToken();
+  const query = new URLSearchParams({ endpoint: subscription.endpoint });
+  await fetch(`${httpOrigin(client.url)}/api/me/push-subscriptions?${query}`, {
+    method: "DELETE",
+    headers: { Authorization: `Bearer ${token}` }
+  });
+  return subscription.unsubscribe();
+}
+function sameBytes(a, b) {
+  return a.length === b.length && a.every((x, i) => x === b[i]);
+}
 export {
   CLOSE_CODES,
   Client,
@@ -1067,6 +1150,10 @@ export {
   QueueFull,
   VERSION,
   connect,
+  pushPublicKey,
+  pushSupported,
   shouldReconnect,
-  sseUrlFor
+  sseUrlFor,
+  subscribePush,
+  unsubscribePush
 };

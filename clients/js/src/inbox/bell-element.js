@@ -1,7 +1,7 @@
 // <tidings-bell>: a bell button with the unread count as a badge; it opens a popover
 // holding a <tidings-inbox> (full screen on a phone). Escape or a click elsewhere closes
 // it and gives the focus back to the bell. Same client/store/strings properties and
-// attributes (lang, theme, page-size, tabs) as <tidings-inbox>, passed on to it.
+// attributes (lang, theme, page-size, tabs, channels) as <tidings-inbox>, passed on to it.
 
 import { h, icon } from "./dom.js";
 import { InboxStore } from "./store.js";
@@ -9,7 +9,7 @@ import { mergeStrings } from "./strings.js";
 import { adopt, BELL_CSS } from "./styles.js";
 
 const Base = globalThis.HTMLElement ?? class {};
-const PASSED = ["lang", "theme", "page-size", "tabs"];
+const PASSED = ["lang", "theme", "page-size", "tabs", "channels"];
 let instances = 0;
 
 export class TidingsBell extends Base {

@@ -1,14 +1,15 @@
-// <tidings-inbox>: a user's notifications with tabs (all, unread, one per category),
-// mark read / mark all read / archive / delete, "load more" (and infinite scroll),
+// <tidings-inbox>: a user's notifications with tabs (all, unread, archived, one per
+// category), mark read / mark all read / archive / unarchive / delete, "load more" (and infinite scroll),
 // relative times, primary and secondary action buttons, a preferences panel, empty and
 // offline states. Give it a client (`el.client = client`) or a shared store
 // (`el.store = new InboxStore(client)`). Attributes: `lang` (times), `theme`
-// ("light" | "dark"), `page-size`, `tabs` ("all,unread,categories", any subset).
+// ("light" | "dark"), `page-size`, `tabs` ("all,unread,archived,categories", any subset),
+// `channels` (the preferences' columns: "inApp,push,email,sms", any subset).
 // Events: `tidings-action` {notification, action} (cancelable: no navigation) and
 // `tidings-error` {error}. Translate with `el.strings = {...}` (see strings.js).
 
 import { h, icon, safeUrl } from "./dom.js";
-import { loadPreferences, savePreferences } from "./preferences.js";
+import { CHANNELS, loadChannelPreferences, saveChannelPreferences, switchedOn } from "./preferences.js";
 import { InboxStore } from "./store.js";
 import { mergeStrings, relativeTime } from "./strings.js";
 import { adopt, INBOX_CSS } from "./styles.js";
@@ -18,7 +19,7 @@ const PRIORITIES = ["LOW", "MEDIUM", "HIGH", "CRITICAL"];
 let instances = 0;
 
 export class TidingsInbox extends Base {
-  static observedAttributes = ["lang", "tabs", "page-size"];
+  static observedAttributes = ["lang", "tabs", "page-size", "channels"];
 
   constructor() {
     super();
@@ -94,10 +95,11 @@ export class TidingsInbox extends Base {
   }
 
   _tabs() {
-    const wanted = (this.getAttribute("tabs") ?? "all,unread,categories").split(",").map((s) => s.trim());
+    const wanted = (this.getAttribute("tabs") ?? "all,unread,archived,categories").split(",").map((s) => s.trim());
     const tabs = [];
     if (wanted.includes("all")) tabs.push({ id: "all", label: this._strings.all });
     if (wanted.includes("unread")) tabs.push({ id: "unread", label: this._strings.unread });
+    if (wanted.includes("archived")) tabs.push({ id: "archived", label: this._strings.archived });
     if (wanted.includes("categories") && this._store !== null) {
       for (const c of this._store.categories()) tabs.push({ id: `category:${c}`, label: c });
     }
@@ -164,11 +166,17 @@ export class TidingsInbox extends Base {
       return;
     }
     this._renderTabs();
+    // The unread and archived lists have their own pages; a reconnection reloads only the
+    // inbox's first page, so the tab on show loads its own again (not after a failure).
+    const own = this._tab === "unread" || this._tab === "archived" ? this._tab : null;
+    if (own && store.cursors[own] === undefined && store.online && !store.loading && store.error === null) {
+      queueMicrotask(() => this._more());
+    }
     const items = store.view(this._tab);
     const seen = new Set();
     const rows = items.map((n) => {
       seen.add(n.id);
-      const sig = JSON.stringify([n.readAt, n.title, n.message, n.priority, n.actions, n.category, n.createdAt]);
+      const sig = JSON.stringify([n.readAt, n.archivedAt, n.title, n.message, n.priority, n.actions, n.category, n.createdAt]);
       const row = this._rows.get(n.id);
       if (row && row.sig === sig) return row.li;
       const li = this._item(n);
@@ -178,9 +186,10 @@ export class TidingsInbox extends Base {
     for (const id of [...this._rows.keys()]) if (!seen.has(id)) this._rows.delete(id);
     // Keep the focused row's node in place (replaceChildren moves, it does not rebuild).
     e.list.replaceChildren(...rows);
-    const loaded = store.cursors.all !== undefined || store.cursors.unread !== undefined;
+    const loaded = this._tab === "archived" ? store.cursors.archived !== undefined : store.cursors.all !== undefined || store.cursors.unread !== undefined;
     e.empty.hidden = items.length > 0 || store.loading || !loaded;
-    e.empty.textContent = this._tab === "unread" ? s.emptyUnread : this._tab === "all" ? s.empty : s.emptyCategory;
+    const empty = { all: s.empty, unread: s.emptyUnread, archived: s.emptyArchived };
+    e.empty.textContent = empty[this._tab] ?? s.emptyCategory;
     e.list.setAttribute("aria-busy", String(store.loading));
     e.more.hidden = !loaded || !store.hasMore(this._tab);
     e.more.disabled = store.loading;
@@ -228,10 +237,9 @@ export class TidingsInbox extends Base {
   }
 
   _select(tab) {
+    // The unread and archived lists have their own pages: _render loads the first one.
     this._tab = tab;
     this._render();
-    // The unread list has its own pages: the first one loads when the tab is first shown.
-    if (tab === "unread" && this._store.cursors.unread === undefined && this._store.online) this._more();
   }
 
   _tabKey(event) {
@@ -249,7 +257,9 @@ export class TidingsInbox extends Base {
     const s = this._strings;
     const priority = PRIORITIES.includes(n.priority) ? n.priority : "MEDIUM";
     const title = n.title ?? n.type ?? "";
-    const unread = !n.readAt;
+    const archived = Boolean(n.archivedAt);
+    // Archived ones are out of the unread count: not shown as unread either.
+    const unread = !n.readAt && !archived;
     const tool = (name, label, run) =>
       h("button", { type: "button", class: name, "aria-label": s.itemAction(label, title), title: label, onclick: () => this._do(run) }, icon(name === "mark-read" ? "check" : name));
     const when = h("time", { datetime: n.createdAt ?? "", title: n.createdAt ? new Date(n.createdAt).toLocaleString(this._lang()) : "" }, this._when(n));
@@ -277,7 +287,7 @@ export class TidingsInbox extends Base {
         "div",
         { class: "item-tools" },
         unread ? tool("mark-read", s.markRead, () => this._store.markRead([n.id])) : null,
-        tool("archive", s.archive, () => this._store.archive([n.id])),
+        archived ? tool("unarchive", s.unarchive, () => this._store.unarchive([n.id])) : tool("archive", s.archive, () => this._store.archive([n.id])),
         tool("delete", s.delete, () => this._store.remove([n.id])),
       ),
     );
@@ -335,6 +345,13 @@ export class TidingsInbox extends Base {
     if (open) await this._loadPrefs();
   }
 
+  _channels() {
+    const wanted = (this.getAttribute("channels") ?? CHANNELS.join(",")).split(",").map((c) => c.trim());
+    const channels = CHANNELS.filter((c) => wanted.includes(c));
+    return channels.length ? channels : [...CHANNELS];
+  }
+
+  /** The preferences panel: a switch per category (and "everything else") and channel. */
   async _loadPrefs() {
     const s = this._strings;
     const e = this._els;
@@ -342,25 +359,39 @@ export class TidingsInbox extends Base {
     e.prefs.replaceChildren(h("p", {}, s.preferencesIntro), status);
     let prefs;
     try {
-      prefs = await loadPreferences(this._store.client);
+      prefs = await loadChannelPreferences(this._store.client);
     } catch (error) {
       status.textContent = String(error.message ?? error);
       return;
     }
-    const names = [...new Set([...this._store.categories(), ...Object.keys(prefs).filter((k) => k !== "*")])].sort();
-    const boxes = new Map();
-    const row = (key, label) => {
-      const box = h("input", { type: "checkbox", name: key });
-      box.checked = prefs[key] ?? prefs["*"] ?? true;
-      boxes.set(key, box);
-      return h("label", {}, box, label);
-    };
+    const channels = this._channels();
+    const stored = channels.flatMap((c) => Object.keys(prefs[c] ?? {}));
+    const names = [...new Set([...this._store.categories(), ...stored.filter((k) => k !== "*")])].sort();
+    const boxes = [];
+    const row = (category, label) =>
+      h(
+        "tr",
+        {},
+        h("th", { scope: "row" }, label),
+        ...channels.map((channel) => {
+          const box = h("input", {
+            type: "checkbox",
+            name: `${channel}:${category}`,
+            "data-channel": channel,
+            "data-category": category,
+            "aria-label": s.channelSwitch(label, s.channels[channel] ?? channel),
+          });
+          box.checked = switchedOn(prefs, channel, category);
+          boxes.push(box);
+          return h("td", {}, box);
+        }),
+      );
     const save = async () => {
-      const inApp = {};
-      for (const [key, box] of boxes) inApp[key] = box.checked;
+      const switches = Object.fromEntries(channels.map((c) => [c, {}]));
+      for (const box of boxes) switches[box.dataset.channel][box.dataset.category] = box.checked;
       status.textContent = s.loading;
       try {
-        await savePreferences(this._store.client, inApp);
+        await saveChannelPreferences(this._store.client, switches);
         status.textContent = s.saved;
       } catch (error) {
         status.textContent = String(error.message ?? error);
@@ -369,8 +400,12 @@ export class TidingsInbox extends Base {
     status.textContent = "";
     e.prefs.replaceChildren(
       h("p", {}, s.preferencesIntro),
-      ...names.map((name) => row(name, name)),
-      row("*", s.everythingElse),
+      h(
+        "table",
+        { class: "prefs-table" },
+        h("thead", {}, h("tr", {}, h("th", { scope: "col" }, s.category), ...channels.map((c) => h("th", { scope: "col" }, s.channels[c] ?? c)))),
+        h("tbody", {}, ...names.map((name) => row(name, name)), row("*", s.everythingElse)),
+      ),
       h("div", { class: "row" }, h("button", { type: "button", class: "prefs-save", onclick: save }, s.save), status),
     );
   }

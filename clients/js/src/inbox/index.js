@@ -10,6 +10,14 @@ import { defineElements } from "./elements.js";
 export { defineElements, TidingsBell, TidingsInbox } from "./elements.js";
 export { InboxStore } from "./store.js";
 export { STRINGS, mergeStrings, relativeTime } from "./strings.js";
-export { httpOrigin, loadPreferences, savePreferences } from "./preferences.js";
+export {
+  CHANNELS,
+  httpOrigin,
+  loadChannelPreferences,
+  loadPreferences,
+  saveChannelPreferences,
+  savePreferences,
+  switchedOn,
+} from "./preferences.js";
 
 defineElements();

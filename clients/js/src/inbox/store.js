@@ -1,5 +1,5 @@
 // The inbox's model, without a DOM: the notifications loaded so far, a cursor per list
-// (all, unread), the server's unread count and whether the client is online, kept in
+// (all, unread, archived), the server's unread count and whether the client is online, kept in
 // step with the client's events. The elements render it; a test can drive it alone.
 
 const REMOVED = new Set(["notification_archived", "notification_deleted"]);
@@ -22,11 +22,13 @@ export class InboxStore extends EventTarget {
     this.pageSize = pageSize;
     /** id -> notification data, every one loaded or received. */
     this.items = new Map();
-    /** Per list ("all", "unread"): the next page's cursor, null at the end, undefined before the first. */
-    this.cursors = { all: undefined, unread: undefined };
+    /** id -> archived notification, from the archived list's pages (and archives seen since). */
+    this.archived = new Map();
+    /** Per list ("all", "unread", "archived"): the next page's cursor, null at the end, undefined before the first. */
+    this.cursors = { all: undefined, unread: undefined, archived: undefined };
     // Per list: the lowest seq its pages reached (0 once at the end). A notification below
     // it (a catch-up sends old unread ones) waits for "load more", so a list has no gaps.
-    this.floors = { all: Infinity, unread: Infinity };
+    this.floors = { all: Infinity, unread: Infinity, archived: Infinity };
     this.loading = false;
     this.error = null;
     this.online = client.connected;
@@ -44,9 +46,10 @@ export class InboxStore extends EventTarget {
     this._off = [];
   }
 
-  /** The loaded notifications of a tab ("all", "unread" or "category:<name>"), newest first. */
+  /** The loaded notifications of a tab ("all", "unread", "archived" or "category:<name>"), newest first. */
   view(tab = "all") {
     const floor = this.floors[listOf(tab)];
+    if (tab === "archived") return [...this.archived.values()].filter((n) => (n.seq ?? 0) >= floor).sort(bySeq);
     const all = [...this.items.values()].filter((n) => (n.seq ?? 0) >= floor).sort(bySeq);
     if (tab === "unread") return all.filter((n) => !n.readAt);
     if (tab.startsWith("category:")) {
@@ -70,9 +73,10 @@ export class InboxStore extends EventTarget {
 
   /** The first page again (after each connection: the server's list is the truth). */
   async reload() {
-    this.cursors = { all: undefined, unread: undefined };
-    this.floors = { all: Infinity, unread: Infinity };
+    this.cursors = { all: undefined, unread: undefined, archived: undefined };
+    this.floors = { all: Infinity, unread: Infinity, archived: Infinity };
     this.items = new Map();
+    this.archived = new Map();
     await this.loadMore("all");
   }
 
@@ -88,10 +92,12 @@ export class InboxStore extends EventTarget {
       const page = await this.client.getNotifications({
         limit: this.pageSize,
         unreadOnly: list === "unread",
+        archived: list === "archived",
         cursor: cursor ?? null,
       });
+      const into = list === "archived" ? this.archived : this.items;
       for (const n of page.items ?? []) {
-        if (!this.items.has(n.id)) this.items.set(n.id, n);
+        if (!into.has(n.id)) into.set(n.id, n);
         this.floors[list] = Math.min(this.floors[list], n.seq ?? 0);
       }
       this.cursors[list] = page.nextCursor ?? null;
@@ -114,6 +120,10 @@ export class InboxStore extends EventTarget {
 
   async archive(ids) {
     this._apply("notification_archived", await this.client.archive(ids));
+  }
+
+  async unarchive(ids) {
+    this._apply("notification_unarchived", await this.client.unarchive(ids));
   }
 
   async remove(ids) {
@@ -145,7 +155,7 @@ export class InboxStore extends EventTarget {
         this._changed();
       }),
     );
-    for (const type of ["notification_read", ...REMOVED]) {
+    for (const type of ["notification_read", "notification_unarchived", ...REMOVED]) {
       this._off.push(c.on(type, (msg) => own(msg) && this._apply(type, msg.data)));
     }
   }
@@ -153,12 +163,24 @@ export class InboxStore extends EventTarget {
   _apply(type, data) {
     if (!data || !Array.isArray(data.ids)) return;
     const now = new Date().toISOString();
+    let unknown = false;
     for (const id of data.ids) {
+      if (type === "notification_unarchived") {
+        // Back in the inbox, as it was; one this tab never saw comes with the first page.
+        const n = this.archived.get(id) ?? this.items.get(id);
+        this.archived.delete(id);
+        if (n === undefined) unknown = true;
+        else this.items.set(id, withoutArchivedAt(n));
+        continue;
+      }
       const n = this.items.get(id);
+      if (type === "notification_deleted") this.archived.delete(id);
       if (n === undefined) continue;
       if (REMOVED.has(type)) this.items.delete(id);
       else if (!n.readAt) this.items.set(id, { ...n, readAt: now });
+      if (type === "notification_archived") this.archived.set(id, { ...n, archivedAt: now });
     }
+    if (unknown && this.online) this.reload();
     this._changed();
   }
 
@@ -168,5 +190,10 @@ export class InboxStore extends EventTarget {
 }
 
 function listOf(tab) {
-  return tab === "unread" ? "unread" : "all";
+  return tab === "unread" || tab === "archived" ? tab : "all";
+}
+
+function withoutArchivedAt(n) {
+  const { archivedAt: _, ...rest } = n;
+  return rest;
 }

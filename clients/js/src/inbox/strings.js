@@ -5,21 +5,28 @@ export const STRINGS = Object.freeze({
   title: "Notifications",
   all: "All",
   unread: "Unread",
+  archived: "Archived",
   tabs: "Show",
   markAllRead: "Mark all read",
   markRead: "Mark read",
   archive: "Archive",
+  unarchive: "Move to inbox",
   delete: "Delete",
   loadMore: "Load more",
   loading: "Loading…",
   empty: "You're all caught up.",
   emptyUnread: "No unread notifications.",
   emptyCategory: "Nothing in this category.",
+  emptyArchived: "No archived notifications.",
   offline: "Offline. Reconnecting…",
   error: "Could not load notifications.",
   preferences: "Preferences",
-  preferencesIntro: "Show notifications in the app for:",
+  preferencesIntro: "How each kind of notification may reach you:",
   everythingElse: "Everything else",
+  category: "Category",
+  channels: { inApp: "In app", push: "Push", email: "Email", sms: "SMS" },
+  /** A switch's accessible name: the category and the channel. */
+  channelSwitch: (category, channel) => `${category}: ${channel}`,
   save: "Save",
   saved: "Saved.",
   close: "Close",
@@ -35,7 +42,12 @@ export const STRINGS = Object.freeze({
 
 /** The defaults with `overrides` laid over them (nested `priority` merged too). */
 export function mergeStrings(overrides = {}) {
-  return { ...STRINGS, ...overrides, priority: { ...STRINGS.priority, ...(overrides.priority ?? {}) } };
+  return {
+    ...STRINGS,
+    ...overrides,
+    priority: { ...STRINGS.priority, ...(overrides.priority ?? {}) },
+    channels: { ...STRINGS.channels, ...(overrides.channels ?? {}) },
+  };
 }
 
 const UNITS = [

@@ -80,6 +80,11 @@ time { color: var(--_muted); font-size: .85em; margin-left: auto; white-space: n
 .prefs { padding: 10px 12px; border-bottom: 1px solid var(--_border); }
 .prefs p { margin: 0 0 6px; }
 .prefs label { display: flex; gap: 8px; align-items: center; padding: 3px 0; }
+.prefs-table { border-collapse: collapse; width: 100%; }
+.prefs-table th, .prefs-table td { padding: 4px 6px; text-align: center; font-weight: 500; }
+.prefs-table th[scope=row], .prefs-table thead th:first-child { text-align: start; overflow-wrap: anywhere; }
+.prefs-table thead th { color: var(--_muted); font-size: 0.85em; }
+.prefs-table input { width: 18px; height: 18px; margin: 0; }
 .prefs .row { display: flex; gap: 8px; align-items: center; margin-top: 8px; }
 .prefs-status { color: var(--_muted); }
 @media (max-width: 480px) {

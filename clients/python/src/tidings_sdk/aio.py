@@ -197,9 +197,13 @@ class AsyncClient:
         limit: int = 20,
         cursor: str | None = None,
         unread_only: bool = False,
+        archived: bool = False,
     ) -> NotificationPage:
-        """A page of a user's inbox, newest first; pass ``nextCursor`` as ``cursor``."""
-        call = calls.list_notifications(calls.user_base(user_id), limit, cursor, unread_only)
+        """A page of a user's inbox, newest first; pass ``nextCursor`` as ``cursor``;
+        ``archived``: the archived notifications instead (each with ``archivedAt``)."""
+        call = calls.list_notifications(
+            calls.user_base(user_id), limit, cursor, unread_only, archived=archived
+        )
         return cast(NotificationPage, await self._run(call))
 
     async def iter_notifications(
@@ -233,6 +237,10 @@ class AsyncClient:
     async def archive_notifications(self, user_id: str, ids: Iterable[str]) -> Changed:
         """Archive: kept, but out of the list, the count and redelivery."""
         return cast(Changed, await self._run(calls.archive(calls.user_base(user_id), ids)))
+
+    async def unarchive_notifications(self, user_id: str, ids: Iterable[str]) -> Changed:
+        """Bring archived notifications back into the inbox (read state kept)."""
+        return cast(Changed, await self._run(calls.unarchive(calls.user_base(user_id), ids)))
 
     async def get_deliveries(self, user_id: str, notification_id: str) -> dict[str, Any]:
         """The notification's email, push and SMS deliveries with their logs
@@ -379,9 +387,16 @@ class AsyncUserClient:
         return await self._client._run(call)
 
     async def list_notifications(
-        self, *, limit: int = 20, cursor: str | None = None, unread_only: bool = False
+        self,
+        *,
+        limit: int = 20,
+        cursor: str | None = None,
+        unread_only: bool = False,
+        archived: bool = False,
     ) -> NotificationPage:
-        call = calls.list_notifications(calls.ME, limit, cursor, unread_only, self._token)
+        call = calls.list_notifications(
+            calls.ME, limit, cursor, unread_only, self._token, archived=archived
+        )
         return cast(NotificationPage, await self._run(call))
 
     async def get_notification(self, notification_id: str) -> Notification:
@@ -396,6 +411,9 @@ class AsyncUserClient:
 
     async def archive_notifications(self, ids: Iterable[str]) -> Changed:
         return cast(Changed, await self._run(calls.archive(calls.ME, ids, self._token)))
+
+    async def unarchive_notifications(self, ids: Iterable[str]) -> Changed:
+        return cast(Changed, await self._run(calls.unarchive(calls.ME, ids, self._token)))
 
     async def get_deliveries(self, notification_id: str) -> dict[str, Any]:
         call = calls.get_deliveries(calls.ME, notification_id, self._token)

@@ -168,9 +168,16 @@ def send_notification(
 
 
 def list_notifications(
-    base: str, limit: int, cursor: str | None, unread_only: bool, token: str | None = None
+    base: str,
+    limit: int,
+    cursor: str | None,
+    unread_only: bool,
+    token: str | None = None,
+    archived: bool = False,
 ) -> Call:
     params = {"limit": str(limit), "unreadOnly": "true" if unread_only else "false"}
+    if archived:
+        params["archived"] = "true"
     if cursor is not None:
         params["cursor"] = cursor
     return Call("GET", f"{base}/notifications", params=params, repeatable=True, token=token)
@@ -194,6 +201,11 @@ def mark_read(base: str, ids: Iterable[str] | None, token: str | None = None) ->
 def archive(base: str, ids: Iterable[str], token: str | None = None) -> Call:
     body = {"ids": list(ids)}
     return Call("POST", f"{base}/notifications/archive", body, repeatable=True, token=token)
+
+
+def unarchive(base: str, ids: Iterable[str], token: str | None = None) -> Call:
+    body = {"ids": list(ids)}
+    return Call("POST", f"{base}/notifications/unarchive", body, repeatable=True, token=token)
 
 
 def delete_notification(base: str, notification_id: str, token: str | None = None) -> Call:

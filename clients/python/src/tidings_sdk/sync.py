@@ -196,9 +196,13 @@ class Client:
         limit: int = 20,
         cursor: str | None = None,
         unread_only: bool = False,
+        archived: bool = False,
     ) -> NotificationPage:
-        """A page of a user's inbox, newest first; pass ``nextCursor`` as ``cursor``."""
-        call = calls.list_notifications(calls.user_base(user_id), limit, cursor, unread_only)
+        """A page of a user's inbox, newest first; pass ``nextCursor`` as ``cursor``;
+        ``archived``: the archived notifications instead (each with ``archivedAt``)."""
+        call = calls.list_notifications(
+            calls.user_base(user_id), limit, cursor, unread_only, archived=archived
+        )
         return cast(NotificationPage, self._run(call))
 
     def iter_notifications(
@@ -231,6 +235,10 @@ class Client:
     def archive_notifications(self, user_id: str, ids: Iterable[str]) -> Changed:
         """Archive: kept, but out of the list, the count and redelivery."""
         return cast(Changed, self._run(calls.archive(calls.user_base(user_id), ids)))
+
+    def unarchive_notifications(self, user_id: str, ids: Iterable[str]) -> Changed:
+        """Bring archived notifications back into the inbox (read state kept)."""
+        return cast(Changed, self._run(calls.unarchive(calls.user_base(user_id), ids)))
 
     def get_deliveries(self, user_id: str, notification_id: str) -> dict[str, Any]:
         """The notification's email, push and SMS deliveries with their logs
@@ -370,9 +378,16 @@ class UserClient:
         return self._client._run(call)
 
     def list_notifications(
-        self, *, limit: int = 20, cursor: str | None = None, unread_only: bool = False
+        self,
+        *,
+        limit: int = 20,
+        cursor: str | None = None,
+        unread_only: bool = False,
+        archived: bool = False,
     ) -> NotificationPage:
-        call = calls.list_notifications(calls.ME, limit, cursor, unread_only, self._token)
+        call = calls.list_notifications(
+            calls.ME, limit, cursor, unread_only, self._token, archived=archived
+        )
         return cast(NotificationPage, self._run(call))
 
     def get_notification(self, notification_id: str) -> Notification:
@@ -387,6 +402,9 @@ class UserClient:
 
     def archive_notifications(self, ids: Iterable[str]) -> Changed:
         return cast(Changed, self._run(calls.archive(calls.ME, ids, self._token)))
+
+    def unarchive_notifications(self, ids: Iterable[str]) -> Changed:
+        return cast(Changed, self._run(calls.unarchive(calls.ME, ids, self._token)))
 
     def get_deliveries(self, notification_id: str) -> dict[str, Any]:
         call = calls.get_deliveries(calls.ME, notification_id, self._token)

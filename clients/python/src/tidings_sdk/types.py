@@ -39,7 +39,10 @@ class Created(TypedDict):
 
     notifications: list[CreatedItem]
     replayed: bool
+    # In-app off for the category, nothing planned: nothing stored for them.
     skipped: list[str]
+    # In-app off, escalation planned: stored for the other channels only, never in the app.
+    inAppOff: list[str]
 
 
 class Notification(TypedDict):
