@@ -26,7 +26,7 @@ from .backends import open_store
 from .config import ConfigError, Settings
 from .delivery import setup as delivery_setup
 from .delivery.escalation import Escalation
-from .gateway import sse
+from .gateway import socketio, sse
 from .gateway.websocket import WebSocketEndpoint
 from .inbox import Inbox
 from .node import Node
@@ -96,6 +96,7 @@ def build_app(node: Node, endpoint: WebSocketEndpoint) -> web.Application:
     for path in s.ws_paths:
         app.router.add_get(path, endpoint.handle)
     sse.add_routes(app, node, endpoint)  # the fallback for clients without WebSocket
+    socketio.add_routes(app, node, endpoint)  # existing Socket.IO clients (guide 003)
     if s.metrics != "off":
         app.router.add_get("/metrics", api.metrics_handler(node))
     api.add_routes(app)

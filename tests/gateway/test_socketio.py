@@ -1,0 +1,233 @@
+"""Socket.IO compatibility at /socket.io/, driven by python-socketio's AsyncClient."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+import socketio  # type: ignore[import-untyped]
+
+from tidings.channels import NamespacePolicy
+from tidings.gateway.socketio import _command
+
+from ..conftest import TIMEOUT, Harness, ServerFactory, token
+
+TRANSPORTS = [["polling", "websocket"], ["websocket"], ["polling"]]
+
+
+class Recorder:
+    """Collects a client's events by name; waits on one without sleeping."""
+
+    def __init__(self, client: socketio.AsyncClient) -> None:
+        self.events: dict[str, list[Any]] = {}
+        self._changed = asyncio.Event()
+
+        async def any_event(event: str, *args: Any) -> None:
+            self.events.setdefault(event, []).append(args[0] if args else None)
+            self._changed.set()
+
+        client.on("*", any_event)
+
+    async def next(self, event: str, count: int = 1) -> Any:
+        async with asyncio.timeout(TIMEOUT):
+            while len(self.events.get(event, [])) < count:
+                self._changed.clear()
+                await self._changed.wait()
+        return self.events[event][count - 1]
+
+
+@asynccontextmanager
+async def sio_client(
+    h: Harness,
+    user: str = "alice",
+    *,
+    transports: list[str] | None = None,
+    auth: Any = None,
+    **kwargs: Any,
+) -> AsyncIterator[tuple[socketio.AsyncClient, Recorder]]:
+    """A python-socketio client connected as ``user`` with ``auth: {token}``."""
+    client = socketio.AsyncClient(reconnection=False)
+    rec = Recorder(client)
+    await client.connect(
+        h.url,
+        auth={"token": token(user)} if auth is None else auth,
+        transports=transports or ["polling", "websocket"],
+        wait_timeout=TIMEOUT,
+        **kwargs,
+    )
+    try:
+        yield client, rec
+    finally:
+        await client.disconnect()
+
+
+@pytest.mark.parametrize("transports", TRANSPORTS, ids="+".join)
+async def test_notification_reaches_socketio_client(
+    harness: Harness, transports: list[str]
+) -> None:
+    """A notification created over the HTTP API arrives as a `notification` event."""
+    async with sio_client(harness, transports=transports) as (client, rec):
+        welcome = await rec.next("welcome")
+        assert welcome["userId"] == "alice"
+        status, created = await harness.api(
+            "POST",
+            "/api/notifications",
+            {"userId": "alice", "message": "Your form was submitted", "type": "success"},
+        )
+        assert status == 201, created
+        note = await rec.next("notification")
+        assert note["message"] == "Your form was submitted"
+        assert note["type"] == "success"
+        if transports == ["polling", "websocket"]:
+            assert client.transport() == "websocket"  # upgraded
+
+
+async def test_token_in_query(harness: Harness) -> None:
+    """`?token=` on the URL authenticates as the handshake's auth does."""
+    client = socketio.AsyncClient(reconnection=False)
+    rec = Recorder(client)
+    await client.connect(f"{harness.url}?token={token('bob')}", wait_timeout=TIMEOUT)
+    try:
+        assert (await rec.next("welcome"))["userId"] == "bob"
+    finally:
+        await client.disconnect()
+
+
+@pytest.mark.parametrize(
+    ("auth", "code"),
+    [({"token": "not-a-jwt"}, 4002), ({}, 4001), (None, 4001)],
+    ids=["bad", "empty", "none"],
+)
+async def test_bad_token_refused(harness: Harness, auth: Any, code: int) -> None:
+    """A bad or missing token: connect fails, connect_error carries {code, reason}."""
+    client = socketio.AsyncClient(reconnection=False)
+    errors: list[Any] = []
+    client.on("connect_error", errors.append)
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await client.connect(harness.url, auth=auth, transports=["websocket"], wait_timeout=TIMEOUT)
+    await client.disconnect()
+    assert errors[0]["data"]["code"] == code, errors
+    assert errors[0]["message"] == errors[0]["data"]["reason"]
+    rejections = harness.server.node.metrics.rejections
+    assert rejections[str(code)] == 1
+
+
+async def test_inbox_commands_with_acks(harness: Harness) -> None:
+    """Guide 003's register, get_notifications and mark_read answer their callbacks."""
+    for n in range(3):
+        await harness.api(
+            "POST", "/api/notifications", {"userId": "alice", "message": f"n{n}", "type": "info"}
+        )
+    async with sio_client(harness) as (client, rec):
+        await rec.next("welcome")
+        assert await client.call("register", {"user_id": "alice"}, timeout=TIMEOUT) == {
+            "userId": "alice"
+        }
+        page = await client.call("get_notifications", {"limit": 10}, timeout=TIMEOUT)
+        assert [n["message"] for n in page["items"]] == ["n2", "n1", "n0"]
+        assert page["unreadCount"] == 3
+        first = page["items"][0]["id"]
+        read = await client.call("mark_read", {"notification_id": first}, timeout=TIMEOUT)
+        assert read["unreadCount"] == 2
+        archived = await client.call("archive", page["items"][1]["id"], timeout=TIMEOUT)
+        assert archived["unreadCount"] == 1
+        everything = await client.call("mark_all_read", timeout=TIMEOUT)
+        assert everything["unreadCount"] == 0
+        unknown = await client.call("mark_everything", {}, timeout=TIMEOUT)
+        assert unknown["error"]["code"] == "INVALID_MESSAGE"
+
+
+async def test_reply_without_ack_is_an_event(harness: Harness) -> None:
+    """A command sent without a callback gets its reply as an event of the reply's type."""
+    async with sio_client(harness) as (client, rec):
+        await rec.next("welcome")
+        await client.emit("get_notifications", {"unreadOnly": True})
+        page = await rec.next("notifications")
+        assert page["items"] == []
+        await client.emit("no_such_command", {})
+        assert (await rec.next("error"))["code"] == "INVALID_MESSAGE"
+
+
+async def test_subscribe_publish(make_server: ServerFactory) -> None:
+    """subscribe/publish with acks; a publication arrives with its channel."""
+    h = await make_server(
+        namespaces={
+            "lounge": NamespacePolicy(publish=True),
+            "system": NamespacePolicy(subscribe=False),
+        }
+    )
+    async with sio_client(h) as (client, rec), sio_client(h, "bob") as (other, rec2):
+        await rec.next("welcome")
+        await rec2.next("welcome")
+        subscribed = await other.call("subscribe", "lounge:1", timeout=TIMEOUT)
+        assert subscribed["channel"] == "lounge:1"
+        published = await client.call(
+            "publish",
+            {"channel": "lounge:1", "event": "chat", "data": {"text": "hi"}},
+            timeout=TIMEOUT,
+        )
+        assert published["messageId"].startswith("msg_"), published
+        got = await rec2.next("chat")
+        assert got["channel"] == "lounge:1"
+        assert got["data"] == {"text": "hi"}
+        await h.api("POST", "/api/publish", {"channel": "lounge:1", "data": 7})
+        assert (await rec2.next("message"))["data"] == 7
+        assert (await other.call("unsubscribe", "lounge:1", timeout=TIMEOUT))["channel"] == (
+            "lounge:1"
+        )
+        denied = await client.call("subscribe", "system:x", timeout=TIMEOUT)
+        assert denied["error"]["code"] == "FORBIDDEN"
+
+
+async def test_disconnect_from_api(harness: Harness) -> None:
+    """The connection control API ends Socket.IO sessions with a `close` event first."""
+    async with sio_client(harness) as (client, rec):
+        gone = asyncio.Event()
+        client.on("disconnect", lambda *_: gone.set())
+        await rec.next("welcome")
+        status, body = await harness.api("POST", "/api/users/alice/disconnect", {})
+        assert status == 200, body
+        assert body["disconnected"] == 1
+        closing = await rec.next("close")
+        assert closing["code"] == 4010
+        async with asyncio.timeout(TIMEOUT):
+            await gone.wait()
+
+
+async def test_origin_refused(make_server: ServerFactory) -> None:
+    """A page on an origin not in allowed_origins gets 403 before any session."""
+    h = await make_server(allowed_origins=["https://app.example"])
+    async with h.http.get(
+        f"{h.url}/socket.io/?EIO=4&transport=polling", headers={"Origin": "https://evil.example"}
+    ) as r:
+        assert r.status == 403
+        assert (await r.json())["error"]["code"] == "FORBIDDEN"
+    async with sio_client(h, headers={"Origin": "https://app.example"}) as (_, rec):
+        await rec.next("welcome")
+
+
+async def test_unknown_engineio_session(harness: Harness) -> None:
+    """A poll for a session the server does not hold is a 400 with the API's error shape."""
+    async with harness.http.get(f"{harness.url}/socket.io/?EIO=4&transport=polling&sid=nope") as r:
+        assert r.status == 400
+        assert (await r.json())["error"]["code"] == "INVALID_MESSAGE"
+
+
+@pytest.mark.parametrize(
+    ("event", "arg", "expected"),
+    [
+        ("mark_all_read", None, ("mark_read", {"all": True})),
+        ("mark_read", "n1", ("mark_read", {"notificationId": "n1"})),
+        ("mark_read", ["a", "b"], ("mark_read", {"notificationIds": ["a", "b"]})),
+        ("subscribe", "news", ("subscribe", {"channel": "news"})),
+        ("get_notifications", {"unread_only": True}, ("get_notifications", {"unreadOnly": True})),
+        ("publish", {"channel": "c", "data": 1}, ("publish", {"channel": "c", "data": 1})),
+        ("chat_message", {"room_id": "r", "type": "x"}, ("chat_message", {"roomId": "r"})),
+    ],
+)
+def test_event_to_command(event: str, arg: Any, expected: tuple[str, dict[str, Any]]) -> None:
+    """Guide 003's and snake_case names map onto the native commands."""
+    assert _command(event, arg) == expected
