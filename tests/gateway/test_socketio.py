@@ -182,6 +182,27 @@ async def test_subscribe_publish(make_server: ServerFactory) -> None:
         assert denied["error"]["code"] == "FORBIDDEN"
 
 
+async def test_room_commands(harness: Harness) -> None:
+    """join_room, chat_message and room_history over Socket.IO; members get CHAT_MESSAGE."""
+    status, body = await harness.api("POST", "/api/rooms", {"id": "r1", "wsPost": True})
+    assert status == 201, body
+    status, body = await harness.api("PUT", "/api/rooms/r1/members", {"userIds": ["alice", "bob"]})
+    assert status == 200, body
+    async with sio_client(harness) as (alice, _), sio_client(harness, "bob") as (bob, rec):
+        assert (await bob.call("join_room", "room:r1", timeout=TIMEOUT))["channel"] == "room:r1"
+        posted = await alice.call(
+            "chat_message", {"room_id": "r1", "content": "hello"}, timeout=TIMEOUT
+        )
+        assert posted["seq"] == 1, posted
+        event = await rec.next("CHAT_MESSAGE")
+        assert event["channel"] == "room:r1"
+        assert event["data"]["content"] == "hello"
+        page = await bob.call("room_history", {"roomId": "r1"}, timeout=TIMEOUT)
+        assert [m["content"] for m in page["messages"]] == ["hello"], page
+        outsider = await alice.call("join_room", "room:elsewhere", timeout=TIMEOUT)
+        assert outsider["error"]["code"] == "FORBIDDEN"
+
+
 async def test_disconnect_from_api(harness: Harness) -> None:
     """The connection control API ends Socket.IO sessions with a `close` event first."""
     async with sio_client(harness) as (client, rec):

@@ -179,6 +179,7 @@ class _Conn:
     __slots__ = (
         "close_code",
         "closing",
+        "early",
         "eio_sid",
         "endpoint",
         "expiry",
@@ -202,6 +203,17 @@ class _Conn:
         self.replies: dict[str, asyncio.Future[Any]] = {}
         self.ids = itertools.count(1)
         self.expiry: asyncio.TimerHandle | None = None
+        # Packets pushed before the CONNECT answer is queued (a welcome sent while the
+        # token is checked): held until ``flush``, since a client drops or reorders events
+        # that arrive before it is connected.
+        self.early: list[Any] | None = []
+
+    def flush(self) -> None:
+        """Queue the packets held back during the connect; from now on push directly."""
+        early, self.early = self.early, None
+        if early and self.socket is not None:
+            for packet in early:
+                self.socket.queue.put_nowait(packet)
 
     def push(self, message: Outbound) -> bool:
         if self.closing:
@@ -217,6 +229,9 @@ class _Conn:
                 if not waiter.done():
                     waiter.set_result(event)
                 return True
+        if self.early is not None:
+            self.early.append(event.packet)
+            return True
         queue = socket.queue
         queue.put_nowait(event.packet)
         if queue.qsize() > self.endpoint.outbox_limit:
@@ -398,6 +413,7 @@ class SocketIoEndpoint:
         return True
 
     async def _welcome(self, conn: _Conn) -> None:
+        conn.flush()
         inbox = self.node.inbox
         session = conn.session
         if inbox is not None and session is not None and not conn.closing:
