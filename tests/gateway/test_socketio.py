@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
 import socketio  # type: ignore[import-untyped]
+import websockets
 
 from tidings.channels import NamespacePolicy
 from tidings.gateway.socketio import _command
 
-from ..conftest import TIMEOUT, Harness, ServerFactory, token
+from ..conftest import TIMEOUT, Harness, ServerFactory, flood_until_dropped, request, token
 
 TRANSPORTS = [["polling", "websocket"], ["websocket"], ["polling"]]
 
@@ -216,6 +219,32 @@ async def test_disconnect_from_api(harness: Harness) -> None:
         assert closing["code"] == 4010
         async with asyncio.timeout(TIMEOUT):
             await gone.wait()
+
+
+async def test_slow_consumer_closed_4008(make_server: ServerFactory) -> None:
+    """A Socket.IO client that stops reading is closed 4008; a reader gets everything."""
+    h = await make_server(outbox_max_bytes=256 * 1024)
+    path = f"/socket.io/?EIO=4&transport=websocket&token={token('slow')}"
+    async with (
+        h.client("fast") as fast,
+        websockets.connect(f"ws://127.0.0.1:{h.server.port}{path}", max_queue=1) as slow,
+    ):
+        assert str(await slow.recv()).startswith("0{")  # Engine.IO open
+        await slow.send("40")
+        assert str(await slow.recv()).startswith("40{")  # namespace connected
+        await slow.send('420["subscribe","feed"]')
+        async with asyncio.timeout(TIMEOUT):
+            while not str(await slow.recv()).startswith("430"):
+                pass  # the welcome, then the subscribe's ack
+        await request(fast, {"type": "subscribe", "channel": "feed"})
+        await flood_until_dropped(h, fast, "feed")
+        last = ""
+        async with asyncio.timeout(TIMEOUT):
+            with contextlib.suppress(websockets.ConnectionClosed):
+                while '"close"' not in last:
+                    last = str(await slow.recv())  # the backlog, then the close event
+        assert json.loads(last[2:]) == ["close", {"code": 4008, "reason": "slow consumer"}]
+    assert h.server.node.metrics.disconnects["4008"] == 1
 
 
 async def test_origin_refused(make_server: ServerFactory) -> None:

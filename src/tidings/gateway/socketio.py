@@ -50,10 +50,12 @@ from ..protocol import CloseCode, Closing, should_reconnect
 from ..session import Close, Session, State
 from .websocket import (
     AUTH_FAILURES,
+    SLOW_CLOSE_GRACE,
     Fallback,
     WebSocketEndpoint,
     _refusal,
     client_address,
+    frame_text,
 )
 
 log = logging.getLogger("tidings.socketio")
@@ -140,7 +142,7 @@ class _Quiet(logging.LoggerAdapter):  # type: ignore[type-arg]
 class _Event:
     """One server message as Socket.IO sees it (built once, shared by every recipient)."""
 
-    __slots__ = ("data", "kind", "packet", "reply_to", "value")
+    __slots__ = ("_frame", "data", "kind", "packet", "reply_to", "value")
 
     def __init__(self, payload: bytes) -> None:
         env = _decoder.decode(payload)
@@ -160,6 +162,15 @@ class _Event:
         # A Socket.IO EVENT for namespace "/" inside an Engine.IO MESSAGE: "2[name,arg]".
         text = "2" + _encoder.encode([self.kind, self.value]).decode()
         self.packet = engineio.packet.Packet(engineio.packet.MESSAGE, text)
+        self._frame: bytes | None = None
+
+    @property
+    def frame(self) -> bytes:
+        """The packet as a WebSocket frame (Engine.IO's ``4`` + the Socket.IO packet)."""
+        frame = self._frame
+        if frame is None:
+            frame = self._frame = frame_text(("4" + self.packet.data).encode())
+        return frame
 
 
 def _event_of(message: Outbound, cache: MutableMapping[int, tuple[Outbound, _Event]]) -> _Event:
@@ -189,6 +200,7 @@ class _Conn:
         "session",
         "sid",
         "socket",
+        "transport",
     )
 
     def __init__(self, endpoint: SocketIoEndpoint, sid: str, eio_sid: str, peer: str | None):
@@ -207,6 +219,8 @@ class _Conn:
         # token is checked): held until ``flush``, since a client drops or reorders events
         # that arrive before it is connected.
         self.early: list[Any] | None = []
+        # The WebSocket's asyncio transport, once the connection is or upgrades to one.
+        self.transport: asyncio.Transport | None = None
 
     def flush(self) -> None:
         """Queue the packets held back during the connect; from now on push directly."""
@@ -233,6 +247,17 @@ class _Conn:
             self.early.append(event.packet)
             return True
         queue = socket.queue
+        t = self.transport
+        if t is not None and socket.upgraded and not socket.upgrading and queue.empty():
+            # On a WebSocket with nothing queued before it, the prebuilt frame goes straight
+            # into the socket's buffer, as on the native WebSocket (see the module's doc).
+            if t.is_closing():
+                self.closing = True
+                return False
+            t.write(event.frame)
+            if t.get_write_buffer_size() > self.endpoint.outbox_bytes:
+                self.endpoint.close_soon(self, Close(CloseCode.SLOW_CONSUMER, "slow consumer"))
+            return True
         queue.put_nowait(event.packet)
         if queue.qsize() > self.endpoint.outbox_limit:
             self.endpoint.close_soon(self, Close(CloseCode.SLOW_CONSUMER, "slow consumer"))
@@ -261,6 +286,8 @@ class SocketIoEndpoint:
         self._events: dict[int, tuple[Outbound, _Event]] = {}
         self._clearing = False
         self.outbox_limit = max(MIN_OUTBOX_PACKETS, s.outbox_max_bytes // 1024)
+        self.outbox_bytes = s.outbox_max_bytes
+        self._by_eio: dict[str, _Conn] = {}
         quiet = _Quiet(log, {})
         interval = s.heartbeat_interval or 25.0
         self.server = _Server(
@@ -326,6 +353,11 @@ class SocketIoEndpoint:
             # A session this server does not hold (it ended, or a restart): answered here,
             # since Engine.IO logs it at ERROR.
             return _refusal(400, "INVALID_MESSAGE", "unknown Engine.IO session")
+        elif request.query.get("transport") == "websocket":
+            conn = self._by_eio.get(request.query["sid"])
+            if conn is not None:
+                # The upgrade's socket: written to directly once Engine.IO switched to it.
+                conn.transport = request.transport
         response: web.StreamResponse = await self.server.handle_request(request)
         return response
 
@@ -385,12 +417,16 @@ class SocketIoEndpoint:
             close = session.authenticate(token)
         if close is None and session.state is State.OPEN:
             self._conns[sid] = conn  # counted from here, for the caps
+            self._by_eio[eio_sid] = conn
+            if request.query.get("transport") == "websocket":
+                conn.transport = request.transport  # a WebSocket from the start
             if not await node.join(session):
                 close = Close(CloseCode.TOO_MANY_CONNECTIONS, "too many connections for this user")
             else:
                 close = await session.ask_backend("socketio")  # the connect hook, if any
         if close is not None:
             self._conns.pop(sid, None)
+            self._by_eio.pop(eio_sid, None)
             session.close()
             node.metrics.rejections[str(close.code)] += 1
             if close.code in AUTH_FAILURES:
@@ -423,6 +459,7 @@ class SocketIoEndpoint:
         conn = self._conns.pop(sid, None)
         if conn is None or conn.session is None:
             return
+        self._by_eio.pop(conn.eio_sid, None)
         conn.closing = True
         socket = conn.socket
         if socket is not None and reason != self.server.reason.SERVER_DISCONNECT:
@@ -529,9 +566,21 @@ class SocketIoEndpoint:
         if conn.session is not None:
             conn.session.close()
         if should_reconnect(close.code):
-            self._spawn(self.server.eio.disconnect(conn.eio_sid))
+            self._spawn(self._drop(conn))
         else:
             self._spawn(self.server.disconnect(conn.sid))
+
+    async def _drop(self, conn: _Conn) -> None:
+        """End the Engine.IO transport (the client reconnects). Engine.IO waits until its
+        queue is written, which a client that stopped reading would hold up for ever:
+        after a grace period the socket is aborted instead."""
+        try:
+            async with asyncio.timeout(SLOW_CLOSE_GRACE):
+                await self.server.eio.disconnect(conn.eio_sid)
+        except TimeoutError:
+            log.info("aborting %s: its close did not get through", conn.eio_sid)
+            if conn.transport is not None:
+                conn.transport.abort()
 
     def _schedule_expiry(self, conn: _Conn) -> None:
         session = conn.session
