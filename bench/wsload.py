@@ -349,10 +349,10 @@ class WsSubscriber:
                         m = _ID_SEQ_RE.search(data, pos + hl, end)
                         if m is not None:
                             arr.append((self.fd, m.group(1), int(m.group(2)), kts or now, now))
+                elif ln == 1 and data[pos + hl] == 0x32 and isinstance(self, SioSubscriber):
+                    self._send(client_frame(0x1, b"3"))  # an Engine.IO ping: pong
             elif op >= 8:
                 self._control(op, bytes(data[pos + hl : end]))
-            elif ln == 1 and data[pos + hl] == 0x32 and isinstance(self, SioSubscriber):
-                self._send(client_frame(0x1, b"3"))  # an Engine.IO ping: pong
             pos = end
         if pos < n and self.state == _READY:
             # Partial frame: keep a private copy (the shared buffer is reused).
