@@ -23,10 +23,15 @@ event ``{code, reason}``: then a code the table says to reconnect on drops the t
 (Socket.IO clients reconnect on their own), and any other disconnects the namespace (they
 do not).
 
-Fan-out stays synchronous: each message is turned into its Engine.IO packet once, shared
-by every Socket.IO recipient, and ``push`` puts it straight into the Engine.IO socket's
-queue (what ``AsyncSocket.send`` does, without its per-packet ping check and logging).
-A socket whose queue holds more than ``outbox_limit`` packets is a slow consumer (4008).
+Fan-out stays synchronous: each message is turned into its Socket.IO packet once, shared
+by every recipient. On a socket that is (or upgraded to) a WebSocket, with nothing in
+Engine.IO's queue ahead of it, ``push`` writes the prebuilt frame straight into the asyncio
+transport's buffer, as the native WebSocket does (Engine.IO's own writer wakes a task and
+frames a copy per message per recipient, which more than doubled the CPU per delivery);
+both write whole frames in one synchronous call, so they never interleave. Otherwise
+(long-polling, a ping or an ack still queued) the packet joins Engine.IO's queue, behind
+what is there, so order is kept. The backpressure signal is the transport's buffer past
+``outbox_max_bytes``, or more than ``outbox_limit`` packets queued: a slow consumer (4008).
 """
 
 from __future__ import annotations
