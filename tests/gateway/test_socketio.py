@@ -238,12 +238,16 @@ async def test_slow_consumer_closed_4008(make_server: ServerFactory) -> None:
                 pass  # the welcome, then the subscribe's ack
         await request(fast, {"type": "subscribe", "channel": "feed"})
         await flood_until_dropped(h, fast, "feed")
-        last = ""
+        frames: list[str] = []
         async with asyncio.timeout(TIMEOUT):
             with contextlib.suppress(websockets.ConnectionClosed):
-                while '"close"' not in last:
-                    last = str(await slow.recv())  # the backlog, then the close event
-        assert json.loads(last[2:]) == ["close", {"code": 4008, "reason": "slow consumer"}]
+                while True:  # the backlog, the close event, Engine.IO's CLOSE, the end
+                    frames.append(str(await slow.recv()))
+        closes = [f for f in frames if f.startswith('42["close"')]
+        assert [json.loads(f[2:]) for f in closes] == [
+            ["close", {"code": 4008, "reason": "slow consumer"}]
+        ]
+        assert frames[-1] == "1"  # Engine.IO CLOSE: the client reconnects
     assert h.server.node.metrics.disconnects["4008"] == 1
 
 
@@ -257,6 +261,69 @@ async def test_origin_refused(make_server: ServerFactory) -> None:
         assert (await r.json())["error"]["code"] == "FORBIDDEN"
     async with sio_client(h, headers={"Origin": "https://app.example"}) as (_, rec):
         await rec.next("welcome")
+
+
+async def test_failed_authentications_throttle_the_address(make_server: ServerFactory) -> None:
+    """Bad tokens over Socket.IO spend the address's allowance: then its handshakes get 429."""
+    h = await make_server(
+        trusted_proxies=["127.0.0.1"],
+        auth_failure_burst_per_address=2,
+        auth_failure_rate_per_address=0.01,
+    )
+    headers = {"X-Forwarded-For": "203.0.113.7"}
+    for _ in range(2):
+        client = socketio.AsyncClient(reconnection=False)
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            await client.connect(
+                h.url, auth={"token": "bad"}, headers=headers, wait_timeout=TIMEOUT
+            )
+        await client.disconnect()
+    async with h.http.get(f"{h.url}/socket.io/?EIO=4&transport=polling", headers=headers) as r:
+        assert r.status == 429
+        assert int(r.headers["Retry-After"]) >= 1
+        assert (await r.json())["error"]["code"] == "RATE_LIMIT"
+    assert h.server.node.metrics.admission_refusals["auth_failures"] == 1
+
+
+async def test_connection_caps(make_server: ServerFactory) -> None:
+    """Socket.IO sessions count toward max_connections_per_user and max_connections."""
+    h = await make_server(max_connections_per_user=1, max_connections=2)
+    async with sio_client(h) as (_, rec):
+        await rec.next("welcome")
+        client = socketio.AsyncClient(reconnection=False)
+        errors: list[Any] = []
+        client.on("connect_error", errors.append)
+        with pytest.raises(socketio.exceptions.ConnectionError):
+            await client.connect(h.url, auth={"token": token()}, wait_timeout=TIMEOUT)
+        await client.disconnect()
+        assert errors[0]["data"]["code"] == 4009
+        async with h.client("bob"):  # a native WebSocket: the second of two
+            with pytest.raises(socketio.exceptions.ConnectionError):
+                await client.connect(h.url, auth={"token": token("carol")}, wait_timeout=TIMEOUT)
+            await client.disconnect()
+            assert errors[1]["data"] == {"code": 4009, "reason": "server connection limit reached"}
+
+
+async def test_message_rate_limit(make_server: ServerFactory) -> None:
+    """Past the message rate, commands are refused RATE_LIMITED, then the session ends 4029."""
+    h = await make_server(rate_limit_per_second=0.01, rate_limit_burst=2, rate_limit_close_after=2)
+    async with sio_client(h, transports=["websocket"]) as (client, rec):
+        await rec.next("welcome")
+        answers = [await client.call("ping", timeout=TIMEOUT) for _ in range(4)]
+        assert answers[:2] == [{}, {}], answers
+        assert answers[2]["error"]["code"] == "RATE_LIMIT", answers
+        await client.emit("ping")  # refused once too often: the session ends
+        closing = await rec.next("close")
+        assert closing["code"] == 4029
+
+
+async def test_shutdown_sends_close_1001(make_server: ServerFactory) -> None:
+    """A server shutting down tells each Socket.IO client 1001 before dropping it."""
+    h = await make_server()
+    async with sio_client(h, transports=["websocket"]) as (_, rec):
+        await rec.next("welcome")
+        await h.server.stop()
+        assert (await rec.next("close")) == {"code": 1001, "reason": "server shutting down"}
 
 
 async def test_unknown_engineio_session(harness: Harness) -> None:

@@ -195,6 +195,7 @@ class _Conn:
     __slots__ = (
         "close_code",
         "closing",
+        "current",
         "early",
         "eio_sid",
         "endpoint",
@@ -218,6 +219,9 @@ class _Conn:
         self.closing = False
         self.close_code: int | None = None
         self.replies: dict[str, asyncio.Future[Any]] = {}
+        # The request id of the command the session is handling right now: an error it
+        # sends meanwhile without a replyTo (a rate limit) answers that command.
+        self.current: str | None = None
         self.ids = itertools.count(1)
         self.expiry: asyncio.TimerHandle | None = None
         # Packets pushed before the CONNECT answer is queued (a welcome sent while the
@@ -242,8 +246,11 @@ class _Conn:
             self.closing = True
             return False
         event = self.endpoint.event(message)
-        if event.reply_to is not None:
-            waiter = self.replies.pop(event.reply_to, None)
+        reply_to = event.reply_to
+        if reply_to is None and event.kind == "error":
+            reply_to = self.current
+        if reply_to is not None:
+            waiter = self.replies.pop(reply_to, None)
             if waiter is not None:
                 if not waiter.done():
                     waiter.set_result(event)
@@ -512,7 +519,11 @@ class SocketIoEndpoint:
             waiter = asyncio.get_running_loop().create_future()
             conn.replies[request_id] = waiter
         expires_at = session.expires_at
-        close = session.receive(frame)
+        conn.current = request_id
+        try:
+            close = session.receive(frame)
+        finally:
+            conn.current = None
         if close is not None:
             conn.replies.pop(request_id, None)
             self.close_soon(conn, close)
@@ -582,6 +593,10 @@ class SocketIoEndpoint:
         try:
             async with asyncio.timeout(SLOW_CLOSE_GRACE):
                 await self.server.eio.disconnect(conn.eio_sid)
+            if conn.socket is not None:
+                # Ends Engine.IO's WebSocket writer, which then closes the WebSocket; it
+                # would otherwise wait for the client to close it after the CLOSE packet.
+                conn.socket.queue.put_nowait(None)
         except TimeoutError:
             log.info("aborting %s: its close did not get through", conn.eio_sid)
             if conn.transport is not None:
