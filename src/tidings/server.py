@@ -19,7 +19,6 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
 
 from . import api
 from .backends import open_store
@@ -27,7 +26,9 @@ from .config import ConfigError, Settings
 from .delivery import setup as delivery_setup
 from .delivery.escalation import Escalation
 from .gateway import socketio, sse
+from .gateway.connection import Gateway
 from .gateway.websocket import WebSocketEndpoint
+from .httpserver import Runner, ServerLog
 from .inbox import Inbox
 from .node import Node
 from .rooms import Rooms
@@ -35,25 +36,6 @@ from .store import StoreError
 from .web import add_routes as add_web_routes
 
 log = logging.getLogger("tidings.server")
-
-
-class ServerLog(logging.LoggerAdapter[logging.Logger]):
-    """aiohttp's connection-level log, passed to it as its ``logger``.
-
-    A malformed request (2,000 headers, an 8 KiB request line, TLS on the plain port) and
-    a client that disconnects mid-request are the client's doing: aiohttp answers them
-    (400) and would log a traceback at ERROR for each, so one anonymous request could
-    fill the log. They become one INFO line, without the request's bytes (a token may be
-    in them). Anything else keeps its level and goes through tidings' own handler.
-    """
-
-    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
-        exc = kwargs.get("exc_info")
-        if level >= logging.ERROR and isinstance(exc, HttpProcessingError | ConnectionError):
-            status = getattr(exc, "code", None) or "-"
-            self.logger.info("bad request: %s (%s)", exc.__class__.__name__, status)
-            return
-        self.logger.log(level, msg, *args, **kwargs)
 
 
 def build_app(node: Node, endpoint: WebSocketEndpoint) -> web.Application:
@@ -95,8 +77,10 @@ def build_app(node: Node, endpoint: WebSocketEndpoint) -> web.Application:
     app[api.READY_KEY] = lambda: endpoint.accepting
     for path in s.ws_paths:
         app.router.add_get(path, endpoint.handle)
-    sse.add_routes(app, node, endpoint)  # the fallback for clients without WebSocket
-    socketio.add_routes(app, node, endpoint)  # existing Socket.IO clients (guide 003)
+    # The fallback for clients without WebSocket; a POST another instance took is handed
+    # to its stream here by the control plane.
+    node.sse_post_local = sse.add_routes(app, endpoint.gateway, node).post_local
+    socketio.add_routes(app, endpoint.gateway)  # existing Socket.IO clients (guide 003)
     if s.metrics != "off":
         app.router.add_get("/metrics", api.metrics_handler(node))
     api.add_routes(app)
@@ -104,12 +88,12 @@ def build_app(node: Node, endpoint: WebSocketEndpoint) -> web.Application:
     # The API lives in a sub-application so its middleware (keys, JSON errors) wraps API
     # calls only: a WebSocket holds its handler's frames for its whole life, and every
     # middleware frame kept per connection is memory times ten thousand.
-    api_app = api.build_api_app(node, endpoint)
+    api_app = api.build_api_app(node)
     app[api.API_APP_KEY] = api_app
     app.add_subapp("/api/", api_app)
 
     async def on_shutdown(_: web.Application) -> None:
-        await endpoint.shutdown()
+        await endpoint.gateway.shutdown()
 
     app.on_shutdown.append(on_shutdown)
     return app
@@ -132,8 +116,9 @@ class Server:
     ) -> None:
         self.settings = settings
         self.node = Node(settings, clock=clock, monotonic=monotonic)
-        self.endpoint = WebSocketEndpoint(self.node)
-        self.node.disconnect_local = self.endpoint.disconnect
+        self.gateway = Gateway(self.node)
+        self.endpoint = WebSocketEndpoint(self.gateway)
+        self.node.disconnect_local = self.gateway.disconnect
         self.app = build_app(self.node, self.endpoint)
         self.escalation = Escalation(
             settings.escalation,
@@ -177,7 +162,7 @@ class Server:
             await store.close()
             self.inbox = self.node.inbox = None
             raise
-        runner = web.AppRunner(
+        runner = Runner(
             self.app,
             handle_signals=False,
             access_log=None,
@@ -230,7 +215,7 @@ class Server:
         runner, self._runner = self._runner, None
         if runner is None:
             return
-        self.endpoint.accepting = False
+        self.gateway.accepting = False
         if self.rooms is not None:
             self.rooms.draining = True  # presence entries expire with this instance
         await self._step("closing connections and API calls", runner.cleanup())

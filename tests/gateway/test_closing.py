@@ -18,7 +18,7 @@ async def test_nothing_is_written_after_an_operator_disconnect(harness: Harness)
     report as 1006 instead of the server's code."""
     async with harness.client("cy") as ws:
         (session,) = harness.server.node.local_sessions("cy")
-        assert harness.server.endpoint.disconnect([session], 4010, "bye") == 1
+        assert harness.server.gateway.disconnect([session], 4010, "bye") == 1
         session.error(ErrorCode.SERVER_ERROR, "a late reply")
         received = []
         async with asyncio.timeout(TIMEOUT):

@@ -14,7 +14,7 @@ import socketio  # type: ignore[import-untyped]
 import websockets
 
 from tidings.channels import NamespacePolicy
-from tidings.gateway.socketio import _command
+from tidings.gateway.sioevents import command_of
 
 from ..conftest import TIMEOUT, Harness, ServerFactory, flood_until_dropped, request, token
 
@@ -336,15 +336,24 @@ async def test_unknown_engineio_session(harness: Harness) -> None:
 @pytest.mark.parametrize(
     ("event", "arg", "expected"),
     [
-        ("mark_all_read", None, ("mark_read", {"all": True})),
-        ("mark_read", "n1", ("mark_read", {"notificationId": "n1"})),
-        ("mark_read", ["a", "b"], ("mark_read", {"notificationIds": ["a", "b"]})),
-        ("subscribe", "news", ("subscribe", {"channel": "news"})),
-        ("get_notifications", {"unread_only": True}, ("get_notifications", {"unreadOnly": True})),
-        ("publish", {"channel": "c", "data": 1}, ("publish", {"channel": "c", "data": 1})),
-        ("chat_message", {"room_id": "r", "type": "x"}, ("chat_message", {"roomId": "r"})),
+        ("mark_all_read", None, {"type": "mark_read", "all": True}),
+        ("mark_read", "n1", {"type": "mark_read", "notificationId": "n1"}),
+        ("mark_read", ["a", "b"], {"type": "mark_read", "notificationIds": ["a", "b"]}),
+        ("subscribe", "news", {"type": "subscribe", "channel": "news"}),
+        (
+            "get_notifications",
+            {"unread_only": True},
+            {"type": "get_notifications", "unreadOnly": True},
+        ),
+        ("publish", {"channel": "c", "data": 1}, {"type": "publish", "channel": "c", "data": 1}),
+        (
+            "chat_message",
+            {"room_id": "r", "type": "x", "id": 9},
+            {"type": "chat_message", "roomId": "r"},
+        ),
     ],
 )
-def test_event_to_command(event: str, arg: Any, expected: tuple[str, dict[str, Any]]) -> None:
-    """Guide 003's and snake_case names map onto the native commands."""
-    assert _command(event, arg) == expected
+def test_event_to_command(event: str, arg: Any, expected: dict[str, Any]) -> None:
+    """Guide 003's and snake_case names map onto the native commands; the envelope's
+    type and id are the adapter's, whatever the client sent."""
+    assert json.loads(command_of(event, arg, "r1")) == {**expected, "id": "r1"}

@@ -9,18 +9,16 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ..gateway.websocket import WebSocketEndpoint
-from ..node import Node
 from . import cors
 from .connections import disconnect_user, list_connections, unsubscribe_user
 from .delivery import ESCALATION_KEY, add_delivery_routes
 from .http import (
     API_APP_KEY,
-    ENDPOINT_KEY,
     HEALTH_KEY,
     NODE_KEY,
     READY_KEY,
     USER_KEY,
+    Host,
     error_response,
     json_response,
     make_middleware,
@@ -43,7 +41,6 @@ from .users import add_user_routes
 
 __all__ = [
     "API_APP_KEY",
-    "ENDPOINT_KEY",
     "ESCALATION_KEY",
     "HEALTH_KEY",
     "NODE_KEY",
@@ -57,11 +54,10 @@ __all__ = [
 ]
 
 
-def build_api_app(node: Node, endpoint: WebSocketEndpoint) -> web.Application:
+def build_api_app(node: Host) -> web.Application:
     """The /api sub-application: API-key checks and JSON errors on every route."""
     app = web.Application(middlewares=[make_middleware(node)])
     app[NODE_KEY] = node
-    app[ENDPOINT_KEY] = endpoint
     app.router.add_post("/publish", publish)
     app.router.add_post("/users/{user_id}/send", send_to_user)
     app.router.add_post("/roles/{role}/send", send_to_role)

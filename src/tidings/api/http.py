@@ -7,25 +7,64 @@ import asyncio
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 import msgspec
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.typedefs import Middleware
 
-from ..auth import AuthError
+from .. import cluster
+from ..auth import AuthError, Verifier
 from ..broker import BrokerError
-from ..gateway.websocket import WebSocketEndpoint
-from ..node import Node
+from ..config import Settings
+from ..inbox import Inbox
+from ..metrics import Metrics
 from ..protocol import MAX_JSON_DEPTH, json_depth_exceeded
+from ..publication import Sent
 from ..ratelimit import TokenBucket
+from ..rooms import Rooms
 from ..store import failure_status
 from . import cors
 
 log = logging.getLogger("tidings.api")
 
-NODE_KEY: Final = web.AppKey("node", Node)
+
+class Host(Protocol):
+    """What the API's routes use of their node (``node.Node`` is one): the publish path
+    of the embedding API, connection control, stats, and the inbox."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def metrics(self) -> Metrics: ...
+    @property
+    def verifier(self) -> Verifier: ...
+    @property
+    def clock(self) -> Callable[[], float]: ...
+    @property
+    def monotonic(self) -> Callable[[], float]: ...
+    @property
+    def inbox(self) -> Inbox | None: ...
+    @property
+    def rooms(self) -> Rooms | None: ...
+
+    async def publish(self, channel: str, kind: str, data: Any) -> Sent: ...
+
+    async def send_to_user(self, user_id: str, kind: str, data: Any) -> Sent: ...
+
+    async def send_to_role(self, role: str, kind: str, data: Any) -> Sent: ...
+
+    async def broadcast(self, kind: str, data: Any, *, exclude_user: str | None = None) -> Sent: ...
+
+    async def control(self, op: cluster.Operation, *, wait: float = 2.0) -> list[Any]: ...
+
+    def stats(self) -> dict[str, Any]: ...
+
+    async def cluster_stats(self) -> dict[str, Any]: ...
+
+
+NODE_KEY: Final[web.AppKey[Host]] = web.AppKey("node")
 
 
 HEALTH_KEY: Final[web.AppKey[Callable[[], dict[str, Any]]]] = web.AppKey("health")
@@ -35,9 +74,6 @@ READY_KEY: Final[web.AppKey[Callable[[], bool]]] = web.AppKey("ready")
 
 
 API_APP_KEY: Final = web.AppKey("api_app", web.Application)
-
-
-ENDPOINT_KEY: Final = web.AppKey("endpoint", WebSocketEndpoint)
 
 
 USER_KEY: Final = web.RequestKey("user_id", str)
@@ -153,7 +189,7 @@ class ApiError(Exception):
         self.message = message
 
 
-def make_middleware(node: Node) -> Middleware:
+def make_middleware(node: Host) -> Middleware:
     """JSON errors everywhere, and API-key checks (plus an optional rate limit) on /api."""
     keys = [k.encode() for k in node.settings.api_keys]
     rate = node.settings.api_rate_limit_per_second
@@ -259,5 +295,5 @@ def make_middleware(node: Node) -> Middleware:
     return middleware
 
 
-def node_of(request: web.Request) -> Node:
+def node_of(request: web.Request) -> Host:
     return request.app[NODE_KEY]

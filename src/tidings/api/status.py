@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import hmac
 import logging
-from typing import Final
+from collections.abc import Callable
+from typing import Final, Protocol
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from ..metrics import Collector
-from ..node import Node
+from ..config import Settings
+from ..inbox import Inbox
+from ..metrics import Collector, Source
 from .http import HEALTH_KEY, READY_KEY, ApiError, Handler, error_response, json_response, node_of
 
 log = logging.getLogger("tidings.api")
@@ -36,7 +38,21 @@ async def live(request: web.Request) -> web.Response:
     return json_response({"status": "alive"})
 
 
-def metrics_handler(node: Node) -> Handler:
+class Host(Source, Protocol):
+    """What ``/metrics`` reads of its node (``node.Node`` is one): the collector's
+    counters and tables, and the inbox's backlog."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def inbox(self) -> Inbox | None: ...
+    @property
+    def clock(self) -> Callable[[], float]: ...
+    @property
+    def monotonic(self) -> Callable[[], float]: ...
+
+
+def metrics_handler(node: Host) -> Handler:
     """``GET /metrics`` in the Prometheus text format, for one node.
 
     With ``metrics = "key"`` (the default) the scraper sends a server API key as a bearer
@@ -62,7 +78,7 @@ def metrics_handler(node: Node) -> Handler:
 BACKLOG_EVERY: Final = 15.0
 
 
-async def _refresh_backlog(node: Node) -> None:
+async def _refresh_backlog(node: Host) -> None:
     inbox = node.inbox
     m = node.metrics
     now = node.monotonic()

@@ -19,23 +19,25 @@ backpressure signal, as for a WebSocket: past ``outbox_max_bytes`` the session e
 from __future__ import annotations
 
 import asyncio
-import ipaddress
 import logging
-from collections.abc import Callable
-from typing import Final
+from typing import Any, Final, Protocol
 
 from aiohttp import web
 
 from .. import cluster, protocol
 from ..api.http import BodyError, error_response, json_response, read_raw_body
-from ..auth import AuthError, Identity
+from ..auth import AuthError, Identity, Verifier
 from ..broker import BrokerError
+from ..config import Settings
 from ..hub import Outbound
-from ..node import Node
+from ..metrics import Metrics
 from ..protocol import CloseCode
-from ..session import Close, Session, State
-from .eventstream import EventOutbox, client_frames, last_event_id
-from .websocket import SLOW_CLOSE_GRACE, WebSocketEndpoint, client_address, handshake_token
+from ..session import Close, Session
+from .connection import SHUTTING_DOWN, Gateway
+from .eventstream import client_frames, last_event_id
+from .handshake import client_address, handshake_token, options, trusted_networks
+from .ssestream import Stream
+from .websocket import SLOW_CLOSE_GRACE
 
 log = logging.getLogger("tidings.sse")
 
@@ -59,82 +61,47 @@ _CORS_HEADERS: Final = "Authorization, Content-Type, Last-Event-ID"
 UNAVAILABLE: Final = "token keys unavailable, try again later"
 
 
-class _Stream:
-    """One SSE session: its events, the response writing them (if any) and its timers."""
+class Host(Protocol):
+    """What the SSE endpoint needs of its node (``node.Node`` is one), beside what the
+    gateway does: the verifier for a POST's token, cluster forwarding of a POST, and
+    the framing of its last ``close`` event."""
 
-    __slots__ = (
-        "client_id",
-        "events",
-        "expiry",
-        "final",
-        "limit",
-        "on_slow",
-        "response",
-        "resume_timer",
-        "session",
-        "transport",
-        "wake",
-    )
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def metrics(self) -> Metrics: ...
+    @property
+    def verifier(self) -> Verifier: ...
+    @property
+    def clustered(self) -> bool: ...
 
-    def __init__(self, client_id: str, limit: int, on_slow: Callable[[_Stream], None]) -> None:
-        self.client_id = client_id
-        # The replay buffer holds as much as the outbox may: a resume never needs more.
-        self.events = EventOutbox(client_id, limit)
-        self.limit = limit
-        self.on_slow = on_slow
-        self.wake = asyncio.Event()
-        self.response: web.StreamResponse | None = None
-        self.transport: asyncio.Transport | None = None
-        # Set once the session has ended: its close, whose event is the stream's last.
-        self.final: Close | None = None
-        self.session: Session | None = None
-        self.expiry: asyncio.TimerHandle | None = None
-        self.resume_timer: asyncio.TimerHandle | None = None
+    async def control(self, op: cluster.Operation, *, wait: float = 2.0) -> list[Any]: ...
 
-    def push(self, message: Outbound) -> bool:
-        if self.final is not None:
-            return False
-        self.append(message.payload)
-        if self.backlog() > self.limit:
-            self.on_slow(self)
-        return True
-
-    def append(self, payload: bytes) -> None:
-        self.events.append(payload)
-        self.wake.set()
-
-    def ended(self) -> bool:
-        return self.final is not None
-
-    def backlog(self) -> int:
-        """Bytes queued for the client and not yet taken by its socket."""
-        t = self.transport
-        return self.events.unsent + (0 if t is None else t.get_write_buffer_size())
+    def message(
+        self, kind: str, data: Any, *, channel: str | None = None, reply_to: str | None = None
+    ) -> tuple[str, Outbound]: ...
 
 
 class SseEndpoint:
-    """Serves the SSE fallback for one node; its sessions count with the WebSockets.
+    """Serves the SSE fallback for one node through its gateway, so its sessions share
+    the WebSockets' admission, caps, timers and connection control.
 
     Args:
-        node: the node.
-        websockets: the WebSocket endpoint, for the shared connection cap.
+        gateway: the connections' gateway, shared with the other transports.
+        node: the node (the token verifier, cluster forwarding, message framing).
     """
 
-    def __init__(self, node: Node, websockets: WebSocketEndpoint) -> None:
+    def __init__(self, gateway: Gateway, node: Host) -> None:
+        self.gateway = gateway
         self.node = node
-        self.websockets = websockets
-        self.accepting = True
-        self._streams: dict[str, _Stream] = {}
-        # Streams being set up (authenticated, not yet welcomed): they count for the cap.
-        self._opening = 0
-        self._trusted = [
-            ipaddress.ip_network(p, strict=False) for p in node.settings.trusted_proxies
-        ]
+        # Opened sessions by client id: a resume or a POST names one.
+        self._streams: dict[str, Stream] = {}
+        self._trusted = trusted_networks(node.settings.trusted_proxies)
 
     @property
     def open_connections(self) -> int:
         """SSE sessions, attached to a stream or waiting for a resume."""
-        return len(self._streams) + self._opening
+        return len(self.gateway.connections(Stream.name))
 
     def add_routes(self, app: web.Application) -> None:
         """Register ``GET /sse`` and ``POST /sse/{clientId}`` (and their CORS preflight)."""
@@ -143,11 +110,6 @@ class SseEndpoint:
         app.router.add_post(POST_PATH, self.handle_post)
         app.router.add_route("OPTIONS", STREAM_PATH, self.preflight)
         app.router.add_route("OPTIONS", POST_PATH, self.preflight)
-
-        async def on_shutdown(_: web.Application) -> None:
-            self.shutdown()
-
-        app.on_shutdown.append(on_shutdown)
 
     # --- CORS ---------------------------------------------------------------------------
 
@@ -196,7 +158,7 @@ class SseEndpoint:
     async def handle_stream(self, request: web.Request) -> web.StreamResponse:
         """Open (or resume) a stream; a refused token is an HTTP 401 with no stream."""
         token = handshake_token(request, [])
-        admission = self.websockets.admission  # the same per-address limits as WebSockets
+        admission = self.gateway.admission  # the same per-address limits as WebSockets
         peer = client_address(request, self._trusted)
         refusal = admission.admit(peer, has_token=True)
         if refusal is not None:
@@ -218,14 +180,10 @@ class SseEndpoint:
             await response.prepare(request)
             log.info("resumed %s user=%r", stream.client_id, identity.user_id)
             return await self._attach(request, response, stream)
-        self._opening += 1
-        try:
-            stream = await self._open(request, response, token)
-        finally:
-            self._opening -= 1
+        stream = await self._open(request, response, token, peer)
         return await self._attach(request, response, stream, fresh=True)
 
-    def _resumable(self, request: web.Request, identity: Identity) -> _Stream | None:
+    def _resumable(self, request: web.Request, identity: Identity) -> Stream | None:
         header = request.headers.get("Last-Event-ID") or request.query.get("lastEventId")
         last = last_event_id(header or "")
         if last is None or self.node.settings.sse_resume_seconds <= 0:
@@ -239,76 +197,48 @@ class SseEndpoint:
             # Too late or too much missed: this session can never be resumed; free it.
             self._end(stream, None, False)
             return None
-        if identity.expires_at != session.expires_at:
+        if identity.expires_at != session.expires_at and stream.conn is not None:
             # The reconnect may carry a fresher token (EventSource keeps its URL, but a
             # client that builds a new one may not).
             session.expires_at = identity.expires_at
-            self._schedule_expiry(stream)
+            self.gateway.schedule_expiry(stream.conn)
         return stream
 
     async def _open(
-        self, request: web.Request, response: web.StreamResponse, token: str
-    ) -> _Stream:
+        self, request: web.Request, response: web.StreamResponse, token: str, peer: str | None
+    ) -> Stream:
         """A new session: the same checks, in the same order, as a WebSocket's; a refused
         one gets its close event and is ended."""
-        node = self.node
-        s = node.settings
-        client_id = node.new_id("client")
-        stream = _Stream(client_id, s.outbox_max_bytes, self._slow)
-        last_seq = request.query.get("lastSeq", "")
-        session = Session(
-            node,
-            client_id,
-            stream.push,
-            user_id_param=request.query.get("userId"),
-            last_seq=int(last_seq) if last_seq.isdigit() and len(last_seq) < 19 else None,
-            ack_mode=request.query.get("ack", "").lower() in ("1", "true"),
-        )
-        session.remote = client_address(request, self._trusted)
-        stream.session = session
+        gateway = self.gateway
+        stream = Stream(self.node.settings.outbox_max_bytes, self._slow, self._close)
+        conn = gateway.connect(stream, peer=peer, options=options(request), pending=False)
+        stream.attach(conn)
         await response.prepare(request)
         stream.response = response
         stream.transport = request.transport
         origin = request.headers.get("Origin")
-        total = self.websockets.open_connections + self.open_connections
-        if not self.accepting:
-            close: Close | None = Close(CloseCode.GOING_AWAY, "server shutting down")
-        elif s.allowed_origins and origin not in s.allowed_origins:
-            log.warning(
-                "rejected SSE stream from %s: origin %r not allowed", session.remote, origin
-            )
+        close: Close | None
+        if not gateway.accepting:
+            close = SHUTTING_DOWN
+        elif not gateway.origin_allowed(origin):
+            log.warning("rejected SSE stream from %s: origin %r not allowed", peer, origin)
             close = Close(CloseCode.FORBIDDEN_ORIGIN, "origin not allowed")
-        elif total > s.max_connections:
-            log.warning("rejected SSE stream from %s: server full", session.remote)
-            close = Close(CloseCode.TOO_MANY_CONNECTIONS, "server connection limit reached")
         else:
-            close = session.authenticate(token)
-        if close is None and session.state is State.OPEN and not await node.join(session):
-            # The per-user cap across the cluster (a no-op on a single instance).
-            close = Close(CloseCode.TOO_MANY_CONNECTIONS, "too many connections for this user")
-        if close is None and session.state is State.OPEN:
-            close = await session.ask_backend("sse")  # the connect hook, if any
-        if close is None and session.state is State.OPEN and node.inbox is not None:
-            # Welcome and catch-up before anything else: the welcome is event 1.
-            await node.inbox.open_session(session)
-        if close is None and not self.accepting:
-            close = Close(CloseCode.GOING_AWAY, "server shutting down")
+            close = await gateway.authenticate(conn, token)
+        if close is None and not gateway.accepting:
+            # Draining began during its catch-up, after the gateway closed every stream.
+            close = SHUTTING_DOWN
         if close is not None:
             self._end(stream, close, True)
         elif stream.final is None:  # else ended during its catch-up (slow consumer)
-            node.metrics.connects += 1
-            self._streams[client_id] = stream
-            log.info(
-                "open %s (sse) user=%r roles=%s", client_id, session.user_id, list(session.roles)
-            )
-            self._schedule_expiry(stream)
+            self._streams[stream.client_id] = stream
         return stream
 
     async def _attach(
         self,
         request: web.Request,
         response: web.StreamResponse,
-        stream: _Stream,
+        stream: Stream,
         *,
         fresh: bool = False,
     ) -> web.StreamResponse:
@@ -346,12 +276,12 @@ class SseEndpoint:
                 self._detached(stream)
         return response
 
-    def _detached(self, stream: _Stream) -> None:
+    def _detached(self, stream: Stream) -> None:
         session = stream.session
         if stream.final is not None or session is None:
             return
         wait = self.node.settings.sse_resume_seconds
-        if wait <= 0 or not self.accepting:
+        if wait <= 0 or not self.gateway.accepting:
             self._end(stream, None, False)
             return
         log.debug("stream of %s dropped; kept %.0fs for a resume", session.client_id, wait)
@@ -394,28 +324,25 @@ class SseEndpoint:
         self._cors(request, response)
         return response
 
-    def _deliver(self, stream: _Stream, body: bytes) -> int:
+    def _deliver(self, stream: Stream, body: bytes) -> int:
         """Hand a POST body's messages to the session; how many it took."""
-        session = stream.session
-        assert session is not None
+        conn = stream.conn
+        assert conn is not None
         accepted = 0
         for frame in client_frames(body):
             if stream.ended():  # by an earlier message of this body
                 break
             accepted += 1
-            expires_at = session.expires_at
-            close = session.receive(frame)
+            close = self.gateway.receive(conn, frame)
             if close is not None:
                 self._end(stream, close, True)
-            elif session.expires_at != expires_at:
-                self._schedule_expiry(stream)  # refreshed in-band
         return accepted
 
     async def _forward(self, user_id: str, client_id: str, body: bytes) -> int | None:
         """In a cluster, a POST may reach an instance that does not hold the stream (a
         proxy without sticky sessions): pass it to the one that does, if any."""
         node = self.node
-        if node.registry is None:
+        if not node.clustered:
             return None
         op = cluster.SsePost(
             user=user_id,
@@ -442,28 +369,7 @@ class SseEndpoint:
 
     # --- ending -------------------------------------------------------------------------
 
-    def _schedule_expiry(self, stream: _Stream) -> None:
-        session = stream.session
-        if stream.expiry is not None:
-            stream.expiry.cancel()
-            stream.expiry = None
-        if session is None or session.expires_at is None:
-            return
-        node = self.node
-        delay = max(0.0, session.expires_at + node.settings.jwt_leeway - node.clock()) + 0.01
-        stream.expiry = asyncio.get_running_loop().call_later(delay, self._on_expiry, stream)
-
-    def _on_expiry(self, stream: _Stream) -> None:
-        session = stream.session
-        if session is None or stream.final is not None:
-            return
-        close = session.expiry_check()
-        if close is not None:
-            self._end(stream, close, True)
-        elif session.state is State.OPEN:
-            self._schedule_expiry(stream)
-
-    def _slow(self, stream: _Stream) -> None:
+    def _slow(self, stream: Stream) -> None:
         if stream.final is not None:
             return
         session = stream.session
@@ -483,61 +389,38 @@ class SseEndpoint:
             # A client that never reads would hold the socket open forever.
             asyncio.get_running_loop().call_later(SLOW_CLOSE_GRACE, t.abort)
 
-    def _end(self, stream: _Stream, close: Close | None, announce: bool) -> None:
+    def _close(self, stream: Stream, close: Close) -> bool:
+        """End a session on the server's initiative (``Transport.close``)."""
+        return self._end(stream, close, True)
+
+    def _end(self, stream: Stream, close: Close | None, announce: bool) -> bool:
         """End a session: a last ``close`` event on its stream (when ``announce``)."""
-        session = stream.session
-        if session is None or stream.final is not None:
-            return
+        conn = stream.conn
+        if conn is None or stream.final is not None:
+            return False
         code = close.code if close is not None else ABNORMAL
         if announce and close is not None:
             stream.append(_close_payload(self.node, close))
         stream.final = close or Close(ABNORMAL, "stream dropped")
         stream.wake.set()
-        for timer in (stream.expiry, stream.resume_timer):
-            if timer is not None:
-                timer.cancel()
-        stream.expiry = stream.resume_timer = None
-        if self._streams.get(session.client_id) is stream:
-            del self._streams[session.client_id]
-        was_open = bool(session.user_id)
-        session.close()
-        if was_open:
-            self.node.metrics.disconnects[str(code)] += 1
-        log.info(
-            "closed %s (sse) user=%r peer=%s code=%s",
-            session.client_id,
-            session.user_id or None,
-            session.remote,
-            code,
-        )
-
-    def disconnect(self, sessions: list[Session], code: int, reason: str) -> int:
-        """End these sessions with ``code`` (the connection control API)."""
-        wanted = set(sessions)
-        count = 0
-        for stream in list(self._streams.values()):
-            if stream.session in wanted and stream.final is None:
-                self._end(stream, Close(code, reason), True)
-                count += 1
-        return count
-
-    def shutdown(self) -> None:
-        """Stop accepting; end every stream with a ``1001`` close event."""
-        self.accepting = False
-        for stream in list(self._streams.values()):
-            self._end(stream, Close(CloseCode.GOING_AWAY, "server shutting down"), True)
+        if stream.resume_timer is not None:
+            stream.resume_timer.cancel()
+            stream.resume_timer = None
+        if self._streams.get(stream.client_id) is stream:
+            del self._streams[stream.client_id]
+        self.gateway.finish(conn, code)
+        return True
 
 
-def _close_payload(node: Node, close: Close) -> bytes:
+def _close_payload(node: Host, close: Close) -> bytes:
     closing = protocol.Closing(code=close.code, reason=close.reason)
     _, out = node.message(closing.kind, closing)
     return out.payload
 
 
-def add_routes(app: web.Application, node: Node, websockets: WebSocketEndpoint) -> SseEndpoint:
-    """Serve the SSE fallback on ``app``; its sessions share the WebSockets' caps."""
-    endpoint = SseEndpoint(node, websockets)
-    websockets.fallback = endpoint
-    node.sse_post_local = endpoint.post_local
+def add_routes(app: web.Application, gateway: Gateway, node: Host) -> SseEndpoint:
+    """Serve the SSE fallback on ``app``, through ``gateway`` (shared with WebSockets);
+    the server hands ``post_local`` to the cluster's control plane."""
+    endpoint = SseEndpoint(gateway, node)
     endpoint.add_routes(app)
     return endpoint

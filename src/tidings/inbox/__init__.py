@@ -100,6 +100,32 @@ CATCH_UP_PAGE: Final = 500
 MAX_CATCH_UP: Final = 10_000
 
 
+class Reader:
+    """The inbox's state for one connection: where its catch-up stands, what it was sent,
+    what it has yet to acknowledge. The inbox owns it (``attach`` / ``detach``); the
+    session knows nothing of it.
+
+    Args:
+        last_seq: the inbox position the client resumes from (None: every unacknowledged
+            or unread one).
+        ack_mode: the client acknowledges (``?ack=1``, or once it sends ``ack``), so it
+            gets unacknowledged notifications again after a timeout.
+    """
+
+    __slots__ = ("ack_mode", "awaiting", "held", "last_seq", "seen_seq")
+
+    def __init__(self, last_seq: int | None = None, ack_mode: bool = False) -> None:
+        self.last_seq = last_seq
+        self.ack_mode = ack_mode
+        # Until its catch-up is over, live notifications for the connection wait here:
+        # from the moment it joins the hub, so none overtakes the ones it missed.
+        self.held: list[Notification] | None = []
+        # Sent and not yet acknowledged: id -> [notification, attempts, due time].
+        self.awaiting: dict[str, list[Any]] = {}
+        # The highest inbox seq pushed to this connection (a resync resumes after it).
+        self.seen_seq = 0
+
+
 class InboxError(ValueError):
     """A request the inbox refuses; the message says why."""
 
@@ -194,12 +220,31 @@ class Inbox:
         self._tasks = TaskSet(log, "inbox")
         self._delivered: dict[str, list[str]] = {}
         self._flushing = False
+        self._readers: dict[Session, Reader] = {}
         self._awaiting: set[Session] = set()
         # Notifications held back per connection until the one before them arrives.
         self._reorder: dict[Session, list[Notification]] = {}
         self._loops: list[asyncio.Task[None]] = []
         s = node.settings
         self.webhooks = WebhookSender(s.webhook_url, s.webhook_secret) if s.webhook_url else None
+
+    def attach(self, session: Session, *, last_seq: int | None, ack_mode: bool) -> None:
+        """Keep inbox state for a new connection (before it can join the hub)."""
+        self._readers[session] = Reader(last_seq, ack_mode)
+
+    def detach(self, session: Session) -> None:
+        """Forget a closed connection."""
+        self._readers.pop(session, None)
+        self._awaiting.discard(session)
+
+    def _reader(self, session: Session) -> Reader:
+        reader = self._readers.get(session)
+        if reader is None:
+            # Not attached (closed already, or never opened through a gateway): a blank
+            # state that is not kept, so nothing is held for it and nothing leaks.
+            reader = Reader()
+            reader.held = None
+        return reader
 
     def start(self) -> None:
         """Start the redelivery and retention loops (the server calls this)."""
@@ -371,8 +416,10 @@ class Inbox:
             return self.deliver(event.notification)
         sessions = self.node.local_sessions(event.user)
         for session in sessions:
-            for nid in event.pop:
-                session.awaiting.pop(nid, None)
+            reader = self._readers.get(session)
+            if reader is not None:
+                for nid in event.pop:
+                    reader.awaiting.pop(nid, None)
         if isinstance(event, cluster.Acknowledged):
             return 0
         out = Outbound(bytes(event.envelope))
@@ -388,9 +435,12 @@ class Inbox:
         """Catch every local connection up from the last notification it was sent: after
         a broker outage, notifications committed on other instances were not pushed."""
         for conn in list(self.node.hub.connections()):
-            if isinstance(conn, Session) and conn.state is State.OPEN and conn.inbox_held is None:
-                conn.inbox_held = []
-                self.spawn(self.catch_up(conn, conn.seen_seq))
+            if not isinstance(conn, Session) or conn.state is not State.OPEN:
+                continue
+            reader = self._reader(conn)
+            if reader.held is None:
+                reader.held = []
+                self.spawn(self.catch_up(conn, reader.seen_seq))
 
     # --- delivery -----------------------------------------------------------------------
 
@@ -417,11 +467,12 @@ class Inbox:
                 out = out or self._message(n)
                 count += conn.push(out)
                 continue
-            if conn.inbox_held is not None:  # still catching up: keep the seq order
-                conn.inbox_held.append(n)
+            reader = self._reader(conn)
+            if reader.held is not None:  # still catching up: keep the seq order
+                reader.held.append(n)
                 continue
             # seen_seq is exact once catch-up is over (0: the user had none yet).
-            if reorder and n.seq > conn.seen_seq + 1:
+            if reorder and n.seq > reader.seen_seq + 1:
                 self._hold_back(conn, n)
                 continue
             out = out or self._message(n)
@@ -437,8 +488,8 @@ class Inbox:
     def _push_live(self, session: Session, n: Notification, out: Outbound | None = None) -> bool:
         if not session.push(out or self._message(n)):
             return False
-        self._track(session, n)
-        session.seen_seq = max(session.seen_seq, n.seq)
+        reader = self._track(session, n)
+        reader.seen_seq = max(reader.seen_seq, n.seq)
         return True
 
     def _hold_back(self, session: Session, n: Notification) -> None:
@@ -453,9 +504,10 @@ class Inbox:
         """Push held-back notifications that are next in seq order."""
         held = self._reorder.get(session)
         count = 0
+        reader = self._reader(session)
         while held:
             nxt = min(held, key=lambda x: x.seq)
-            if nxt.seq != session.seen_seq + 1:
+            if nxt.seq != reader.seen_seq + 1:
                 break
             held.remove(nxt)
             count += self._push_live(session, nxt)
@@ -473,11 +525,13 @@ class Inbox:
                 self.node.hub.messages_out += 1
                 self.node.metrics.sent["notification"] += 1
 
-    def _track(self, session: Session, n: Notification) -> None:
-        if session.ack_mode:
+    def _track(self, session: Session, n: Notification) -> Reader:
+        reader = self._reader(session)
+        if reader.ack_mode:
             due = self.node.clock() + self.node.settings.ack_timeout
-            session.awaiting[n.id] = [n, 1, due]
+            reader.awaiting[n.id] = [n, 1, due]
             self._awaiting.add(session)
+        return reader
 
     async def redeliver_due(self) -> int:
         """Push again what acknowledging connections have not acked in time; returns count.
@@ -489,20 +543,21 @@ class Inbox:
         now = self.node.clock()
         pushed: dict[str, list[str]] = {}
         for session in list(self._awaiting):
-            if session.awaiting and session.state is State.OPEN:
-                for nid, entry in list(session.awaiting.items()):
+            awaiting = self._reader(session).awaiting
+            if awaiting and session.state is State.OPEN:
+                for nid, entry in list(awaiting.items()):
                     n, attempts, due = entry
                     if due > now:
                         continue
                     expired = n.expires_at is not None and n.expires_at <= now
                     if attempts >= s.max_delivery_attempts or expired:
-                        del session.awaiting[nid]
+                        del awaiting[nid]
                         continue
                     session.push(self._message(n, redelivered=True))
                     entry[1] = attempts + 1
                     entry[2] = now + s.ack_timeout * 2**attempts
                     pushed.setdefault(n.user_id, []).append(nid)
-            if not session.awaiting or session.state is not State.OPEN:
+            if not awaiting or session.state is not State.OPEN:
                 self._awaiting.discard(session)
         if pushed:
             await self.store.mark_delivered(pushed, now=now)
@@ -574,16 +629,17 @@ class Inbox:
     ) -> None:
         """Send a newly opened connection what it missed, then release held live ones.
 
-        ``session.inbox_held`` must be a list when this starts (set at open); live
-        notifications for the session collect there meanwhile. Missed notifications are
-        read a page at a time, up to ``MAX_CATCH_UP``; beyond that, clients page with
-        ``get_notifications``. ``unread``: the user's unread count, read after
-        ``inbox_held`` was set; when it is 0 a client that catches up on unread ones has
+        The connection's ``Reader.held`` must be a list when this starts (it is from
+        ``attach``); live notifications for the session collect there meanwhile. Missed
+        notifications are read a page at a time, up to ``MAX_CATCH_UP``; beyond that,
+        clients page with ``get_notifications``. ``unread``: the user's unread count,
+        read after ``held`` was set; when it is 0 a client that catches up on unread ones has
         nothing to read (anything newer is held), which spares a reconnect storm a query
         per connection.
         """
         now = self.node.clock()
         user = session.user_id
+        reader = self._reader(session)
         try:
             await self.store.remember_user(user, session.roles, now=now)
             sent = last_seq or 0
@@ -596,7 +652,7 @@ class Inbox:
             while len(delivered) < MAX_CATCH_UP and session.state is State.OPEN:
                 if last_seq is not None:
                     page = await self.store.since(user, sent, now=now, limit=CATCH_UP_PAGE)
-                elif session.ack_mode:
+                elif reader.ack_mode:
                     page = await self.store.unacked(
                         user, now=now, after_seq=sent, limit=CATCH_UP_PAGE
                     )
@@ -613,22 +669,22 @@ class Inbox:
                         self._track(session, n)
                         delivered.append(n.id)
                     sent = max(sent, n.seq)
-                    session.seen_seq = max(session.seen_seq, n.seq)
+                    reader.seen_seq = max(reader.seen_seq, n.seq)
                 if len(page) < CATCH_UP_PAGE:
                     break
-            held = session.inbox_held or []
-            session.inbox_held = None
+            held = reader.held or []
+            reader.held = None
             for n in sorted(held, key=lambda x: x.seq):
                 if n.seq > sent and session.push(self._message(n)):
                     self._track(session, n)
                     delivered.append(n.id)
                     sent = n.seq
-                    session.seen_seq = max(session.seen_seq, n.seq)
-            session.seen_seq = max(session.seen_seq, top)
+                    reader.seen_seq = max(reader.seen_seq, n.seq)
+            reader.seen_seq = max(reader.seen_seq, top)
             if delivered:
                 await self.store.mark_delivered({user: delivered}, now=now)
         finally:
-            session.inbox_held = None
+            reader.held = None
 
     async def open_session(self, session: Session) -> None:
         """Welcome a newly authenticated connection with its unread count, then catch up.
@@ -651,7 +707,7 @@ class Inbox:
             return
         session.send_welcome(unread, session.welcome_reply_to)
         try:
-            await self.catch_up(session, session.last_seq, unread=unread)
+            await self.catch_up(session, self._reader(session).last_seq, unread=unread)
         except Exception as exc:
             if failure_status(exc) is None:
                 raise
@@ -664,7 +720,8 @@ class Inbox:
 
     def _release_held(self, session: Session) -> None:
         """Push the live notifications held back for a catch-up that will not happen."""
-        held, session.inbox_held = session.inbox_held or [], None
+        reader = self._reader(session)
+        held, reader.held = reader.held or [], None
         for n in sorted(held, key=lambda x: x.seq):
             if session.push(self._message(n)):
                 self._track(session, n)
@@ -673,7 +730,7 @@ class Inbox:
         """Carry out an inbox command from a client and reply to it."""
         try:
             if isinstance(cmd, protocol.Ack):
-                session.ack_mode = True
+                self._reader(session).ack_mode = True
                 acked = await self.ack(session.user_id, cmd.id_list())
                 session.send(protocol.Acked(ids=acked), reply_to=cmd.id)
             elif isinstance(cmd, protocol.MarkRead):
@@ -772,8 +829,9 @@ class Inbox:
         own copy with ``replyTo``) of a change; ``pop`` ends redelivery of ``changed``."""
         if reply is not None:
             if pop:
+                awaiting = self._reader(reply).awaiting
                 for nid in changed:
-                    reply.awaiting.pop(nid, None)
+                    awaiting.pop(nid, None)
             reply.send(data, reply_to=reply_to)
         if not changed:
             return

@@ -14,13 +14,13 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Awaitable, Callable
 from importlib import resources
-from typing import Final
+from typing import Final, Protocol
 
 import msgspec
 from aiohttp import web
 
 from ..auth import mint
-from ..node import Node
+from ..config import Settings
 
 __all__ = ["FILES", "add_routes"]
 
@@ -59,7 +59,16 @@ class _TokenRequest(msgspec.Struct, forbid_unknown_fields=True):
     ttl: float = 3600.0
 
 
-def add_routes(app: web.Application, node: Node) -> None:
+class Host(Protocol):
+    """What the console's routes read of their node (``node.Node`` is one)."""
+
+    @property
+    def settings(self) -> Settings: ...
+    @property
+    def clock(self) -> Callable[[], float]: ...
+
+
+def add_routes(app: web.Application, node: Host) -> None:
     """Serve the console and the JavaScript client (and, with ``--dev``, the dev routes).
 
     A path that is also one of the configured ``ws_paths`` stays the WebSocket's.
@@ -113,7 +122,7 @@ def _local(request: web.Request) -> bool:
         return False
 
 
-def _dev_config(node: Node) -> Handler:
+def _dev_config(node: Host) -> Handler:
     async def handler(request: web.Request) -> web.Response:
         if not _local(request):
             return _error(403, "FORBIDDEN", "the dev routes answer loopback requests only")
@@ -133,7 +142,7 @@ def _dev_config(node: Node) -> Handler:
     return handler
 
 
-def _dev_token(node: Node) -> Handler:
+def _dev_token(node: Host) -> Handler:
     async def handler(request: web.Request) -> web.Response:
         if not _local(request):
             return _error(403, "FORBIDDEN", "the dev routes answer loopback requests only")
