@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+import socketio  # type: ignore[import-untyped]
 from aiohttp import web
 from standardwebhooks import Webhook, WebhookVerificationError
 
@@ -23,6 +24,7 @@ from tidings.hooks import Decision, DecisionCache, decide_on_failure
 
 from .conftest import (
     SECRET,
+    TIMEOUT,
     Harness,
     ServerFactory,
     closed_with,
@@ -205,6 +207,20 @@ async def test_connect_hook_on_sse(make_server: ServerFactory, backend: Backend)
     assert '"code":4007' in text
     assert "not today" in text
     assert backend.seen[0]["transport"] == "sse"
+
+
+async def test_connect_hook_on_socketio(make_server: ServerFactory, backend: Backend) -> None:
+    """Socket.IO asks the same hook: a denial is connect_error with 4007 and the reason."""
+    backend.answers["connect"] = lambda body: {"allow": False, "reason": "not today"}
+    h = await make_server(**hooked(backend, "connect"))
+    client = socketio.AsyncClient(reconnection=False)
+    errors: list[Any] = []
+    client.on("connect_error", errors.append)
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await client.connect(h.url, auth={"token": token("ann")}, wait_timeout=TIMEOUT)
+    await client.disconnect()
+    assert errors[0]["data"] == {"code": 4007, "reason": "not today"}
+    assert backend.seen[0]["transport"] == "socketio"
 
 
 # --- subscribe ----------------------------------------------------------------------------------
