@@ -352,6 +352,16 @@ class SocketIoEndpoint:
             close: Close | None = MISSING_TOKEN
         else:
             close = await gateway.authenticate(conn, token)
+        if self._wires.get(sid) is not wire:
+            return False  # the client left while it was opening: finished already
+        socket = wire.socket
+        if close is None and (socket is None or socket.closed or socket.closing):
+            # It left while opening, and python-socketio did not report it (a namespace
+            # not yet connected gets no disconnect event): end it here.
+            self._forget(wire)
+            wire.closing = True
+            gateway.finish(conn, ABNORMAL)
+            return False
         if close is None and wire.closing:
             close = Close(wire.close_code or CloseCode.SLOW_CONSUMER, "closed while opening")
         if close is not None:
@@ -386,6 +396,11 @@ class SocketIoEndpoint:
         else:
             code = ABNORMAL  # the transport closed or failed, or pings went unanswered
         self.gateway.finish(wire.conn, code)
+
+    @property
+    def engine_sessions(self) -> int:
+        """Engine.IO sessions open now (connected to the namespace or not)."""
+        return len(self.server.eio.sockets)
 
     def _forget(self, wire: _Wire) -> None:
         if self._wires.get(wire.sid) is wire:
@@ -472,8 +487,13 @@ def _token(auth: Any, request: web.Request) -> str | None:
     return None
 
 
+ENDPOINT_KEY: Final = web.AppKey("socketio", SocketIoEndpoint)
+
+
 def add_routes(app: web.Application, gateway: Gateway) -> SocketIoEndpoint:
-    """Serve Socket.IO clients on ``app``, through ``gateway`` (shared with WebSockets)."""
+    """Serve Socket.IO clients on ``app``, through ``gateway`` (shared with WebSockets);
+    the endpoint is ``app[ENDPOINT_KEY]``."""
     endpoint = SocketIoEndpoint(gateway)
     endpoint.add_routes(app)
+    app[ENDPOINT_KEY] = endpoint
     return endpoint
