@@ -213,18 +213,13 @@ class SseEndpoint:
         stream = Stream(self.node.settings.outbox_max_bytes, self._slow, self._close)
         conn = gateway.connect(stream, peer=peer, options=options(request), pending=False)
         stream.attach(conn)
-        await response.prepare(request)
-        stream.response = response
-        stream.transport = request.transport
-        origin = request.headers.get("Origin")
-        close: Close | None
-        if not gateway.accepting:
-            close = SHUTTING_DOWN
-        elif not gateway.origin_allowed(origin):
-            log.warning("rejected SSE stream from %s: origin %r not allowed", peer, origin)
-            close = Close(CloseCode.FORBIDDEN_ORIGIN, "origin not allowed")
-        else:
-            close = await gateway.authenticate(conn, token)
+        try:
+            close = await self._admit(request, response, stream, token, peer)
+        except BaseException:
+            # The client went away during prepare, or opening failed: the gateway must
+            # not keep the connection.
+            self._end(stream, None, False)
+            raise
         if close is None and not gateway.accepting:
             # Draining began during its catch-up, after the gateway closed every stream.
             close = SHUTTING_DOWN
@@ -233,6 +228,27 @@ class SseEndpoint:
         elif stream.final is None:  # else ended during its catch-up (slow consumer)
             self._streams[stream.client_id] = stream
         return stream
+
+    async def _admit(
+        self,
+        request: web.Request,
+        response: web.StreamResponse,
+        stream: Stream,
+        token: str,
+        peer: str | None,
+    ) -> Close | None:
+        await response.prepare(request)
+        stream.response = response
+        stream.transport = request.transport
+        gateway = self.gateway
+        origin = request.headers.get("Origin")
+        if not gateway.accepting:
+            return SHUTTING_DOWN
+        if not gateway.origin_allowed(origin):
+            log.warning("rejected SSE stream from %s: origin %r not allowed", peer, origin)
+            return Close(CloseCode.FORBIDDEN_ORIGIN, "origin not allowed")
+        assert stream.conn is not None
+        return await gateway.authenticate(stream.conn, token)
 
     async def _attach(
         self,
