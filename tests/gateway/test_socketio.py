@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -13,10 +14,21 @@ import pytest
 import socketio  # type: ignore[import-untyped]
 import websockets
 
+from tidings.auth import mint
 from tidings.channels import NamespacePolicy
 from tidings.gateway.sioevents import command_of
+from tidings.server import Server
 
-from ..conftest import TIMEOUT, Harness, ServerFactory, flood_until_dropped, request, token
+from ..conftest import (
+    SECRET,
+    TIMEOUT,
+    Harness,
+    ServerFactory,
+    flood_until_dropped,
+    make_settings,
+    request,
+    token,
+)
 
 TRANSPORTS = [["polling", "websocket"], ["websocket"], ["polling"]]
 
@@ -249,6 +261,29 @@ async def test_slow_consumer_closed_4008(make_server: ServerFactory) -> None:
         ]
         assert frames[-1] == "1"  # Engine.IO CLOSE: the client reconnects
     assert h.server.node.metrics.disconnects["4008"] == 1
+
+
+async def test_token_expiry_closes_4005() -> None:
+    """At the token's expiry the client gets close 4005, then the transport ends (a code
+    to reconnect on: Socket.IO clients reconnect, with a fresh token from auth)."""
+    minted = time.time()
+    jwt = mint(SECRET, "alice", ttl=3600, now=minted)
+    exp = int(minted + 3600)
+    # The server's clock runs 1 s short of the token's expiry.
+    server = Server(make_settings(jwt_leeway=0), clock=lambda: time.time() - minted + exp - 1)
+    await server.start()
+    try:
+        h = Harness(server, None)  # type: ignore[arg-type] - no HTTP calls here
+        async with sio_client(h, transports=["websocket"], auth={"token": jwt}) as (client, rec):
+            gone = asyncio.Event()
+            client.on("disconnect", lambda *_: gone.set())
+            await rec.next("welcome")
+            assert await rec.next("close") == {"code": 4005, "reason": "token expired"}
+            async with asyncio.timeout(TIMEOUT):
+                await gone.wait()
+        assert server.node.metrics.disconnects["4005"] == 1
+    finally:
+        await server.stop()
 
 
 async def test_origin_refused(make_server: ServerFactory) -> None:
