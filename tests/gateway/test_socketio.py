@@ -155,6 +155,22 @@ async def test_inbox_commands_with_acks(harness: Harness) -> None:
         assert unknown["error"]["code"] == "INVALID_MESSAGE"
 
 
+async def test_catch_up_after_last_seq(harness: Harness) -> None:
+    """`?lastSeq=` on the URL: the catch-up after welcome sends only what came after it."""
+    for n in range(3):
+        await harness.api("POST", "/api/notifications", {"userId": "alice", "message": f"n{n}"})
+    client = socketio.AsyncClient(reconnection=False)
+    rec = Recorder(client)
+    await client.connect(f"{harness.url}?lastSeq=2", auth={"token": token()}, wait_timeout=TIMEOUT)
+    try:
+        assert (await rec.next("notification"))["message"] == "n2"
+        page = await client.call("get_notifications", timeout=TIMEOUT)  # a round trip
+        assert len(page["items"]) == 3
+        assert [n["message"] for n in rec.events["notification"]] == ["n2"]
+    finally:
+        await client.disconnect()
+
+
 async def test_reply_without_ack_is_an_event(harness: Harness) -> None:
     """A command sent without a callback gets its reply as an event of the reply's type."""
     async with sio_client(harness) as (client, rec):
