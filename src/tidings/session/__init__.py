@@ -28,7 +28,7 @@ from ..protocol import CloseCode, ErrorCode
 from ..ratelimit import TokenBucket
 from .backend import Hooks
 from .channelcommands import ChannelCommands, ChannelHost
-from .opening import Opening, OpeningHost, iso_or_none
+from .opening import Opening, OpeningHost
 from .state import Close, State
 
 __all__ = [
@@ -355,19 +355,6 @@ class Session(Opening, ChannelCommands):
                 inbox.spawn(inbox.command(self, command))
         else:  # pragma: no cover - COMMANDS and this dispatch are kept in step
             raise AssertionError(command)
-
-    def status(self) -> protocol.Status:
-        """This connection as ``get_status`` reports it."""
-        return protocol.Status(
-            clientId=self.client_id,
-            userId=self.user_id,
-            roles=list(self.roles),
-            connectedAt=iso_or_none(self.connected_at),
-            expiresAt=iso_or_none(self.expires_at),
-            subscriptions=[
-                protocol.SubscriptionInfo(ch, f) for ch, f in sorted(self.filters.items())
-            ],
-        )
 
     def close(self) -> None:
         """Leave the hub; idempotent."""

@@ -1,6 +1,7 @@
 """A session's channel commands: subscribe (with the backend's say, a subscription token,
 history and recovery), unsubscribe, and client publish (in the client's order, behind
-the publish hook). A mixin of ``Session``, apart because it is its largest concern."""
+the publish hook), and ``get_status``. A mixin of ``Session``, apart because it is its
+largest concern."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from ..metrics import Metrics
 from ..protocol import ErrorCode
 from ..publication import PublishError, Sent
 from .backend import Hooks
+from .opening import iso_or_none
 from .state import State
 
 log = logging.getLogger("tidings.session")
@@ -67,6 +69,8 @@ class ChannelCommands:
         user_id: str
         roles: tuple[str, ...]
         filters: dict[str, dict[str, Any] | None]
+        connected_at: float
+        expires_at: float | None
         push: Callable[[Outbound], bool]
         _catching_up: dict[str, list[Outbound]]
         _deciding: set[str]
@@ -329,3 +333,16 @@ class ChannelCommands:
             self._ungate()
         self.send(protocol.Unsubscribed(channel=channel, byServer=True), channel=channel)
         return True
+
+    def status(self) -> protocol.Status:
+        """This connection as ``get_status`` reports it."""
+        return protocol.Status(
+            clientId=self.client_id,
+            userId=self.user_id,
+            roles=list(self.roles),
+            connectedAt=iso_or_none(self.connected_at),
+            expiresAt=iso_or_none(self.expires_at),
+            subscriptions=[
+                protocol.SubscriptionInfo(ch, f) for ch, f in sorted(self.filters.items())
+            ],
+        )
