@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import jwt
 from servers import LOADGEN_CORE, SERVER_CORE, RunningServer, core_busy_seconds, self_cpu_seconds
-from wsload import Publisher, Tally, WsSubscriber, open_subscriber
+from wsload import Publisher, SioSubscriber, Tally, WsSubscriber, open_subscriber
 
 HOST = "127.0.0.1"
 SECRET = "bench-secret-" + "x" * 32  # HS256 key; >= 32 bytes so PyJWT doesn't warn
@@ -170,6 +170,10 @@ async def connect_many(
     async def one(i: int) -> None:
         uid, tok = TOKENS.get(i)
         path = f"/ws?token={tok}"
+        kind: type[WsSubscriber] = WsSubscriber
+        if server.spec.transport == "socketio":
+            path = f"/socket.io/?EIO=4&transport=websocket&token={tok}"
+            kind = SioSubscriber
         if server.spec.wants_user_id_param:
             path += f"&userId={uid}"
         async with sem:
@@ -177,7 +181,7 @@ async def connect_many(
                 return  # clearly broken: stop hammering
             try:
                 async with asyncio.timeout(SETUP_TIMEOUT):
-                    sub = await open_subscriber(tally, HOST, server.port, path, channel_of(i))
+                    sub = await open_subscriber(tally, HOST, server.port, path, channel_of(i), kind)
             except (OSError, TimeoutError, ConnectionError) as e:
                 errors.append(f"{type(e).__name__}: {e}")
                 return

@@ -85,6 +85,9 @@ RAW_BATCH = 100  # rows per transaction of the raw "batched" insert rate
 # Every server the bench knows: tidings, the two bare references (bench/ref_*.py)
 # and the Node server of guide 001. Ratios in the table are tidings / each other one.
 SERVERS = ["tidings", "aiohttp", "picows", "node"]
+# Not run unless named: tidings again, its subscribers on Socket.IO (/socket.io/) instead
+# of the native WebSocket; `--servers tidings,socketio --only fanout-1ch` compares them.
+OPTIONAL_SERVERS = ["socketio"]
 
 
 def inbox_metrics(db: str, raw_client: str) -> list[Metric]:
@@ -1050,6 +1053,7 @@ async def run_all(
         "aiohttp": ref_spec("aiohttp", SECRET, API_KEY),
         "picows": ref_spec("picows", SECRET, API_KEY),
         "node": node_spec(SECRET),
+        "socketio": tidings_spec(SECRET, API_KEY, transport="socketio"),
     }
     specs = [all_specs[s] for s in server_names]
     results: dict[str, dict[str, Result]] = {}
@@ -1084,7 +1088,8 @@ def main() -> int:
         "--servers",
         type=lambda v: [x for x in v.split(",") if x],
         default=SERVERS,
-        help=f"comma-separated subset of {','.join(SERVERS)} (default all)",
+        help=f"comma-separated subset of {','.join(SERVERS + OPTIONAL_SERVERS)} "
+        f"(default {','.join(SERVERS)})",
     )
     ap.add_argument(
         "--loop",
@@ -1097,7 +1102,7 @@ def main() -> int:
     ap.add_argument("--check", action="store_true", help="exit 3 if a target is missed")
     args = ap.parse_args()
     for srv in args.servers:
-        if srv not in SERVERS:
+        if srv not in SERVERS + OPTIONAL_SERVERS:
             ap.error(f"unknown server {srv!r}")
 
     p = QUICK if args.quick else FULL

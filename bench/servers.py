@@ -53,6 +53,8 @@ class ServerSpec:
     first_type: str
     api_key: str | None
     prepare: Callable[[], None] | None = None
+    # How subscribers connect: "websocket" (the native /ws) or "socketio" (/socket.io/).
+    transport: str = "websocket"
 
 
 @dataclass
@@ -246,11 +248,14 @@ def _server_preexec() -> None:
     raise_nofile()
 
 
-def tidings_spec(secret: str, api_key: str) -> ServerSpec:
+def tidings_spec(secret: str, api_key: str, transport: str = "websocket") -> ServerSpec:
+    """tidings serve; with ``transport="socketio"`` (server name ``socketio``) the same
+    server, its subscribers connected over Socket.IO instead of the native WebSocket."""
     exe = VENV_BIN / "tidings"
     argv = [str(exe)] if exe.exists() else [str(VENV_BIN / "python"), "-m", "tidings"]
     return ServerSpec(
-        name="tidings",
+        name="tidings" if transport == "websocket" else transport,
+        transport=transport,
         argv=[*argv, "serve", "--host", "127.0.0.1", "--port", "0"],
         env={
             "TIDINGS_JWT_SECRET": secret,

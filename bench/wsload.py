@@ -226,9 +226,15 @@ class WsSubscriber:
         await self._first
         if channel is None:
             return
-        msg = json.dumps({"type": "subscribe", "channel": channel}).encode()
-        self._send(client_frame(0x1, msg))
+        self._send(client_frame(0x1, self._subscribe_message(channel)))
         await self._subscribed
+
+    def _subscribe_message(self, channel: str) -> bytes:
+        return json.dumps({"type": "subscribe", "channel": channel}).encode()
+
+    def _setup_message(self, payload: bytes) -> Any:
+        """A setup-phase text frame as a tidings message (None: not one, skip it)."""
+        return json.loads(payload)
 
     def _send(self, data: bytes) -> None:
         # Everything the client sends is tiny (handshake, subscribe, pong)
@@ -343,6 +349,8 @@ class WsSubscriber:
                         m = _ID_SEQ_RE.search(data, pos + hl, end)
                         if m is not None:
                             arr.append((self.fd, m.group(1), int(m.group(2)), kts or now, now))
+                elif ln == 1 and data[pos + hl] == 0x32 and isinstance(self, SioSubscriber):
+                    self._send(client_frame(0x1, b"3"))  # an Engine.IO ping: pong
             elif op >= 8:
                 self._control(op, bytes(data[pos + hl : end]))
             pos = end
@@ -418,7 +426,7 @@ class WsSubscriber:
             if op != 1:
                 continue
             try:
-                msg = json.loads(payload)
+                msg = self._setup_message(payload)
             except ValueError:
                 self._fail(f"non-JSON text frame during setup: {payload[:200]!r}")
                 return
@@ -443,8 +451,40 @@ class WsSubscriber:
             self.buf = rest
 
 
+class SioSubscriber(WsSubscriber):
+    """A Socket.IO v4 client over the WebSocket transport alone (tidings' /socket.io/):
+    the same raw socket, with Engine.IO/Socket.IO framing. Its token is in the URL, so
+    it opens the default namespace with a bare ``40``; publications arrive as
+    ``42["benchmsg",{...}]`` frames, which the same MARK search counts, and the server's
+    Engine.IO pings (``2``) are answered (``3``) on the hot path too."""
+
+    __slots__ = ()
+
+    def _subscribe_message(self, channel: str) -> bytes:
+        return b"42" + json.dumps(["subscribe", channel]).encode()
+
+    def _setup_message(self, payload: bytes) -> Any:
+        if payload.startswith(b"0{"):  # Engine.IO open: connect the default namespace
+            self._send(client_frame(0x1, b"40"))
+            return None
+        if payload == b"2":
+            self._send(client_frame(0x1, b"3"))
+            return None
+        if payload.startswith(b"44"):  # CONNECT_ERROR: the token was refused
+            raise ValueError(f"Socket.IO connect refused: {payload[:200]!r}")
+        if not payload.startswith(b"42["):
+            return None  # the namespace's CONNECT answer
+        event = json.loads(payload[2:])
+        return {"type": event[0], "data": event[1] if len(event) > 1 else None}
+
+
 async def open_subscriber(
-    tally: Tally, host: str, port: int, path: str, channel: str | None
+    tally: Tally,
+    host: str,
+    port: int,
+    path: str,
+    channel: str | None,
+    kind: type[WsSubscriber] | None = None,
 ) -> WsSubscriber:
     """Connect, upgrade, subscribe (channel None: no subscription, ready once
     the first frame has arrived). Callers bound it with asyncio.timeout()."""
@@ -460,7 +500,7 @@ async def open_subscriber(
     except BaseException:
         sock.close()
         raise
-    sub = WsSubscriber(tally, sock, host, port, path, subscribe=channel is not None)
+    sub = (kind or WsSubscriber)(tally, sock, host, port, path, subscribe=channel is not None)
     sub.start()
     try:
         await sub.setup(channel)

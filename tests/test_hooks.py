@@ -13,12 +13,15 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
+import socketio  # type: ignore[import-untyped]
+import websockets
 from aiohttp import web
 from standardwebhooks import Webhook, WebhookVerificationError
 
 from tidings.auth import mint
 from tidings.channels import NamespacePolicy
 from tidings.delivery.webhook import verifier_secret
+from tidings.gateway.socketio import ENDPOINT_KEY
 from tidings.hooks import Decision, DecisionCache, decide_on_failure
 
 from .conftest import (
@@ -277,6 +280,43 @@ async def test_connect_hook_on_sse(make_server: ServerFactory, backend: Backend)
     assert '"code":4007' in text
     assert "not today" in text
     assert backend.seen[0]["transport"] == "sse"
+
+
+async def test_connect_hook_on_socketio(make_server: ServerFactory, backend: Backend) -> None:
+    """Socket.IO asks the same hook: a denial is connect_error with 4007 and the reason."""
+    backend.answers["connect"] = lambda body: {"allow": False, "reason": "not today"}
+    h = await make_server(**hooked(backend, "connect"))
+    client = socketio.AsyncClient(reconnection=False)
+    errors: list[Any] = []
+    client.on("connect_error", errors.append)
+    with pytest.raises(socketio.exceptions.ConnectionError):
+        await client.connect(h.url, auth={"token": token("ann")}, wait_timeout=TIMEOUT)
+    await client.disconnect()
+    assert errors[0]["data"] == {"code": 4007, "reason": "not today"}
+    assert backend.seen[0]["transport"] == "socketio"
+
+
+async def test_socketio_client_leaving_while_the_hook_decides(
+    make_server: ServerFactory, backend: Backend
+) -> None:
+    """A Socket.IO client that leaves while its connect hook is pending is not kept: it
+    ends as soon as the hook has answered (the Engine.IO socket's reader waits for the
+    connect handler, so the departure is seen after it)."""
+    never = asyncio.Event()
+    backend.answers["connect"] = lambda _: never
+    backend.answers["connect:after"] = lambda _: {"allow": True}
+    h = await make_server(**hooked(backend, "connect", hook_timeout=TIMEOUT))
+    path = f"/socket.io/?EIO=4&transport=websocket&token={token('ann')}"
+    ws = await websockets.connect(f"ws://127.0.0.1:{h.server.port}{path}")
+    assert str(await ws.recv()).startswith("0{")
+    await ws.send("40")
+    await wait_for(lambda: backend.count("connect") == 1)
+    ws.transport.abort()  # gone, without a close handshake the server could not answer yet
+    await ws.wait_closed()
+    never.set()
+    await wait_for(lambda: h.server.gateway.open_connections == 0)
+    assert h.server.node.hub.user_connections("ann") == set()
+    await wait_for(lambda: h.server.app[ENDPOINT_KEY].engine_sessions == 0)
 
 
 # --- subscribe ----------------------------------------------------------------------------------

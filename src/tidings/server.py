@@ -25,7 +25,7 @@ from .backends import open_store
 from .config import ConfigError, Settings
 from .delivery import setup as delivery_setup
 from .delivery.escalation import Escalation
-from .gateway import sse
+from .gateway import socketio, sse
 from .gateway.connection import Gateway
 from .gateway.websocket import WebSocketEndpoint
 from .httpserver import Runner, ServerLog
@@ -80,6 +80,7 @@ def build_app(node: Node, endpoint: WebSocketEndpoint) -> web.Application:
     # The fallback for clients without WebSocket; a POST another instance took is handed
     # to its stream here by the control plane.
     node.sse_post_local = sse.add_routes(app, endpoint.gateway, node).post_local
+    socketio.add_routes(app, endpoint.gateway)  # existing Socket.IO clients (guide 003)
     if s.metrics != "off":
         app.router.add_get("/metrics", api.metrics_handler(node))
     api.add_routes(app)

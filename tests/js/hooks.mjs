@@ -1,7 +1,9 @@
 // Resolve hook: bare imports from clients/js/src (react.js imports "react", a peer
-// dependency) resolve from tests/js/node_modules, as a bundler or import map would; and
-// the package's own names ("tidings", "tidings/server", ...), as the docs' examples write
-// them, resolve to clients/js through its package.json exports, as after npm install.
+// dependency) resolve from tests/js/node_modules, as a bundler or import map would; the
+// package's own names ("tidings", "tidings/server", ...), as the docs' examples write
+// them, resolve to clients/js through its package.json exports, as after npm install; and
+// a relative import without an extension (guide 003's `'../services/socket'`) finds its
+// `.js` file, as a bundler does.
 import { readFileSync } from "node:fs";
 
 const here = new URL("./", import.meta.url).href;
@@ -17,5 +19,10 @@ export async function resolve(specifier, context, nextResolve) {
   if (bare && context.parentURL && !context.parentURL.startsWith(here)) {
     return nextResolve(specifier, { ...context, parentURL: here + "hooks.mjs" });
   }
-  return nextResolve(specifier, context);
+  try {
+    return await nextResolve(specifier, context);
+  } catch (error) {
+    if (error?.code !== "ERR_MODULE_NOT_FOUND" || !/^\.{1,2}\/[^.]*$/.test(specifier)) throw error;
+    return nextResolve(specifier + ".js", context);
+  }
 }
