@@ -390,6 +390,7 @@ async def test_dev_routes_exist_only_with_dev(make_server: ServerFactory) -> Non
         ("/react.d.ts", "text/plain"),
         ("/inbox.js", "text/javascript"),
         ("/inbox.d.ts", "text/plain"),
+        ("/tidings-sw.js", "text/javascript"),
         ("/favicon.ico", "image/svg+xml"),
     ],
 )
