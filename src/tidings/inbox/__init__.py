@@ -11,171 +11,47 @@ strictly increasing.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from datetime import datetime
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 import msgspec
 
 from .. import cluster, protocol
-from ..broker import BrokerError, StreamPosition
-from ..channels import NamespacePolicy
-from ..config import Settings
-from ..delivery.rules import Step, check_steps
-from ..hub import Hub, Outbound
-from ..metrics import Metrics
+from ..broker import BrokerError
+from ..hub import Outbound
 from ..protocol import ErrorCode
-from ..publication import iso_timestamp
 from ..session import Session, State
-from ..store import (
-    Action,
-    Created,
-    NewNotification,
-    Notification,
-    Priority,
-    Store,
-    StoreError,
-    failure_status,
-)
-from ..store.deliveries import Planned
+from ..store import Created, Store, StoreError, failure_status
 from ..tasks import TaskSet
+from .host import Host
+from .push import Pusher
+from .requests import (
+    MAX_PAGE,
+    MAX_RECIPIENTS,
+    CreateRequest,
+    InboxError,
+    Planner,
+    check_target,
+    content,
+    decode_cursor,
+    encode_cursor,
+    fingerprint,
+    no_plan,
+    view,
+)
 from .webhooks import WebhookSender
+
+__all__ = ["CreateRequest", "Host", "Inbox", "InboxError", "view"]
 
 log = logging.getLogger("tidings.inbox")
 
 
-class Host(Protocol):
-    """What the inbox needs of its node (``node.Node`` is one)."""
-
-    @property
-    def settings(self) -> Settings: ...
-    @property
-    def hub(self) -> Hub: ...
-    @property
-    def metrics(self) -> Metrics: ...
-    @property
-    def clock(self) -> Callable[[], float]: ...
-    @property
-    def monotonic(self) -> Callable[[], float]: ...
-    @property
-    def clustered(self) -> bool: ...
-
-    def new_id(self, kind: str = "msg") -> str: ...
-
-    def envelope(
-        self,
-        msg_id: str,
-        kind: str,
-        data: Any,
-        *,
-        channel: str | None = None,
-        reply_to: str | None = None,
-    ) -> bytes: ...
-
-    async def send(
-        self, topic: str, message: cluster.NodeMessage, policy: NamespacePolicy | None = None
-    ) -> tuple[int | None, StreamPosition | None]: ...
-
-    def local_sessions(self, user_id: str, client_id: str | None = None) -> list[Session]: ...
-
-
 # Seconds a batch of due webhooks stays claimed by the instance sending it.
 WEBHOOK_LEASE: Final = 300.0
-
-# Longest a notification waits for an earlier one still crossing the cluster (seconds).
-REORDER_WINDOW: Final = 1.0
-
-# A committed notification as it crosses the broker to the instances of its user.
-
-MAX_RECIPIENTS: Final = 10_000
-MAX_TITLE: Final = 500
-MAX_MESSAGE: Final = 10_000
-MAX_PAGE: Final = 100
 PURGE_BATCH: Final = 1000
 CATCH_UP_PAGE: Final = 500
 MAX_CATCH_UP: Final = 10_000
-
-
-class InboxError(ValueError):
-    """A request the inbox refuses; the message says why."""
-
-
-class CreateRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """``POST /api/notifications``: exactly one target, then the content."""
-
-    userId: str | None = None
-    userIds: list[str] | None = None
-    role: str | None = None
-    all: bool = False
-    type: str = "notification"
-    title: str | None = None
-    message: str | None = None
-    priority: Priority = Priority.MEDIUM
-    category: str | None = None
-    data: Any = None
-    actions: list[Action] = msgspec.field(default_factory=list)
-    expiresAt: str | None = None
-    # Overrides the category's escalation rule for this notification ([]: none at all).
-    escalation: list[Step] | None = None
-
-
-# What a create plans beyond the app: (category, priority, the request's own steps).
-Planner = Callable[[str | None, Priority, Sequence[Step] | None], tuple[Planned, ...]]
-
-
-def _no_plan(
-    category: str | None, priority: Priority, steps: Sequence[Step] | None
-) -> tuple[Planned, ...]:
-    return ()
-
-
-def view(n: Notification) -> protocol.Notification:
-    """A notification as clients see it (guide 002's shape, plus seq and read state)."""
-    return protocol.Notification(
-        id=n.id,
-        seq=n.seq,
-        type=n.type,
-        title=n.title,
-        message=n.message,
-        priority=n.priority.value,
-        category=n.category,
-        data=n.data,
-        actionable=bool(n.actions),
-        actions=[msgspec.structs.asdict(a) for a in n.actions],
-        expiresAt=None if n.expires_at is None else iso_timestamp(n.expires_at),
-        createdAt=iso_timestamp(n.created_at),
-        readAt=None if n.read_at is None else iso_timestamp(n.read_at),
-        timestamp=iso_timestamp(n.created_at),
-    )
-
-
-def encode_cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(f"seq:{seq}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> int:
-    """The seq a cursor stands for; InboxError if it is not one of ours."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        kind, _, value = raw.partition(":")
-        seq = int(value)
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise InboxError("malformed cursor") from None
-    if kind != "seq" or seq < 1:
-        raise InboxError("malformed cursor")
-    return seq
-
-
-def _fingerprint(req: CreateRequest) -> str:
-    fields = msgspec.structs.asdict(req)
-    if fields["escalation"] is None:  # keys stored before it existed still match
-        del fields["escalation"]
-    body = msgspec.json.encode(fields, order="sorted")
-    return hashlib.sha256(body).hexdigest()
 
 
 class Inbox:
@@ -187,16 +63,14 @@ class Inbox:
         plan: the deliveries on other channels a new notification gets (escalation).
     """
 
-    def __init__(self, node: Host, store: Store, *, plan: Planner = _no_plan) -> None:
+    def __init__(self, node: Host, store: Store, *, plan: Planner = no_plan) -> None:
         self.node = node
         self.store = store
         self._plan = plan
         self._tasks = TaskSet(log, "inbox")
-        self._delivered: dict[str, list[str]] = {}
-        self._flushing = False
-        self._awaiting: set[Session] = set()
-        # Notifications held back per connection until the one before them arrives.
-        self._reorder: dict[Session, list[Notification]] = {}
+        self.pusher = Pusher(node, store, self._tasks)
+        # Catch-ups running in the background (``settled`` waits for them).
+        self._catching_up: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
         s = node.settings
         self.webhooks = WebhookSender(s.webhook_url, s.webhook_secret) if s.webhook_url else None
@@ -234,79 +108,22 @@ class Inbox:
         await asyncio.gather(*self._loops, return_exceptions=True)
         self._loops.clear()
         await self._tasks.drain(self.node.settings.shutdown_timeout)
-        await self._flush_delivered()
+        await self.pusher.flush_delivered()
         if self.webhooks is not None:
             await self.webhooks.close()
 
     # --- create -------------------------------------------------------------------------
 
-    def _content(self, req: CreateRequest) -> NewNotification:
-        # PostgreSQL text cannot hold NUL; refuse it everywhere so both stores agree.
-        for name in ("type", "title", "message", "category", "userId", "role"):
-            value = getattr(req, name)
-            if isinstance(value, str) and "\x00" in value:
-                raise InboxError(f"{name} contains a NUL character")
-        if req.userIds is not None and any("\x00" in u for u in req.userIds):
-            raise InboxError("userIds contains a NUL character")
-        if not req.type or len(req.type) > 64:
-            raise InboxError("type must be 1 to 64 characters")
-        if req.title is not None and len(req.title) > MAX_TITLE:
-            raise InboxError(f"title longer than {MAX_TITLE} characters")
-        if req.message is not None and len(req.message) > MAX_MESSAGE:
-            raise InboxError(f"message longer than {MAX_MESSAGE} characters")
-        if req.category is not None and not 0 < len(req.category) <= 64:
-            raise InboxError("category must be 1 to 64 characters")
-        for action in req.actions:
-            url = action.url
-            # A link a client renders must not run script: http(s) or a path on your site.
-            if url is not None and not (
-                url.lower().startswith(("https://", "http://"))
-                or (url.startswith("/") and not url.startswith("//"))
-            ):
-                raise InboxError("actions[].url must be an http(s) URL or a path starting with /")
-        expires_at = None
-        if req.expiresAt is not None:
-            try:
-                expires_at = datetime.fromisoformat(req.expiresAt.replace("Z", "+00:00"))
-            except ValueError:
-                raise InboxError("expiresAt is not an ISO 8601 date-time") from None
-            if expires_at.tzinfo is None:
-                raise InboxError("expiresAt needs a time zone (e.g. Z)")
-            if expires_at.timestamp() <= self.node.clock():
-                raise InboxError("expiresAt is in the past")
-        if req.escalation is not None:
-            try:
-                check_steps(req.escalation, "escalation")
-            except ValueError as exc:
-                raise InboxError(str(exc)) from None
-        return NewNotification(
-            type=req.type,
-            title=req.title,
-            message=req.message,
-            priority=req.priority,
-            category=req.category,
-            data=req.data,
-            actions=tuple(req.actions),
-            expires_at=None if expires_at is None else expires_at.timestamp(),
-            escalation=self._plan(req.category, req.priority, req.escalation),
-        )
-
     async def _recipients(self, req: CreateRequest) -> list[str]:
-        targets = [req.userId is not None, req.userIds is not None, req.role is not None, req.all]
-        if sum(targets) != 1:
-            raise InboxError("give exactly one target: userId, userIds, role or all")
+        check_target(req)
         if req.userId is not None:
-            users = [req.userId]
-        elif req.userIds is not None:
-            users = req.userIds
-        elif req.role is not None:
+            return [req.userId]
+        if req.userIds is not None:
+            return req.userIds
+        if req.role is not None:
             users = await self.store.users_with_role(req.role)
         else:
             users = await self.store.all_users()
-        if any(not u or len(u) > 255 for u in users):
-            raise InboxError("user ids must be 1 to 255 characters")
-        if req.userIds is not None and not users:
-            raise InboxError("userIds is empty")
         if len(users) > MAX_RECIPIENTS:
             raise InboxError(f"at most {MAX_RECIPIENTS} recipients per request")
         return users
@@ -332,43 +149,37 @@ class Inbox:
             InboxError: an invalid request (nothing is stored).
             IdempotencyConflict: the key was used for a different request.
         """
-        content = self._content(req)
+        new = content(req, now=self.node.clock(), plan=self._plan)
         users = await self._recipients(req)
         started = self.node.monotonic()
         try:
             created = await self.store.create(
-                content,
+                new,
                 users,
                 now=self.node.clock(),
                 idempotency_key=idempotency_key,
-                fingerprint=_fingerprint(req),
+                fingerprint=fingerprint(req),
             )
         except StoreError:
             self.node.metrics.store_errors += 1
             raise
         self.node.metrics.store_create_seconds.observe(self.node.monotonic() - started)
         if not created.replayed:
-            await self.dispatch(created.notifications)
+            # Committed: the answer does not wait for the broker (see ``Pusher``).
+            self.pusher.dispatch(created.notifications)
         return created
 
-    async def dispatch(self, notifications: Sequence[Notification]) -> None:
-        """Push committed notifications to their users' connections on every instance.
-
-        In a cluster each crosses the broker once. When the broker cannot be reached
-        they stay committed: this instance's connections get them now, the others when
-        the link is back (``resync``) or when their clients reconnect (catch-up).
-        """
-        for n in notifications:
-            try:
-                await self.node.send(cluster.topic("user", n.user_id), cluster.Committed(n))
-            except BrokerError as exc:
-                log.warning("notification %s not sent over the cluster: %s", n.id, exc)
-                self.deliver(n)
+    async def settled(self) -> None:
+        """Wait until background work started so far is done: catch-ups of opened
+        connections, pushes waiting for the broker, and ``delivered_at`` marks."""
+        while self._catching_up:
+            await asyncio.wait(list(self._catching_up))
+        await self.pusher.settled()
 
     def receive(self, event: cluster.Committed | cluster.Told | cluster.Acknowledged) -> int:
         """Carry out an inbox event another instance (or this one) sent over the broker."""
         if isinstance(event, cluster.Committed):
-            return self.deliver(event.notification)
+            return self.pusher.deliver(event.notification)
         sessions = self.node.local_sessions(event.user)
         for session in sessions:
             for nid in event.pop:
@@ -392,121 +203,10 @@ class Inbox:
                 conn.inbox_held = []
                 self.spawn(self.catch_up(conn, conn.seen_seq))
 
-    # --- delivery -----------------------------------------------------------------------
-
-    def _message(
-        self, n: Notification, *, recovered: bool = False, redelivered: bool = False
-    ) -> Outbound:
-        data = view(n)
-        if recovered:
-            data.recovered = True
-        if redelivered:
-            data.redelivered = True
-        return Outbound(self.node.envelope(n.id, data.kind, data))
-
-    def deliver(self, n: Notification) -> int:
-        """Push a committed notification to its user's open connections."""
-        out: Outbound | None = None
-        count = 0
-        # In a cluster, notifications committed through different instances race each
-        # other over the broker; a connection gets them in seq order (seqs are gapless
-        # per user) unless the missing one is later than REORDER_WINDOW.
-        reorder = self.node.clustered
-        for conn in self.node.hub.user_connections(n.user_id):
-            if not isinstance(conn, Session):
-                out = out or self._message(n)
-                count += conn.push(out)
-                continue
-            if conn.inbox_held is not None:  # still catching up: keep the seq order
-                conn.inbox_held.append(n)
-                continue
-            # seen_seq is exact once catch-up is over (0: the user had none yet).
-            if reorder and n.seq > conn.seen_seq + 1:
-                self._hold_back(conn, n)
-                continue
-            out = out or self._message(n)
-            if self._push_live(conn, n, out):
-                count += 1
-            count += self._release(conn)
-        if count:
-            self._note_delivered(n.user_id, n.id)
-            self.node.hub.messages_out += count
-            self.node.metrics.sent["notification"] += count
-        return count
-
-    def _push_live(self, session: Session, n: Notification, out: Outbound | None = None) -> bool:
-        if not session.push(out or self._message(n)):
-            return False
-        self._track(session, n)
-        session.seen_seq = max(session.seen_seq, n.seq)
-        return True
-
-    def _hold_back(self, session: Session, n: Notification) -> None:
-        held = self._reorder.get(session)
-        if held is None:
-            held = self._reorder[session] = []
-            loop = asyncio.get_running_loop()
-            loop.call_later(REORDER_WINDOW, self._flush_held, session)
-        held.append(n)
-
-    def _release(self, session: Session) -> int:
-        """Push held-back notifications that are next in seq order."""
-        held = self._reorder.get(session)
-        count = 0
-        while held:
-            nxt = min(held, key=lambda x: x.seq)
-            if nxt.seq != session.seen_seq + 1:
-                break
-            held.remove(nxt)
-            count += self._push_live(session, nxt)
-            self._note_delivered(nxt.user_id, nxt.id)
-        if held is not None and not held:
-            del self._reorder[session]
-        return count
-
-    def _flush_held(self, session: Session) -> None:
-        """The window is over: push what was held back, in seq order (never drop it)."""
-        held = self._reorder.pop(session, None) or []
-        for n in sorted(held, key=lambda x: x.seq):
-            if session.state is State.OPEN and self._push_live(session, n):
-                self._note_delivered(n.user_id, n.id)
-                self.node.hub.messages_out += 1
-                self.node.metrics.sent["notification"] += 1
-
-    def _track(self, session: Session, n: Notification) -> None:
-        if session.ack_mode:
-            due = self.node.clock() + self.node.settings.ack_timeout
-            session.awaiting[n.id] = [n, 1, due]
-            self._awaiting.add(session)
-
     async def redeliver_due(self) -> int:
-        """Push again what acknowledging connections have not acked in time; returns count.
-
-        Each retry waits twice as long as the one before; after ``max_delivery_attempts``
-        pushes a notification is left for the next connection (it stays unacked).
-        """
-        s = self.node.settings
-        now = self.node.clock()
-        pushed: dict[str, list[str]] = {}
-        for session in list(self._awaiting):
-            if session.awaiting and session.state is State.OPEN:
-                for nid, entry in list(session.awaiting.items()):
-                    n, attempts, due = entry
-                    if due > now:
-                        continue
-                    expired = n.expires_at is not None and n.expires_at <= now
-                    if attempts >= s.max_delivery_attempts or expired:
-                        del session.awaiting[nid]
-                        continue
-                    session.push(self._message(n, redelivered=True))
-                    entry[1] = attempts + 1
-                    entry[2] = now + s.ack_timeout * 2**attempts
-                    pushed.setdefault(n.user_id, []).append(nid)
-            if not session.awaiting or session.state is not State.OPEN:
-                self._awaiting.discard(session)
-        if pushed:
-            await self.store.mark_delivered(pushed, now=now)
-        return sum(map(len, pushed.values()))
+        """Push again what acknowledging connections have not acked in time (see
+        ``Pusher.redeliver_due``); returns how many."""
+        return await self.pusher.redeliver_due()
 
     async def send_webhooks(self) -> int:
         """POST ``notification.unacked`` for what nobody acknowledged within
@@ -553,22 +253,6 @@ class Inbox:
             log.info("retention removed %d notifications", total)
         return total
 
-    def _note_delivered(self, user_id: str, nid: str) -> None:
-        self._delivered.setdefault(user_id, []).append(nid)
-        if not self._flushing:
-            self._flushing = True
-            self.spawn(self._flush_delivered())
-
-    async def _flush_delivered(self) -> None:
-        # Pushes that happen while a flush is being written wait for the next one: one
-        # transaction per round, however many pushes it covers.
-        try:
-            while self._delivered:
-                pending, self._delivered = self._delivered, {}
-                await self.store.mark_delivered(pending, now=self.node.clock())
-        finally:
-            self._flushing = False
-
     async def catch_up(
         self, session: Session, last_seq: int | None, *, unread: int | None = None
     ) -> None:
@@ -609,8 +293,8 @@ class Inbox:
                         user, now=now, after_seq=sent, limit=CATCH_UP_PAGE
                     )
                 for n in page:
-                    if session.push(self._message(n, recovered=True)):
-                        self._track(session, n)
+                    if session.push(self.pusher.message(n, recovered=True)):
+                        self.pusher.track(session, n)
                         delivered.append(n.id)
                     sent = max(sent, n.seq)
                     session.seen_seq = max(session.seen_seq, n.seq)
@@ -619,8 +303,8 @@ class Inbox:
             held = session.inbox_held or []
             session.inbox_held = None
             for n in sorted(held, key=lambda x: x.seq):
-                if n.seq > sent and session.push(self._message(n)):
-                    self._track(session, n)
+                if n.seq > sent and session.push(self.pusher.message(n)):
+                    self.pusher.track(session, n)
                     delivered.append(n.id)
                     sent = n.seq
                     session.seen_seq = max(session.seen_seq, n.seq)
@@ -666,8 +350,8 @@ class Inbox:
         """Push the live notifications held back for a catch-up that will not happen."""
         held, session.inbox_held = session.inbox_held or [], None
         for n in sorted(held, key=lambda x: x.seq):
-            if session.push(self._message(n)):
-                self._track(session, n)
+            if session.push(self.pusher.message(n)):
+                self.pusher.track(session, n)
 
     async def command(self, session: Session, cmd: protocol.Command) -> None:
         """Carry out an inbox command from a client and reply to it."""
