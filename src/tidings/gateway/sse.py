@@ -289,7 +289,7 @@ class SseEndpoint:
         if close is None and session.state is State.OPEN:
             close = await session.ask_backend("sse")  # the connect hook, if any
         if close is None and session.state is State.OPEN and node.inbox is not None:
-            # Welcome and catch-up before anything else: the welcome is event 1.
+            # The welcome before anything else (event 1); the catch-up follows it.
             await node.inbox.open_session(session)
         if close is None and not self.accepting:
             close = Close(CloseCode.GOING_AWAY, "server shutting down")

@@ -532,8 +532,8 @@ class WebSocketEndpoint:
             return denied
         inbox = self.node.inbox
         if inbox is not None:
-            # Welcome and catch-up finish before the next client frame is read, so the
-            # client sees welcome first and its missed notifications before live ones.
+            # The welcome goes out before the next client frame is read; the catch-up
+            # runs beside the client's frames, missed notifications before live ones.
             await inbox.open_session(session)
         self.node.metrics.connects += 1
         log.info(

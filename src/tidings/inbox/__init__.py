@@ -69,7 +69,7 @@ class Inbox:
         self._plan = plan
         self._tasks = TaskSet(log, "inbox")
         self.pusher = Pusher(node, store, self._tasks)
-        # Catch-ups running in the background (``settled`` waits for them).
+        # Catch-ups and user records of opened connections (``settled`` waits for them).
         self._catching_up: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
         s = node.settings
@@ -201,7 +201,7 @@ class Inbox:
         for conn in list(self.node.hub.connections()):
             if isinstance(conn, Session) and conn.state is State.OPEN and conn.inbox_held is None:
                 conn.inbox_held = []
-                self.spawn(self.catch_up(conn, conn.seen_seq))
+                self._start_catch_up(conn, conn.seen_seq)
 
     async def redeliver_due(self) -> int:
         """Push again what acknowledging connections have not acked in time (see
@@ -269,7 +269,6 @@ class Inbox:
         now = self.node.clock()
         user = session.user_id
         try:
-            await self.store.remember_user(user, session.roles, now=now)
             sent = last_seq or 0
             top = sent
             if self.node.clustered:
@@ -312,7 +311,40 @@ class Inbox:
             if delivered:
                 await self.store.mark_delivered({user: delivered}, now=now)
         finally:
-            session.inbox_held = None
+            # Failed midway: what was held still goes out, after what was caught up.
+            self._release_held(session)
+
+    def _start_catch_up(
+        self, session: Session, last_seq: int | None, unread: int | None = None
+    ) -> None:
+        """Catch ``session`` up in the background: the connection's other messages are
+        answered meanwhile, and live notifications wait in ``inbox_held``."""
+        self._track_opening(self._catch_up_or_warn(session, last_seq, unread))
+
+    def _track_opening(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = self._tasks.spawn(coro)
+        self._catching_up.add(task)
+        task.add_done_callback(self._catching_up.discard)
+
+    async def _catch_up_or_warn(
+        self, session: Session, last_seq: int | None, unread: int | None
+    ) -> None:
+        try:
+            await self.catch_up(session, last_seq, unread=unread)
+        except Exception as exc:
+            if failure_status(exc) is None:
+                raise
+            # Read but not written (a full disk), or stalled: live traffic still flows.
+            self._store_failed("catch-up", session, exc)
+
+    async def _remember(self, session: Session) -> None:
+        """Record the user and their token's roles (role and ``all`` targets)."""
+        try:
+            await self.store.remember_user(session.user_id, session.roles, now=self.node.clock())
+        except Exception as exc:
+            if failure_status(exc) is None:
+                raise
+            self._store_failed("recording the user", session, exc)
 
     async def open_session(self, session: Session) -> None:
         """Welcome a newly authenticated connection with its unread count, then catch up.
@@ -334,20 +366,18 @@ class Inbox:
         if session.state is not State.OPEN:  # closed while the count was read
             return
         session.send_welcome(unread, session.welcome_reply_to)
-        try:
-            await self.catch_up(session, session.last_seq, unread=unread)
-        except Exception as exc:
-            if failure_status(exc) is None:
-                raise
-            # Read but not written (a full disk): the welcome is out; live traffic flows.
-            self._store_failed("catch-up", session, exc)
+        # Neither waits for the other nor holds up the connection's messages: a store
+        # stall (a write lock held elsewhere) delays the catch-up, never a ping.
+        self._start_catch_up(session, session.last_seq, unread)
+        self._track_opening(self._remember(session))
 
     def _store_failed(self, what: str, session: Session, exc: BaseException) -> None:
         self.node.metrics.store_errors += 1
         log.warning("%s for %s: store unavailable: %s", what, session.client_id, exc)
 
     def _release_held(self, session: Session) -> None:
-        """Push the live notifications held back for a catch-up that will not happen."""
+        """Push the live notifications held back for a catch-up that ended or will not
+        happen."""
         held, session.inbox_held = session.inbox_held or [], None
         for n in sorted(held, key=lambda x: x.seq):
             if session.push(self.pusher.message(n)):

@@ -46,8 +46,9 @@ _USERS_CACHED = 200_000
 _LIVE = "archived_at IS NULL AND (expires_at IS NULL OR expires_at > ?)"
 
 
-def _connect(path: str) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+def _connect(path: str, timeout: float) -> sqlite3.Connection:
+    # timeout: how long a statement waits for a lock another connection holds.
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=timeout)
     if path != ":memory:":
         conn.execute("PRAGMA journal_mode=WAL")
     # FULL: a committed create survives a power cut too, not only a killed process; group
@@ -120,6 +121,8 @@ class _Thread:
     def _work(self) -> None:
         while (call := self._calls.get()) is not None:
             loop, future, fn, args = call
+            if future.cancelled():  # its caller's deadline passed while it queued
+                continue
             try:
                 outcome = (True, fn(*args))
             except BaseException as exc:
@@ -141,10 +144,16 @@ def _placeholders(n: int) -> str:
 
 
 class SQLiteStore(SQLiteRooms, SQLiteUsers, SQLiteDeliveries):
-    """The ``Store`` on SQLite. ``path`` is a file path or ``:memory:`` (tests)."""
+    """The ``Store`` on SQLite. ``path`` is a file path or ``:memory:`` (tests).
 
-    def __init__(self, path: str) -> None:
+    Every operation fails (``StoreError``, a 503) after ``timeout`` seconds: a lock held
+    by another process on the file, or calls queued behind one that waits for it. A
+    call whose caller gave up before it started is not run.
+    """
+
+    def __init__(self, path: str, *, timeout: float = 5.0) -> None:
         self._path = path
+        self._timeout = timeout
         self._writer = _Thread("tidings-sqlite-writer")
         # An in-memory database is private to its connection: read through the writer.
         self._reader = self._writer if path == ":memory:" else _Thread("tidings-sqlite-reader")
@@ -172,16 +181,25 @@ class SQLiteStore(SQLiteRooms, SQLiteUsers, SQLiteDeliveries):
         conn = self._w
         if conn is None:
             raise StoreError("store is not open")
-        return await self._writer.run(fn, conn)
+        return await self._deadline(self._writer.run(fn, conn))
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         conn = self._r
         if conn is None:
             raise StoreError("store is not open")
-        return await self._reader.run(fn, conn)
+        return await self._deadline(self._reader.run(fn, conn))
+
+    async def _deadline(self, future: asyncio.Future[T]) -> T:
+        # The busy timeout bounds one statement's wait for a lock; this bounds the call,
+        # queueing behind others included. A timed-out call still queued is skipped.
+        try:
+            async with asyncio.timeout(self._timeout):
+                return await future
+        except TimeoutError:
+            raise StoreError(f"the database did not answer within {self._timeout:g} s") from None
 
     async def open(self) -> None:
-        self._w = await self._writer.run(_connect, self._path)
+        self._w = await self._writer.run(_connect, self._path, self._timeout)
         await self._write(_migrate)
         self._has_preferences = await self._write(
             lambda c: c.execute("SELECT EXISTS (SELECT 1 FROM preferences)").fetchone()[0] == 1
@@ -189,7 +207,7 @@ class SQLiteStore(SQLiteRooms, SQLiteUsers, SQLiteDeliveries):
         if self._reader is self._writer:
             self._r = self._w
         else:
-            self._r = await self._reader.run(_connect, self._path)
+            self._r = await self._reader.run(_connect, self._path, self._timeout)
 
     async def close(self) -> None:
         while busy := [f for f in (self._flusher, self._users_flusher) if f and not f.done()]:
@@ -226,7 +244,11 @@ class SQLiteStore(SQLiteRooms, SQLiteUsers, SQLiteDeliveries):
 
     async def _flush(self) -> None:
         while self._pending:
-            batch, self._pending = self._pending, []
+            # A caller whose deadline passed before its batch started needs nothing written.
+            batch = [p for p in self._pending if not p[1].done()]
+            self._pending = []
+            if not batch:
+                continue
             try:
                 results = await self._write(
                     functools.partial(
