@@ -22,13 +22,16 @@ from ..broker import BrokerError
 from ..hub import Outbound
 from ..protocol import ErrorCode
 from ..session import Session, State
-from ..store import Created, Store, StoreError, failure_status
+from ..store import Created, NewNotification, Store, StoreError, failure_status
 from ..tasks import TaskSet
 from .host import Host
 from .push import Pusher
 from .requests import (
+    MAX_BATCH,
     MAX_PAGE,
     MAX_RECIPIENTS,
+    BatchItem,
+    BatchRequest,
     CreateRequest,
     InboxError,
     Planner,
@@ -42,7 +45,15 @@ from .requests import (
 )
 from .webhooks import WebhookSender
 
-__all__ = ["CreateRequest", "Host", "Inbox", "InboxError", "view"]
+__all__ = [
+    "BatchItem",
+    "BatchRequest",
+    "CreateRequest",
+    "Host",
+    "Inbox",
+    "InboxError",
+    "view",
+]
 
 log = logging.getLogger("tidings.inbox")
 
@@ -50,6 +61,8 @@ log = logging.getLogger("tidings.inbox")
 # Seconds a batch of due webhooks stays claimed by the instance sending it.
 WEBHOOK_LEASE: Final = 300.0
 PURGE_BATCH: Final = 1000
+# A batch result not known yet (replaced before ``create_many`` returns).
+_PENDING: Final = InboxError("not created")
 CATCH_UP_PAGE: Final = 500
 MAX_CATCH_UP: Final = 10_000
 
@@ -168,6 +181,62 @@ class Inbox:
             # Committed: the answer does not wait for the broker (see ``Pusher``).
             self.pusher.dispatch(created.notifications)
         return created
+
+    async def create_many(
+        self, requests: Sequence[tuple[CreateRequest, str | None]]
+    ) -> list[Created | Exception]:
+        """Several creates, each with its own idempotency key, committed together (one
+        group commit), then pushed; one result per request, in order: its ``Created``, or
+        the exception that failed it alone (``InboxError``, ``IdempotencyConflict``).
+
+        Raises:
+            InboxError: the batch as a whole is refused (too many requests or recipients).
+            StoreError: the store failed: nothing of the batch is committed.
+        """
+        if not 0 < len(requests) <= MAX_BATCH:
+            raise InboxError(f"give 1 to {MAX_BATCH} notifications")
+        now = self.node.clock()
+        prepared: list[tuple[int, NewNotification, list[str], str | None, str]] = []
+        results: list[Created | Exception] = []
+        total = 0
+        for i, (req, key) in enumerate(requests):
+            try:
+                if key is not None and not 0 < len(key) <= 255:
+                    raise InboxError("idempotencyKey must be 1 to 255 characters")
+                new = content(req, now=now, plan=self._plan)
+                users = await self._recipients(req)
+            except InboxError as exc:
+                results.append(exc)
+                continue
+            total += len(users)
+            prepared.append((i, new, users, key, fingerprint(req)))
+            results.append(_PENDING)
+        if total > MAX_RECIPIENTS:
+            raise InboxError(f"at most {MAX_RECIPIENTS} recipients per batch")
+        started = self.node.monotonic()
+        # Started together, so the store's group commit takes them in one transaction.
+        outcomes = await asyncio.gather(
+            *(
+                self.store.create(new, users, now=now, idempotency_key=key, fingerprint=fp)
+                for _, new, users, key, fp in prepared
+            ),
+            return_exceptions=True,
+        )
+        failed = [o for o in outcomes if isinstance(o, StoreError)]
+        if failed and len(failed) == len(outcomes):
+            self.node.metrics.store_errors += 1
+            raise failed[0]
+        self.node.metrics.store_create_seconds.observe(self.node.monotonic() - started)
+        for (i, *_), outcome in zip(prepared, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                results[i] = outcome
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            else:
+                results[i] = outcome
+                if not outcome.replayed:
+                    self.pusher.dispatch(outcome.notifications)
+        return results
 
     async def settled(self) -> None:
         """Wait until background work started so far is done: catch-ups of opened

@@ -21,8 +21,10 @@ from ..publication import iso_timestamp
 from ..store import Action, NewNotification, Notification, Priority
 from ..store.deliveries import Planned
 
-# Recipients of one request named by id (``userIds``).
+# Recipients of one request named by id (``userIds``), and of a batch in all.
 MAX_RECIPIENTS: Final = 10_000
+# Notifications in one ``POST /api/notifications/batch``.
+MAX_BATCH: Final = 1000
 MAX_TITLE: Final = 500
 MAX_MESSAGE: Final = 10_000
 MAX_PAGE: Final = 100
@@ -49,6 +51,19 @@ class CreateRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     expiresAt: str | None = None
     # Overrides the category's escalation rule for this notification ([]: none at all).
     escalation: list[Step] | None = None
+
+
+class BatchItem(CreateRequest, forbid_unknown_fields=True, kw_only=True):
+    """One notification of a batch: a create request and its own idempotency key (what
+    the ``Idempotency-Key`` header is to a single create)."""
+
+    idempotencyKey: str | None = None
+
+
+class BatchRequest(msgspec.Struct, forbid_unknown_fields=True):
+    """``POST /api/notifications/batch``: up to ``MAX_BATCH`` creates, committed together."""
+
+    notifications: list[BatchItem]
 
 
 # What a create plans beyond the app: (category, priority, the request's own steps).
@@ -143,6 +158,9 @@ def check_target(req: CreateRequest) -> None:
 def fingerprint(req: CreateRequest) -> str:
     """What an idempotency key is checked against: the request, whatever its key order."""
     fields = msgspec.structs.asdict(req)
+    # A batch item's key is not part of the request it stands for: the same item sent
+    # alone with that key as its header replays it.
+    fields.pop("idempotencyKey", None)
     if fields["escalation"] is None:  # keys stored before it existed still match
         del fields["escalation"]
     body = msgspec.json.encode(fields, order="sorted")
