@@ -127,19 +127,21 @@ class Inbox:
 
     # --- create -------------------------------------------------------------------------
 
-    async def _recipients(self, req: CreateRequest) -> list[str]:
-        check_target(req)
+    async def _store(
+        self, new: NewNotification, req: CreateRequest, key: str | None, now: float
+    ) -> Created:
+        """Commit one request: named users through ``create`` (group commit), a role or
+        everyone through ``create_for_role`` (set-wise, however many they are)."""
+        fp = fingerprint(req)
         if req.userId is not None:
-            return [req.userId]
-        if req.userIds is not None:
-            return req.userIds
-        if req.role is not None:
-            users = await self.store.users_with_role(req.role)
+            users = [req.userId]
+        elif req.userIds is not None:
+            users = req.userIds
         else:
-            users = await self.store.all_users()
-        if len(users) > MAX_RECIPIENTS:
-            raise InboxError(f"at most {MAX_RECIPIENTS} recipients per request")
-        return users
+            return await self.store.create_for_role(
+                new, req.role, now=now, idempotency_key=key, fingerprint=fp
+            )
+        return await self.store.create(new, users, now=now, idempotency_key=key, fingerprint=fp)
 
     async def notify(self, idempotency_key: str | None = None, **fields: Any) -> Created:
         """The embedding API: ``await inbox.notify(userId="u1", title="Hi", priority="HIGH")``
@@ -162,17 +164,12 @@ class Inbox:
             InboxError: an invalid request (nothing is stored).
             IdempotencyConflict: the key was used for a different request.
         """
-        new = content(req, now=self.node.clock(), plan=self._plan)
-        users = await self._recipients(req)
+        now = self.node.clock()
+        new = content(req, now=now, plan=self._plan)
+        check_target(req)
         started = self.node.monotonic()
         try:
-            created = await self.store.create(
-                new,
-                users,
-                now=self.node.clock(),
-                idempotency_key=idempotency_key,
-                fingerprint=fingerprint(req),
-            )
+            created = await self._store(new, req, idempotency_key, now)
         except StoreError:
             self.node.metrics.store_errors += 1
             raise
@@ -196,7 +193,7 @@ class Inbox:
         if not 0 < len(requests) <= MAX_BATCH:
             raise InboxError(f"give 1 to {MAX_BATCH} notifications")
         now = self.node.clock()
-        prepared: list[tuple[int, NewNotification, list[str], str | None, str]] = []
+        prepared: list[tuple[int, NewNotification, CreateRequest, str | None]] = []
         results: list[Created | Exception] = []
         total = 0
         for i, (req, key) in enumerate(requests):
@@ -204,22 +201,19 @@ class Inbox:
                 if key is not None and not 0 < len(key) <= 255:
                     raise InboxError("idempotencyKey must be 1 to 255 characters")
                 new = content(req, now=now, plan=self._plan)
-                users = await self._recipients(req)
+                check_target(req)
             except InboxError as exc:
                 results.append(exc)
                 continue
-            total += len(users)
-            prepared.append((i, new, users, key, fingerprint(req)))
+            total += 1 if req.userId is not None else len(req.userIds or ())
+            prepared.append((i, new, req, key))
             results.append(_PENDING)
         if total > MAX_RECIPIENTS:
-            raise InboxError(f"at most {MAX_RECIPIENTS} recipients per batch")
+            raise InboxError(f"at most {MAX_RECIPIENTS} named recipients per batch")
         started = self.node.monotonic()
         # Started together, so the store's group commit takes them in one transaction.
         outcomes = await asyncio.gather(
-            *(
-                self.store.create(new, users, now=now, idempotency_key=key, fingerprint=fp)
-                for _, new, users, key, fp in prepared
-            ),
+            *(self._store(new, req, key, now) for _, new, req, key in prepared),
             return_exceptions=True,
         )
         failed = [o for o in outcomes if isinstance(o, StoreError)]
@@ -245,10 +239,15 @@ class Inbox:
             await asyncio.wait(list(self._catching_up))
         await self.pusher.settled()
 
-    def receive(self, event: cluster.Committed | cluster.Told | cluster.Acknowledged) -> int:
+    def receive(
+        self,
+        event: cluster.Committed | cluster.CommittedMany | cluster.Told | cluster.Acknowledged,
+    ) -> int:
         """Carry out an inbox event another instance (or this one) sent over the broker."""
         if isinstance(event, cluster.Committed):
             return self.pusher.deliver(event.notification)
+        if isinstance(event, cluster.CommittedMany):
+            return self.pusher.deliver_many(event.notifications)
         sessions = self.node.local_sessions(event.user)
         for session in sessions:
             for nid in event.pop:

@@ -11,6 +11,7 @@ reconnect.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 from collections import deque
 from collections.abc import Sequence
@@ -31,7 +32,12 @@ log = logging.getLogger("tidings.inbox")
 REORDER_WINDOW: Final = 1.0
 # Committed notifications waiting for the broker, at most; beyond, they are pushed here
 # only and the other instances catch up (the broker is too slow or gone).
-MAX_OUTGOING: Final = 100_000
+MAX_OUTGOING: Final = 1_000_000
+# Waiting notifications beyond this many cross the broker together, as one message on
+# ``all`` of at most BATCH_MAX of them (a batch create, a role or everyone), instead of
+# one message per user.
+BATCH_MIN: Final = 16
+BATCH_MAX: Final = 5000
 
 
 class Pusher:
@@ -67,8 +73,7 @@ class Pusher:
                 len(self._outgoing),
                 len(notifications),
             )
-            for n in notifications:
-                self.deliver(n)
+            self.deliver_many(notifications)
             return
         self._outgoing.extend(notifications)
         if self._sending is None:
@@ -77,17 +82,24 @@ class Pusher:
     async def _send(self) -> None:
         try:
             while self._outgoing:
-                n = self._outgoing[0]
+                waiting = len(self._outgoing)
                 try:
+                    if waiting >= BATCH_MIN:
+                        count = min(waiting, BATCH_MAX)
+                        many = list(itertools.islice(self._outgoing, count))
+                        await self.node.send(cluster.ALL, cluster.CommittedMany(many))
+                        for _ in range(count):
+                            self._outgoing.popleft()
+                        continue
+                    n = self._outgoing[0]
                     await self.node.send(cluster.topic("user", n.user_id), cluster.Committed(n))
                 except BrokerError as exc:
                     # Every one waiting would wait as long: this instance's connections
                     # get them now, the others catch up.
-                    waiting = list(self._outgoing)
+                    failed = list(self._outgoing)
                     self._outgoing.clear()
-                    log.warning("%d notifications not sent over the cluster: %s", len(waiting), exc)
-                    for m in waiting:
-                        self.deliver(m)
+                    log.warning("%d notifications not sent over the cluster: %s", len(failed), exc)
+                    self.deliver_many(failed)
                     break
                 self._outgoing.popleft()
         finally:
@@ -139,6 +151,11 @@ class Pusher:
             self.node.hub.messages_out += count
             self.node.metrics.sent["notification"] += count
         return count
+
+    def deliver_many(self, notifications: Sequence[Notification]) -> int:
+        """``deliver`` each, in order; users with no connection here cost a lookup."""
+        hub = self.node.hub
+        return sum(self.deliver(n) for n in notifications if hub.user_connections(n.user_id))
 
     def _push_live(self, session: Session, n: Notification, out: Outbound | None = None) -> bool:
         if not session.push(out or self.message(n)):

@@ -205,6 +205,22 @@ class PostgresStore(PostgresRooms, PostgresUsers, PostgresDeliveries):
             self._flusher = loop.create_task(self._flush())
         return await future
 
+    async def create_for_role(
+        self,
+        content: NewNotification,
+        role: str | None,
+        *,
+        now: float,
+        idempotency_key: str | None = None,
+        fingerprint: str = "",
+    ) -> Created:
+        # The recipients are resolved first; the group commit's set-wise path then writes
+        # their rows with a handful of statements, however many there are.
+        users = await (self.users_with_role(role) if role is not None else self.all_users())
+        return await self.create(
+            content, users, now=now, idempotency_key=idempotency_key, fingerprint=fingerprint
+        )
+
     async def _flush(self) -> None:
         while self._pending:
             # A caller cancelled before its batch started needs nothing written.
