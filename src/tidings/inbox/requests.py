@@ -169,6 +169,7 @@ def fingerprint(req: CreateRequest) -> str:
 
 def view(n: Notification) -> protocol.Notification:
     """A notification as clients see it (guide 002's shape, plus seq and read state)."""
+    created = iso_timestamp(n.created_at)  # twice below: formatting it is not free
     return protocol.Notification(
         id=n.id,
         seq=n.seq,
@@ -181,9 +182,9 @@ def view(n: Notification) -> protocol.Notification:
         actionable=bool(n.actions),
         actions=[msgspec.structs.asdict(a) for a in n.actions],
         expiresAt=None if n.expires_at is None else iso_timestamp(n.expires_at),
-        createdAt=iso_timestamp(n.created_at),
+        createdAt=created,
         readAt=None if n.read_at is None else iso_timestamp(n.read_at),
-        timestamp=iso_timestamp(n.created_at),
+        timestamp=created,
     )
 
 
