@@ -4,6 +4,7 @@ SQLite, pushed to those online, every user's read state exact."""
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 from pathlib import Path
 
@@ -12,7 +13,9 @@ from tidings.store.sqlite import SQLiteStore
 from ..conftest import ServerFactory, recv_type, request
 
 USERS = 100_000
-BUDGET = 2.0  # seconds, issue 14
+# Seconds, issue 14's target; scaled as the timeouts are on a busy machine (a quiet core
+# takes about 1 s; beside six other test suites on two cores, 1.5 to 2.5 s).
+BUDGET = 2.0 * float(os.environ.get("TIDINGS_TEST_TIMEOUT_SCALE", "1"))
 
 
 def user(i: int) -> str:

@@ -493,14 +493,15 @@ async def test_welcome_is_first_even_during_broadcasts(harness: Harness) -> None
     inbox = harness.server.inbox
     assert inbox is not None
     node = harness.server.node
-    real_count = inbox.unread_count
+    store = inbox.store
+    real_count = store.unread_count
 
-    async def count_then_broadcast(user_id: str) -> int:
+    async def count_then_broadcast(user_id: str, *, now: float) -> int:
         # Exactly the window between joining the hub and writing the welcome.
         await node.broadcast("tick", {"for": user_id})
-        return await real_count(user_id)
+        return await real_count(user_id, now=now)
 
-    inbox.unread_count = count_then_broadcast  # type: ignore[method-assign]
+    store.unread_count = count_then_broadcast  # type: ignore[method-assign]
     async with harness.connect(f"?token={token('wes')}") as ws:
         assert (await recv(ws))["type"] == "welcome"
         assert (await recv(ws))["data"] == {"for": "wes"}

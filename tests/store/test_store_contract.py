@@ -433,6 +433,8 @@ async def test_create_for_role_and_everyone(store: Store) -> None:
     assert [(n.user_id, n.seq) for n in staff.notifications] == [("bob", 2), ("dan", 1)]
     assert staff.skipped == ("alice",)
     assert len({n.id for n in staff.notifications}) == 2
+    for n in staff.notifications:  # the ids returned are the rows' ids
+        assert await store.get(n.user_id, n.id) == n
     everyone = await store.create_for_role(note(2), None, now=NOW)
     assert [(n.user_id, n.seq) for n in everyone.notifications] == [
         ("alice", 1),

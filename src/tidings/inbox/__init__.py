@@ -21,10 +21,11 @@ from .. import cluster, protocol
 from ..broker import BrokerError
 from ..hub import Outbound
 from ..protocol import ErrorCode
-from ..session import Session, State
+from ..session import Session
 from ..store import Created, NewNotification, Store, StoreError, failure_status
 from ..tasks import TaskSet
 from .host import Host
+from .opening import Opening
 from .push import Pusher
 from .requests import (
     MAX_BATCH,
@@ -63,8 +64,6 @@ WEBHOOK_LEASE: Final = 300.0
 PURGE_BATCH: Final = 1000
 # A batch result not known yet (replaced before ``create_many`` returns).
 _PENDING: Final = InboxError("not created")
-CATCH_UP_PAGE: Final = 500
-MAX_CATCH_UP: Final = 10_000
 
 
 class Inbox:
@@ -82,8 +81,7 @@ class Inbox:
         self._plan = plan
         self._tasks = TaskSet(log, "inbox")
         self.pusher = Pusher(node, store, self._tasks)
-        # Catch-ups and user records of opened connections (``settled`` waits for them).
-        self._catching_up: set[asyncio.Task[None]] = set()
+        self.opening = Opening(node, store, self.pusher, self._tasks)
         self._loops: list[asyncio.Task[None]] = []
         s = node.settings
         self.webhooks = WebhookSender(s.webhook_url, s.webhook_secret) if s.webhook_url else None
@@ -235,8 +233,7 @@ class Inbox:
     async def settled(self) -> None:
         """Wait until background work started so far is done: catch-ups of opened
         connections, pushes waiting for the broker, and ``delivered_at`` marks."""
-        while self._catching_up:
-            await asyncio.wait(list(self._catching_up))
+        await self.opening.settled()
         await self.pusher.settled()
 
     def receive(
@@ -262,14 +259,6 @@ class Inbox:
         self.node.hub.messages_out += count
         self.node.metrics.sent["inbox_event"] += count
         return count
-
-    def resync(self) -> None:
-        """Catch every local connection up from the last notification it was sent: after
-        a broker outage, notifications committed on other instances were not pushed."""
-        for conn in list(self.node.hub.connections()):
-            if isinstance(conn, Session) and conn.state is State.OPEN and conn.inbox_held is None:
-                conn.inbox_held = []
-                self._start_catch_up(conn, conn.seen_seq)
 
     async def redeliver_due(self) -> int:
         """Push again what acknowledging connections have not acked in time (see
@@ -321,135 +310,14 @@ class Inbox:
             log.info("retention removed %d notifications", total)
         return total
 
-    async def catch_up(
-        self, session: Session, last_seq: int | None, *, unread: int | None = None
-    ) -> None:
-        """Send a newly opened connection what it missed, then release held live ones.
-
-        ``session.inbox_held`` must be a list when this starts (set at open); live
-        notifications for the session collect there meanwhile. Missed notifications are
-        read a page at a time, up to ``MAX_CATCH_UP``; beyond that, clients page with
-        ``get_notifications``. ``unread``: the user's unread count, read after
-        ``inbox_held`` was set; when it is 0 a client that catches up on unread ones has
-        nothing to read (anything newer is held), which spares a reconnect storm a query
-        per connection.
-        """
-        now = self.node.clock()
-        user = session.user_id
-        try:
-            sent = last_seq or 0
-            top = sent
-            if self.node.clustered:
-                # The user's newest seq now: live ones after it are ordered against it.
-                newest = await self.store.page(user, include_archived=True, limit=1)
-                top = max(top, newest[0].seq if newest else 0)
-            delivered: list[str] = []
-            while len(delivered) < MAX_CATCH_UP and session.state is State.OPEN:
-                if last_seq is not None:
-                    page = await self.store.since(user, sent, now=now, limit=CATCH_UP_PAGE)
-                elif session.ack_mode:
-                    page = await self.store.unacked(
-                        user, now=now, after_seq=sent, limit=CATCH_UP_PAGE
-                    )
-                elif unread == 0:
-                    page = []
-                else:
-                    # A client that neither acks nor says where it stopped gets every
-                    # unread one: what a notification centre shows on (re)connect.
-                    page = await self.store.unread(
-                        user, now=now, after_seq=sent, limit=CATCH_UP_PAGE
-                    )
-                for n in page:
-                    if session.push(self.pusher.message(n, recovered=True)):
-                        self.pusher.track(session, n)
-                        delivered.append(n.id)
-                    sent = max(sent, n.seq)
-                    session.seen_seq = max(session.seen_seq, n.seq)
-                if len(page) < CATCH_UP_PAGE:
-                    break
-            held = session.inbox_held or []
-            session.inbox_held = None
-            for n in sorted(held, key=lambda x: x.seq):
-                if n.seq > sent and session.push(self.pusher.message(n)):
-                    self.pusher.track(session, n)
-                    delivered.append(n.id)
-                    sent = n.seq
-                    session.seen_seq = max(session.seen_seq, n.seq)
-            session.seen_seq = max(session.seen_seq, top)
-            if delivered:
-                await self.store.mark_delivered({user: delivered}, now=now)
-        finally:
-            # Failed midway: what was held still goes out, after what was caught up.
-            self._release_held(session)
-
-    def _start_catch_up(
-        self, session: Session, last_seq: int | None, unread: int | None = None
-    ) -> None:
-        """Catch ``session`` up in the background: the connection's other messages are
-        answered meanwhile, and live notifications wait in ``inbox_held``."""
-        self._track_opening(self._catch_up_or_warn(session, last_seq, unread))
-
-    def _track_opening(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = self._tasks.spawn(coro)
-        self._catching_up.add(task)
-        task.add_done_callback(self._catching_up.discard)
-
-    async def _catch_up_or_warn(
-        self, session: Session, last_seq: int | None, unread: int | None
-    ) -> None:
-        try:
-            await self.catch_up(session, last_seq, unread=unread)
-        except Exception as exc:
-            if failure_status(exc) is None:
-                raise
-            # Read but not written (a full disk), or stalled: live traffic still flows.
-            self._store_failed("catch-up", session, exc)
-
-    async def _remember(self, session: Session) -> None:
-        """Record the user and their token's roles (role and ``all`` targets)."""
-        try:
-            await self.store.remember_user(session.user_id, session.roles, now=self.node.clock())
-        except Exception as exc:
-            if failure_status(exc) is None:
-                raise
-            self._store_failed("recording the user", session, exc)
-
     async def open_session(self, session: Session) -> None:
-        """Welcome a newly authenticated connection with its unread count, then catch up.
+        """Welcome a newly authenticated connection, then catch it up (see ``Opening``)."""
+        await self.opening.open_session(session)
 
-        Anything the hub sent the connection meanwhile was held by the session and follows
-        the welcome, so the welcome is always the first message.
-        """
-        try:
-            unread = await self.unread_count(session.user_id)
-        except Exception as exc:
-            if failure_status(exc) is None:
-                raise
-            # The store is down: open anyway, for live traffic, and say the inbox is not.
-            self._store_failed("welcome", session, exc)
-            if session.state is State.OPEN:
-                session.send_welcome(None, session.welcome_reply_to, inbox=False)
-                self._release_held(session)
-            return
-        if session.state is not State.OPEN:  # closed while the count was read
-            return
-        session.send_welcome(unread, session.welcome_reply_to)
-        # Neither waits for the other nor holds up the connection's messages: a store
-        # stall (a write lock held elsewhere) delays the catch-up, never a ping.
-        self._start_catch_up(session, session.last_seq, unread)
-        self._track_opening(self._remember(session))
-
-    def _store_failed(self, what: str, session: Session, exc: BaseException) -> None:
-        self.node.metrics.store_errors += 1
-        log.warning("%s for %s: store unavailable: %s", what, session.client_id, exc)
-
-    def _release_held(self, session: Session) -> None:
-        """Push the live notifications held back for a catch-up that ended or will not
-        happen."""
-        held, session.inbox_held = session.inbox_held or [], None
-        for n in sorted(held, key=lambda x: x.seq):
-            if session.push(self.pusher.message(n)):
-                self.pusher.track(session, n)
+    def resync(self) -> None:
+        """Catch every local connection up from the last notification it was sent: after
+        a broker outage, notifications committed on other instances were not pushed."""
+        self.opening.resync()
 
     async def command(self, session: Session, cmd: protocol.Command) -> None:
         """Carry out an inbox command from a client and reply to it."""
@@ -481,7 +349,7 @@ class Inbox:
                 log.exception("inbox %s failed for %s", cmd.name, session.client_id)
                 session.error(ErrorCode.SERVER_ERROR, "internal error", reply_to=cmd.id)
                 return
-            self._store_failed(cmd.name, session, exc)
+            self.opening.store_failed(cmd.name, session, exc)
             session.error(
                 ErrorCode.UNAVAILABLE,
                 "the notification store is unavailable; try again",
