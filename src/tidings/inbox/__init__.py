@@ -320,8 +320,10 @@ class Inbox:
         self.opening.resync()
 
     async def command(self, session: Session, cmd: protocol.Command) -> None:
-        """Carry out an inbox command from a client and reply to it."""
+        """Carry out an inbox command from a client and reply to it (after the
+        connection's catch-up, if it is still running)."""
         try:
+            await self.opening.caught_up(session)
             if isinstance(cmd, protocol.Ack):
                 session.ack_mode = True
                 acked = await self.ack(session.user_id, cmd.id_list())

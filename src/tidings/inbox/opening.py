@@ -43,6 +43,7 @@ class Opening:
         self._tasks = tasks
         # Catch-ups and user records running (``settled`` waits for them).
         self._running: set[asyncio.Task[None]] = set()
+        self._catch_ups: dict[Session, asyncio.Task[None]] = {}
 
     def resync(self) -> None:
         """Catch every local connection up from the last notification it was sent: after
@@ -123,12 +124,27 @@ class Opening:
     ) -> None:
         """Catch ``session`` up in the background: the connection's other messages are
         answered meanwhile, and live notifications wait in ``inbox_held``."""
-        self._track_opening(self._catch_up_or_warn(session, last_seq, unread))
+        task = self._track_opening(self._catch_up_or_warn(session, last_seq, unread))
+        self._catch_ups[session] = task
+        task.add_done_callback(
+            lambda done: (
+                self._catch_ups.pop(session) if self._catch_ups.get(session) is done else None
+            )
+        )
 
-    def _track_opening(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = self._tasks.spawn(coro)
+    async def caught_up(self, session: Session) -> None:
+        """Wait for the catch-up of ``session``, if one runs: inbox messages the client
+        sends meanwhile are answered after it, as the protocol says (a count asked for
+        right after the welcome counts what the catch-up sent)."""
+        task = self._catch_ups.get(session)
+        if task is not None:
+            await asyncio.wait([task])
+
+    def _track_opening(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = self._tasks.spawn(coro)
         self._running.add(task)
         task.add_done_callback(self._running.discard)
+        return task
 
     async def _catch_up_or_warn(
         self, session: Session, last_seq: int | None, unread: int | None
