@@ -441,6 +441,31 @@ async def test_sync_client_round_trip(harness: Harness) -> None:
     assert after["unreadCount"] == 0
 
 
+async def test_create_notifications_batch(harness: Harness) -> None:
+    """create_notifications (async and sync) sends a batch with a key per item: a result
+    per item in order, an invalid one fails alone, and a retried item replays."""
+    items: list[dict[str, Any]] = [
+        {"user_id": "bat", "title": "One", "idempotency_key": "py-batch-1"},
+        {"userIds": ["bat", "cat"], "case_id": "7", "priority": "high"},
+        {"userId": "dot", "type": ""},
+    ]
+    async with AsyncClient(harness.url, API_KEY) as tidings:
+        results = (await tidings.create_notifications(items))["results"]
+        assert [r["status"] for r in results] == [201, 201, 422]
+        assert results[2]["error"] is not None
+        assert results[2]["error"]["code"] == "VALIDATION_ERROR"
+        got = await tidings.get_notification("cat", results[1]["notifications"][1]["id"])
+        assert (got["priority"], got["data"]) == ("HIGH", {"case_id": "7"})
+
+    def backend() -> Any:
+        with Client(harness.url, API_KEY, timeout=TIMEOUT) as sync:
+            return sync.create_notifications(items[:1])
+
+    again = (await asyncio.to_thread(backend))["results"][0]
+    assert (again["status"], again["replayed"]) == (200, True)
+    assert again["notifications"] == results[0]["notifications"]
+
+
 def test_sdk_needs_nothing_of_the_server() -> None:
     """The SDK's distribution requires httpx alone, and importing it loads no server module."""
     from importlib.metadata import requires

@@ -64,14 +64,14 @@ def open_registry(
     )
 
 
-def open_store(url: str) -> Store:
+def open_store(url: str, *, timeout: float = 5.0) -> Store:
     """The store a URL names: ``sqlite:///path``, a bare path, ``:memory:``, or
-    ``postgresql://…``."""
+    ``postgresql://…``; each of its operations fails after ``timeout`` seconds."""
     if url.startswith(("postgresql://", "postgres://")):
         from .store.postgres import PostgresStore
 
-        return PostgresStore(url)
+        return PostgresStore(url, timeout=timeout)
     from .store.sqlite import SQLiteStore
 
     path = url.removeprefix("sqlite:///").removeprefix("sqlite://")
-    return SQLiteStore(path)
+    return SQLiteStore(path, timeout=timeout)

@@ -69,6 +69,12 @@ SETTINGS: Final[dict[str, Spec]] = {
         "tidings.db",
         "notification store: a SQLite file path (or :memory:) or a postgresql:// URL",
     ),
+    "store_timeout": Spec(
+        "float",
+        5.0,
+        "seconds a store operation may take (a lock held elsewhere, a stalled disk or "
+        "database) before it fails: the API answers 503 with Retry-After",
+    ),
     "broker_url": Spec(
         "str",
         "memory",
@@ -344,6 +350,7 @@ class Settings:
             "handshake_timeout",
             "body_timeout",
             "redis_command_timeout",
+            "store_timeout",
             "ack_timeout",
             "retention_days",
             "jwt_jwks_refresh_seconds",

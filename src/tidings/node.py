@@ -394,7 +394,12 @@ class Node:
                 count = hub.broadcast(Outbound(envelope), user)
                 self.metrics.sent["broadcast"] += count
                 return count
-            case cluster.Committed() | cluster.Told() | cluster.Acknowledged() as event:
+            case (
+                cluster.Committed()
+                | cluster.CommittedMany()
+                | cluster.Told()
+                | cluster.Acknowledged()
+            ) as event:
                 return self.inbox.receive(event) if self.inbox is not None else 0
             case cluster.ControlRequest() as request:
                 self.control_plane.on_request(request)

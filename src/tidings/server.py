@@ -147,7 +147,7 @@ class Server:
     async def start(self) -> None:
         s = self.settings
         tls = self._tls_context()  # first: a bad certificate must not leave a store open
-        store = open_store(s.store_url)
+        store = open_store(s.store_url, timeout=s.store_timeout)
         try:
             await store.open()
         except StoreError:

@@ -171,13 +171,13 @@ async def test_read_delivered_unread_low_and_a_restart(peers: Peers, tmp_path: P
         store = api.server.escalation.store
         assert store is not None
 
-        async def delivered() -> bool:
-            n = await api.server.inbox.store.get("dan", seen)  # type: ignore[union-attr]
-            return n is not None and n.delivered_at is not None
-
+        inbox = api.server.inbox
+        assert inbox is not None
         async with asyncio.timeout(TIMEOUT):
-            while not await delivered():
-                await asyncio.sleep(0.01)
+            await inbox.settled()  # the catch-up's delivery mark is written
+        n = await inbox.store.get("dan", seen)
+        assert n is not None
+        assert n.delivered_at is not None
         clock.now += 59
         assert await api.run() == 0  # nothing due before 120 s
         clock.now += 2
@@ -461,6 +461,33 @@ async def test_in_app_title_and_message_from_the_users_locale_template(peers: Pe
     text = mail.get_body(("plain",))
     assert text is not None
     assert "Merci Jo, 12 € reçus." in text.get_content()
+
+
+async def test_in_app_templates_for_a_role_and_a_batch(peers: Peers) -> None:
+    """A role target and a batch item are rendered per recipient too: the role's users are
+    resolved at create to render their text, each in their own locale."""
+    templates = {
+        "invoice_paid": {
+            "en": {"title": "Invoice {{ data.number }} paid"},
+            "fr": {"title": "Facture {{ data.number }} payée"},
+        }
+    }
+    async with running(":memory:", peers, Clock(), templates) as api:
+        await api.call("PUT", "/api/users/jo", {"locale": "fr", "roles": ["STAFF"]})
+        await api.call("PUT", "/api/users/kit", {"roles": ["STAFF"]})
+        body = {"role": "STAFF", "type": "invoice_paid", "title": "Paid", "data": {"number": 7}}
+        reply = await api.call("POST", "/api/notifications", body)
+        assert sorted(n["userId"] for n in reply["notifications"]) == ["jo", "kit"]
+        item = {"userId": "jo", "type": "invoice_paid", "title": "Paid", "data": {"number": 8}}
+        await api.call("POST", "/api/notifications/batch", {"notifications": [item]})
+        titles = {}
+        for user in ("jo", "kit"):
+            page = await api.call("GET", f"/api/users/{user}/notifications")
+            titles[user] = [n["title"] for n in page["items"]]
+    assert titles == {
+        "jo": ["Facture 8 payée", "Facture 7 payée"],
+        "kit": ["Invoice 7 paid"],
+    }
 
 
 async def test_digest_lists_what_is_still_unread(peers: Peers) -> None:

@@ -540,13 +540,13 @@ async def test_in_app_off_takes_its_seq_without_holding_the_next_back(
     inbox = h.server.inbox
     assert inbox is not None
     held: list[int] = []
-    hold_back = inbox._hold_back
+    hold_back = inbox.pusher._hold_back
 
     def recording(session: Any, n: Any) -> None:
         held.append(n.seq)
         hold_back(session, n)
 
-    inbox._hold_back = recording  # type: ignore[method-assign]
+    inbox.pusher._hold_back = recording  # type: ignore[method-assign]
     status, _ = await h.api("PUT", "/api/users/ned/preferences", {"inApp": {"billing": False}})
     assert status == 200
     async with h.client("ned") as ws:
@@ -565,14 +565,15 @@ async def test_welcome_is_first_even_during_broadcasts(harness: Harness) -> None
     inbox = harness.server.inbox
     assert inbox is not None
     node = harness.server.node
-    real_count = inbox.unread_count
+    store = inbox.store
+    real_count = store.unread_count
 
-    async def count_then_broadcast(user_id: str) -> int:
+    async def count_then_broadcast(user_id: str, *, now: float) -> int:
         # Exactly the window between joining the hub and writing the welcome.
         await node.broadcast("tick", {"for": user_id})
-        return await real_count(user_id)
+        return await real_count(user_id, now=now)
 
-    inbox.unread_count = count_then_broadcast  # type: ignore[method-assign]
+    store.unread_count = count_then_broadcast  # type: ignore[method-assign]
     async with harness.connect(f"?token={token('wes')}") as ws:
         assert (await recv(ws))["type"] == "welcome"
         assert (await recv(ws))["data"] == {"for": "wes"}

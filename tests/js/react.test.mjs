@@ -86,7 +86,9 @@ test("useTidings connects, subscribes, and re-renders on messages and the unread
   await act(async () => {
     await api(server, "POST", "/api/notifications", { userId: "rita", title: "hello" });
   });
-  const notified = await until((s) => s.unreadCount === 1, "unread 1");
+  // The push follows the 201 (a create never waits on delivery): wait for it, not only
+  // for the count, which the client raises in the same step but may render first.
+  const notified = await until((s) => s.unreadCount === 1 && s.notifications.length === 1, "unread 1");
   assert.equal(notified.notifications[0].title, "hello");
 
   await act(async () => {

@@ -48,6 +48,21 @@ test("guide 001's createNotification body is stored for the user", async () => {
   assert.equal((await tidings.listNotifications("renter-1", { archived: true })).items.length, 0);
 });
 
+test("createNotifications stores a batch with a result per item; a retry replays", async () => {
+  const items = [
+    { user_id: "batch-1", title: "One", idempotencyKey: "js-batch-1" },
+    { userId: "batch-2", title: "Two", order: 2 },
+    { userId: "batch-3", type: "" },
+  ];
+  const { results } = await tidings.createNotifications(items);
+  assert.deepEqual(results.map((r) => r.status), [201, 201, 422]);
+  assert.equal(results[2].error.code, "VALIDATION_ERROR");
+  assert.deepEqual((await tidings.listNotifications("batch-2")).items[0].data, { order: 2 });
+  const again = await tidings.createNotifications([items[0]]);
+  assert.deepEqual([again.results[0].status, again.results[0].replayed], [200, true]);
+  assert.deepEqual(again.results[0].notifications, results[0].notifications);
+});
+
 test("guide 003's payload keeps its own fields in data, priority in any case", async () => {
   await tidings.sendNotification("client-9", {
     message: "Your form was submitted",

@@ -8,17 +8,20 @@ import secrets
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import msgspec
 import pytest
 
 from tidings.backends import open_store
 from tidings.store import (
     Action,
+    Created,
     IdempotencyConflict,
     NewNotification,
     Planned,
     Priority,
     Store,
 )
+from tidings.store.users import UserRecord
 
 PG_URL = os.environ.get("TIDINGS_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 NOW = 1_800_000_000.0
@@ -440,6 +443,45 @@ async def test_in_app_off_with_escalation_keeps_a_row_for_the_other_channels(
     assert (plain.notifications, plain.skipped, plain.in_app_off) == ((), ("alice",), ())
 
 
+@pytest.mark.parametrize("key", [None, "k1"], ids=["plain", "keyed"])
+async def test_create_stores_each_recipients_own_text(store: Store, key: str | None) -> None:
+    """``texts`` (rendered per recipient) replaces the title and message of those it names;
+    the others get the content's own."""
+    content = msgspec.structs.replace(note(1), texts={"alice": ("Réservation 1", "Confirmée")})
+    created = await store.create(
+        content, ["alice", "bob"], now=NOW, idempotency_key=key, fingerprint="f"
+    )
+    assert [(n.user_id, n.title, n.message) for n in created.notifications] == [
+        ("alice", "Réservation 1", "Confirmée"),
+        ("bob", "Booking 1", "Confirmed"),
+    ]
+    for n in created.notifications:
+        assert await store.get(n.user_id, n.id) == n
+
+
+async def test_create_for_role_keeps_in_app_off_rows_with_escalation(store: Store) -> None:
+    """As create: with steps planned, a role's users who switched in-app off get a row
+    that is not live (in_app False, named in in_app_off), and their seq is taken."""
+    await store.remember_user("alice", ["STAFF"], now=NOW)
+    await store.remember_user("bob", ["STAFF"], now=NOW)
+    await store.set_preferences("alice", {"MARKETING": False})
+    steps = (Planned("email", 60.0),)
+    staff = await store.create_for_role(
+        note(1, category="MARKETING", escalation=steps), "STAFF", now=NOW
+    )
+    assert [(n.user_id, n.in_app) for n in staff.notifications] == [
+        ("alice", False),
+        ("bob", True),
+    ]
+    assert (staff.skipped, staff.in_app_off) == ((), ("alice",))
+    muted = staff.notifications[0]
+    assert await store.get("alice", muted.id) == muted
+    assert await store.page("alice") == []
+    assert await store.unread_count("alice", now=NOW) == 0
+    later = (await store.create(note(2), ["alice"], now=NOW)).notifications[0]
+    assert later.seq == 2
+
+
 async def test_mixed_burst_keeps_every_rule(store: Store) -> None:
     """Keyed, unkeyed, replayed and preference-skipped creates in one burst: each gets its
     own outcome, and every user's seqs stay gapless."""
@@ -487,3 +529,53 @@ async def test_a_value_the_database_rejects_fails_alone(store: Store) -> None:
     assert [n.seq for n in alice] == list(range(1, len(alice) + 1))
     assert len(alice) == 5 + (not isinstance(outcomes[5], BaseException))
     assert [n.seq for n in bob] == list(range(1, 10))
+
+
+async def test_create_for_role_and_everyone(store: Store) -> None:
+    """create_for_role reaches the role's users (token or directory roles) or everyone,
+    in id order, one row each with the next seq, skipping in-app off, like create."""
+    await store.remember_user("bob", ["STAFF"], now=NOW)
+    await store.remember_user("alice", ["STAFF"], now=NOW)
+    await store.remember_user("cat", ["STUDENT"], now=NOW)
+    await store.put_user(UserRecord(id="dan", roles=("STAFF",)), now=NOW)
+    await store.create(note(0), ["bob"], now=NOW)
+    await store.set_preferences("alice", {"MARKETING": False})
+    staff = await store.create_for_role(note(1, category="MARKETING"), "STAFF", now=NOW)
+    assert [(n.user_id, n.seq) for n in staff.notifications] == [("bob", 2), ("dan", 1)]
+    assert staff.skipped == ("alice",)
+    assert len({n.id for n in staff.notifications}) == 2
+    for n in staff.notifications:  # the ids returned are the rows' ids
+        assert await store.get(n.user_id, n.id) == n
+    everyone = await store.create_for_role(note(2), None, now=NOW)
+    assert [(n.user_id, n.seq) for n in everyone.notifications] == [
+        ("alice", 1),
+        ("bob", 3),
+        ("cat", 1),
+        ("dan", 2),
+    ]
+    got = await store.get("dan", everyone.notifications[3].id)
+    assert got is not None
+    assert (got.title, got.data, got.seq) == (everyone.notifications[3].title, {"n": 2}, 2)
+    assert await store.unread_count("bob", now=NOW) == 3
+    assert await store.mark_read("bob", None, now=NOW) == [
+        n.id for n in await store.since("bob", 0, now=NOW)
+    ]
+    assert await store.create_for_role(note(3), "NOBODY", now=NOW) == Created((), False)
+
+
+async def test_create_for_role_idempotency(store: Store) -> None:
+    """A key replays a fan-out's rows, and refuses another request."""
+    await store.remember_user("alice", ["STAFF"], now=NOW)
+    first = await store.create_for_role(
+        note(1), "STAFF", now=NOW, idempotency_key="fan-1", fingerprint="a"
+    )
+    again = await store.create_for_role(
+        note(1), "STAFF", now=NOW, idempotency_key="fan-1", fingerprint="a"
+    )
+    assert again.replayed
+    assert [n.id for n in again.notifications] == [n.id for n in first.notifications]
+    with pytest.raises(IdempotencyConflict):
+        await store.create_for_role(
+            note(2), "STAFF", now=NOW, idempotency_key="fan-1", fingerprint="b"
+        )
+    assert len(await store.page("alice")) == 1

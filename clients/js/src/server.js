@@ -213,6 +213,25 @@ export class TidingsServer {
     });
   }
 
+  /**
+   * Create many stored notifications in one request and one transaction
+   * (`POST /api/notifications/batch`, at most 1,000). Each item is what
+   * `createNotification` takes, plus its own `idempotencyKey` (a fresh one when
+   * absent), so a retry of the whole batch replays what was stored. Resolves to
+   * `{results}`: one `{status, notifications, replayed, skipped, error}` per item, in
+   * order; an invalid item fails alone (its `status` says why).
+   */
+  createNotifications(notifications) {
+    const items = [...notifications].map(({ idempotencyKey, ...notification }) => ({
+      ...notificationBody(notification),
+      idempotencyKey: idempotencyKey ?? randomUUID(),
+    }));
+    return this._call("POST", "/api/notifications/batch", {
+      body: { notifications: items },
+      repeatable: true,
+    });
+  }
+
   /** Guide 003's `send_notification(user_id, payload)`: the payload's shape is kept. */
   sendNotification(userId, payload, options) {
     return this.createNotification({ ...payload, userId }, options);

@@ -30,6 +30,12 @@ export interface Created {
   inAppOff: string[];
 }
 
+export interface BatchResult extends Created {
+  /** What a single create of this item would have answered: 201, 200 (replayed), 409, 422. */
+  status: number;
+  error: { code: string; message: string } | null;
+}
+
 export interface Changed {
   ids: string[];
   unreadCount: number;
@@ -90,6 +96,7 @@ export class TidingsServer {
   sendToRole(role: string, data?: unknown, options?: { type?: string }): Promise<Sent>;
   broadcast(data?: unknown, options?: { type?: string; excludeUserId?: string }): Promise<Sent>;
   createNotification(notification: NotificationInput, options?: { idempotencyKey?: string }): Promise<Created>;
+  createNotifications(notifications: Iterable<NotificationInput & { idempotencyKey?: string }>): Promise<{ results: BatchResult[] }>;
   sendNotification(userId: string, payload: NotificationInput, options?: { idempotencyKey?: string }): Promise<Created>;
   listNotifications(userId: string, options?: { unreadOnly?: boolean; limit?: number; cursor?: string; archived?: boolean }): Promise<{ items: Record<string, unknown>[]; unreadCount: number; nextCursor: string | null }>;
   getNotification(userId: string, id: string): Promise<Record<string, unknown>>;

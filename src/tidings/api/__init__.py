@@ -28,6 +28,7 @@ from .http import (
 from .notifications import (
     archive_notifications,
     create_notification,
+    create_notifications,
     delete_notification,
     get_notification,
     get_preferences,
@@ -71,6 +72,7 @@ def build_api_app(node: Host) -> web.Application:
     app.router.add_post("/users/{user_id}/unsubscribe", unsubscribe_user)
     app.router.add_get("/channels/{channel}/history", channel_history)
     app.router.add_post("/notifications", create_notification)
+    app.router.add_post("/notifications/batch", create_notifications)
     for base in ("/users/{user_id}/notifications", "/me/notifications"):
         app.router.add_get(base, list_notifications)
         app.router.add_post(base + "/read", read_notifications)

@@ -9,9 +9,9 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
-from ..inbox import CreateRequest, Inbox, InboxError
-from ..store import IdempotencyConflict
-from .http import USER_KEY, ApiError, json_response, node_of, read_body
+from ..inbox import BatchRequest, CreateRequest, Inbox, InboxError
+from ..store import Created, IdempotencyConflict, failure_status
+from .http import STATUS_CODES, USER_KEY, ApiError, json_response, node_of, read_body
 
 
 class IdsBody(msgspec.Struct, forbid_unknown_fields=True):
@@ -66,6 +66,67 @@ async def create_notification(request: web.Request) -> web.Response:
         },
         status=200 if created.replayed else 201,
     )
+
+
+class CreatedItem(msgspec.Struct):
+    """One stored row of a create: the notification's id in one recipient's inbox."""
+
+    id: str
+    userId: str
+    seq: int
+
+
+class ItemError(msgspec.Struct):
+    code: str
+    message: str
+
+
+class BatchResult(msgspec.Struct):
+    """What became of one notification of a batch: ``status`` is what ``POST
+    /api/notifications`` would have answered for it alone (201 created, 200 replayed,
+    409 key reused for another request, 422 invalid, 503/507 store unavailable)."""
+
+    status: int
+    notifications: list[CreatedItem] = msgspec.field(default_factory=list)
+    replayed: bool = False
+    skipped: list[str] = msgspec.field(default_factory=list)
+    error: ItemError | None = None
+
+
+class BatchCreated(msgspec.Struct):
+    """The answer to a batch: one result per notification sent, in the same order."""
+
+    results: list[BatchResult]
+
+
+def _result(outcome: Created | Exception) -> BatchResult:
+    if isinstance(outcome, Created):
+        return BatchResult(
+            status=200 if outcome.replayed else 201,
+            notifications=[CreatedItem(n.id, n.user_id, n.seq) for n in outcome.notifications],
+            replayed=outcome.replayed,
+            skipped=list(outcome.skipped),
+        )
+    if isinstance(outcome, InboxError):
+        status, message = 422, str(outcome)
+    elif isinstance(outcome, IdempotencyConflict):
+        status, message = 409, "idempotencyKey was already used for a different request"
+    elif (failed := failure_status(outcome)) is not None:
+        status, message = failed, "the notification store is unavailable; try again"
+    else:
+        raise outcome
+    return BatchResult(status=status, error=ItemError(STATUS_CODES[status], message))
+
+
+async def create_notifications(request: web.Request) -> web.Response:
+    body = await read_body(request, BatchRequest)
+    try:
+        outcomes = await _inbox(request).create_many(
+            [(item, item.idempotencyKey) for item in body.notifications]
+        )
+    except InboxError as exc:
+        raise ApiError(422, str(exc)) from None
+    return json_response(BatchCreated([_result(o) for o in outcomes]))
 
 
 def _owner(request: web.Request) -> str:

@@ -11,12 +11,12 @@ from aiohttp import web
 from .. import protocol
 from ..cluster.control import ConnectionInfo
 from ..events import ClusterEventsPage, ConnectionEventView, EventsPage
-from ..inbox import CreateRequest
+from ..inbox import BatchRequest, CreateRequest
 from .channels import ChannelHistory
 from .connections import ConnectionList, DisconnectBody, UnsubscribeBody
 from .delivery import EndpointBody, SubscriptionBody
 from .http import json_response
-from .notifications import IdsBody, PreferencesBody, ReadRequest
+from .notifications import BatchCreated, IdsBody, PreferencesBody, ReadRequest
 from .openapi_delivery import DELIVERY_SCHEMAS, delivery_paths
 from .openapi_operator import operator_paths
 from .openapi_rooms import ROOMS_SCHEMAS, rooms_paths
@@ -72,6 +72,7 @@ REQUEST_BODIES: dict[str, type[msgspec.Struct]] = {
     "Send": SendRequest,
     "Broadcast": BroadcastRequest,
     "CreateNotification": CreateRequest,
+    "CreateNotifications": BatchRequest,
     "Read": ReadRequest,
     "Ids": IdsBody,
     "Preferences": PreferencesBody,
@@ -87,6 +88,7 @@ REQUEST_BODIES: dict[str, type[msgspec.Struct]] = {
     "Endpoint": EndpointBody,
 }
 RESPONSE_BODIES: dict[str, type[msgspec.Struct]] = {
+    "BatchCreated": BatchCreated,
     "Notification": protocol.Notification,
     "Page": protocol.Notifications,
     "RoomMessage": protocol.RoomMessage,
@@ -323,6 +325,27 @@ def _inbox_paths() -> dict[str, Any]:
         },
     ]
     paths: dict[str, Any] = {
+        "/api/notifications/batch": {
+            "post": {
+                "summary": "Store up to 1,000 notifications, each with its own idempotencyKey, "
+                "in one transaction, then push them. 200 with one result per notification, "
+                "in order, each with the status a single create would have had (201, 200 "
+                "replayed, 409, 422, 503/507); 503/507 for the whole batch when the store "
+                "fails, with nothing stored.",
+                "security": [{"apiKey": []}],
+                "requestBody": {"required": True, "content": _json("CreateNotifications")},
+                "responses": {
+                    "200": {
+                        "description": "per-notification results",
+                        "content": _json("BatchCreated"),
+                    },
+                    **{
+                        status: _ERROR
+                        for status in ("400", "401", "403", "408", "413", "422", "503", "507")
+                    },
+                },
+            }
+        },
         "/api/notifications": {
             "post": {
                 "summary": "Store a notification for each recipient, then push it to those online. "

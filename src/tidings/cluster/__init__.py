@@ -7,7 +7,8 @@ A payload is one node message (``decode`` turns it back into its type):
 - ``Deliver`` (``M`` + envelope): a message for the connections listening on the topic.
 - ``DeliverExcept`` (``E`` + user id + NUL + envelope): a broadcast that skips one user.
 - the rest, JSON tagged by ``t``: ``Committed`` (``N``, a committed notification for the
-  user's connections), ``Told`` (``T``, an inbox change told to the user's connections
+  user's connections), ``CommittedMany`` (``B``, many users' committed notifications, on
+  ``all``), ``Told`` (``T``, an inbox change told to the user's connections
   but the one that asked), ``Acknowledged`` (``A``, no tab redelivers these),
   ``ControlRequest`` (``C``, connection control for one user, or stats) answered with a
   ``ControlReply`` (``R``) on the asking node's topic.
@@ -151,6 +152,13 @@ class Committed(msgspec.Struct, tag="N", tag_field="t"):
     notification: Notification
 
 
+class CommittedMany(msgspec.Struct, tag="B", tag_field="t"):
+    """``B``: committed notifications of many users (a batch, a role or everyone), sent
+    once on ``all``; each instance pushes those of users connected to it."""
+
+    notifications: list[Notification]
+
+
 class Told(msgspec.Struct, tag="T", tag_field="t", kw_only=True):
     """``T``: an inbox change (read, archived, deleted) for the user's connections but
     ``skip`` (the one that asked, which had its own reply); ``pop`` ends redelivery."""
@@ -186,7 +194,7 @@ class ControlReply(msgspec.Struct, tag="R", tag_field="t", kw_only=True):
     result: Any
 
 
-Tagged = Committed | Told | Acknowledged | ControlRequest | ControlReply
+Tagged = Committed | CommittedMany | Told | Acknowledged | ControlRequest | ControlReply
 NodeMessage = Deliver | DeliverExcept | Tagged
 
 _TAGGED_DECODER: Final = msgspec.json.Decoder(Tagged)

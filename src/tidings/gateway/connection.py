@@ -270,8 +270,8 @@ class Gateway:
             return denied
         inbox = node.inbox
         if inbox is not None:
-            # Welcome and catch-up finish before the next client frame is read, so the
-            # client sees welcome first and its missed notifications before live ones.
+            # The welcome goes out before the next client frame is read; the catch-up
+            # runs beside the client's frames, missed notifications before live ones.
             await inbox.open_session(session)
         if self._live.get(session) is not conn:
             return None  # ended during its catch-up (a slow consumer): finished already

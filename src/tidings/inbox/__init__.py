@@ -11,212 +11,64 @@ strictly increasing.
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from datetime import datetime
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 import msgspec
 
 from .. import cluster, protocol
-from ..broker import BrokerError, StreamPosition
-from ..channels import NamespacePolicy
-from ..config import Settings
-from ..delivery.rules import Step, check_steps
-from ..hub import Hub, Outbound
-from ..metrics import Metrics
+from ..broker import BrokerError
+from ..hub import Outbound
 from ..protocol import ErrorCode
-from ..publication import iso_timestamp
-from ..session import Session, State
-from ..store import (
-    Action,
-    Created,
-    NewNotification,
-    Notification,
-    Priority,
-    Store,
-    StoreError,
-    failure_status,
-)
-from ..store.deliveries import Contact, Planned
+from ..session import Session
+from ..store import Created, NewNotification, Store, StoreError, failure_status
 from ..tasks import TaskSet
+from .host import Host
+from .opening import Opening
+from .push import Pusher, Reader
+from .requests import (
+    MAX_BATCH,
+    MAX_MESSAGE,
+    MAX_PAGE,
+    MAX_RECIPIENTS,
+    MAX_TITLE,
+    BatchItem,
+    BatchRequest,
+    CreateRequest,
+    InboxError,
+    Localizer,
+    Planner,
+    check_target,
+    content,
+    decode_cursor,
+    encode_cursor,
+    fingerprint,
+    no_plan,
+    view,
+)
 from .webhooks import WebhookSender
+
+__all__ = [
+    "BatchItem",
+    "BatchRequest",
+    "CreateRequest",
+    "Host",
+    "Inbox",
+    "InboxError",
+    "Localizer",
+    "Reader",
+    "view",
+]
 
 log = logging.getLogger("tidings.inbox")
 
 
-class Host(Protocol):
-    """What the inbox needs of its node (``node.Node`` is one)."""
-
-    @property
-    def settings(self) -> Settings: ...
-    @property
-    def hub(self) -> Hub: ...
-    @property
-    def metrics(self) -> Metrics: ...
-    @property
-    def clock(self) -> Callable[[], float]: ...
-    @property
-    def monotonic(self) -> Callable[[], float]: ...
-    @property
-    def clustered(self) -> bool: ...
-
-    def new_id(self, kind: str = "msg") -> str: ...
-
-    def envelope(
-        self,
-        msg_id: str,
-        kind: str,
-        data: Any,
-        *,
-        channel: str | None = None,
-        reply_to: str | None = None,
-    ) -> bytes: ...
-
-    async def send(
-        self, topic: str, message: cluster.NodeMessage, policy: NamespacePolicy | None = None
-    ) -> tuple[int | None, StreamPosition | None]: ...
-
-    def local_sessions(self, user_id: str, client_id: str | None = None) -> list[Session]: ...
-
-
 # Seconds a batch of due webhooks stays claimed by the instance sending it.
 WEBHOOK_LEASE: Final = 300.0
-
-# Longest a notification waits for an earlier one still crossing the cluster (seconds).
-REORDER_WINDOW: Final = 1.0
-
-# A committed notification as it crosses the broker to the instances of its user.
-
-MAX_RECIPIENTS: Final = 10_000
-MAX_TITLE: Final = 500
-MAX_MESSAGE: Final = 10_000
-MAX_PAGE: Final = 100
 PURGE_BATCH: Final = 1000
-CATCH_UP_PAGE: Final = 500
-MAX_CATCH_UP: Final = 10_000
-
-
-class Reader:
-    """The inbox's state for one connection: where its catch-up stands, what it was sent,
-    what it has yet to acknowledge. The inbox owns it (``attach`` / ``detach``); the
-    session knows nothing of it.
-
-    Args:
-        last_seq: the inbox position the client resumes from (None: every unacknowledged
-            or unread one).
-        ack_mode: the client acknowledges (``?ack=1``, or once it sends ``ack``), so it
-            gets unacknowledged notifications again after a timeout.
-    """
-
-    __slots__ = ("ack_mode", "awaiting", "held", "last_seq", "seen_seq")
-
-    def __init__(self, last_seq: int | None = None, ack_mode: bool = False) -> None:
-        self.last_seq = last_seq
-        self.ack_mode = ack_mode
-        # Until its catch-up is over, live notifications for the connection wait here:
-        # from the moment it joins the hub, so none overtakes the ones it missed.
-        self.held: list[Notification] | None = []
-        # Sent and not yet acknowledged: id -> [notification, attempts, due time].
-        self.awaiting: dict[str, list[Any]] = {}
-        # The highest inbox seq pushed to this connection (a resync resumes after it).
-        self.seen_seq = 0
-
-
-class InboxError(ValueError):
-    """A request the inbox refuses; the message says why."""
-
-
-class CreateRequest(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
-    """``POST /api/notifications``: exactly one target, then the content."""
-
-    userId: str | None = None
-    userIds: list[str] | None = None
-    role: str | None = None
-    all: bool = False
-    type: str = "notification"
-    title: str | None = None
-    message: str | None = None
-    priority: Priority = Priority.MEDIUM
-    category: str | None = None
-    data: Any = None
-    actions: list[Action] = msgspec.field(default_factory=list)
-    expiresAt: str | None = None
-    # Overrides the category's escalation rule for this notification ([]: none at all).
-    escalation: list[Step] | None = None
-
-
-class Localizer(Protocol):
-    """Renders the stored title and message per recipient (``delivery.templates``)."""
-
-    def covers(self, kind: str) -> bool:
-        """Whether type ``kind`` has templates at all (else nothing is looked up)."""
-        ...
-
-    def in_app(
-        self, content: NewNotification, user_id: str, contact: Contact
-    ) -> tuple[str | None, str | None] | None:
-        """(title, message) for this recipient, or None to keep the content's own."""
-        ...
-
-
-# What a create plans beyond the app: (category, priority, the request's own steps).
-Planner = Callable[[str | None, Priority, Sequence[Step] | None], tuple[Planned, ...]]
-
-
-def _no_plan(
-    category: str | None, priority: Priority, steps: Sequence[Step] | None
-) -> tuple[Planned, ...]:
-    return ()
-
-
-def view(n: Notification) -> protocol.Notification:
-    """A notification as clients see it (guide 002's shape, plus seq and read state)."""
-    return protocol.Notification(
-        id=n.id,
-        seq=n.seq,
-        type=n.type,
-        title=n.title,
-        message=n.message,
-        priority=n.priority.value,
-        category=n.category,
-        data=n.data,
-        actionable=bool(n.actions),
-        actions=[msgspec.structs.asdict(a) for a in n.actions],
-        expiresAt=None if n.expires_at is None else iso_timestamp(n.expires_at),
-        createdAt=iso_timestamp(n.created_at),
-        readAt=None if n.read_at is None else iso_timestamp(n.read_at),
-        timestamp=iso_timestamp(n.created_at),
-        archivedAt=msgspec.UNSET if n.archived_at is None else iso_timestamp(n.archived_at),
-    )
-
-
-def encode_cursor(seq: int) -> str:
-    return base64.urlsafe_b64encode(f"seq:{seq}".encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> int:
-    """The seq a cursor stands for; InboxError if it is not one of ours."""
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        kind, _, value = raw.partition(":")
-        seq = int(value)
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise InboxError("malformed cursor") from None
-    if kind != "seq" or seq < 1:
-        raise InboxError("malformed cursor")
-    return seq
-
-
-def _fingerprint(req: CreateRequest) -> str:
-    fields = msgspec.structs.asdict(req)
-    if fields["escalation"] is None:  # keys stored before it existed still match
-        del fields["escalation"]
-    body = msgspec.json.encode(fields, order="sorted")
-    return hashlib.sha256(body).hexdigest()
+# A batch result not known yet (replaced before ``create_many`` returns).
+_PENDING: Final = InboxError("not created")
 
 
 class Inbox:
@@ -226,6 +78,7 @@ class Inbox:
         node: the node whose connections receive pushes.
         store: where notifications live.
         plan: the deliveries on other channels a new notification gets (escalation).
+        templates: what renders the stored title and message per recipient.
     """
 
     def __init__(
@@ -233,7 +86,7 @@ class Inbox:
         node: Host,
         store: Store,
         *,
-        plan: Planner = _no_plan,
+        plan: Planner = no_plan,
         templates: Localizer | None = None,
     ) -> None:
         self.node = node
@@ -241,33 +94,20 @@ class Inbox:
         self._plan = plan
         self._templates = templates
         self._tasks = TaskSet(log, "inbox")
-        self._delivered: dict[str, list[str]] = {}
-        self._flushing = False
-        self._readers: dict[Session, Reader] = {}
-        self._awaiting: set[Session] = set()
-        # Notifications held back per connection until the one before them arrives.
-        self._reorder: dict[Session, list[Notification]] = {}
+        self.pusher = Pusher(node, store, self._tasks)
+        self.opening = Opening(node, store, self.pusher, self._tasks)
         self._loops: list[asyncio.Task[None]] = []
         s = node.settings
         self.webhooks = WebhookSender(s.webhook_url, s.webhook_secret) if s.webhook_url else None
 
     def attach(self, session: Session, *, last_seq: int | None, ack_mode: bool) -> None:
-        """Keep inbox state for a new connection (before it can join the hub)."""
-        self._readers[session] = Reader(last_seq, ack_mode)
+        """Keep inbox state for a new connection (the gateway calls this before the
+        connection can join the hub): where it resumes from, whether it acknowledges."""
+        self.pusher.attach(session, last_seq=last_seq, ack_mode=ack_mode)
 
     def detach(self, session: Session) -> None:
         """Forget a closed connection."""
-        self._readers.pop(session, None)
-        self._awaiting.discard(session)
-
-    def _reader(self, session: Session) -> Reader:
-        reader = self._readers.get(session)
-        if reader is None:
-            # Not attached (closed already, or never opened through a gateway): a blank
-            # state that is not kept, so nothing is held for it and nothing leaks.
-            reader = Reader()
-            reader.held = None
-        return reader
+        self.pusher.detach(session)
 
     def start(self) -> None:
         """Start the redelivery and retention loops (the server calls this)."""
@@ -302,82 +142,77 @@ class Inbox:
         await asyncio.gather(*self._loops, return_exceptions=True)
         self._loops.clear()
         await self._tasks.drain(self.node.settings.shutdown_timeout)
-        await self._flush_delivered()
+        await self.pusher.flush_delivered()
         if self.webhooks is not None:
             await self.webhooks.close()
 
     # --- create -------------------------------------------------------------------------
 
-    def _content(self, req: CreateRequest) -> NewNotification:
-        # PostgreSQL text cannot hold NUL; refuse it everywhere so both stores agree.
-        for name in ("type", "title", "message", "category", "userId", "role"):
-            value = getattr(req, name)
-            if isinstance(value, str) and "\x00" in value:
-                raise InboxError(f"{name} contains a NUL character")
-        if req.userIds is not None and any("\x00" in u for u in req.userIds):
-            raise InboxError("userIds contains a NUL character")
-        if not req.type or len(req.type) > 64:
-            raise InboxError("type must be 1 to 64 characters")
-        if req.title is not None and len(req.title) > MAX_TITLE:
-            raise InboxError(f"title longer than {MAX_TITLE} characters")
-        if req.message is not None and len(req.message) > MAX_MESSAGE:
-            raise InboxError(f"message longer than {MAX_MESSAGE} characters")
-        if req.category is not None and not 0 < len(req.category) <= 64:
-            raise InboxError("category must be 1 to 64 characters")
-        for action in req.actions:
-            url = action.url
-            # A link a client renders must not run script: http(s) or a path on your site.
-            if url is not None and not (
-                url.lower().startswith(("https://", "http://"))
-                or (url.startswith("/") and not url.startswith("//"))
-            ):
-                raise InboxError("actions[].url must be an http(s) URL or a path starting with /")
-        expires_at = None
-        if req.expiresAt is not None:
-            try:
-                expires_at = datetime.fromisoformat(req.expiresAt.replace("Z", "+00:00"))
-            except ValueError:
-                raise InboxError("expiresAt is not an ISO 8601 date-time") from None
-            if expires_at.tzinfo is None:
-                raise InboxError("expiresAt needs a time zone (e.g. Z)")
-            if expires_at.timestamp() <= self.node.clock():
-                raise InboxError("expiresAt is in the past")
-        if req.escalation is not None:
-            try:
-                check_steps(req.escalation, "escalation")
-            except ValueError as exc:
-                raise InboxError(str(exc)) from None
-        return NewNotification(
-            type=req.type,
-            title=req.title,
-            message=req.message,
-            priority=req.priority,
-            category=req.category,
-            data=req.data,
-            actions=tuple(req.actions),
-            expires_at=None if expires_at is None else expires_at.timestamp(),
-            escalation=self._plan(req.category, req.priority, req.escalation),
-        )
+    async def _prepare(
+        self, req: CreateRequest, now: float
+    ) -> tuple[NewNotification, Sequence[str] | None]:
+        """A request's checked content, with each recipient's own title and message where
+        its type has templates, and the recipients to name in the store (None: the role
+        or everyone, resolved by the store set-wise).
 
-    async def _recipients(self, req: CreateRequest) -> list[str]:
-        targets = [req.userId is not None, req.userIds is not None, req.role is not None, req.all]
-        if sum(targets) != 1:
-            raise InboxError("give exactly one target: userId, userIds, role or all")
-        if req.userId is not None:
-            users = [req.userId]
-        elif req.userIds is not None:
-            users = req.userIds
-        elif req.role is not None:
-            users = await self.store.users_with_role(req.role)
-        else:
-            users = await self.store.all_users()
-        if any(not u or len(u) > 255 for u in users):
-            raise InboxError("user ids must be 1 to 255 characters")
-        if req.userIds is not None and not users:
-            raise InboxError("userIds is empty")
-        if len(users) > MAX_RECIPIENTS:
-            raise InboxError(f"at most {MAX_RECIPIENTS} recipients per request")
-        return users
+        Raises:
+            InboxError: what is wrong with the request.
+        """
+        new = content(req, now=now, plan=self._plan)
+        check_target(req)
+        named = [req.userId] if req.userId is not None else req.userIds
+        templates = self._templates
+        if templates is None or not templates.covers(new.type):
+            return new, named
+        if named is not None:
+            return await self._localize(new, named), named
+        # A role or everyone: resolved here to render each recipient's text; stored as
+        # those named users only when some text differs (else set-wise, as without).
+        store = self.store
+        role = req.role
+        users = await (store.all_users() if role is None else store.users_with_role(role))
+        new = await self._localize(new, users)
+        return new, (users if new.texts else None)
+
+    async def _localize(self, new: NewNotification, users: Sequence[str]) -> NewNotification:
+        """``new`` with each recipient's title and message from the templates of its type
+        in their locale (their directory entry's), where there are any."""
+        templates = self._templates
+        if templates is None:
+            return new
+        texts: dict[str, tuple[str | None, str | None]] = {}
+        for user in dict.fromkeys(users):
+            got = templates.in_app(new, user, await self.store.contact(user))
+            if got is None:
+                continue
+            title, message = got
+            # What the request could not hold, a rendering may not either.
+            if (title is not None and len(title) > MAX_TITLE) or (
+                message is not None and len(message) > MAX_MESSAGE
+            ):
+                log.warning("in-app template for %s too long; its own text is stored", user)
+            elif "\x00" in (title or "") + (message or ""):
+                log.warning("in-app template for %s gave a NUL; its own text is stored", user)
+            else:
+                texts[user] = got
+        return msgspec.structs.replace(new, texts=texts) if texts else new
+
+    async def _store(
+        self,
+        new: NewNotification,
+        req: CreateRequest,
+        users: Sequence[str] | None,
+        key: str | None,
+        now: float,
+    ) -> Created:
+        """Commit one request: named users through ``create`` (group commit), a role or
+        everyone (``users`` None) through ``create_for_role`` (set-wise, however many)."""
+        fp = fingerprint(req)
+        if users is None:
+            return await self.store.create_for_role(
+                new, req.role, now=now, idempotency_key=key, fingerprint=fp
+            )
+        return await self.store.create(new, users, now=now, idempotency_key=key, fingerprint=fp)
 
     async def notify(self, idempotency_key: str | None = None, **fields: Any) -> Created:
         """The embedding API: ``await inbox.notify(userId="u1", title="Hi", priority="HIGH")``
@@ -400,70 +235,92 @@ class Inbox:
             InboxError: an invalid request (nothing is stored).
             IdempotencyConflict: the key was used for a different request.
         """
-        content = self._content(req)
-        users = await self._recipients(req)
-        content = await self._localize(content, users)
+        now = self.node.clock()
+        new, users = await self._prepare(req, now)
         started = self.node.monotonic()
         try:
-            created = await self.store.create(
-                content,
-                users,
-                now=self.node.clock(),
-                idempotency_key=idempotency_key,
-                fingerprint=_fingerprint(req),
-            )
+            created = await self._store(new, req, users, idempotency_key, now)
         except StoreError:
             self.node.metrics.store_errors += 1
             raise
         self.node.metrics.store_create_seconds.observe(self.node.monotonic() - started)
         if not created.replayed:
-            await self.dispatch(created.notifications)
+            # Committed: the answer does not wait for the broker (see ``Pusher``).
+            self.pusher.dispatch(created.notifications)
         return created
 
-    async def _localize(self, content: NewNotification, users: Sequence[str]) -> NewNotification:
-        """``content`` with each recipient's title and message from the templates of its
-        type in their locale (their directory entry's), where there are any."""
-        templates = self._templates
-        if templates is None or not templates.covers(content.type):
-            return content
-        texts: dict[str, tuple[str | None, str | None]] = {}
-        for user in dict.fromkeys(users):
-            got = templates.in_app(content, user, await self.store.contact(user))
-            if got is None:
-                continue
-            title, message = got
-            # What the request could not hold, a rendering may not either.
-            if (title is not None and len(title) > MAX_TITLE) or (
-                message is not None and len(message) > MAX_MESSAGE
-            ):
-                log.warning("in-app template for %s too long; its own text is stored", user)
-            elif "\x00" in (title or "") + (message or ""):
-                log.warning("in-app template for %s gave a NUL; its own text is stored", user)
-            else:
-                texts[user] = got
-        return msgspec.structs.replace(content, texts=texts) if texts else content
+    async def create_many(
+        self, requests: Sequence[tuple[CreateRequest, str | None]]
+    ) -> list[Created | Exception]:
+        """Several creates, each with its own idempotency key, committed together (one
+        group commit), then pushed; one result per request, in order: its ``Created``, or
+        the exception that failed it alone (``InboxError``, ``IdempotencyConflict``).
 
-    async def dispatch(self, notifications: Sequence[Notification]) -> None:
-        """Push committed notifications to their users' connections on every instance.
-
-        In a cluster each crosses the broker once. When the broker cannot be reached
-        they stay committed: this instance's connections get them now, the others when
-        the link is back (``resync``) or when their clients reconnect (catch-up).
+        Raises:
+            InboxError: the batch as a whole is refused (too many requests or recipients).
+            StoreError: the store failed: nothing of the batch is committed.
         """
-        for n in notifications:
+        if not 0 < len(requests) <= MAX_BATCH:
+            raise InboxError(f"give 1 to {MAX_BATCH} notifications")
+        now = self.node.clock()
+        prepared: list[
+            tuple[int, NewNotification, CreateRequest, Sequence[str] | None, str | None]
+        ] = []
+        results: list[Created | Exception] = []
+        total = 0
+        for i, (req, key) in enumerate(requests):
             try:
-                await self.node.send(cluster.topic("user", n.user_id), cluster.Committed(n))
-            except BrokerError as exc:
-                log.warning("notification %s not sent over the cluster: %s", n.id, exc)
-                self.deliver(n)
+                if key is not None and not 0 < len(key) <= 255:
+                    raise InboxError("idempotencyKey must be 1 to 255 characters")
+                new, users = await self._prepare(req, now)
+            except InboxError as exc:
+                results.append(exc)
+                continue
+            total += 1 if req.userId is not None else len(req.userIds or ())
+            prepared.append((i, new, req, users, key))
+            results.append(_PENDING)
+        if total > MAX_RECIPIENTS:
+            raise InboxError(f"at most {MAX_RECIPIENTS} named recipients per batch")
+        started = self.node.monotonic()
+        # Started together, so the store's group commit takes them in one transaction.
+        outcomes = await asyncio.gather(
+            *(self._store(new, req, users, key, now) for _, new, req, users, key in prepared),
+            return_exceptions=True,
+        )
+        failed = [o for o in outcomes if isinstance(o, StoreError)]
+        if failed and len(failed) == len(outcomes):
+            self.node.metrics.store_errors += 1
+            raise failed[0]
+        self.node.metrics.store_create_seconds.observe(self.node.monotonic() - started)
+        for (i, *_), outcome in zip(prepared, outcomes, strict=True):
+            if isinstance(outcome, Exception):
+                results[i] = outcome
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            else:
+                results[i] = outcome
+                if not outcome.replayed:
+                    self.pusher.dispatch(outcome.notifications)
+        return results
 
-    def receive(self, event: cluster.Committed | cluster.Told | cluster.Acknowledged) -> int:
+    async def settled(self) -> None:
+        """Wait until background work started so far is done: catch-ups of opened
+        connections, pushes waiting for the broker, and ``delivered_at`` marks."""
+        await self.opening.settled()
+        await self.pusher.settled()
+
+    def receive(
+        self,
+        event: cluster.Committed | cluster.CommittedMany | cluster.Told | cluster.Acknowledged,
+    ) -> int:
         """Carry out an inbox event another instance (or this one) sent over the broker."""
         if isinstance(event, cluster.Committed):
-            return self.deliver(event.notification)
+            return self.pusher.deliver(event.notification)
+        if isinstance(event, cluster.CommittedMany):
+            return self.pusher.deliver_many(event.notifications)
         sessions = self.node.local_sessions(event.user)
         for session in sessions:
-            reader = self._readers.get(session)
+            reader = self.pusher.attached(session)
             if reader is not None:
                 for nid in event.pop:
                     reader.awaiting.pop(nid, None)
@@ -478,147 +335,10 @@ class Inbox:
         self.node.metrics.sent["inbox_event"] += count
         return count
 
-    def resync(self) -> None:
-        """Catch every local connection up from the last notification it was sent: after
-        a broker outage, notifications committed on other instances were not pushed."""
-        for conn in list(self.node.hub.connections()):
-            if not isinstance(conn, Session) or conn.state is not State.OPEN:
-                continue
-            reader = self._reader(conn)
-            if reader.held is None:
-                reader.held = []
-                self.spawn(self.catch_up(conn, reader.seen_seq))
-
-    # --- delivery -----------------------------------------------------------------------
-
-    def _message(
-        self, n: Notification, *, recovered: bool = False, redelivered: bool = False
-    ) -> Outbound:
-        data = view(n)
-        if recovered:
-            data.recovered = True
-        if redelivered:
-            data.redelivered = True
-        return Outbound(self.node.envelope(n.id, data.kind, data))
-
-    def deliver(self, n: Notification) -> int:
-        """Push a committed notification to its user's open connections."""
-        out: Outbound | None = None
-        count = 0
-        # In a cluster, notifications committed through different instances race each
-        # other over the broker; a connection gets them in seq order (seqs are gapless
-        # per user) unless the missing one is later than REORDER_WINDOW.
-        reorder = self.node.clustered
-        for conn in self.node.hub.user_connections(n.user_id):
-            if not isinstance(conn, Session):
-                if not n.in_app:
-                    continue
-                out = out or self._message(n)
-                count += conn.push(out)
-                continue
-            reader = self._reader(conn)
-            if reader.held is not None:  # still catching up: keep the seq order
-                reader.held.append(n)
-                continue
-            # seen_seq is exact once catch-up is over (0: the user had none yet).
-            if reorder and n.seq > reader.seen_seq + 1:
-                self._hold_back(conn, n)
-                continue
-            if n.in_app:
-                out = out or self._message(n)
-            if self._push_live(conn, n, out):
-                count += 1
-            count += self._release(conn)
-        if count:
-            self._note_delivered(n.user_id, n.id)
-            self.node.hub.messages_out += count
-            self.node.metrics.sent["notification"] += count
-        return count
-
-    def _push_live(self, session: Session, n: Notification, out: Outbound | None = None) -> bool:
-        """Push ``n`` and count it seen; one with in-app off is only counted seen (its seq
-        is taken, so the next one is not held back waiting for it)."""
-        if not n.in_app:
-            reader = self._reader(session)
-            reader.seen_seq = max(reader.seen_seq, n.seq)
-            return False
-        if not session.push(out or self._message(n)):
-            return False
-        reader = self._track(session, n)
-        reader.seen_seq = max(reader.seen_seq, n.seq)
-        return True
-
-    def _hold_back(self, session: Session, n: Notification) -> None:
-        held = self._reorder.get(session)
-        if held is None:
-            held = self._reorder[session] = []
-            loop = asyncio.get_running_loop()
-            loop.call_later(REORDER_WINDOW, self._flush_held, session)
-        held.append(n)
-
-    def _release(self, session: Session) -> int:
-        """Push held-back notifications that are next in seq order."""
-        held = self._reorder.get(session)
-        count = 0
-        reader = self._reader(session)
-        while held:
-            nxt = min(held, key=lambda x: x.seq)
-            if nxt.seq != reader.seen_seq + 1:
-                break
-            held.remove(nxt)
-            if self._push_live(session, nxt):
-                count += 1
-                self._note_delivered(nxt.user_id, nxt.id)
-        if held is not None and not held:
-            del self._reorder[session]
-        return count
-
-    def _flush_held(self, session: Session) -> None:
-        """The window is over: push what was held back, in seq order (never drop it)."""
-        held = self._reorder.pop(session, None) or []
-        for n in sorted(held, key=lambda x: x.seq):
-            if session.state is State.OPEN and self._push_live(session, n):
-                self._note_delivered(n.user_id, n.id)
-                self.node.hub.messages_out += 1
-                self.node.metrics.sent["notification"] += 1
-
-    def _track(self, session: Session, n: Notification) -> Reader:
-        reader = self._reader(session)
-        if reader.ack_mode:
-            due = self.node.clock() + self.node.settings.ack_timeout
-            reader.awaiting[n.id] = [n, 1, due]
-            self._awaiting.add(session)
-        return reader
-
     async def redeliver_due(self) -> int:
-        """Push again what acknowledging connections have not acked in time; returns count.
-
-        Each retry waits twice as long as the one before; after ``max_delivery_attempts``
-        pushes a notification is left for the next connection (it stays unacked).
-        """
-        s = self.node.settings
-        now = self.node.clock()
-        pushed: dict[str, list[str]] = {}
-        for session in list(self._awaiting):
-            awaiting = self._reader(session).awaiting
-            if awaiting and session.state is State.OPEN:
-                for nid, entry in list(awaiting.items()):
-                    n, attempts, due = entry
-                    if due > now:
-                        continue
-                    expired = n.expires_at is not None and n.expires_at <= now
-                    if attempts >= s.max_delivery_attempts or expired:
-                        del awaiting[nid]
-                        continue
-                    session.push(self._message(n, redelivered=True))
-                    entry[1] = attempts + 1
-                    entry[2] = now + s.ack_timeout * 2**attempts
-                    pushed.setdefault(n.user_id, []).append(nid)
-            if not awaiting or session.state is not State.OPEN:
-                self._awaiting.discard(session)
-        if pushed:
-            await self.store.mark_delivered(pushed, now=now)
-        return sum(map(len, pushed.values()))
+        """Push again what acknowledging connections have not acked in time (see
+        ``Pusher.redeliver_due``); returns how many."""
+        return await self.pusher.redeliver_due()
 
     async def send_webhooks(self) -> int:
         """POST ``notification.unacked`` for what nobody acknowledged within
@@ -665,129 +385,22 @@ class Inbox:
             log.info("retention removed %d notifications", total)
         return total
 
-    def _note_delivered(self, user_id: str, nid: str) -> None:
-        self._delivered.setdefault(user_id, []).append(nid)
-        if not self._flushing:
-            self._flushing = True
-            self.spawn(self._flush_delivered())
-
-    async def _flush_delivered(self) -> None:
-        # Pushes that happen while a flush is being written wait for the next one: one
-        # transaction per round, however many pushes it covers.
-        try:
-            while self._delivered:
-                pending, self._delivered = self._delivered, {}
-                await self.store.mark_delivered(pending, now=self.node.clock())
-        finally:
-            self._flushing = False
-
-    async def catch_up(
-        self, session: Session, last_seq: int | None, *, unread: int | None = None
-    ) -> None:
-        """Send a newly opened connection what it missed, then release held live ones.
-
-        The connection's ``Reader.held`` must be a list when this starts (it is from
-        ``attach``); live notifications for the session collect there meanwhile. Missed
-        notifications are read a page at a time, up to ``MAX_CATCH_UP``; beyond that,
-        clients page with ``get_notifications``. ``unread``: the user's unread count,
-        read after ``held`` was set; when it is 0 a client that catches up on unread ones has
-        nothing to read (anything newer is held), which spares a reconnect storm a query
-        per connection.
-        """
-        now = self.node.clock()
-        user = session.user_id
-        reader = self._reader(session)
-        try:
-            await self.store.remember_user(user, session.roles, now=now)
-            sent = last_seq or 0
-            top = sent
-            if self.node.clustered:
-                # The user's newest seq now: live ones after it are ordered against it.
-                newest = await self.store.page(user, include_archived=True, limit=1)
-                top = max(top, newest[0].seq if newest else 0)
-            delivered: list[str] = []
-            while len(delivered) < MAX_CATCH_UP and session.state is State.OPEN:
-                if last_seq is not None:
-                    page = await self.store.since(user, sent, now=now, limit=CATCH_UP_PAGE)
-                elif reader.ack_mode:
-                    page = await self.store.unacked(
-                        user, now=now, after_seq=sent, limit=CATCH_UP_PAGE
-                    )
-                elif unread == 0:
-                    page = []
-                else:
-                    # A client that neither acks nor says where it stopped gets every
-                    # unread one: what a notification centre shows on (re)connect.
-                    page = await self.store.unread(
-                        user, now=now, after_seq=sent, limit=CATCH_UP_PAGE
-                    )
-                for n in page:
-                    if session.push(self._message(n, recovered=True)):
-                        self._track(session, n)
-                        delivered.append(n.id)
-                    sent = max(sent, n.seq)
-                    reader.seen_seq = max(reader.seen_seq, n.seq)
-                if len(page) < CATCH_UP_PAGE:
-                    break
-            held = reader.held or []
-            reader.held = None
-            for n in sorted(held, key=lambda x: x.seq):
-                if n.seq > sent and n.in_app and session.push(self._message(n)):
-                    self._track(session, n)
-                    delivered.append(n.id)
-                    sent = n.seq
-                    reader.seen_seq = max(reader.seen_seq, n.seq)
-            reader.seen_seq = max(reader.seen_seq, top)
-            if delivered:
-                await self.store.mark_delivered({user: delivered}, now=now)
-        finally:
-            reader.held = None
-
     async def open_session(self, session: Session) -> None:
-        """Welcome a newly authenticated connection with its unread count, then catch up.
+        """Welcome a newly authenticated connection, then catch it up (see ``Opening``)."""
+        await self.opening.open_session(session)
 
-        Anything the hub sent the connection meanwhile was held by the session and follows
-        the welcome, so the welcome is always the first message.
-        """
-        try:
-            unread = await self.unread_count(session.user_id)
-        except Exception as exc:
-            if failure_status(exc) is None:
-                raise
-            # The store is down: open anyway, for live traffic, and say the inbox is not.
-            self._store_failed("welcome", session, exc)
-            if session.state is State.OPEN:
-                session.send_welcome(None, session.welcome_reply_to, inbox=False)
-                self._release_held(session)
-            return
-        if session.state is not State.OPEN:  # closed while the count was read
-            return
-        session.send_welcome(unread, session.welcome_reply_to)
-        try:
-            await self.catch_up(session, self._reader(session).last_seq, unread=unread)
-        except Exception as exc:
-            if failure_status(exc) is None:
-                raise
-            # Read but not written (a full disk): the welcome is out; live traffic flows.
-            self._store_failed("catch-up", session, exc)
-
-    def _store_failed(self, what: str, session: Session, exc: BaseException) -> None:
-        self.node.metrics.store_errors += 1
-        log.warning("%s for %s: store unavailable: %s", what, session.client_id, exc)
-
-    def _release_held(self, session: Session) -> None:
-        """Push the live notifications held back for a catch-up that will not happen."""
-        reader = self._reader(session)
-        held, reader.held = reader.held or [], None
-        for n in sorted(held, key=lambda x: x.seq):
-            if session.push(self._message(n)):
-                self._track(session, n)
+    def resync(self) -> None:
+        """Catch every local connection up from the last notification it was sent: after
+        a broker outage, notifications committed on other instances were not pushed."""
+        self.opening.resync()
 
     async def command(self, session: Session, cmd: protocol.Command) -> None:
-        """Carry out an inbox command from a client and reply to it."""
+        """Carry out an inbox command from a client and reply to it (after the
+        connection's catch-up, if it is still running)."""
         try:
+            await self.opening.caught_up(session)
             if isinstance(cmd, protocol.Ack):
-                self._reader(session).ack_mode = True
+                self.pusher.reader(session).ack_mode = True
                 acked = await self.ack(session.user_id, cmd.id_list())
                 session.send(protocol.Acked(ids=acked), reply_to=cmd.id)
             elif isinstance(cmd, protocol.MarkRead):
@@ -819,7 +432,7 @@ class Inbox:
                 log.exception("inbox %s failed for %s", cmd.name, session.client_id)
                 session.error(ErrorCode.SERVER_ERROR, "internal error", reply_to=cmd.id)
                 return
-            self._store_failed(cmd.name, session, exc)
+            self.opening.store_failed(cmd.name, session, exc)
             session.error(
                 ErrorCode.UNAVAILABLE,
                 "the notification store is unavailable; try again",
@@ -909,7 +522,7 @@ class Inbox:
         own copy with ``replyTo``) of a change; ``pop`` ends redelivery of ``changed``."""
         if reply is not None:
             if pop:
-                awaiting = self._reader(reply).awaiting
+                awaiting = self.pusher.reader(reply).awaiting
                 for nid in changed:
                     awaiting.pop(nid, None)
             reply.send(data, reply_to=reply_to)

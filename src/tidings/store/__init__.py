@@ -122,6 +122,24 @@ class Store(RoomStore, UserStore, DeliveryStore, Protocol):
         """Store one notification for each user (deduplicated, in the given order)."""
         ...
 
+    async def create_for_role(
+        self,
+        content: NewNotification,
+        role: str | None,
+        *,
+        now: float,
+        idempotency_key: str | None = None,
+        fingerprint: str = "",
+    ) -> Created:
+        """``create`` for every user of ``role`` (``users_with_role``), or for everyone
+        (``all_users``) when ``role`` is None, with the same guarantees, in user id order.
+
+        Built for wide audiences (100,000 users committed within 2 s on SQLite): an
+        implementation resolves the recipients and writes their rows set-wise rather
+        than one request at a time.
+        """
+        ...
+
     async def get(self, user_id: str, notification_id: str) -> Notification | None:
         """One notification of this user, or None."""
         ...

@@ -25,7 +25,14 @@ from typing import Any, Final
 import asyncpg
 import msgspec
 
-from . import Created, IdempotencyConflict, NewNotification, Notification, StoreError
+from . import (
+    Created,
+    IdempotencyConflict,
+    NewNotification,
+    Notification,
+    StoreError,
+    failure_status,
+)
 from .deliveries import PLAN, plan_rows
 from .postgres_deliveries import PostgresDeliveries
 from .postgres_rooms import PostgresRooms
@@ -130,10 +137,15 @@ async def _migrate(conn: Any) -> None:
 
 class PostgresStore(PostgresRooms, PostgresUsers, PostgresDeliveries):
     """The ``Store`` on PostgreSQL. ``url`` is a ``postgresql://`` DSN; query parameters
-    asyncpg does not know are sent as server settings (``?search_path=inbox``)."""
+    asyncpg does not know are sent as server settings (``?search_path=inbox``).
 
-    def __init__(self, url: str) -> None:
+    Every statement fails (``TimeoutError``, a 503) after ``timeout`` seconds: a lock
+    held elsewhere (``LOCK TABLE``), a stalled server; asyncpg then cancels it.
+    """
+
+    def __init__(self, url: str, *, timeout: float = 5.0) -> None:
         self._url = url
+        self._timeout = timeout
         self._pool: Any = None
         self._pending: list[_Request] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -150,7 +162,9 @@ class PostgresStore(PostgresRooms, PostgresUsers, PostgresDeliveries):
         return self._pool
 
     async def open(self) -> None:
-        pool = await asyncpg.create_pool(self._url, min_size=1, max_size=10)
+        pool = await asyncpg.create_pool(
+            self._url, min_size=1, max_size=10, command_timeout=self._timeout
+        )
         try:
             async with pool.acquire() as conn, conn.transaction():
                 await _migrate(conn)
@@ -191,6 +205,22 @@ class PostgresStore(PostgresRooms, PostgresUsers, PostgresDeliveries):
             self._flusher = loop.create_task(self._flush())
         return await future
 
+    async def create_for_role(
+        self,
+        content: NewNotification,
+        role: str | None,
+        *,
+        now: float,
+        idempotency_key: str | None = None,
+        fingerprint: str = "",
+    ) -> Created:
+        # The recipients are resolved first; the group commit's set-wise path then writes
+        # their rows with a handful of statements, however many there are.
+        users = await (self.users_with_role(role) if role is not None else self.all_users())
+        return await self.create(
+            content, users, now=now, idempotency_key=idempotency_key, fingerprint=fingerprint
+        )
+
     async def _flush(self) -> None:
         while self._pending:
             # A caller cancelled before its batch started needs nothing written.
@@ -205,7 +235,10 @@ class PostgresStore(PostgresRooms, PostgresUsers, PostgresDeliveries):
             try:
                 results = await self._create_batch(batch)
             except Exception as exc:  # the commit itself failed: every request in it fails
-                log.exception("group commit of %d creates failed", len(batch))
+                if failure_status(exc) is None:
+                    log.exception("group commit of %d creates failed", len(batch))
+                else:  # the database's trouble, answered 503/507: no traceback
+                    log.warning("group commit of %d creates failed: %s", len(batch), exc)
                 for r in batch:
                     if not r.future.done():
                         r.future.set_exception(StoreError(f"commit failed: {exc}"))
@@ -265,6 +298,8 @@ class PostgresStore(PostgresRooms, PostgresUsers, PostgresDeliveries):
                             conn, batch[:plain]
                         )
                     except Exception as exc:
+                        if isinstance(exc, TimeoutError | OSError):
+                            raise  # the database is stalled or gone: one by one would be too
                         raise _Fallback(exc) from exc
                     await _create_keyed(conn, batch[plain:], results)
                 return results

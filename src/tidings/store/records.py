@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import secrets
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -16,7 +16,8 @@ _actions_decoder = msgspec.json.Decoder(tuple[Action, ...])
 
 def new_id() -> str:
     """A notification id: random, URL-safe, 128 bits."""
-    return "ntf_" + secrets.token_hex(16)
+    # os.urandom is what secrets.token_hex calls, without its three Python layers.
+    return "ntf_" + os.urandom(16).hex()
 
 
 def dumps(value: Any) -> str:

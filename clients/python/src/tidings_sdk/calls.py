@@ -154,6 +154,39 @@ def content(
     return body
 
 
+# A batch item's targets, by every spelling accepted for each.
+_ITEM_TARGETS = {
+    "userId": "userId",
+    "user_id": "userId",
+    "userIds": "userIds",
+    "user_ids": "userIds",
+    "role": "role",
+    "all": "all",
+}
+
+
+def create_notifications(notifications: Iterable[Mapping[str, Any]]) -> Call:
+    """``POST /api/notifications/batch``: each item is its target (``userId``,
+    ``userIds``, ``role``, ``all``, or ``user_id`` / ``user_ids``), its content as
+    ``send_notification`` takes it, and its own ``idempotencyKey`` (a fresh one when
+    absent, so retrying the whole batch replays what was stored).
+
+    Raises:
+        ValueError: what ``notification_body`` refuses in an item.
+    """
+    items = []
+    for notification in notifications:
+        rest = dict(notification)
+        targets = {_ITEM_TARGETS[k]: rest.pop(k) for k in list(rest) if k in _ITEM_TARGETS}
+        if "userIds" in targets:
+            targets["userIds"] = list(targets["userIds"])
+        key = rest.pop("idempotencyKey", None) or rest.pop("idempotency_key", None)
+        item = {**targets, **notification_body(rest)}
+        item["idempotencyKey"] = key or new_idempotency_key()
+        items.append(item)
+    return Call("POST", "/api/notifications/batch", {"notifications": items}, repeatable=True)
+
+
 def send_notification(
     user_id: str, payload: Mapping[str, Any], idempotency_key: str | None
 ) -> Call:

@@ -18,6 +18,7 @@ from .calls import Call
 from .retry import Retry
 from .sending import USER_AGENT, decode, on_status, on_transport_error, request_kwargs
 from .types import (
+    BatchCreated,
     Changed,
     Connection,
     Created,
@@ -188,6 +189,17 @@ class Client:
             idempotency_key=idempotency_key,
         )
         return cast(Created, self._run(call))
+
+    def create_notifications(self, notifications: Iterable[Mapping[str, Any]]) -> BatchCreated:
+        """``POST /api/notifications/batch``: up to 1,000 notifications in one request and
+        one transaction. Each item: a target (``user_id``, ``user_ids``, ``role``,
+        ``all``, or their API spellings ``userId``, ...), its content as
+        ``send_notification`` takes it, and an optional ``idempotency_key`` (a fresh one
+        otherwise, so the whole batch is retried safely). Returns ``{"results": [...]}``,
+        one per item in order, each with the ``status`` a single create would have had;
+        an invalid item fails alone."""
+        call = calls.create_notifications(notifications)
+        return cast(BatchCreated, self._run(call))
 
     def list_notifications(
         self,

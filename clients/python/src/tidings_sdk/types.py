@@ -45,6 +45,25 @@ class Created(TypedDict):
     inAppOff: list[str]
 
 
+class ItemError(TypedDict):
+    code: str
+    message: str
+
+
+class BatchResult(Created):
+    """One item of a batch: ``status`` is what a single create of it would have
+    answered (201, 200 replayed, 409, 422); ``error`` says why when it is not 2xx."""
+
+    status: int
+    error: ItemError | None
+
+
+class BatchCreated(TypedDict):
+    """``POST /api/notifications/batch``: one result per item, in order."""
+
+    results: list[BatchResult]
+
+
 class Notification(TypedDict):
     id: str
     seq: int
