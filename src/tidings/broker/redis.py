@@ -9,6 +9,16 @@ no node can see a publication out of offset order or miss it in history.
 Every key and pub/sub channel starts with the broker's ``prefix``: brokers with the
 same prefix form one cluster, and tests isolate themselves with a prefix each.
 
+**Every link subscribed.** Each node's pub/sub link subscribes ``<prefix>link:<node>``
+in the same ``SUBSCRIBE`` command as every topic it listens on, so Redis's own
+``PUBSUB NUMSUB`` of that channel tells whether the node's topics are all subscribed right
+now. Each node also beats ``<prefix>member:<node>`` (with the set ``<prefix>members``)
+every ``ping_interval`` through its command pool, whatever its link's state, and keeps a
+local view of the members. A *guarded* publication is made by a Lua script that first
+checks every member's link channel and refuses (``BrokerError``: nothing sent) when one
+is missing: after Redis comes back, an instance still reconnecting makes the others
+refuse rather than answer for a publication it would miss.
+
 On the wire a pub/sub message is ``\\x00`` + payload, or ``\\x01<offset>:<epoch>\\n`` +
 payload when it carries a stream position.
 """
@@ -28,6 +38,7 @@ from redis.asyncio.client import PubSub
 from redis.asyncio.connection import Connection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.commands.core import AsyncScript as Script
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
@@ -44,8 +55,27 @@ logger = logging.getLogger("tidings.broker")
 
 DEFAULT_META_TTL = 30 * 24 * 3600.0
 
-# KEYS: meta, stream. ARGV: channel, payload, size, ttl ms, meta ttl ms, fresh epoch.
-_PUBLISH = """
+
+# Prepended to a publish script: ARGV[first..] are the link channels of every member; a
+# missing one refuses the whole publication before anything is written.
+def _guard(first: int) -> str:
+    return f"""
+if #ARGV >= {first} then
+  local counts = redis.call('pubsub', 'numsub', unpack(ARGV, {first}))
+  for i = 2, #counts, 2 do
+    if counts[i] == 0 then
+      return redis.error_reply('NOLINK ' .. counts[i - 1] .. ' is not subscribed')
+    end
+  end
+end
+"""
+
+
+# KEYS: meta, stream. ARGV: channel, payload, size, ttl ms, meta ttl ms, fresh epoch, then
+# (guarded) the members' link channels.
+_PUBLISH = (
+    _guard(7)
+    + """
 if redis.call('hsetnx', KEYS[1], 'e', ARGV[6]) == 1 then
   redis.call('del', KEYS[2])
 end
@@ -57,6 +87,7 @@ redis.call('pexpire', KEYS[1], ARGV[5])
 redis.call('publish', ARGV[1], '\\1' .. offset .. ':' .. epoch .. '\\n' .. ARGV[2])
 return {offset, epoch}
 """
+)
 
 # KEYS: meta, stream. ARGV: first offset wanted ('-': the oldest), count, fresh epoch,
 # meta ttl ms. Creating the epoch on read keeps a position read before the first
@@ -74,6 +105,31 @@ if tonumber(ARGV[2]) > 0 then
 end
 return {offset, epoch, entries}
 """
+
+# ARGV: channel, payload, then the members' link channels.
+_GUARDED_PUBLISH = _guard(3) + "return redis.call('publish', ARGV[1], ARGV[2])\n"
+
+# ARGV: prefix, this node, ttl ms. Returns whether this node's entry was still there
+# (Redis kept the membership) and the live members, pruning the set of dead ones.
+_MEMBERS = """
+local key = ARGV[1] .. 'member:' .. ARGV[2]
+local kept = redis.call('exists', key)
+redis.call('set', key, '1', 'px', ARGV[3])
+redis.call('sadd', ARGV[1] .. 'members', ARGV[2])
+local live = {}
+for _, id in ipairs(redis.call('smembers', ARGV[1] .. 'members')) do
+  if redis.call('exists', ARGV[1] .. 'member:' .. id) == 1 then
+    table.insert(live, id)
+  else
+    redis.call('srem', ARGV[1] .. 'members', id)
+  end
+end
+return {kept, live}
+"""
+
+# How many membership beats in a row a member may miss after Redis lost the membership
+# (restarted, flushed) before it counts as gone: a live one beats again within one.
+_REGATHER_BEATS = 3
 
 _PLAIN = b"\x00"
 # The most publications sent in one pipeline.
@@ -192,10 +248,18 @@ class RedisBroker:
         # that read the state before waiting cannot miss the change.
         self._changed = asyncio.Event()
         self._publish_script = self._redis.register_script(_PUBLISH)
-        # Publications waiting for the sender: (script keys or None, args, future).
-        self._outbox: list[tuple[list[str] | None, list[Any], asyncio.Future[Any]]] = []
+        # Publications waiting for the sender: (script or None for a PUBLISH, keys, args,
+        # future).
+        self._outbox: list[tuple[Script | None, list[str], list[Any], asyncio.Future[Any]]] = []
         self._sender: asyncio.Task[None] | None = None
         self._history_script = self._redis.register_script(_HISTORY)
+        self._guarded_script = self._redis.register_script(_GUARDED_PUBLISH)
+        self._members_script = self._redis.register_script(_MEMBERS)
+        # The cluster's members as this node last saw them: id -> membership beats in a
+        # row that did not list it (after Redis lost the membership).
+        self._members: dict[str, int] = {}
+        self._links: list[bytes] = []  # the members' link channels, for the guard
+        self._beats: asyncio.Task[None] | None = None
 
     @property
     def healthy(self) -> bool:
@@ -221,6 +285,41 @@ class RedisBroker:
     def _keys(self, topic: str) -> list[str]:
         return [f"{self.prefix}meta:{topic}", f"{self.prefix}stream:{topic}"]
 
+    def _link_of(self, node_id: str) -> bytes:
+        return f"{self.prefix}link:{node_id}".encode()
+
+    @property
+    def members(self) -> int:
+        return len(self._members)
+
+    async def _beat(self) -> None:
+        """Renew this node's membership and refresh the local view of the others.
+
+        A member missing from the listing has stopped beating (its entry expired: dead
+        or cut off from Redis for three intervals) and is dropped, unless this node's
+        own entry was gone too: then Redis lost the membership (restarted, flushed) and
+        the members it knew get a few beats to come back before they stop counting.
+        """
+        ttl = _ms(3 * self._ping_interval)
+        kept, live = await self._members_script(args=[self.prefix, self.node_id, ttl])
+        listed = {raw.decode() for raw in live}
+        members = {node: 0 for node in listed}
+        if not kept:
+            for node, missed in self._members.items():
+                if node not in listed and missed + 1 < _REGATHER_BEATS:
+                    members[node] = missed + 1
+        if members.keys() != self._members.keys():
+            self._links = [self._link_of(node) for node in sorted(members)]
+        self._members = members
+
+    async def _beat_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._ping_interval)
+            try:
+                await self._beat()
+            except (RedisError, OSError) as exc:
+                logger.debug("broker: membership beat failed: %s", exc)
+
     @property
     def _control(self) -> bytes:
         # Always subscribed, so the link exists (and is watched) with no topics, and
@@ -240,6 +339,12 @@ class RedisBroker:
                 await self._up.wait()
         except TimeoutError:
             logger.warning("broker: pub/sub not confirmed yet; continuing to retry")
+        # A member once its link is up (or late), so the others need not wait for it.
+        try:
+            await self._beat()
+        except RedisError as exc:
+            logger.warning("broker: membership not recorded yet (%s); retrying", exc)
+        self._beats = asyncio.create_task(self._beat_forever(), name="tidings-broker-members")
 
     async def close(self) -> None:
         if self._closed:
@@ -247,17 +352,24 @@ class RedisBroker:
         self._closed = True
         self._handler = None
         self._set_healthy(False)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._beats):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self._beats is not None:
+            # Leave at once, so the others stop waiting for this link (a killed node
+            # counts until its entry expires, three intervals).
+            with contextlib.suppress(RedisError, OSError, TimeoutError):
+                await self._redis.delete(f"{self.prefix}member:{self.node_id}")
+                await self._redis.srem(f"{self.prefix}members", self.node_id)
         self._release_waiters()
         sender, self._sender = self._sender, None
         if sender is not None:
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sender
-        for _, _, future in self._outbox:
+        for *_, future in self._outbox:
             if not future.done():
                 future.set_exception(RedisError("broker closed"))
         self._outbox.clear()
@@ -304,9 +416,19 @@ class RedisBroker:
                     await pubsub.unsubscribe(self._channel(topic))
 
     async def publish(
-        self, topic: str, message: Any, *, history_size: int = 0, history_ttl: float = 0.0
+        self,
+        topic: str,
+        message: Any,
+        *,
+        history_size: int = 0,
+        history_ttl: float = 0.0,
+        guarded: bool = False,
     ) -> StreamPosition | None:
         payload = self._encode(message)
+        links = self._links if guarded else []
+        # None: a plain PUBLISH; else the script to run with keys and args.
+        script: Script | None = None
+        keys: list[str] = []
         if check_history(history_size, history_ttl):
             args: list[Any] = [
                 self._channel(topic),
@@ -315,19 +437,22 @@ class RedisBroker:
                 _ms(history_ttl),
                 _ms(max(self._meta_ttl, history_ttl)),
                 secrets.token_hex(8),
+                *links,
             ]
-            keys: list[str] | None = self._keys(topic)
+            script, keys = self._publish_script, self._keys(topic)
         else:
-            args, keys = [self._channel(topic), _PLAIN + payload], None
+            args = [self._channel(topic), _PLAIN + payload, *links]
+            if links:
+                script = self._guarded_script
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._outbox.append((keys, args, future))
+        self._outbox.append((script, keys, args, future))
         if self._sender is None:
             self._sender = asyncio.get_running_loop().create_task(self._send())
         try:
             result = await future
         except RedisError as exc:
             raise BrokerError(f"publish to {topic} failed: {exc}") from exc
-        if keys is None:
+        if script is not self._publish_script:
             return None
         offset, epoch = result
         return StreamPosition(int(offset), epoch.decode())
@@ -341,25 +466,31 @@ class RedisBroker:
                 batch = self._outbox[:_BATCH]
                 del self._outbox[:_BATCH]
                 pipe = self._redis.pipeline(transaction=False)
-                for keys, args, _ in batch:
-                    if keys is None:
+                for script, keys, args, _ in batch:
+                    if script is None:
                         pipe.publish(*args)
                     else:  # on a pipeline this only queues the EVALSHA
-                        await self._publish_script(keys=keys, args=args, client=pipe)
+                        await script(keys=keys, args=args, client=pipe)
                 try:
-                    results = await pipe.execute(raise_on_error=False)
+                    try:
+                        results = await pipe.execute(raise_on_error=False)
+                    finally:
+                        # A failed script check (SCRIPT EXISTS, for the EVALSHAs) leaves
+                        # its connection on the pipeline: give it back.
+                        reset: Callable[[], Awaitable[None]] = pipe.reset  # untyped in redis-py
+                        await reset()
                 except asyncio.CancelledError:  # closing: nobody may wait forever
-                    for _, _, future in batch:
+                    for *_, future in batch:
                         if not future.done():
                             future.set_exception(RedisError("broker closed"))
                     raise
                 except (RedisError, OSError) as exc:
                     error = exc if isinstance(exc, RedisError) else RedisError(str(exc))
-                    for _, _, future in batch:
+                    for *_, future in batch:
                         if not future.done():
                             future.set_exception(error)
                     continue
-                for (_, _, future), result in zip(batch, results, strict=True):
+                for (*_, future), result in zip(batch, results, strict=True):
                     if future.done():
                         continue
                     if isinstance(result, Exception):
@@ -395,7 +526,8 @@ class RedisBroker:
                 async with self._lock:
                     self._pubsub = pubsub
                     channels = [self._channel(t) for t in self._topics]
-                    await pubsub.subscribe(*channels, self._control)
+                    # One command: once Redis lists the link channel, every topic is on.
+                    await pubsub.subscribe(*channels, self._link_of(self.node_id), self._control)
                 self.connects += 1
                 delay = self._backoff[0]
                 await self._read(pubsub)
