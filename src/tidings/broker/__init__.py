@@ -101,7 +101,7 @@ class Broker(Protocol):
     * **Guarded publications.** ``publish(..., guarded=True)`` is made only if every
       live node's link is subscribed to all its topics when the broker takes it; else
       it raises ``BrokerError`` and nothing is sent. A node counts as live until it
-      leaves (``close``) or stops beating for three ping intervals (killed, or
+      leaves (``close``) or stops beating for two ping intervals (killed, or
       cut off from the broker that long), so after the broker comes back from an outage
       a guarded publication is refused until every live node has resubscribed. Use it
       for what no one can recover (no history, no inbox): the sender may then answer
