@@ -465,13 +465,33 @@ class Inbox:
         return count
 
     def _flush_held(self, session: Session) -> None:
-        """The window is over: push what was held back, in seq order (never drop it)."""
+        """The window is over and the notifications before the held ones never came over
+        the broker (this instance's link was down when they were published): read them,
+        and the held ones after them, from the store, in seq order. Pushing the held ones
+        alone would move ``seen_seq`` past the missing ones, and neither the resync after
+        the outage nor the client's ``lastSeq`` would ever send them."""
         held = self._reorder.pop(session, None) or []
-        for n in sorted(held, key=lambda x: x.seq):
-            if session.state is State.OPEN and self._push_live(session, n):
-                self._note_delivered(n.user_id, n.id)
-                self.node.hub.messages_out += 1
-                self.node.metrics.sent["notification"] += 1
+        if not held or session.state is not State.OPEN:
+            return
+        if session.inbox_held is not None:  # a catch-up is running: it sends these too
+            session.inbox_held.extend(held)
+            return
+        session.inbox_held = held
+        self.spawn(self._refill(session, list(held)))
+
+    async def _refill(self, session: Session, held: list[Notification]) -> None:
+        try:
+            await self.catch_up(session, session.seen_seq)
+        except Exception as exc:
+            if failure_status(exc) is None:
+                raise
+            self._store_failed("catch-up", session, exc)
+            # The store cannot fill the gap now: push what is here, in order (the client
+            # reloads the rest with get_notifications).
+            for n in sorted(held, key=lambda x: x.seq):
+                open_ = session.state is State.OPEN
+                if n.seq > session.seen_seq and open_ and self._push_live(session, n):
+                    self._note_delivered(n.user_id, n.id)
 
     def _track(self, session: Session, n: Notification) -> None:
         if session.ack_mode:
