@@ -126,8 +126,10 @@ end
 return {kept, live}
 """
 
-# A queued publication: the script's SHA1 (None: a PUBLISH), keys, args, who waits.
-_Queued = tuple[str | None, list[str], list[Any], asyncio.Future[Any]]
+# A queued publication: the script's SHA1 (None: a PUBLISH), keys, args, who waits, and
+# whether it is guarded (the members' link channels are added to args when it is sent:
+# a publication sent again after the members were re-read checks the new ones).
+_Queued = tuple[str | None, list[str], list[Any], asyncio.Future[Any], bool]
 
 _PUBLISH_SHA = hashlib.sha1(_PUBLISH.encode()).hexdigest()
 _GUARDED_SHA = hashlib.sha1(_GUARDED_PUBLISH.encode()).hexdigest()
@@ -299,7 +301,8 @@ class RedisBroker:
         kept, live = await self._members_script(args=[self.prefix, self.node_id, ttl])
         members = {raw.decode() for raw in live}
         now = asyncio.get_running_loop().time()
-        if not kept and now >= self._regather_until:
+        # (A node's first beat finds no entry of its own either: nothing to regather.)
+        if not kept and self._members and now >= self._regather_until:
             self._regather_until = now + _REGATHER_INTERVALS * self._ping_interval
         if now < self._regather_until:
             members |= self._members
@@ -364,7 +367,7 @@ class RedisBroker:
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sender
-        for *_, future in self._outbox:
+        for _, _, _, future, _ in self._outbox:
             if not future.done():
                 future.set_exception(LinkError("broker closed"))
         self._outbox.clear()
@@ -411,7 +414,6 @@ class RedisBroker:
         guarded: bool = False,
     ) -> StreamPosition | None:
         payload = self._encode(message)
-        links = self._links if guarded else []
         # None: a plain PUBLISH; else the script to run with keys and args.
         script: str | None = None
         keys: list[str] = []
@@ -423,15 +425,14 @@ class RedisBroker:
                 _ms(history_ttl),
                 _ms(max(self._meta_ttl, history_ttl)),
                 secrets.token_hex(8),
-                *links,
             ]
             script, keys = _PUBLISH_SHA, self._keys(topic)
         else:
-            args = [self._channel(topic), _PLAIN + payload, *links]
-            if links:
+            args = [self._channel(topic), _PLAIN + payload]
+            if guarded:
                 script = _GUARDED_SHA
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._outbox.append((script, keys, args, future))
+        self._outbox.append((script, keys, args, future, guarded))
         if self._sender is None:
             self._sender = asyncio.get_running_loop().create_task(self._send())
         try:
@@ -451,18 +452,21 @@ class RedisBroker:
             while self._outbox:
                 batch = self._outbox[:_BATCH]
                 del self._outbox[:_BATCH]
+                links = self._links
                 parts = [
                     command(b"PUBLISH", *args)
                     if sha is None
-                    else command(b"EVALSHA", sha, len(keys), *keys, *args)
-                    for sha, keys, args, _ in batch
+                    else command(
+                        b"EVALSHA", sha, len(keys), *keys, *args, *(links if guarded else ())
+                    )
+                    for sha, keys, args, _, guarded in batch
                 ]
                 try:
                     async with asyncio.timeout(self._command_timeout):
                         pipe = await self._connected_pipe()
                         results = await pipe.request(b"".join(parts), len(parts))
                 except asyncio.CancelledError:  # closing: nobody may wait forever
-                    for *_, future in batch:
+                    for _, _, _, future, _ in batch:
                         if not future.done():
                             future.set_exception(LinkError("broker closed"))
                     raise
@@ -470,7 +474,7 @@ class RedisBroker:
                     # Whether they were sent is unknown: never sent again (a retried
                     # publish could be delivered twice); the connection is replaced.
                     self._drop_pipe("no answer in time" if isinstance(exc, TimeoutError) else exc)
-                    for *_, future in batch:
+                    for _, _, _, future, _ in batch:
                         if not future.done():
                             future.set_exception(LinkError(f"Redis unreachable: {exc}"))
                     continue
