@@ -55,6 +55,14 @@ class Instance(Harness):
         """SIGKILL: no drain, no goodbye to Redis."""
         self.proc.send_signal(signal.SIGKILL)
 
+    def freeze(self) -> None:
+        """SIGSTOP: alive (its sockets stay open) but doing nothing."""
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT after ``freeze``."""
+        self.proc.send_signal(signal.SIGCONT)
+
 
 @asynccontextmanager
 async def pg_schema() -> AsyncIterator[str]:
@@ -84,15 +92,15 @@ async def cluster(
     prefix = f"t{secrets.token_hex(4)}:"
     config = tmp / "cluster.toml"
     config.write_text(HISTORY_TOML)
-    env = serve_env(
-        TIDINGS_BROKER_URL=redis_url,
-        TIDINGS_BROKER_PREFIX=prefix,
-        TIDINGS_STORE_URL=store_url,
-        TIDINGS_CLUSTER_HEARTBEAT="0.5",
-        TIDINGS_RATE_LIMIT_ENABLED="false",
-        TIDINGS_LOG_LEVEL="DEBUG",  # into each instance's log file, for a post-mortem
-        **(settings or {}),
-    )
+    defaults = {
+        "TIDINGS_BROKER_URL": redis_url,
+        "TIDINGS_BROKER_PREFIX": prefix,
+        "TIDINGS_STORE_URL": store_url,
+        "TIDINGS_CLUSTER_HEARTBEAT": "0.5",
+        "TIDINGS_RATE_LIMIT_ENABLED": "false",
+        "TIDINGS_LOG_LEVEL": "DEBUG",  # into each instance's log file, for a post-mortem
+    }
+    env = serve_env(**{**defaults, **(settings or {})})
     async with AsyncExitStack() as stack:
         http = await stack.enter_async_context(aiohttp.ClientSession())
         procs = await asyncio.gather(

@@ -426,7 +426,12 @@ class Node:
         # with Redis the handler gets a decoded copy, never this object.
         self._inflight, self._inflight_count = message, None
         try:
-            position = await self.broker.publish(topic, message, history_size=size, history_ttl=ttl)
+            # What has no recovery (no history, not an inbox event) is guarded: never an
+            # answer that it was sent while a live instance's link is resubscribing.
+            guarded = not size and isinstance(message, cluster.Deliver | cluster.DeliverExcept)
+            position = await self.broker.publish(
+                topic, message, history_size=size, history_ttl=ttl, guarded=guarded
+            )
         except BrokerError:
             self.broker_errors += 1
             raise

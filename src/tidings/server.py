@@ -54,6 +54,7 @@ def build_app(node: Node, endpoint: WebSocketEndpoint) -> web.Application:
             "publisherConnected": up,
             "subscriberConnected": up,
             "subscribedChannels": len(node.hub.channel_counts()),
+            "instances": node.broker.members,
         }
 
     def health() -> dict[str, Any]:

@@ -517,3 +517,40 @@ async def test_redis_unreachable_fails_start_and_publish() -> None:
         await broker.history("ch:a")
     assert not broker.healthy
     await broker.close()
+
+
+async def test_guarded_publication_is_delivered_when_every_link_is_up(cluster: Cluster) -> None:
+    """With every node's link subscribed, a guarded publication is taken and delivered."""
+    a, got_a = await cluster.node()
+    b, got_b = await cluster.node()
+    for node in (a, b):
+        await node.subscribe("ch:g")
+    assert b.members == 2  # the later node knows both at once; a learns of b by its next beat
+    await a.publish("ch:g", b"one", guarded=True)
+    assert await got_a.wait("ch:g", 1) == [b"one"]
+    assert await got_b.wait("ch:g", 1) == [b"one"]
+
+
+async def test_redis_guarded_publication_refused_while_a_member_has_no_link(
+    redis_cluster: Cluster,
+) -> None:
+    """A live member whose link is not subscribed makes a guarded publication fail with
+    nothing sent; unguarded ones still go; once the member is gone the same guarded
+    publication is taken."""
+    admin, p = redis_cluster.admin, redis_cluster.prefix
+    # A member that beats but has no pub/sub link (as one reconnecting after an outage).
+    await admin.set(f"{p}member:ghost", b"1", px=60_000)
+    await admin.sadd(f"{p}members", "ghost")
+    node, got = await redis_cluster.node()
+    assert node.members == 2
+    await node.subscribe("ch:g")
+    with pytest.raises(BrokerError, match="not subscribed"):
+        await node.publish("ch:g", b"refused", guarded=True)
+    await node.publish("ch:g", b"plain")
+    await node.publish("ch:g", b"kept", history_size=5, history_ttl=60)
+    assert await got.wait("ch:g", 2) == [b"plain", b"kept"]
+    # The ghost's entry expires: the next refusal re-reads the members and sends again.
+    await admin.delete(f"{p}member:ghost")
+    await node.publish("ch:g", b"taken", guarded=True)
+    assert await got.wait("ch:g", 3) == [b"plain", b"kept", b"taken"]
+    assert node.members == 1

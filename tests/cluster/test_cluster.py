@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ..api.test_events import operator_stream
-from ..conftest import TIMEOUT, closed_with, recv, recv_type, request
+from ..conftest import API_KEY, TIMEOUT, closed_with, recv, recv_type, request
 from ..processes import Instance, PrivateRedis, cluster, pg_schema
 
 
@@ -424,3 +425,99 @@ async def test_the_event_log_over_the_cluster(three: list[Instance]) -> None:
         [("connect", None), ("connect", None), ("disconnect", 4010), ("disconnect", 1000)],
         key=str,
     )
+
+
+async def test_no_2xx_in_the_restart_window_until_every_link_is_back(tmp_path: Path) -> None:
+    """Redis restarted while publishes stream in and one instance cannot resubscribe yet
+    (frozen): the publishing instance's own link is back, yet it answers 503 with
+    Retry-After until the frozen one has resubscribed; every 200 reaches the subscribers on
+    every instance, in order."""
+    redis = PrivateRedis(tmp_path)
+    await redis.start()
+    # A 2 s heartbeat: the frozen instance stays a member (its entry and the others' view
+    # of it) for three, longer than the test keeps it frozen.
+    settings = {"TIDINGS_CLUSTER_HEARTBEAT": "2"}
+    try:
+        async with (
+            pg_schema() as store,
+            cluster(3, tmp_path, store_url=store, redis_url=redis.url, settings=settings) as n,
+            n[0].client("ann") as w0,
+            n[1].client("bob") as w1,
+            n[2].client("cal") as w2,
+            contextlib.AsyncExitStack() as stack,
+        ):
+            subscribers = (w0, w1, w2)
+            for ws in subscribers:
+                await request(ws, {"type": "subscribe", "channel": "plain"})
+            accepted: list[int] = []
+            answers: list[int] = []
+            thawed, back = asyncio.Event(), asyncio.Event()
+
+            async def publish(i: int) -> tuple[int, Any, Any]:
+                body = {"channel": "plain", "type": "n", "data": i}
+                async with n[0].http.post(
+                    n[0].url + "/api/publish",
+                    json=body,
+                    headers={"Authorization": f"Bearer {API_KEY}"},
+                ) as r:
+                    status, answer, headers = r.status, await r.json(), r.headers
+                answers.append(status)
+                if status == 200:
+                    accepted.append(i)
+                    if thawed.is_set():
+                        back.set()
+                else:
+                    assert status == 503, answer
+                    assert answer["error"]["code"] == "UNAVAILABLE"
+                    assert headers["Retry-After"]
+                return status, answer, headers
+
+            stop = asyncio.Event()
+
+            async def stream() -> None:
+                i = 0
+                while not stop.is_set() and i < 20_000:
+                    await publish(i)
+                    i += 1
+
+            for inst in n:
+                await _until(lambda inst=inst: _members(inst, 3))
+            for i in range(-5, 0):
+                assert (await publish(i))[0] == 200
+            streaming = asyncio.create_task(stream())
+            stack.callback(streaming.cancel)
+            n[1].freeze()
+            try:
+                await redis.stop()
+                await _until(lambda: _pubsub_down(n[0]))
+                await redis.start()
+                await _until(lambda: _pubsub_up(n[0]))
+                await _until(lambda: _pubsub_up(n[2]))
+                # Both links up, the frozen instance's not: still refused.
+                status, answer, _ = await publish(-100)
+                assert status == 503, answer
+            finally:
+                n[1].thaw()
+                thawed.set()
+            await _until(lambda: _pubsub_up(n[1]))
+            # Accepted again once every link is back (the stream keeps going meanwhile).
+            async with asyncio.timeout(TIMEOUT):
+                await back.wait()
+            stop.set()
+            await streaming
+            assert accepted
+            assert 503 in answers
+            for ws in subscribers:
+                got: list[int] = []
+                while not set(accepted) <= set(got):
+                    msg = await recv(ws)
+                    if msg["type"] == "n":
+                        got.append(msg["data"])
+                assert got == sorted(got)
+    finally:
+        await redis.stop()
+
+
+async def _members(inst: Instance, count: int) -> bool:
+    _, body = await inst.api("GET", "/health")
+    return body["data"]["pubsub"]["instances"] == count

@@ -98,6 +98,14 @@ class Broker(Protocol):
       ``pos.offset`` (up to ``limit``) with ``recoverable=True`` only if ``pos.epoch``
       is the stream's epoch and every publication after ``pos.offset`` is still kept;
       otherwise none and ``recoverable=False`` (see ``history_result``).
+    * **Guarded publications.** ``publish(..., guarded=True)`` is made only if every
+      live node's link is subscribed to all its topics when the broker takes it; else
+      it raises ``BrokerError`` and nothing is sent. A node counts as live until it
+      leaves (``close``) or stops beating for two ping intervals (killed, or
+      cut off from the broker that long), so after the broker comes back from an outage
+      a guarded publication is refused until every live node has resubscribed. Use it
+      for what no one can recover (no history, no inbox): the sender may then answer
+      that it was delivered everywhere.
     * **Health.** ``healthy`` is True while publications can be sent and received; it
       turns False when the link is lost and True again once every subscription is
       restored. A publication the broker cannot take raises ``BrokerError``: it is
@@ -113,6 +121,11 @@ class Broker(Protocol):
     @property
     def healthy(self) -> bool:
         """True while the broker link is up and every subscription is active."""
+        ...
+
+    @property
+    def members(self) -> int:
+        """The live nodes (this one included) whose links a guarded publication checks."""
         ...
 
     async def start(self, handler: Handler) -> None:
@@ -136,7 +149,13 @@ class Broker(Protocol):
         ...
 
     async def publish(
-        self, topic: str, message: Any, *, history_size: int = 0, history_ttl: float = 0.0
+        self,
+        topic: str,
+        message: Any,
+        *,
+        history_size: int = 0,
+        history_ttl: float = 0.0,
+        guarded: bool = False,
     ) -> StreamPosition | None:
         """Deliver ``message`` to every node subscribed to ``topic``.
 
@@ -146,12 +165,15 @@ class Broker(Protocol):
             history_size: Keep this many newest publications of the topic (0: none).
             history_ttl: Seconds the history is kept after the last publication;
                 required (> 0) when ``history_size`` is.
+            guarded: Refuse unless every live node's link is subscribed (see the
+                contract above).
 
         Returns:
             The publication's stream position when history is kept, else None.
 
         Raises:
-            BrokerError: the broker could not be reached.
+            BrokerError: the broker could not be reached, or (guarded) a live node's
+                link is not subscribed; nothing was sent.
             ValueError: ``history_size`` without a positive ``history_ttl``.
         """
         ...

@@ -60,6 +60,11 @@ class MemoryExchange:
         if broker not in self._brokers:
             self._brokers.append(broker)
 
+    @property
+    def members(self) -> int:
+        """The brokers attached (started and not closed)."""
+        return len(self._brokers)
+
     def detach(self, broker: MemoryBroker) -> None:
         if broker in self._brokers:
             self._brokers.remove(broker)
@@ -127,6 +132,10 @@ class MemoryBroker:
     def healthy(self) -> bool:
         return self._handler is not None
 
+    @property
+    def members(self) -> int:
+        return self.exchange.members
+
     async def start(self, handler: Handler) -> None:
         self._handler = handler
         self.exchange.attach(self)
@@ -143,8 +152,16 @@ class MemoryBroker:
         self._topics.discard(topic)
 
     async def publish(
-        self, topic: str, message: Any, *, history_size: int = 0, history_ttl: float = 0.0
+        self,
+        topic: str,
+        message: Any,
+        *,
+        history_size: int = 0,
+        history_ttl: float = 0.0,
+        guarded: bool = False,
     ) -> StreamPosition | None:
+        # Guarded needs nothing more: every node of an exchange is in this process and
+        # its link cannot be down.
         return self.exchange.publish(topic, message, history_size, history_ttl)
 
     async def history(

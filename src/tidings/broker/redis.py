@@ -9,6 +9,16 @@ no node can see a publication out of offset order or miss it in history.
 Every key and pub/sub channel starts with the broker's ``prefix``: brokers with the
 same prefix form one cluster, and tests isolate themselves with a prefix each.
 
+**Every link subscribed.** Each node's pub/sub link subscribes ``<prefix>link:<node>``
+in the same ``SUBSCRIBE`` command as every topic it listens on, so Redis's own
+``PUBSUB NUMSUB`` of that channel tells whether the node's topics are all subscribed right
+now. Each node also beats ``<prefix>member:<node>`` (with the set ``<prefix>members``)
+every ``ping_interval`` through its command pool, whatever its link's state, and keeps a
+local view of the members. A *guarded* publication is made by a Lua script that first
+checks every member's link channel and refuses (``BrokerError``: nothing sent) when one
+is missing: after Redis comes back, an instance still reconnecting makes the others
+refuse rather than answer for a publication it would miss.
+
 On the wire a pub/sub message is ``\\x00`` + payload, or ``\\x01<offset>:<epoch>\\n`` +
 payload when it carries a stream position.
 """
@@ -17,18 +27,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import random
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
+import hiredis
 import redis.asyncio as aioredis
-from redis.asyncio.client import PubSub
-from redis.asyncio.connection import Connection
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
 
 from . import (
@@ -39,13 +48,33 @@ from . import (
     check_history,
     history_result,
 )
+from .link import Batch, Link, LinkError, Pipe, command, connect
 
 logger = logging.getLogger("tidings.broker")
 
 DEFAULT_META_TTL = 30 * 24 * 3600.0
 
-# KEYS: meta, stream. ARGV: channel, payload, size, ttl ms, meta ttl ms, fresh epoch.
-_PUBLISH = """
+
+# Prepended to a publish script: ARGV[first..] are the link channels of every member; a
+# missing one refuses the whole publication before anything is written.
+def _guard(first: int) -> str:
+    return f"""
+if #ARGV >= {first} then
+  local counts = redis.call('pubsub', 'numsub', unpack(ARGV, {first}))
+  for i = 2, #counts, 2 do
+    if counts[i] == 0 then
+      return redis.error_reply('NOLINK ' .. counts[i - 1] .. ' is not subscribed')
+    end
+  end
+end
+"""
+
+
+# KEYS: meta, stream. ARGV: channel, payload, size, ttl ms, meta ttl ms, fresh epoch, then
+# (guarded) the members' link channels.
+_PUBLISH = (
+    _guard(7)
+    + """
 if redis.call('hsetnx', KEYS[1], 'e', ARGV[6]) == 1 then
   redis.call('del', KEYS[2])
 end
@@ -57,6 +86,7 @@ redis.call('pexpire', KEYS[1], ARGV[5])
 redis.call('publish', ARGV[1], '\\1' .. offset .. ':' .. epoch .. '\\n' .. ARGV[2])
 return {offset, epoch}
 """
+)
 
 # KEYS: meta, stream. ARGV: first offset wanted ('-': the oldest), count, fresh epoch,
 # meta ttl ms. Creating the epoch on read keeps a position read before the first
@@ -75,6 +105,40 @@ end
 return {offset, epoch, entries}
 """
 
+# ARGV: channel, payload, then the members' link channels.
+_GUARDED_PUBLISH = _guard(3) + "return redis.call('publish', ARGV[1], ARGV[2])\n"
+
+# ARGV: prefix, this node, ttl ms. Returns whether this node's entry was still there
+# (Redis kept the membership) and the live members, pruning the set of dead ones.
+_MEMBERS = """
+local key = ARGV[1] .. 'member:' .. ARGV[2]
+local kept = redis.call('exists', key)
+redis.call('set', key, '1', 'px', ARGV[3])
+redis.call('sadd', ARGV[1] .. 'members', ARGV[2])
+local live = {}
+for _, id in ipairs(redis.call('smembers', ARGV[1] .. 'members')) do
+  if redis.call('exists', ARGV[1] .. 'member:' .. id) == 1 then
+    table.insert(live, id)
+  else
+    redis.call('srem', ARGV[1] .. 'members', id)
+  end
+end
+return {kept, live}
+"""
+
+# A queued publication: the script's SHA1 (None: a PUBLISH), keys, args, who waits, and
+# whether it is guarded (the members' link channels are added to args when it is sent:
+# a publication sent again after the members were re-read checks the new ones).
+_Queued = tuple[str | None, list[str], list[Any], asyncio.Future[Any], bool]
+
+_PUBLISH_SHA = hashlib.sha1(_PUBLISH.encode()).hexdigest()
+_GUARDED_SHA = hashlib.sha1(_GUARDED_PUBLISH.encode()).hexdigest()
+
+# For how many ping intervals after Redis is found to have lost the membership
+# (restarted, flushed) the members known before count without beating: a live one
+# beats again within one.
+_REGATHER_INTERVALS = 3
+
 _PLAIN = b"\x00"
 # The most publications sent in one pipeline.
 _BATCH = 256
@@ -83,13 +147,6 @@ _POSITIONED = b"\x01"
 
 def _ms(seconds: float) -> int:
     return max(1, round(seconds * 1000))
-
-
-async def _close(pubsub: PubSub) -> None:
-    # PubSub.aclose gained annotations in redis-py 8.2; going through a typed name keeps
-    # mypy strict content on every release the bounds allow, with no ignore to go stale.
-    aclose: Callable[[], Awaitable[None]] = pubsub.aclose
-    await aclose()
 
 
 def _same(message: Any) -> Any:
@@ -155,9 +212,8 @@ class RedisBroker:
         # A command that fails must fail the call, not be sent again behind our back:
         # a retried publish could be delivered twice. The asyncio Retry class: redis-py
         # 8.2 warns about (and will refuse) the synchronous one on an asyncio client.
-        # No supported errors either: redis-py's failure handler reconnects (and a PubSub
-        # resubscribes) even when no retry is left, from whichever task met the error,
-        # racing the reader; every reconnection is the reader's own (_run).
+        # No supported errors either: redis-py's failure handler reconnects even when no
+        # retry is left.
         no_retry = Retry(NoBackoff(), 0, supported_errors=())
         # A pool that makes a burst of publishes wait for a connection rather than fail
         # ("Too many connections"): a 503 must mean Redis is unreachable, not busy.
@@ -170,15 +226,8 @@ class RedisBroker:
             retry=no_retry,
         )
         self._redis = aioredis.Redis.from_pool(pool)  # closes the pool when closed
-        self._sub_client = aioredis.Redis.from_url(
-            url,
-            retry=no_retry,
-            socket_connect_timeout=5,
-            client_name=f"tidings-broker-{self.node_id}",
-            health_check_interval=10,
-            socket_keepalive=True,
-        )
-        self._pubsub: PubSub | None = None
+        self._link: Link | None = None  # the pub/sub link while connected
+        self._channel_prefix = f"{prefix}pub:".encode()
         self._lock = asyncio.Lock()  # orders (un)subscribe commands with _topics changes
         self._waiting: dict[bytes, asyncio.Future[None]] = {}
         self._healthy = False
@@ -191,11 +240,20 @@ class RedisBroker:
         # Replaced (and the old one set) at every change of the link's state, so a waiter
         # that read the state before waiting cannot miss the change.
         self._changed = asyncio.Event()
-        self._publish_script = self._redis.register_script(_PUBLISH)
-        # Publications waiting for the sender: (script keys or None, args, future).
-        self._outbox: list[tuple[list[str] | None, list[Any], asyncio.Future[Any]]] = []
+        # Publications waiting for the sender: (the script's SHA1, or None for a PUBLISH;
+        # keys; args; future).
+        self._outbox: list[_Queued] = []
+        self._pipe: Pipe | None = None  # the publications' own connection
+        self._command_timeout = command_timeout
         self._sender: asyncio.Task[None] | None = None
         self._history_script = self._redis.register_script(_HISTORY)
+        self._members_script = self._redis.register_script(_MEMBERS)
+        # The cluster's members as this node last saw them.
+        self._members: set[str] = set()
+        # Until when (loop time) members unlisted since Redis lost the membership count.
+        self._regather_until = 0.0
+        self._links: list[bytes] = []  # the members' link channels, for the guard
+        self._beats: asyncio.Task[None] | None = None
 
     @property
     def healthy(self) -> bool:
@@ -221,6 +279,45 @@ class RedisBroker:
     def _keys(self, topic: str) -> list[str]:
         return [f"{self.prefix}meta:{topic}", f"{self.prefix}stream:{topic}"]
 
+    def _link_of(self, node_id: str) -> bytes:
+        return f"{self.prefix}link:{node_id}".encode()
+
+    @property
+    def members(self) -> int:
+        return len(self._members)
+
+    async def _beat(self) -> None:
+        """Renew this node's membership and refresh the local view of the others.
+
+        A member missing from the listing has stopped beating (its entry expired: dead
+        or cut off from Redis for two intervals) and is dropped, unless this node's
+        own entry was gone too: then Redis lost the membership (restarted, flushed) and
+        the members it knew get three intervals to come back before they stop counting.
+        """
+        # Two intervals, one less than the registry's three: a killed node has stopped
+        # counting here by the time the survivors act on its death (rooms' presence
+        # sweep publishes then), so what they publish is not refused for it.
+        ttl = _ms(2 * self._ping_interval)
+        kept, live = await self._members_script(args=[self.prefix, self.node_id, ttl])
+        members = {raw.decode() for raw in live}
+        now = asyncio.get_running_loop().time()
+        # (A node's first beat finds no entry of its own either: nothing to regather.)
+        if not kept and self._members and now >= self._regather_until:
+            self._regather_until = now + _REGATHER_INTERVALS * self._ping_interval
+        if now < self._regather_until:
+            members |= self._members
+        if members != self._members:
+            self._links = [self._link_of(node) for node in sorted(members)]
+        self._members = members
+
+    async def _beat_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self._ping_interval)
+            try:
+                await self._beat()
+            except (RedisError, OSError) as exc:
+                logger.debug("broker: membership beat failed: %s", exc)
+
     @property
     def _control(self) -> bytes:
         # Always subscribed, so the link exists (and is watched) with no topics, and
@@ -240,6 +337,12 @@ class RedisBroker:
                 await self._up.wait()
         except TimeoutError:
             logger.warning("broker: pub/sub not confirmed yet; continuing to retry")
+        # A member once its link is up (or late), so the others need not wait for it.
+        try:
+            await self._beat()
+        except RedisError as exc:
+            logger.warning("broker: membership not recorded yet (%s); retrying", exc)
+        self._beats = asyncio.create_task(self._beat_forever(), name="tidings-broker-members")
 
     async def close(self) -> None:
         if self._closed:
@@ -247,22 +350,29 @@ class RedisBroker:
         self._closed = True
         self._handler = None
         self._set_healthy(False)
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        for task in (self._task, self._beats):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        if self._beats is not None:
+            # Leave at once, so the others stop waiting for this link (a killed node
+            # counts until its entry expires, two intervals).
+            with contextlib.suppress(RedisError, OSError, TimeoutError):
+                await self._redis.delete(f"{self.prefix}member:{self.node_id}")
+                await self._redis.srem(f"{self.prefix}members", self.node_id)
         self._release_waiters()
         sender, self._sender = self._sender, None
         if sender is not None:
             sender.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await sender
-        for _, _, future in self._outbox:
+        for _, _, _, future, _ in self._outbox:
             if not future.done():
-                future.set_exception(RedisError("broker closed"))
+                future.set_exception(LinkError("broker closed"))
         self._outbox.clear()
+        self._drop_pipe("broker closed")
         await self._redis.aclose()
-        await self._sub_client.aclose()
 
     async def subscribe(self, topic: str) -> None:
         channel = self._channel(topic)
@@ -270,21 +380,13 @@ class RedisBroker:
             waiter = self._waiting.get(channel)
             if waiter is None and topic not in self._topics:
                 self._topics.add(topic)
-                pubsub = self._pubsub
-                # No link, or one known broken: the reader subscribes every recorded
-                # topic when it connects. (Sending on a disconnected PubSub would make
-                # redis-py reconnect from this task, racing the reader's read.)
-                # getattr: redis-py declares PubSub.connection as always None.
-                connection: Connection | None = getattr(pubsub, "connection", None)
-                if pubsub is not None and connection is not None and connection.is_connected:
+                link = self._link
+                # No link, or one closing: _run subscribes every recorded topic when it
+                # connects.
+                if link is not None and link.open:
                     waiter = asyncio.get_running_loop().create_future()
                     self._waiting[channel] = waiter
-                    try:
-                        await pubsub.subscribe(channel)
-                    except RedisError:
-                        # The reader sees the broken link too and subscribes again.
-                        self._waiting.pop(channel, None)
-                        waiter = None
+                    link.send(command(b"SUBSCRIBE", channel))
         if waiter is not None:
             try:
                 async with asyncio.timeout(self._confirm_timeout):
@@ -297,16 +399,24 @@ class RedisBroker:
             if topic not in self._topics:
                 return
             self._topics.discard(topic)
-            pubsub = self._pubsub
-            if pubsub is not None:
-                # If the link is gone the reader will not subscribe the topic again.
-                with contextlib.suppress(RedisError):
-                    await pubsub.unsubscribe(self._channel(topic))
+            link = self._link
+            if link is not None:
+                # If the link is gone _run will not subscribe the topic again.
+                link.send(command(b"UNSUBSCRIBE", self._channel(topic)))
 
     async def publish(
-        self, topic: str, message: Any, *, history_size: int = 0, history_ttl: float = 0.0
+        self,
+        topic: str,
+        message: Any,
+        *,
+        history_size: int = 0,
+        history_ttl: float = 0.0,
+        guarded: bool = False,
     ) -> StreamPosition | None:
         payload = self._encode(message)
+        # None: a plain PUBLISH; else the script to run with keys and args.
+        script: str | None = None
+        keys: list[str] = []
         if check_history(history_size, history_ttl):
             args: list[Any] = [
                 self._channel(topic),
@@ -316,18 +426,20 @@ class RedisBroker:
                 _ms(max(self._meta_ttl, history_ttl)),
                 secrets.token_hex(8),
             ]
-            keys: list[str] | None = self._keys(topic)
+            script, keys = _PUBLISH_SHA, self._keys(topic)
         else:
-            args, keys = [self._channel(topic), _PLAIN + payload], None
+            args = [self._channel(topic), _PLAIN + payload]
+            if guarded:
+                script = _GUARDED_SHA
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._outbox.append((keys, args, future))
+        self._outbox.append((script, keys, args, future, guarded))
         if self._sender is None:
             self._sender = asyncio.get_running_loop().create_task(self._send())
         try:
             result = await future
-        except RedisError as exc:
+        except (RedisError, LinkError) as exc:
             raise BrokerError(f"publish to {topic} failed: {exc}") from exc
-        if keys is None:
+        if script is not _PUBLISH_SHA:
             return None
         offset, epoch = result
         return StreamPosition(int(offset), epoch.decode())
@@ -340,34 +452,106 @@ class RedisBroker:
             while self._outbox:
                 batch = self._outbox[:_BATCH]
                 del self._outbox[:_BATCH]
-                pipe = self._redis.pipeline(transaction=False)
-                for keys, args, _ in batch:
-                    if keys is None:
-                        pipe.publish(*args)
-                    else:  # on a pipeline this only queues the EVALSHA
-                        await self._publish_script(keys=keys, args=args, client=pipe)
+                links = self._links
+                parts = [
+                    command(b"PUBLISH", *args)
+                    if sha is None
+                    else command(
+                        b"EVALSHA", sha, len(keys), *keys, *args, *(links if guarded else ())
+                    )
+                    for sha, keys, args, _, guarded in batch
+                ]
                 try:
-                    results = await pipe.execute(raise_on_error=False)
+                    async with asyncio.timeout(self._command_timeout):
+                        pipe = await self._connected_pipe()
+                        results = await pipe.request(b"".join(parts), len(parts))
                 except asyncio.CancelledError:  # closing: nobody may wait forever
-                    for _, _, future in batch:
+                    for _, _, _, future, _ in batch:
                         if not future.done():
-                            future.set_exception(RedisError("broker closed"))
+                            future.set_exception(LinkError("broker closed"))
                     raise
-                except (RedisError, OSError) as exc:
-                    error = exc if isinstance(exc, RedisError) else RedisError(str(exc))
-                    for _, _, future in batch:
+                except (LinkError, OSError, TimeoutError) as exc:
+                    # Whether they were sent is unknown: never sent again (a retried
+                    # publish could be delivered twice); the connection is replaced.
+                    self._drop_pipe("no answer in time" if isinstance(exc, TimeoutError) else exc)
+                    for _, _, _, future, _ in batch:
                         if not future.done():
-                            future.set_exception(error)
+                            future.set_exception(LinkError(f"Redis unreachable: {exc}"))
                     continue
-                for (_, _, future), result in zip(batch, results, strict=True):
+                retry = await self._refused_by_the_dead(batch, results)
+                for item, result in zip(batch, results, strict=True):
+                    future = item[3]
                     if future.done():
                         continue
-                    if isinstance(result, Exception):
-                        future.set_exception(result)
+                    if item in retry:
+                        continue
+                    if isinstance(result, hiredis.ReplyError):
+                        if str(result).startswith("NOSCRIPT"):
+                            self._drop_pipe("scripts flushed")  # loaded again on the next
+                        future.set_exception(LinkError(str(result)))
                     else:
                         future.set_result(result)
+                # Sent again before anything queued after them: nothing was published.
+                self._outbox[:0] = retry
         finally:
             self._sender = None
+
+    async def _refused_by_the_dead(self, batch: list[_Queued], results: list[Any]) -> list[_Queued]:
+        """The guarded publications refused for a member that is gone, to send again.
+
+        The local view of the members lags their entries by up to one beat: a member
+        whose entry just expired (killed) still makes guarded publications refused. On
+        such a refusal the view is refreshed at once; a refused publication is sent again
+        if the member it waited for is gone, unless a later one to the same channel in
+        the batch was taken (sending it again would reorder them).
+        """
+        refused = [
+            i
+            for i, result in enumerate(results)
+            if isinstance(result, hiredis.ReplyError) and str(result).startswith("NOLINK")
+        ]
+        if not refused:
+            return []
+        try:
+            await self._beat()
+        except (RedisError, OSError):
+            return []
+        links = {link.decode() for link in self._links}
+        retry: list[_Queued] = []
+        for i in refused:
+            if str(results[i]).split()[1] in links:
+                continue  # still a member: its link is really down
+            channel = batch[i][2][0]
+            if any(
+                batch[j][2][0] == channel and not isinstance(results[j], hiredis.ReplyError)
+                for j in range(i + 1, len(batch))
+            ):
+                continue
+            retry.append(batch[i])
+        return retry
+
+    async def _connected_pipe(self) -> Pipe:
+        """The publications' connection, opened (with the scripts loaded) if needed."""
+        pipe = self._pipe
+        if pipe is None or not pipe.open:
+            pipe = await connect(
+                self._url, Pipe, name=f"tidings-publish-{self.node_id}", connect_timeout=5.0
+            )
+            self._pipe = pipe
+            # Loaded on every new connection, before any EVALSHA on it: a restarted Redis
+            # has no scripts.
+            loads = command(b"SCRIPT", b"LOAD", _PUBLISH) + command(
+                b"SCRIPT", b"LOAD", _GUARDED_PUBLISH
+            )
+            for reply in await pipe.request(loads, 2):
+                if isinstance(reply, hiredis.ReplyError):
+                    raise LinkError(f"cannot load the publish scripts: {reply}")
+        return pipe
+
+    def _drop_pipe(self, reason: object) -> None:
+        pipe, self._pipe = self._pipe, None
+        if pipe is not None:
+            pipe.close(str(reason))
 
     async def history(
         self, topic: str, since: StreamPosition | None = None, limit: int = 100
@@ -389,20 +573,30 @@ class RedisBroker:
     async def _run(self) -> None:
         """Keep one pub/sub link up and deliver from it, reconnecting with backoff."""
         delay = self._backoff[0]
+        loop = asyncio.get_running_loop()
         while True:
-            pubsub = self._sub_client.pubsub()
+            link: Link | None = None
             try:
+                link = await connect(
+                    self._url,
+                    lambda: Link(self._deliver_batch, self._subscribed, loop.time),
+                    name=f"tidings-broker-{self.node_id}",
+                    connect_timeout=5.0,
+                )
                 async with self._lock:
-                    self._pubsub = pubsub
+                    self._link = link
                     channels = [self._channel(t) for t in self._topics]
-                    await pubsub.subscribe(*channels, self._control)
+                    # One command: once Redis lists the link channel, every topic is on.
+                    link.send(
+                        command(b"SUBSCRIBE", *channels, self._link_of(self.node_id), self._control)
+                    )
                 self.connects += 1
                 delay = self._backoff[0]
-                await self._read(pubsub)
-            except (RedisError, OSError) as exc:
+                await self._watch(link)
+            except (LinkError, OSError, TimeoutError) as exc:
                 was_healthy = self._healthy
                 self._set_healthy(False)
-                self._pubsub = None
+                self._link = None
                 self._release_waiters()
                 wait = random.uniform(delay / 2, delay)
                 log = logger.warning if was_healthy or self.connects == 0 else logger.debug
@@ -410,65 +604,67 @@ class RedisBroker:
                 delay = min(delay * 2, self._backoff[1])
                 await asyncio.sleep(wait)
             finally:
-                await _close(pubsub)
+                if link is not None:
+                    link.close()
 
-    async def _read(self, pubsub: PubSub) -> None:
-        confirmed = False
+    async def _watch(self, link: Link) -> None:
+        """Return never; raise ``LinkError`` when the link is lost or silent too long.
+
+        A Redis that hangs (SIGSTOP, a frozen VM) keeps the socket open and says
+        nothing: after ``ping_interval`` of silence it is asked, and after two the link
+        is given up.
+        """
         loop = asyncio.get_running_loop()
         interval = self._ping_interval
-        heard = loop.time()  # the last time anything came from Redis on this link
-        pinged = False
+        pinged = 0.0
         while True:
-            message: dict[str, Any] | None = await pubsub.get_message(timeout=min(1.0, interval))
             now = loop.time()
-            if message is None:
-                # A Redis that hangs (SIGSTOP, a frozen VM) keeps the socket open and
-                # says nothing: ask, and give up on the link after two intervals.
-                if now - heard >= 2 * interval:
-                    raise RedisConnectionError(f"no answer from Redis in {2 * interval:g} s")
-                if now - heard >= interval and not pinged:
-                    pinged = True
-                    await pubsub.ping()
-                continue
-            heard, pinged = now, False
-            kind = message["type"]
-            channel: bytes = message["channel"]
-            if kind == "message":
-                self._deliver(channel, message["data"])
-            elif kind == "subscribe":
-                if channel == self._control and confirmed:
-                    # redis-py (8.2 at least) reconnects a PubSub by itself when a command
-                    # or a read meets a dropped connection, then resubscribes its channels:
-                    # the control channel confirmed twice on one link. Publications sent in
-                    # between were missed, so take the full path (unhealthy, a new link,
-                    # every topic again, on_restored) rather than carry on as if nothing
-                    # had happened.
-                    raise RedisConnectionError("pub/sub link reconnected underneath")
-                if channel == self._control:
-                    confirmed = True
-                if channel == self._control and not self._healthy:
-                    self._set_healthy(True)
-                    if self._up is not None:
-                        self._up.set()
-                    if self.connects > 1:
-                        logger.info("broker: Redis link restored, %d topics", len(self._topics))
-                        if self.on_restored is not None:
-                            self.on_restored()
-                waiter = self._waiting.pop(channel, None)
-                if waiter is not None and not waiter.done():
-                    waiter.set_result(None)
+            silent = now - link.heard
+            if silent >= 2 * interval:
+                raise LinkError(f"no answer from Redis in {2 * interval:g} s")
+            if silent >= interval:
+                if pinged < link.heard:
+                    pinged = now
+                    link.send(command(b"PING"))
+                wake = link.heard + 2 * interval
+            else:
+                wake = link.heard + interval
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(max(0.01, wake - now)):
+                    await asyncio.shield(link.lost)  # raises its LinkError when lost
 
-    def _deliver(self, channel: bytes, data: bytes) -> None:
-        topic = channel.decode()[len(self.prefix) + len("pub:") :]
+    def _subscribed(self, channel: bytes) -> None:
+        """Redis confirmed a subscription on the current link."""
+        if channel == self._control and not self._healthy:
+            # The control channel is the last of a (re)subscription: all are on.
+            self._set_healthy(True)
+            if self._up is not None:
+                self._up.set()
+            if self.connects > 1:
+                logger.info("broker: Redis link restored, %d topics", len(self._topics))
+                if self.on_restored is not None:
+                    self.on_restored()
+        waiter = self._waiting.pop(channel, None)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _deliver_batch(self, batch: Batch) -> None:
+        """Every message of one read, in order, with no await in between."""
         handler = self._handler
-        # A message already in flight when its topic was unsubscribed is dropped.
-        if handler is None or topic not in self._topics:
+        if handler is None:
             return
-        payload, position = _unframe(data)
-        try:
-            handler(topic, self._decode(payload), position)
-        except Exception:
-            logger.exception("broker handler failed on topic %s", topic)
+        skip = len(self._channel_prefix)
+        topics, decode = self._topics, self._decode
+        for channel, data in batch:
+            topic = channel[skip:].decode()
+            # A message already in flight when its topic was unsubscribed is dropped.
+            if topic not in topics:
+                continue
+            payload, position = _unframe(data)
+            try:
+                handler(topic, decode(payload), position)
+            except Exception:
+                logger.exception("broker handler failed on topic %s", topic)
 
     def _release_waiters(self) -> None:
         """Let subscribers waiting on a lost link return; the topics are resubscribed."""

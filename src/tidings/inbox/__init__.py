@@ -96,6 +96,7 @@ class Inbox:
         self._tasks = TaskSet(log, "inbox")
         self.pusher = Pusher(node, store, self._tasks)
         self.opening = Opening(node, store, self.pusher, self._tasks)
+        self.pusher.refill = self.opening.refill
         self._loops: list[asyncio.Task[None]] = []
         s = node.settings
         self.webhooks = WebhookSender(s.webhook_url, s.webhook_secret) if s.webhook_url else None

@@ -128,6 +128,11 @@ class Opening:
             # Failed midway: what was held still goes out, after what was caught up.
             self.release_held(session)
 
+    def refill(self, session: Session, last_seq: int | None) -> None:
+        """Catch a connection up from ``last_seq`` again (notifications that never came
+        over the broker); its ``Reader.held`` must already be a list."""
+        self._start_catch_up(session, last_seq)
+
     def _start_catch_up(
         self, session: Session, last_seq: int | None, unread: int | None = None
     ) -> None:

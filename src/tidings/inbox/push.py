@@ -15,7 +15,7 @@ import asyncio
 import itertools
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Final
 
 from .. import cluster
@@ -68,6 +68,10 @@ class Reader:
         self.seen_seq = 0
 
 
+def _no_refill(session: Session, last_seq: int | None) -> None:
+    raise RuntimeError("Pusher.refill is set by Inbox")
+
+
 class Pusher:
     """Pushes for one node's inbox.
 
@@ -90,6 +94,9 @@ class Pusher:
         self.awaiting: set[Session] = set()
         # Notifications held back per connection until the one before them arrives.
         self._reorder: dict[Session, list[Notification]] = {}
+        # Catches a connection up from a seq in the background (``Opening``'s, set by
+        # ``Inbox``: the opening side is built on this one).
+        self.refill: Callable[[Session, int | None], None] = _no_refill
 
     # --- per connection -----------------------------------------------------------------
 
@@ -255,13 +262,22 @@ class Pusher:
         return count
 
     def _flush_held(self, session: Session) -> None:
-        """The window is over: push what was held back, in seq order (never drop it)."""
+        """The window is over and the notifications before the held ones never came over
+        the broker (this instance's link was down when they were published): read them,
+        and the held ones after them, from the store, in seq order. Pushing the held ones
+        alone would move ``seen_seq`` past the missing ones, and neither the resync after
+        the outage nor the client's ``lastSeq`` would ever send them."""
         held = self._reorder.pop(session, None) or []
-        for n in sorted(held, key=lambda x: x.seq):
-            if session.state is State.OPEN and self._push_live(session, n):
-                self.note_delivered(n.user_id, n.id)
-                self.node.hub.messages_out += 1
-                self.node.metrics.sent["notification"] += 1
+        if not held or session.state is not State.OPEN:
+            return
+        reader = self.reader(session)
+        if reader.held is not None:  # a catch-up is running: it sends these too
+            reader.held.extend(held)
+            return
+        reader.held = held
+        # The catch-up reads from seen_seq and then releases what is held (also when the
+        # store fails: then what is here goes out in order, and the client pages the rest).
+        self.refill(session, reader.seen_seq)
 
     def track(self, session: Session, n: Notification) -> Reader:
         """Expect an acknowledgement of ``n`` from ``session`` if it acknowledges; returns
