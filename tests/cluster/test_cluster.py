@@ -434,9 +434,10 @@ async def test_no_2xx_in_the_restart_window_until_every_link_is_back(tmp_path: P
     every instance, in order."""
     redis = PrivateRedis(tmp_path)
     await redis.start()
-    # A 2 s heartbeat: the frozen instance stays a member (its entry and the others' view
-    # of it) for three, longer than the test keeps it frozen.
-    settings = {"TIDINGS_CLUSTER_HEARTBEAT": "2"}
+    # A 4 s heartbeat: after Redis lost the membership, the others keep counting the
+    # frozen instance for three (12 s), longer than the test keeps it frozen even on a
+    # loaded machine (past that it would count as gone, as a killed one does).
+    settings = {"TIDINGS_CLUSTER_HEARTBEAT": "4"}
     try:
         async with (
             pg_schema() as store,
@@ -484,13 +485,16 @@ async def test_no_2xx_in_the_restart_window_until_every_link_is_back(tmp_path: P
                 await _until(lambda inst=inst: _members(inst, 3))
             for i in range(-5, 0):
                 assert (await publish(i))[0] == 200
-            streaming = asyncio.create_task(stream())
-            stack.callback(streaming.cancel)
             n[1].freeze()
             try:
+                # The stream starts once Redis is back: a Redis killed just after it
+                # answered a PUBLISH may never have written it to the subscribers (its
+                # pub/sub is at most once); the window under test is the restart's.
                 await redis.stop()
                 await _until(lambda: _pubsub_down(n[0]))
                 await redis.start()
+                streaming = asyncio.create_task(stream())
+                stack.callback(streaming.cancel)
                 await _until(lambda: _pubsub_up(n[0]))
                 await _until(lambda: _pubsub_up(n[2]))
                 # Both links up, the frozen instance's not: still refused.

@@ -473,10 +473,14 @@ class RedisBroker:
                 except (LinkError, OSError, TimeoutError) as exc:
                     # Whether they were sent is unknown: never sent again (a retried
                     # publish could be delivered twice); the connection is replaced.
-                    self._drop_pipe("no answer in time" if isinstance(exc, TimeoutError) else exc)
+                    if isinstance(exc, TimeoutError):
+                        reason = f"no answer within {self._command_timeout:g} s"
+                    else:
+                        reason = str(exc)
+                    self._drop_pipe(reason)
                     for _, _, _, future, _ in batch:
                         if not future.done():
-                            future.set_exception(LinkError(f"Redis unreachable: {exc}"))
+                            future.set_exception(LinkError(f"Redis unreachable: {reason}"))
                     continue
                 retry = await self._refused_by_the_dead(batch, results)
                 for item, result in zip(batch, results, strict=True):
