@@ -85,6 +85,9 @@ RAW_BATCH = 100  # rows per transaction of the raw "batched" insert rate
 # Every server the bench knows: tidings, the two bare references (bench/ref_*.py)
 # and the Node server of guide 001. Ratios in the table are tidings / each other one.
 SERVERS = ["tidings", "aiohttp", "picows", "node"]
+# tidings on one WebSocket engine each (`ws_engine`), beside the default one: only when
+# named in --servers, e.g. --servers tidings,tidings-lean,aiohttp.
+ENGINE_SERVERS = ["tidings-aiohttp", "tidings-lean"]
 
 
 def inbox_metrics(db: str, raw_client: str) -> list[Metric]:
@@ -1050,6 +1053,8 @@ async def run_all(
         "aiohttp": ref_spec("aiohttp", SECRET, API_KEY),
         "picows": ref_spec("picows", SECRET, API_KEY),
         "node": node_spec(SECRET),
+        "tidings-aiohttp": tidings_spec(SECRET, API_KEY, engine="aiohttp"),
+        "tidings-lean": tidings_spec(SECRET, API_KEY, engine="lean"),
     }
     specs = [all_specs[s] for s in server_names]
     results: dict[str, dict[str, Result]] = {}
@@ -1084,7 +1089,8 @@ def main() -> int:
         "--servers",
         type=lambda v: [x for x in v.split(",") if x],
         default=SERVERS,
-        help=f"comma-separated subset of {','.join(SERVERS)} (default all)",
+        help=f"comma-separated subset of {','.join(SERVERS)} (default all), and "
+        f"{','.join(ENGINE_SERVERS)} (tidings on that ws_engine)",
     )
     ap.add_argument(
         "--loop",
@@ -1097,7 +1103,7 @@ def main() -> int:
     ap.add_argument("--check", action="store_true", help="exit 3 if a target is missed")
     args = ap.parse_args()
     for srv in args.servers:
-        if srv not in SERVERS:
+        if srv not in SERVERS + ENGINE_SERVERS:
             ap.error(f"unknown server {srv!r}")
 
     p = QUICK if args.quick else FULL

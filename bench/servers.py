@@ -246,11 +246,13 @@ def _server_preexec() -> None:
     raise_nofile()
 
 
-def tidings_spec(secret: str, api_key: str) -> ServerSpec:
+def tidings_spec(secret: str, api_key: str, engine: str | None = None) -> ServerSpec:
+    """tidings as deployed; ``engine`` forces its ``ws_engine`` (the server is then
+    named ``tidings-<engine>``)."""
     exe = VENV_BIN / "tidings"
     argv = [str(exe)] if exe.exists() else [str(VENV_BIN / "python"), "-m", "tidings"]
     return ServerSpec(
-        name="tidings",
+        name=f"tidings-{engine}" if engine else "tidings",
         argv=[*argv, "serve", "--host", "127.0.0.1", "--port", "0"],
         env={
             "TIDINGS_JWT_SECRET": secret,
@@ -264,6 +266,7 @@ def tidings_spec(secret: str, api_key: str) -> ServerSpec:
             "TIDINGS_STORE_URL": os.path.join(
                 tempfile.mkdtemp(prefix="tidings-bench-"), "gateway.db"
             ),
+            **({"TIDINGS_WS_ENGINE": engine} if engine else {}),
         },
         cwd=REPO_DIR,
         wants_user_id_param=False,
