@@ -37,10 +37,12 @@ from collections.abc import Coroutine
 from typing import Any, Final, cast
 
 from aiohttp import web
+from websockets.datastructures import Headers
 from websockets.exceptions import InvalidState
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.frames import Frame, Opcode
 from websockets.http11 import Request
+from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from ..hub import Outbound
@@ -91,7 +93,10 @@ class LeanEngine:
             [ServerPerMessageDeflateFactory(server_no_context_takeover=True)] if deflate else None
         )
         return ServerProtocol(
-            extensions=extensions, max_size=self.max_message_bytes, logger=_frames_log
+            extensions=extensions,
+            state=State.OPEN,  # the handshake is answered by ``handshake``
+            max_size=self.max_message_bytes,
+            logger=_frames_log,
         )
 
     def add(self, link: LeanLink) -> None:
@@ -405,26 +410,24 @@ def handshake(
     engine: LeanEngine, request: web.Request, deflate: bool, subprotocol: str | None
 ) -> tuple[ServerProtocol, bytes] | web.Response:
     """The 101 for an upgrade request aiohttp has parsed, by websockets' rules (key,
-    version, extension negotiation), or the HTTP refusal it makes instead."""
+    version, extension negotiation), or the HTTP refusal it makes instead.
+
+    The protocol starts OPEN and is given the request as aiohttp parsed it, rather than
+    the request's bytes to parse again: nothing of the request then stays with the
+    connection (websockets' parser would keep it for the connection's life).
+    """
     ws = engine.protocol(deflate)
-    head = [f"{request.method} {request.raw_path} HTTP/1.1\r\n".encode()]
-    head += [name + b": " + value + b"\r\n" for name, value in request.raw_headers]
-    head.append(b"\r\n")
-    ws.receive_data(b"".join(head))
-    events = ws.events_received()
-    if len(events) != 1 or not isinstance(events[0], Request):
-        return web.Response(status=400, text="Failed to open a WebSocket connection.\n")
-    response = ws.accept(events[0])
+    headers = Headers()
+    for name, value in request.raw_headers:
+        headers[name.decode("latin-1")] = value.decode("latin-1")
+    response = ws.accept(Request(request.raw_path, headers))
     if response.status_code != 101:
         return web.Response(
-            status=response.status_code,
-            body=response.body,
-            content_type="text/plain",
+            status=response.status_code, body=response.body, content_type="text/plain"
         )
     if subprotocol is not None:
         response.headers["Sec-WebSocket-Protocol"] = subprotocol
-    ws.send_response(response)
-    return ws, b"".join(ws.data_to_send())
+    return ws, response.serialize()
 
 
 def detach(request: web.Request, link: LeanLink, answer: bytes) -> bytes:
