@@ -268,6 +268,8 @@ class LeanLink(asyncio.Protocol):
 
     def beat(self) -> None:
         """One heartbeat sweep (see ``LeanEngine._beat``)."""
+        if self.closing:  # its close handshake has its own deadline (the reaper)
+            return
         self.idle += 1
         if self.idle == 2:
             self.transport.write(PING)
