@@ -23,17 +23,21 @@ def _masked_text(payload: bytes) -> bytes:
     return bytes((0x81, 0x80 | len(payload))) + key + masked
 
 
+async def _frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """The next server frame (unmasked): its first byte and its payload."""
+    first, second = await reader.readexactly(2)
+    n = second & 0x7F
+    if n == 126:
+        n = struct.unpack("!H", await reader.readexactly(2))[0]
+    elif n == 127:
+        n = struct.unpack("!Q", await reader.readexactly(8))[0]
+    return first, await reader.readexactly(n)
+
+
 async def _frames(reader: asyncio.StreamReader, count: int) -> list[bytes]:
-    """The payloads of the next ``count`` server frames (short, unmasked)."""
-    out = []
+    """The payloads of the next ``count`` server frames."""
     async with asyncio.timeout(TIMEOUT):
-        for _ in range(count):
-            _, second = await reader.readexactly(2)
-            n = second & 0x7F
-            if n == 126:
-                n = struct.unpack("!H", await reader.readexactly(2))[0]
-            out.append(await reader.readexactly(n))
-    return out
+        return [(await _frame(reader))[1] for _ in range(count)]
 
 
 async def test_aiohttp_keeps_nothing_of_a_lean_connection(make_server: ServerFactory) -> None:
@@ -103,3 +107,32 @@ async def test_deflate_is_negotiated_without_server_context(
         assert "server_no_context_takeover" in extensions
     else:
         assert extensions == ""
+
+
+async def test_answered_pings_keep_an_idle_connection(make_server: ServerFactory) -> None:
+    """A client that sends nothing but answers the heartbeat's pings stays open through
+    several of them, and is still served."""
+    h = await make_server(ws_engine="lean", heartbeat_interval=0.2)
+    reader, writer = await asyncio.open_connection("127.0.0.1", h.server.port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        (
+            f"GET /ws?token={token('quiet')} HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\n"
+            f"Connection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n"
+        ).encode()
+    )
+    try:
+        async with asyncio.timeout(TIMEOUT):
+            await reader.readuntil(b"\r\n\r\n")
+            pings = 0
+            while pings < 3:
+                first, _ = await _frame(reader)
+                if first == 0x89:
+                    pings += 1
+                    writer.write(bytes((0x8A, 0x80)) + os.urandom(4))  # an empty pong
+        writer.write(_masked_text(b'{"type":"ping","id":"still"}'))
+        (reply,) = await _frames(reader, 1)
+        assert json.loads(reply)["type"] == "pong"
+    finally:
+        writer.close()
