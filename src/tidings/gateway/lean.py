@@ -37,6 +37,8 @@ from collections.abc import Coroutine
 from typing import Any, Final, cast
 
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.web_request import BaseRequest
 from websockets.datastructures import Headers
 from websockets.exceptions import InvalidState
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
@@ -62,6 +64,13 @@ PING: Final = b"\x89\x00"  # an empty, unmasked ping frame
 # backlog) before the socket is aborted outright.
 CLOSE_GRACE: Final = 5.0
 _DATA: Final = (Opcode.TEXT, Opcode.BINARY)
+_HANDSHAKE_HEADERS: Final = (
+    "Connection",
+    "Upgrade",
+    "Sec-WebSocket-Key",
+    "Sec-WebSocket-Version",
+    "Sec-WebSocket-Extensions",
+)
 INTERNAL: Final = Close(CloseCode.INTERNAL_ERROR, "internal server error")
 
 
@@ -420,8 +429,10 @@ def handshake(
     """
     ws = engine.protocol(deflate)
     headers = Headers()
-    for name, value in request.raw_headers:
-        headers[name.decode("latin-1")] = value.decode("latin-1")
+    got = request.headers
+    for name in _HANDSHAKE_HEADERS:  # what accept() reads; origin and subprotocol are ours
+        for value in got.getall(name, ()):
+            headers[name] = value
     response = ws.accept(Request(request.raw_path, headers))
     if response.status_code != 101:
         return web.Response(
@@ -430,6 +441,17 @@ def handshake(
     if subprotocol is not None:
         response.headers["Sec-WebSocket-Protocol"] = subprotocol
     return ws, response.serialize()
+
+
+class Detached(web.StreamResponse):
+    """What the handler returns for a socket it handed over: aiohttp has nothing left
+    to write (the 101 is written), so preparing and ending it do nothing."""
+
+    async def prepare(self, request: BaseRequest) -> AbstractStreamWriter | None:
+        return None
+
+    async def write_eof(self, data: bytes = b"") -> None:
+        return None
 
 
 def detach(request: web.Request, link: LeanLink, answer: bytes) -> bytes:
@@ -448,8 +470,8 @@ def detach(request: web.Request, link: LeanLink, answer: bytes) -> bytes:
     tail: bytes = getattr(handler, "_message_tail", b"")
     transport.set_protocol(link)
     # With no transport, connection_lost only forgets: the server's registry entry,
-    # the keep-alive timer, the parser. The handler's response then fails to write
-    # (aiohttp treats it as a client gone) instead of reaching the socket.
+    # the keep-alive timer, the parser; and it marks the connection force-closed, so
+    # once the handler has returned (a ``Detached``) aiohttp ends its loop for it.
     handler.transport = None
     handler.connection_lost(None)
     transport.write(answer)

@@ -34,7 +34,7 @@ from .handshake import (
     options,
     trusted_networks,
 )
-from .lean import LeanEngine, LeanLink, detach, handshake
+from .lean import Detached, LeanEngine, LeanLink, detach, handshake
 
 log = logging.getLogger("tidings.transport")
 
@@ -301,10 +301,9 @@ class WebSocketEndpoint:
                 close = Close(CloseCode.INTERNAL_ERROR, "internal server error")
             if close is not None:
                 link.close(close)
-                return web.Response(status=101)
+                return Detached()
         link.start(tail)
-        # aiohttp no longer has the socket: this answer is never written.
-        return web.Response(status=101)
+        return Detached()
 
     async def _serve(
         self, ws: web.WebSocketResponse, conn: Connection, link: _Link
