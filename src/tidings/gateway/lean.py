@@ -238,7 +238,7 @@ class LeanLink(asyncio.Protocol):
                 self.fragments = 1
                 if frame.fin:
                     self._message(payload, opcode is Opcode.TEXT)
-                else:
+                else:  # the first part is the message's opcode, for its last fragment
                     self.parts = [opcode.value.to_bytes(1, "big"), payload]
             elif opcode is Opcode.CONT and self.parts is not None:
                 self.fragments += 1
@@ -406,7 +406,10 @@ class LeanLink(asyncio.Protocol):
 
     def _flush(self) -> None:
         t = self.transport
-        for chunk in self.ws.data_to_send():
+        data = self.ws.data_to_send()
+        if t.is_closing():  # closed as a slow consumer: its close frame was the last
+            return
+        for chunk in data:
             if chunk:
                 t.write(chunk)
             else:  # websockets' end of stream: the close handshake is over
