@@ -12,7 +12,7 @@ import struct
 
 import pytest
 
-from tidings.gateway.lean import LeanLink
+from tidings.gateway.lean import CLOSE_GRACE, LeanLink
 
 from ..conftest import TIMEOUT, ServerFactory, closed_with, request, token, wait_for
 
@@ -136,3 +136,16 @@ async def test_answered_pings_keep_an_idle_connection(make_server: ServerFactory
         assert json.loads(reply)["type"] == "pong"
     finally:
         writer.close()
+
+
+async def test_refused_before_start_completes_its_close_handshake(
+    make_server: ServerFactory,
+) -> None:
+    """A connection refused during authentication (its reading still paused) reads the
+    client's close answer and ends at once, not when the close grace runs out."""
+    h = await make_server(ws_engine="lean")
+    rejections = h.server.node.metrics.rejections
+    async with asyncio.timeout(CLOSE_GRACE / 2):  # the whole handshake, both ways
+        async with h.connect("?token=not-a-jwt") as ws:
+            assert (await closed_with(ws))[0] == 4002
+        await wait_for(lambda: rejections["4002"] == 1)

@@ -372,6 +372,10 @@ class LeanLink(asyncio.Protocol):
         with contextlib.suppress(InvalidState):
             self.ws.send_close(code, reason)
         self._flush()
+        # The client's answer must be read, even if reading was paused (a connection
+        # refused before it started, an awaited step): frames before it are dropped.
+        if not self.transport.is_closing():
+            self.transport.resume_reading()
         self._reap()
 
     def _close_slow(self) -> None:
