@@ -5,7 +5,8 @@ aiohttp still parses the upgrade request and routes it, and tidings still answer
 version, origin and admission checks before any upgrade (``websocket.py``). Then, instead
 of a ``WebSocketResponse`` (with its reader, writer, request, ``RequestHandler`` and
 buffers, about 14 KiB per idle connection), the handler writes the 101 itself, hands the
-asyncio transport to a ``LeanLink`` and returns; aiohttp forgets the connection. What
+asyncio transport to a ``LeanLink`` and returns; aiohttp forgets the connection
+(``handover.py``). What
 stays per connection is the ``LeanLink`` (slots only) and its ``ServerProtocol``.
 
 websockets does the RFC 6455 / 7692 work: the handshake answer, masks, opcodes, RSV bits,
@@ -36,14 +37,9 @@ from collections import deque
 from collections.abc import Coroutine
 from typing import Any, Final, cast
 
-from aiohttp import web
-from aiohttp.abc import AbstractStreamWriter
-from aiohttp.web_request import BaseRequest
-from websockets.datastructures import Headers
 from websockets.exceptions import InvalidState
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.frames import Frame, Opcode
-from websockets.http11 import Request
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
@@ -64,13 +60,6 @@ PING: Final = b"\x89\x00"  # an empty, unmasked ping frame
 # backlog) before the socket is aborted outright.
 CLOSE_GRACE: Final = 5.0
 _DATA: Final = (Opcode.TEXT, Opcode.BINARY)
-_HANDSHAKE_HEADERS: Final = (
-    "Connection",
-    "Upgrade",
-    "Sec-WebSocket-Key",
-    "Sec-WebSocket-Version",
-    "Sec-WebSocket-Extensions",
-)
 INTERNAL: Final = Close(CloseCode.INTERNAL_ERROR, "internal server error")
 
 
@@ -422,64 +411,3 @@ class LeanLink(asyncio.Protocol):
     def _who(self) -> str:
         conn = self.conn
         return conn.session.client_id if conn is not None else "echo"
-
-
-def handshake(
-    engine: LeanEngine, request: web.Request, deflate: bool, subprotocol: str | None
-) -> tuple[ServerProtocol, bytes] | web.Response:
-    """The 101 for an upgrade request aiohttp has parsed, by websockets' rules (key,
-    version, extension negotiation), or the HTTP refusal it makes instead.
-
-    The protocol starts OPEN and is given the request as aiohttp parsed it, rather than
-    the request's bytes to parse again: nothing of the request then stays with the
-    connection (websockets' parser would keep it for the connection's life).
-    """
-    ws = engine.protocol(deflate)
-    headers = Headers()
-    got = request.headers
-    for name in _HANDSHAKE_HEADERS:  # what accept() reads; origin and subprotocol are ours
-        for value in got.getall(name, ()):
-            headers[name] = value
-    response = ws.accept(Request(request.raw_path, headers))
-    if response.status_code != 101:
-        return web.Response(
-            status=response.status_code, body=response.body, content_type="text/plain"
-        )
-    if subprotocol is not None:
-        response.headers["Sec-WebSocket-Protocol"] = subprotocol
-    return ws, response.serialize()
-
-
-class Detached(web.StreamResponse):
-    """What the handler returns for a socket it handed over: aiohttp has nothing left
-    to write (the 101 is written), so preparing and ending it do nothing."""
-
-    async def prepare(self, request: BaseRequest) -> AbstractStreamWriter | None:
-        return None
-
-    async def write_eof(self, data: bytes = b"") -> None:
-        return None
-
-
-def detach(request: web.Request, link: LeanLink, answer: bytes) -> bytes:
-    """Take the socket off aiohttp: write the 101, make ``link`` its protocol, and tell
-    aiohttp's ``RequestHandler`` the connection is gone, so it drops its state and
-    neither writes a response nor closes the socket when the handler returns.
-
-    Reading stays paused until ``LeanLink.start``. Returns the bytes the client sent
-    after its request, if any (aiohttp keeps them for the upgraded protocol).
-    """
-    handler = request.protocol
-    transport = link.transport
-    transport.pause_reading()
-    # aiohttp parks what follows an upgrade request in the handler, for its own
-    # WebSocket reader; a client should not send before the 101, but one may.
-    tail: bytes = getattr(handler, "_message_tail", b"")
-    transport.set_protocol(link)
-    # With no transport, connection_lost only forgets: the server's registry entry,
-    # the keep-alive timer, the parser; and it marks the connection force-closed, so
-    # once the handler has returned (a ``Detached``) aiohttp ends its loop for it.
-    handler.transport = None
-    handler.connection_lost(None)
-    transport.write(answer)
-    return bytes(tail)

@@ -27,6 +27,7 @@ from ..session import Close
 from .connection import Connection, Gateway
 from .frameguard import FrameGuard, GuardedProtocol, Violation
 from .frames import deflate_offers_valid, frame_close, frame_text, message_error, valid_close_code
+from .handover import Detached, detach, handshake
 from .handshake import (
     client_address,
     handshake_token,
@@ -34,7 +35,7 @@ from .handshake import (
     options,
     trusted_networks,
 )
-from .lean import Detached, LeanEngine, LeanLink, detach, handshake
+from .lean import LeanEngine, LeanLink
 
 log = logging.getLogger("tidings.transport")
 
