@@ -237,8 +237,8 @@ SETTINGS: Final[dict[str, Spec]] = {
     "compression": Spec("bool", False, "accept permessage-deflate from clients"),
     "ws_engine": Spec(
         "str",
-        "aiohttp",
-        "WebSocket engine: aiohttp, or lean (the socket leaves aiohttp after the upgrade)",
+        "lean",
+        "WebSocket engine: lean (the socket leaves aiohttp after the upgrade) or aiohttp",
     ),
     "shutdown_timeout": Spec("float", 10.0, "seconds to finish in-flight API calls on shutdown"),
     "event_loop": Spec("str", "auto", "auto (uvloop when installed), uvloop or asyncio"),

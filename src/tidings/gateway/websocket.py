@@ -1,6 +1,10 @@
 """The WebSocket transport: aiohttp connections, driven through the gateway
 (``connection.py``: admission, caps, timers, welcome; this module frames and moves bytes).
 
+Every upgrade request comes here first (version, origin, admission). On the default
+engine, ``ws_engine = "lean"``, the socket then leaves aiohttp (``lean.py``); what
+follows is the ``ws_engine = "aiohttp"`` engine, where aiohttp keeps it.
+
 Outgoing messages bypass aiohttp's awaitable ``send_*``: ``push`` writes a prebuilt
 frame straight into the asyncio transport's buffer, which is the connection's outbox.
 That makes fan-out synchronous and cheap (one frame built per message, one
