@@ -88,8 +88,10 @@ FANOUT_USERS = 100_000  # users known to the server in inbox-fanout
 # and the Node server of guide 001. Ratios in the table are tidings / each other one.
 SERVERS = ["tidings", "aiohttp", "picows", "node"]
 # Not run unless named: tidings again, its subscribers on Socket.IO (/socket.io/) instead
-# of the native WebSocket; `--servers tidings,socketio --only fanout-1ch` compares them.
-OPTIONAL_SERVERS = ["socketio"]
+# of the native WebSocket (`--servers tidings,socketio --only fanout-1ch` compares them);
+# and tidings on one WebSocket engine each (`ws_engine`), beside the default one
+# (`--servers tidings-aiohttp,tidings-lean,aiohttp`).
+OPTIONAL_SERVERS = ["socketio", "tidings-aiohttp", "tidings-lean"]
 
 
 def inbox_metrics(db: str, raw_client: str, per_request: int = 1) -> list[Metric]:
@@ -1168,6 +1170,8 @@ async def run_all(
         "picows": ref_spec("picows", SECRET, API_KEY),
         "node": node_spec(SECRET),
         "socketio": tidings_spec(SECRET, API_KEY, transport="socketio"),
+        "tidings-aiohttp": tidings_spec(SECRET, API_KEY, engine="aiohttp"),
+        "tidings-lean": tidings_spec(SECRET, API_KEY, engine="lean"),
     }
     specs = [all_specs[s] for s in server_names]
     results: dict[str, dict[str, Result]] = {}

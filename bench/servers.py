@@ -248,13 +248,17 @@ def _server_preexec() -> None:
     raise_nofile()
 
 
-def tidings_spec(secret: str, api_key: str, transport: str = "websocket") -> ServerSpec:
-    """tidings serve; with ``transport="socketio"`` (server name ``socketio``) the same
-    server, its subscribers connected over Socket.IO instead of the native WebSocket."""
+def tidings_spec(
+    secret: str, api_key: str, transport: str = "websocket", engine: str | None = None
+) -> ServerSpec:
+    """tidings as deployed. ``transport="socketio"`` (server name ``socketio``): the same
+    server, its subscribers connected over Socket.IO instead of the native WebSocket;
+    ``engine`` forces its ``ws_engine`` (the server is then named ``tidings-<engine>``)."""
     exe = VENV_BIN / "tidings"
     argv = [str(exe)] if exe.exists() else [str(VENV_BIN / "python"), "-m", "tidings"]
+    name = "tidings" if transport == "websocket" else transport
     return ServerSpec(
-        name="tidings" if transport == "websocket" else transport,
+        name=f"tidings-{engine}" if engine else name,
         transport=transport,
         argv=[*argv, "serve", "--host", "127.0.0.1", "--port", "0"],
         env={
@@ -269,6 +273,7 @@ def tidings_spec(secret: str, api_key: str, transport: str = "websocket") -> Ser
             "TIDINGS_STORE_URL": os.path.join(
                 tempfile.mkdtemp(prefix="tidings-bench-"), "gateway.db"
             ),
+            **({"TIDINGS_WS_ENGINE": engine} if engine else {}),
         },
         cwd=REPO_DIR,
         wants_user_id_param=False,

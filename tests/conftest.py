@@ -40,6 +40,10 @@ def make_settings(**overrides: Any) -> Settings:
         "host": "127.0.0.1",
         "store_url": ":memory:",
     }
+    # TIDINGS_TEST_WS_ENGINE=lean (or aiohttp) runs every server on that WebSocket engine.
+    engine = os.environ.get("TIDINGS_TEST_WS_ENGINE")
+    if engine:
+        flags["ws_engine"] = engine
     flags.update(overrides)
     settings = load(env={}, flags=flags)
     if namespaces:

@@ -241,6 +241,11 @@ SETTINGS: Final[dict[str, Spec]] = {
         "allowed Origin values for WebSocket connections and browser (CORS) calls (empty: any)",
     ),
     "compression": Spec("bool", False, "accept permessage-deflate from clients"),
+    "ws_engine": Spec(
+        "str",
+        "lean",
+        "WebSocket engine: lean (the socket leaves aiohttp after the upgrade) or aiohttp",
+    ),
     "shutdown_timeout": Spec("float", 10.0, "seconds to finish in-flight API calls on shutdown"),
     "event_loop": Spec("str", "auto", "auto (uvloop when installed), uvloop or asyncio"),
     "metrics": Spec("str", "key", "GET /metrics: key (needs a server API key), open, or off"),
@@ -403,6 +408,8 @@ class Settings:
             raise ConfigError("setting 'metrics' must be key, open or off")
         if v["event_loop"] not in ("auto", "uvloop", "asyncio"):
             raise ConfigError("setting 'event_loop' must be auto, uvloop or asyncio")
+        if v["ws_engine"] not in ("aiohttp", "lean"):
+            raise ConfigError("setting 'ws_engine' must be 'aiohttp' or 'lean'")
         if v["log_format"] not in ("text", "json"):
             raise ConfigError("setting 'log_format' must be 'text' or 'json'")
         url = v["broker_url"]

@@ -94,7 +94,7 @@ def build_app(node: Node, endpoint: WebSocketEndpoint) -> web.Application:
     app.add_subapp("/api/", api_app)
 
     async def on_shutdown(_: web.Application) -> None:
-        await endpoint.gateway.shutdown()
+        await endpoint.shutdown()
 
     app.on_shutdown.append(on_shutdown)
     return app

@@ -1,6 +1,10 @@
 """The WebSocket transport: aiohttp connections, driven through the gateway
 (``connection.py``: admission, caps, timers, welcome; this module frames and moves bytes).
 
+Every upgrade request comes here first (version, origin, admission). On the default
+engine, ``ws_engine = "lean"``, the socket then leaves aiohttp (``lean.py``); what
+follows is the ``ws_engine = "aiohttp"`` engine, where aiohttp keeps it.
+
 Outgoing messages bypass aiohttp's awaitable ``send_*``: ``push`` writes a prebuilt
 frame straight into the asyncio transport's buffer, which is the connection's outbox.
 That makes fan-out synchronous and cheap (one frame built per message, one
@@ -27,6 +31,7 @@ from ..session import Close
 from .connection import Connection, Gateway
 from .frameguard import FrameGuard, GuardedProtocol, Violation
 from .frames import deflate_offers_valid, frame_close, frame_text, message_error, valid_close_code
+from .handover import Detached, detach, handshake
 from .handshake import (
     client_address,
     handshake_token,
@@ -34,6 +39,7 @@ from .handshake import (
     options,
     trusted_networks,
 )
+from .lean import LeanEngine, LeanLink
 
 log = logging.getLogger("tidings.transport")
 
@@ -145,6 +151,10 @@ class WebSocketEndpoint:
         # Conformance-test mode: every message is echoed back by the same reader, limits
         # and writer, with no session (tests/test_security_conformance.py).
         self.echo = False
+        s = self.node.settings
+        self.max_fragments = max(MIN_FRAGMENTS, s.max_message_bytes // 64)
+        # ws_engine = "lean": the socket leaves aiohttp after the upgrade (gateway.lean).
+        self.lean = LeanEngine(gateway, self.max_fragments) if s.ws_engine == "lean" else None
 
     @property
     def accepting(self) -> bool:
@@ -163,6 +173,12 @@ class WebSocketEndpoint:
     def open_connections(self) -> int:
         """Every open WebSocket, authenticated or not."""
         return len(self.gateway.connections(_Link.name))
+
+    async def shutdown(self) -> None:
+        """Stop accepting and close every connection with 1001 (on either engine)."""
+        await self.gateway.shutdown()
+        if self.lean is not None:
+            await self.lean.shutdown(self.node.settings.shutdown_timeout)
 
     def _refuse(
         self, request: web.Request, peer: str | None, has_token: bool
@@ -207,6 +223,8 @@ class WebSocketEndpoint:
         # Browsers fail the handshake unless the server picks an offered subprotocol, so
         # clients offer "tidings" beside "bearer.<jwt>"; the token is never echoed back.
         selected = SUBPROTOCOL if SUBPROTOCOL in offered else None
+        if self.lean is not None:
+            return await self._handle_lean(request, self.lean, peer, token, selected)
         ws = web.WebSocketResponse(
             protocols=(selected,) if selected else (),
             heartbeat=s.heartbeat_interval or None,
@@ -250,6 +268,47 @@ class WebSocketEndpoint:
             await self._answer_close(ws, link)
         gateway.finish(conn, link.close_code or ws.close_code or ABNORMAL)
         return ws
+
+    async def _handle_lean(
+        self,
+        request: web.Request,
+        engine: LeanEngine,
+        peer: str | None,
+        token: str | None,
+        selected: str | None,
+    ) -> web.StreamResponse:
+        """The lean engine's upgrade: the 101 written here, the socket handed to a
+        ``LeanLink``, authentication (and the welcome) before it reads a frame."""
+        s = self.node.settings
+        answer = handshake(
+            engine, request, s.compression and deflate_offers_valid(request), selected
+        )
+        if isinstance(answer, web.Response):
+            return answer
+        ws, head = answer
+        transport = request.transport
+        if transport is None:  # the client went away during the handshake
+            return web.Response(status=400)
+        link = LeanLink(engine, ws, transport)
+        link.echo = self.echo
+        tail = detach(request, link, head)
+        engine.add(link)
+        if not self.echo:
+            gateway = self.gateway
+            conn = link.conn = gateway.connect(
+                link, peer=peer, options=options(request), pending=token is None
+            )
+            close: Close | None
+            try:
+                close = await gateway.authenticate(conn, token)
+            except Exception:
+                log.exception("error on connection %s", conn.session.client_id)
+                close = Close(CloseCode.INTERNAL_ERROR, "internal server error")
+            if close is not None:
+                link.close(close)
+                return Detached()
+        link.start(tail)
+        return Detached()
 
     async def _serve(
         self, ws: web.WebSocketResponse, conn: Connection, link: _Link
@@ -304,7 +363,7 @@ class WebSocketEndpoint:
         inner = transport.get_protocol()
         if not isinstance(inner, asyncio.Protocol):  # pragma: no cover - aiohttp's is one
             return
-        max_fragments = max(MIN_FRAGMENTS, self.node.settings.max_message_bytes // 64)
+        max_fragments = self.max_fragments
 
         def violated(violation: Violation) -> None:
             if link.closing:
