@@ -232,7 +232,7 @@ def _without_password(url: str) -> str:
 
 def _check_config(args: argparse.Namespace) -> int:
     """Load and validate like serve does, then print every effective setting."""
-    from ..node import build_verifier
+    from ..verifier import build_verifier
 
     flags = {name: getattr(args, name) for name in SETTINGS}
     settings = load(config_file=args.config, flags=flags)
