@@ -16,23 +16,20 @@ import logging
 import os
 import time
 from collections.abc import Callable, Coroutine
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from . import cluster, protocol
-from .auth import Verifier
 from .backends import open_broker, open_registry
 from .broker import Broker, BrokerError, HistoryResult, StreamPosition
 from .channels import Access, NamespacePolicy, is_valid_channel
 from .cluster import Topics
 from .cluster.control import ControlPlane
-from .config import ConfigError, Settings
+from .config import Settings
 from .events import ClusterEventsPage, ConnectionEvents
 from .hooks import BackendHooks
 from .hub import Hub, Outbound
-from .jwks import JwksSource
 from .metrics import Metrics
 
 # Re-exported: embedding code imports these from here.
@@ -41,6 +38,7 @@ from .publication import Sent as Sent
 from .publication import iso_timestamp as iso_timestamp
 from .registry import Registry
 from .tasks import TaskSet
+from .verifier import build_verifier as build_verifier
 
 if TYPE_CHECKING:
     from .inbox import Inbox
@@ -55,50 +53,6 @@ class _Data(msgspec.Struct):
 
 
 _DATA_DECODER = msgspec.json.Decoder(_Data)
-
-
-def build_verifier(
-    settings: Settings,
-    clock: Callable[[], float],
-    monotonic: Callable[[], float] = time.monotonic,
-) -> Verifier:
-    """The token verifier the settings describe (a JWKS URL is fetched at its start())."""
-    public_key = None
-    jwks = None
-    source = None
-    if settings.jwt_jwks_url:
-        source = JwksSource(
-            settings.jwt_jwks_url,
-            refresh_every=settings.jwt_jwks_refresh_seconds,
-            min_interval=settings.jwt_jwks_min_refresh_seconds,
-            timeout=settings.jwt_jwks_timeout,
-            monotonic=monotonic,
-        )
-    try:
-        if settings.jwt_public_key_file:
-            public_key = Path(settings.jwt_public_key_file).read_text()
-    except OSError as exc:
-        raise ConfigError(f"setting 'jwt_public_key_file': {exc.strerror}") from None
-    try:
-        if settings.jwt_jwks_file:
-            jwks = Verifier.load_jwks(settings.jwt_jwks_file)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"setting 'jwt_jwks_file': {exc}") from None
-    try:
-        return Verifier(
-            algorithms=settings.jwt_algorithms,
-            secret=settings.jwt_secret,
-            public_key=public_key,
-            jwks=jwks,
-            jwks_source=source,
-            issuer=settings.jwt_issuer,
-            audience=settings.jwt_audience,
-            leeway=settings.jwt_leeway,
-            clock=clock,
-        )
-    except ValueError as exc:
-        setting = "jwt_jwks_url" if source is not None else "jwt_algorithms, jwt_secret, keys"
-        raise ConfigError(f"JWT settings ({setting}): {exc}") from None
 
 
 class Node:

@@ -1,6 +1,7 @@
 """The operator's read routes in the OpenAPI document (``api/openapi.py`` merges them): a
 channel's history and the connection event log. Their answers' schemas are generated
-from the structs in ``api/channels.py`` and ``api/events.py`` (``openapi.RESPONSE_BODIES``)."""
+from the structs in ``api/channels.py`` and ``api/events.py``
+(``openapi_schemas.RESPONSE_BODIES``)."""
 
 from __future__ import annotations
 

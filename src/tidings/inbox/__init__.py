@@ -18,7 +18,6 @@ from typing import Any, Final
 import msgspec
 
 from .. import cluster, protocol
-from ..broker import BrokerError
 from ..hub import Outbound
 from ..protocol import ErrorCode
 from ..session import Session
@@ -30,7 +29,6 @@ from .push import Pusher, Reader
 from .requests import (
     MAX_BATCH,
     MAX_MESSAGE,
-    MAX_PAGE,
     MAX_RECIPIENTS,
     MAX_TITLE,
     BatchItem,
@@ -41,12 +39,11 @@ from .requests import (
     Planner,
     check_target,
     content,
-    decode_cursor,
-    encode_cursor,
     fingerprint,
     no_plan,
     view,
 )
+from .state import InboxState
 from .webhooks import WebhookSender
 
 __all__ = [
@@ -71,7 +68,7 @@ PURGE_BATCH: Final = 1000
 _PENDING: Final = InboxError("not created")
 
 
-class Inbox:
+class Inbox(InboxState):
     """The inbox of one node, over a store.
 
     Args:
@@ -439,148 +436,3 @@ class Inbox:
                 "the notification store is unavailable; try again",
                 reply_to=cmd.id,
             )
-
-    async def unread_count(self, user_id: str) -> int:
-        return await self.store.unread_count(user_id, now=self.node.clock())
-
-    # --- read state and queries ---------------------------------------------------------
-
-    async def mark_read(
-        self,
-        user_id: str,
-        ids: Sequence[str] | None,
-        *,
-        reply: Session | None = None,
-        reply_to: str | None = None,
-    ) -> tuple[list[str], int]:
-        """Mark read and tell every connection of the user; returns (changed ids, unread).
-
-        ``reply`` (the asking connection) gets its copy with ``replyTo`` even when
-        nothing changed; the user's other connections hear only of changes.
-        """
-        changed = await self.store.mark_read(user_id, ids, now=self.node.clock())
-        unread = await self.unread_count(user_id)
-        data = protocol.NotificationRead(ids=changed, unreadCount=unread)
-        await self._tell_user(user_id, data, changed, reply, reply_to)
-        return changed, unread
-
-    async def remove(
-        self,
-        user_id: str,
-        ids: Sequence[str],
-        *,
-        delete: bool,
-        reply: Session | None = None,
-        reply_to: str | None = None,
-    ) -> tuple[list[str], int]:
-        """Archive (or delete) and tell every connection of the user, as ``mark_read`` does:
-        ``notification_archived`` / ``notification_deleted`` with the ids and unread count."""
-        if delete:
-            changed = await self.store.delete(user_id, ids)
-        else:
-            changed = await self.store.archive(user_id, ids, now=self.node.clock())
-        unread = await self.unread_count(user_id)
-        told = protocol.NotificationDeleted if delete else protocol.NotificationArchived
-        # Gone from the inbox: no tab on any instance redelivers them.
-        await self._tell_user(
-            user_id,
-            told(ids=changed, unreadCount=unread),
-            changed,
-            reply,
-            reply_to,
-            pop=True,
-        )
-        return changed, unread
-
-    async def unarchive(
-        self,
-        user_id: str,
-        ids: Sequence[str],
-        *,
-        reply: Session | None = None,
-        reply_to: str | None = None,
-    ) -> tuple[list[str], int]:
-        """Bring archived notifications back and tell every connection of the user
-        (``notification_unarchived``), as ``mark_read`` does. They are not pushed again:
-        a list that wants them fetches its first page."""
-        changed = await self.store.unarchive(user_id, ids)
-        unread = await self.unread_count(user_id)
-        data = protocol.NotificationUnarchived(ids=changed, unreadCount=unread)
-        await self._tell_user(user_id, data, changed, reply, reply_to)
-        return changed, unread
-
-    async def _tell_user(
-        self,
-        user_id: str,
-        data: protocol.NotificationRead,
-        changed: list[str],
-        reply: Session | None,
-        reply_to: str | None,
-        *,
-        pop: bool = False,
-    ) -> None:
-        """Tell the user's connections on every instance (but ``reply``, which gets its
-        own copy with ``replyTo``) of a change; ``pop`` ends redelivery of ``changed``."""
-        if reply is not None:
-            if pop:
-                awaiting = self.pusher.reader(reply).awaiting
-                for nid in changed:
-                    awaiting.pop(nid, None)
-            reply.send(data, reply_to=reply_to)
-        if not changed:
-            return
-        envelope = self.node.envelope(self.node.new_id(), data.kind, data)
-        told = cluster.Told(
-            user=user_id,
-            skip=reply.client_id if reply else None,
-            pop=changed if pop else [],
-            envelope=msgspec.Raw(envelope),
-        )
-        await self._to_user(told)
-
-    async def _to_user(self, event: cluster.Told | cluster.Acknowledged) -> None:
-        """An inbox event for the user's connections on every instance (``receive`` on
-        each); when the cluster cannot be reached, this instance's get it at least."""
-        try:
-            await self.node.send(cluster.topic("user", event.user), event)
-        except BrokerError as exc:
-            log.warning("inbox event for %s not sent over the cluster: %s", event.user, exc)
-            self.receive(event)
-
-    async def ack(self, user_id: str, ids: Sequence[str]) -> list[str]:
-        """Record acknowledgements; no tab of the user, on any instance, gets these again."""
-        await self._to_user(cluster.Acknowledged(user=user_id, pop=list(ids)))
-        return await self.store.ack(user_id, ids, now=self.node.clock())
-
-    async def list(
-        self,
-        user_id: str,
-        *,
-        unread_only: bool,
-        limit: int,
-        cursor: str | None,
-        archived: bool = False,
-    ) -> protocol.Notifications:
-        """One page, newest first: ``{items, unreadCount, nextCursor}``; the inbox, or
-        with ``archived`` the archived notifications (newest seq first, as the inbox)."""
-        if not 1 <= limit <= MAX_PAGE:
-            raise InboxError(f"limit must be 1 to {MAX_PAGE}")
-        before = None if cursor is None else decode_cursor(cursor)
-        rows = await self.store.page(
-            user_id,
-            unread_only=unread_only,
-            archived_only=archived,
-            before_seq=before,
-            limit=limit + 1,
-        )
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return protocol.Notifications(
-            items=[view(n) for n in rows],
-            unreadCount=await self.unread_count(user_id),
-            nextCursor=encode_cursor(rows[-1].seq) if more and rows else None,
-        )
-
-    async def get(self, user_id: str, notification_id: str) -> protocol.Notification | None:
-        n = await self.store.get(user_id, notification_id)
-        return None if n is None else view(n)

@@ -12,33 +12,36 @@ import argparse
 import asyncio
 import json
 import logging
-import os
 import re
-import secrets
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from . import __version__
-from .auth import mint
-from .config import SETTINGS, ConfigError, Settings, load
-from .store import StoreError
+from .. import __version__
+from ..auth import mint
+from ..config import SETTINGS, ConfigError, load
+from ..store import StoreError
+from .companions import DEFAULT_URL, _call, _listen, _notify, _publish, ws_url
+from .dev import DEV_FILE_ENV, DEV_STATE_FILE, _dev_state, _secret, dev_file
+
+__all__ = [
+    "DEFAULT_URL",
+    "DEV_FILE_ENV",
+    "DEV_STATE_FILE",
+    "dev_file",
+    "main",
+    "parse_duration",
+    "ws_url",
+]
 
 log = logging.getLogger("tidings.cli")
 
-DEV_STATE_FILE = ".tidings-dev.json"
-# Where `serve --dev` keeps, and the other commands look for, the development secrets.
-DEV_FILE_ENV = "TIDINGS_DEV_FILE"
 _DESCRIPTION = (
     "tidings: a real-time notification and messaging server. `serve` runs it; `token` "
     "mints development JWTs; `listen`, `publish`, `notify` and `stats` talk to a server."
 )
-DEFAULT_URL = "http://127.0.0.1:8000"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -159,42 +162,6 @@ def _json_arg(text: str) -> Any:
         raise argparse.ArgumentTypeError(f"not JSON: {exc}") from None
 
 
-def dev_file(*, for_writing: bool = False) -> Path:
-    """The development secrets file.
-
-    ``$TIDINGS_DEV_FILE`` when set; else, for ``serve --dev``, ``.tidings-dev.json`` in the
-    current folder; else, for the commands that read it, the nearest one in the current
-    folder or a parent (so ``tidings token`` works from a subfolder of the checkout).
-    """
-    named = os.environ.get(DEV_FILE_ENV)
-    if named:
-        return Path(named)
-    here = Path.cwd()
-    if not for_writing:
-        for folder in (here, *here.parents):
-            if (folder / DEV_STATE_FILE).is_file():
-                return folder / DEV_STATE_FILE
-    return here / DEV_STATE_FILE
-
-
-def _dev_state(path: Path) -> dict[str, str]:
-    """Development secrets, generated once and kept beside the working directory."""
-    try:
-        data = json.loads(path.read_text())
-        if (
-            isinstance(data, dict)
-            and isinstance(data.get("jwt_secret"), str)
-            and isinstance(data.get("api_key"), str)
-        ):
-            return {"jwt_secret": data["jwt_secret"], "api_key": data["api_key"]}
-    except (OSError, ValueError):
-        pass
-    state = {"jwt_secret": secrets.token_urlsafe(32), "api_key": secrets.token_urlsafe(24)}
-    path.write_text(json.dumps(state, indent=2) + "\n")
-    path.chmod(0o600)
-    return state
-
-
 def _loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
     """uvloop when asked for or (``auto``) when installed; else asyncio's own loop."""
     if choice == "asyncio":
@@ -211,7 +178,7 @@ def _loop_factory(choice: str) -> Callable[[], asyncio.AbstractEventLoop] | None
 def _serve(args: argparse.Namespace) -> int:
     flags = {name: getattr(args, name) for name in SETTINGS}
     settings = load(config_file=args.config, flags=flags)
-    from .server import configure_logging, run
+    from ..server import configure_logging, run
 
     configure_logging(settings)
     changes: dict[str, Any] = {}
@@ -265,7 +232,7 @@ def _without_password(url: str) -> str:
 
 def _check_config(args: argparse.Namespace) -> int:
     """Load and validate like serve does, then print every effective setting."""
-    from .node import build_verifier
+    from ..verifier import build_verifier
 
     flags = {name: getattr(args, name) for name in SETTINGS}
     settings = load(config_file=args.config, flags=flags)
@@ -298,32 +265,6 @@ def _check_config(args: argparse.Namespace) -> int:
     return 0
 
 
-def _secret(args: argparse.Namespace) -> str | None:
-    """``--secret``, else the configured ``jwt_secret``, else the development one."""
-    secret: str | None = args.secret
-    if not secret:
-        settings: Settings = load(config_file=args.config)
-        secret = settings.jwt_secret
-    if not secret:
-        secret = _dev_value("jwt_secret")
-    if not secret:
-        print(
-            "tidings: no JWT secret: set TIDINGS_JWT_SECRET, pass --secret, run "
-            f"`tidings serve --dev` here first, or point {DEV_FILE_ENV} at its "
-            f"{DEV_STATE_FILE} (none found in {Path.cwd()} or its parents)",
-            file=sys.stderr,
-        )
-    return secret
-
-
-def _dev_value(name: str) -> str | None:
-    try:
-        value = json.loads(dev_file().read_text())[name]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    return value if isinstance(value, str) else None
-
-
 def _token(args: argparse.Namespace) -> int:
     secret = _secret(args)
     if not secret:
@@ -340,158 +281,6 @@ def _token(args: argparse.Namespace) -> int:
             extra[name] = value
     print(mint(secret, args.user, roles=args.role, ttl=args.ttl, now=time.time(), extra=extra))
     return 0
-
-
-# --- companions: listen, publish, notify, stats ---------------------------------------
-
-
-def _base_url(args: argparse.Namespace) -> str:
-    url: str = args.url or os.environ.get("TIDINGS_URL") or DEFAULT_URL
-    return url.rstrip("/")
-
-
-def ws_url(base: str) -> str:
-    """The WebSocket endpoint of a server URL: ``http://h:p`` -> ``ws://h:p/ws``."""
-    parts = urlsplit(base)
-    scheme = {"http": "ws", "https": "wss"}.get(parts.scheme, parts.scheme)
-    path = parts.path if parts.path not in ("", "/") else "/ws"
-    return urlunsplit(parts._replace(scheme=scheme, path=path))
-
-
-def _api_key(args: argparse.Namespace) -> str | None:
-    if args.api_key:
-        key: str = args.api_key
-        return key
-    keys: list[str] = load(config_file=args.config).api_keys
-    return keys[0] if keys else _dev_value("api_key")
-
-
-def _call(args: argparse.Namespace, method: str, path: str, body: Any = None) -> int:
-    """Call the HTTP API and print its JSON answer; 1 for an error answer."""
-    key = _api_key(args)
-    if not key:
-        print(
-            "tidings: no API key: pass --api-key, set TIDINGS_API_KEYS, run "
-            f"`tidings serve --dev` here first, or point {DEV_FILE_ENV} at its "
-            f"{DEV_STATE_FILE}",
-            file=sys.stderr,
-        )
-        return 2
-    url = _base_url(args) + path
-    if not url.startswith(("http://", "https://")):
-        print(f"tidings: --url must be http:// or https://, got {url!r}", file=sys.stderr)
-        return 2
-    request = urllib.request.Request(
-        url,
-        data=None if body is None else json.dumps(body).encode(),
-        method=method,
-        headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            status, raw = response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        status, raw = exc.code, exc.read()
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        print(f"tidings: cannot reach {url}: {reason}", file=sys.stderr)
-        return 1
-    try:
-        answer = json.loads(raw) if raw else None
-    except ValueError:
-        answer = None
-    if status >= 400:
-        error = answer.get("error", {}) if isinstance(answer, dict) else {}
-        message = error.get("message") if isinstance(error, dict) else None
-        print(f"tidings: {method} {path}: {status} {message or raw[:200]!r}", file=sys.stderr)
-        return 1
-    print(json.dumps(answer, indent=2 if method == "GET" else None))
-    return 0
-
-
-def _publish(args: argparse.Namespace) -> int:
-    body = {"channel": args.channel, "type": args.type, "data": args.data}
-    return _call(args, "POST", "/api/publish", body)
-
-
-def _notify(args: argparse.Namespace) -> int:
-    body: dict[str, Any] = {"userId": args.user, "title": args.title}
-    for field, value in (
-        ("message", args.body),
-        ("priority", args.priority),
-        ("category", args.category),
-        ("data", args.data),
-    ):
-        if value is not None:
-            body[field] = value
-    return _call(args, "POST", "/api/notifications", body)
-
-
-def _listen(args: argparse.Namespace) -> int:
-    token: str | Callable[[], str]
-    if args.token:
-        token = args.token
-    elif args.user:
-        secret = _secret(args)
-        if not secret:
-            return 2
-        user, roles, ttl = args.user, args.role, args.ttl
-
-        def token() -> str:
-            # A fresh token for every connection, so a reconnect after 4005 works.
-            return mint(secret, user, roles=roles, ttl=ttl, now=time.time())
-
-    else:
-        print("tidings: listen needs --token, or --user to mint one", file=sys.stderr)
-        return 2
-    return asyncio.run(_listen_loop(ws_url(_base_url(args)), token, args.channel, args.ack))
-
-
-async def _listen_loop(
-    url: str, token: str | Callable[[], str], channels: list[str], ack: bool
-) -> int:
-    import websockets
-
-    from .client import Client, ClientClosed, ClientError
-
-    client = Client(url, token, ack=ack)
-    try:
-        await client.connect()
-    except ClientClosed as exc:
-        print(f"tidings: closed {exc.code}: {exc.reason}", file=sys.stderr)
-        return 1
-    except (OSError, TimeoutError, websockets.InvalidHandshake) as exc:
-        print(f"tidings: cannot connect to {url}: {exc}", file=sys.stderr)
-        return 1
-    try:
-        for channel in channels:
-            try:
-                await client.subscribe(channel)
-            except ClientError as exc:
-                print(f"tidings: cannot subscribe to {channel!r}: {exc}", file=sys.stderr)
-                return 1
-        async for msg in client:
-            kind = msg.get("type")
-            if kind == "_connected":
-                welcome = msg.get("welcome") or {}
-                print(
-                    f"tidings: connected to {url} as {welcome.get('userId')!r} "
-                    f"({welcome.get('clientId')})",
-                    file=sys.stderr,
-                )
-            elif kind == "_disconnected":
-                then = "reconnecting" if msg.get("reconnect") else "giving up"
-                print(
-                    f"tidings: closed {msg.get('code')}: {msg.get('reason')}; {then}",
-                    file=sys.stderr,
-                )
-            else:
-                print(json.dumps(msg, ensure_ascii=False), flush=True)
-    except ClientClosed:
-        pass  # the iterator's last event said so already
-    finally:
-        await client.close()
-    return 1
 
 
 def main(argv: Sequence[str] | None = None) -> int:
