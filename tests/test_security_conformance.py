@@ -21,12 +21,33 @@ from .conftest import TIMEOUT, Harness, ServerFactory, closed_with, recv, reques
 from .security import assert_no_error_logged, assert_still_serving, rss_within
 
 # Cases that may end other than OK / NON-STRICT / INFORMATIONAL, each with its reason.
-ALLOWED: dict[str, str] = {
-    "12.*": "kosoku 0.1.0 cannot run the compression cases: each ends ERROR in the runner "
-    "('Strings must be encoded before hashing', a Python 3 port bug in case12_x_x), "
-    "before judging the server; compression is covered by the tests below",
-    "13.*": "as 12.*",
-}
+ALLOWED: dict[str, str] = {}
+
+
+def _patch_compression_cases() -> None:
+    """kosoku 0.1.0's port of the compression cases (12.*, 13.*) hashes the echoed
+    message as the str its runner hands over (text decoded, binary as latin-1), so each
+    case ended ERROR ('Strings must be encoded before hashing') before judging the
+    server. Hand the case the bytes on the wire, as Autobahn's Python 2 original had them;
+    the case's own checks (type, length, SHA-1 of the payload) are unchanged."""
+    from kosoku._caseindex import initialize_shims
+
+    initialize_shims()
+    import case12_x_x  # type: ignore[import-not-found]  # kosoku's vendored cases
+
+    for cls in case12_x_x.Case12_X_X + case12_x_x.Case13_X_X:
+        original = cls.onMessage
+        if getattr(original, "tidings_patched", False):
+            continue
+
+        def on_message(self: Any, msg: Any, binary: bool, _original: Any = original) -> None:
+            if isinstance(msg, str):
+                msg = msg.encode("latin-1" if binary else "utf-8")
+            _original(self, msg, binary)
+
+        on_message.tidings_patched = True  # type: ignore[attr-defined]
+        cls.onMessage = on_message
+
 
 # Section: (cases, settings). Section 9 sends messages up to 16 MiB, so it runs with the
 # limits raised, as the issue asks for 12-13.
@@ -69,7 +90,8 @@ def allowed(case_id: str, engine: str) -> bool:
     [
         pytest.param(
             name,
-            marks=()
+            # 12-13 sends 1,000 compressed messages in each of 216 cases (minutes).
+            marks=(pytest.mark.timeout(900),)
             if name == "1-7,10" or FULL
             else pytest.mark.skip(reason="make conformance runs it"),
         )
@@ -84,6 +106,7 @@ async def test_autobahn(
     """The Autobahn cases against the real reader, limits and writer with an echo in place
     of the session: nothing FAILED outside the allow-list."""
     cases, settings = SECTIONS[section]
+    _patch_compression_cases()
     h = await make_server(**settings)
     h.server.endpoint.echo = True
     try:
