@@ -83,7 +83,10 @@ async def test_full_disk_is_507_and_connections_still_open(
         status, _ = await h.api("POST", "/api/users/newcomer/send", {"type": "live", "data": 1})
         assert status == 200
         assert (await recv(ws))["type"] == "live"
-    assert h.server.node.metrics.store_errors == errors + 1  # the catch-up's write
+    # The user record is written beside the connection's messages: wait for it to fail.
+    assert h.server.inbox is not None
+    await h.server.inbox.settled()
+    assert h.server.node.metrics.store_errors == errors + 1  # remember_user's write
     await assert_still_serving(h)
     assert_no_error_logged(caplog)
 
