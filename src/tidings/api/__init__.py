@@ -16,10 +16,12 @@ from .delivery import ESCALATION_KEY, add_delivery_routes
 from .events import add_event_routes
 from .http import (
     API_APP_KEY,
+    API_KEYS_KEY,
     HEALTH_KEY,
     NODE_KEY,
     READY_KEY,
     USER_KEY,
+    ApiKeys,
     Host,
     error_response,
     json_response,
@@ -45,6 +47,7 @@ from .users import add_user_routes
 
 __all__ = [
     "API_APP_KEY",
+    "API_KEYS_KEY",
     "ESCALATION_KEY",
     "HEALTH_KEY",
     "NODE_KEY",
@@ -60,7 +63,9 @@ __all__ = [
 
 def build_api_app(node: Host) -> web.Application:
     """The /api sub-application: API-key checks and JSON errors on every route."""
-    app = web.Application(middlewares=[make_middleware(node)])
+    keys = ApiKeys(node.settings, node.monotonic)
+    app = web.Application(middlewares=[make_middleware(node, keys)])
+    app[API_KEYS_KEY] = keys
     app[NODE_KEY] = node
     app.router.add_post("/publish", publish)
     app.router.add_post("/users/{user_id}/send", send_to_user)

@@ -183,7 +183,16 @@ def _who(request: web.Request) -> tuple[str, str, str | None]:
 async def read_body(request: web.Request, cls: type[T]) -> T:
     """The request body decoded as ``cls`` (400 malformed, 422 the wrong shape)."""
     s = node_of(request).settings
-    raw = await read_raw_body(request, s.max_api_body_bytes, s.body_timeout)
+    return decode_body(await read_raw_body(request, s.max_api_body_bytes, s.body_timeout), cls)
+
+
+def decode_body(raw: bytes, cls: type[T]) -> T:
+    """A whole body decoded as ``cls``: the one decoder of the aiohttp routes and of the
+    HTTP front's fast path (``tidings.front``), so both take and refuse the same bodies.
+
+    Raises:
+        ApiError: 400 malformed or nested too deep, 422 the wrong shape.
+    """
     if json_depth_exceeded(raw):
         raise ApiError(400, f"JSON nested deeper than {MAX_JSON_DEPTH} levels")
     try:
@@ -207,36 +216,97 @@ class ApiError(Exception):
         self.message = message
 
 
-def make_middleware(node: Host) -> Middleware:
-    """JSON errors everywhere, and API-key checks (plus an optional rate limit) on /api."""
-    keys = [k.encode() for k in node.settings.api_keys]
-    rate = node.settings.api_rate_limit_per_second
-    origins = node.settings.allowed_origins
-    buckets: dict[bytes, TokenBucket] = {}
+class ApiKeys:
+    """The server API keys and their rate limit (``api_rate_limit_per_second``), shared
+    by the API's middleware and the HTTP front's fast path, so a key's bucket is one
+    bucket whichever of the two serves its request.
 
-    def is_key(request: web.Request) -> bool:
-        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-        presented = value.strip().encode()
-        return scheme.lower() == "bearer" and any(hmac.compare_digest(presented, k) for k in keys)
+    Args:
+        settings: ``api_keys`` and ``api_rate_limit_per_second``.
+        monotonic: the buckets' clock.
+    """
 
-    def check_key(request: web.Request) -> None:
-        scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    def __init__(self, settings: Settings, monotonic: Callable[[], float]) -> None:
+        self.keys: list[bytes] = [k.encode() for k in settings.api_keys]
+        self.rate: float = settings.api_rate_limit_per_second
+        self.monotonic = monotonic
+        self.buckets: dict[bytes, TokenBucket] = {}
+
+    def match(self, authorization: str) -> bytes | None:
+        """The server key an ``Authorization`` header presents (``Bearer <key>``), if it
+        presents one; nothing is counted."""
+        scheme, _, value = authorization.partition(" ")
         presented = value.strip().encode()
         if scheme.lower() != "bearer" or not presented:
-            raise ApiError(401, "missing API key (Authorization: Bearer <key>)")
-        for key in keys:
+            return None
+        for key in self.keys:
             if hmac.compare_digest(presented, key):
-                if rate > 0:
-                    bucket = buckets.get(key)
-                    if bucket is None:
-                        bucket = buckets[key] = TokenBucket(
-                            rate, max(1.0, rate * 2), node.monotonic
-                        )
-                    if not bucket.take():
-                        raise ApiError(429, "API rate limit exceeded")
-                return
+                return key
+        return None
+
+    def take(self, key: bytes) -> bool:
+        """Count one request on ``key``: False when its rate limit refuses it (nothing
+        is spent then, so a caller may hand the request on to be refused again)."""
+        if self.rate <= 0:
+            return True
+        bucket = self.buckets.get(key)
+        if bucket is None:
+            rate = self.rate
+            bucket = self.buckets[key] = TokenBucket(rate, max(1.0, rate * 2), self.monotonic)
+        return bucket.take()
+
+
+# The API's keys and their buckets, for the HTTP front (``tidings.front``) to share.
+API_KEYS_KEY: Final = web.AppKey("api_keys", ApiKeys)
+
+
+def failure(exc: Exception, method: str, path: str) -> tuple[int, str, dict[str, str] | None]:
+    """The JSON error (status, message, headers) for what a route raised, logged as the
+    middleware logs it: the one mapping of the aiohttp routes and the HTTP front."""
+    if isinstance(exc, ApiError):
+        return exc.status, exc.message, {"Retry-After": "1"} if exc.status in (429, 503) else None
+    if isinstance(exc, BrokerError):
+        # Never report as delivered what the cluster did not take.
+        log.warning("%s %s: broker unavailable: %s", method, path, exc)
+        return (
+            503,
+            "the cluster's broker is unreachable; nothing was sent",
+            {"Retry-After": "1"},
+        )
+    status = failure_status(exc)
+    if status is None:
+        log.error("error serving %s %s", method, path, exc_info=exc)
+        return 500, "internal server error", None
+    # The store failed, not the request: say so, and when to try again.
+    log.warning("%s %s: store unavailable: %s", method, path, exc)
+    message = (
+        "the notification store's disk is full; nothing was stored"
+        if status == 507
+        else "the notification store is unavailable; try again"
+    )
+    return status, message, {"Retry-After": "1"}
+
+
+def make_middleware(node: Host, api_keys: ApiKeys) -> Middleware:
+    """JSON errors everywhere, and API-key checks (plus an optional rate limit) on /api."""
+    origins = node.settings.allowed_origins
+
+    def is_key(request: web.Request) -> bool:
+        return api_keys.match(request.headers.get("Authorization", "")) is not None
+
+    def check_key(request: web.Request) -> None:
+        authorization = request.headers.get("Authorization", "")
+        scheme, _, value = authorization.partition(" ")
+        presented = value.strip()
+        if scheme.lower() != "bearer" or not presented:
+            raise ApiError(401, "missing API key (Authorization: Bearer <key>)")
+        key = api_keys.match(authorization)
+        if key is not None:
+            if not api_keys.take(key):
+                raise ApiError(429, "API rate limit exceeded")
+            return
         try:
-            node.verifier.verify(presented.decode(errors="replace"))
+            node.verifier.verify(presented)
         except AuthError:
             raise ApiError(401, "invalid API key") from None
         raise ApiError(403, "this endpoint needs a server API key, not a user token")
@@ -287,38 +357,18 @@ def make_middleware(node: Host) -> Middleware:
             elif request.path.startswith("/api/") and request.path != "/api/openapi.json":
                 check_key(request)
             return await handler(request)
-        except ApiError as exc:
-            headers = {"Retry-After": "1"} if exc.status in (429, 503) else None
-            return error_response(exc.status, exc.message, headers)
         except BodyError as exc:
             response = error_response(exc.status, exc.message)
             # Whatever is left of the body is not worth reading: end the connection.
             response.force_close()
             return response
-        except BrokerError as exc:
-            # Never report as delivered what the cluster did not take.
-            log.warning("%s %s: broker unavailable: %s", request.method, request.path, exc)
-            return error_response(
-                503, "the cluster's broker is unreachable; nothing was sent", {"Retry-After": "1"}
-            )
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
             allow = exc.headers.get("Allow")
             return error_response(exc.status, exc.reason, {"Allow": allow} if allow else None)
         except Exception as exc:
-            status = failure_status(exc)
-            if status is None:
-                log.exception("error serving %s %s", request.method, request.path)
-                return error_response(500, "internal server error")
-            # The store failed, not the request: say so, and when to try again.
-            log.warning("%s %s: store unavailable: %s", request.method, request.path, exc)
-            message = (
-                "the notification store's disk is full; nothing was stored"
-                if status == 507
-                else "the notification store is unavailable; try again"
-            )
-            return error_response(status, message, {"Retry-After": "1"})
+            return error_response(*failure(exc, request.method, request.path))
 
     return middleware
 

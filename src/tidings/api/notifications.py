@@ -45,27 +45,43 @@ def _inbox(request: web.Request) -> Inbox:
     return inbox
 
 
+def idempotency_key(value: str | None) -> str | None:
+    """An ``Idempotency-Key`` header's value, checked (1 to 255 characters)."""
+    if value is not None and not 0 < len(value) <= 255:
+        raise ApiError(400, "Idempotency-Key must be 1 to 255 characters")
+    return value
+
+
 async def create_notification(request: web.Request) -> web.Response:
     body = await read_body(request, CreateRequest)
-    key = request.headers.get("Idempotency-Key")
-    if key is not None and not 0 < len(key) <= 255:
-        raise ApiError(400, "Idempotency-Key must be 1 to 255 characters")
+    key = idempotency_key(request.headers.get("Idempotency-Key"))
+    status, answer = await create_in(_inbox(request), body, key)
+    return json_response(answer, status=status)
+
+
+async def create_in(
+    inbox: Inbox, body: CreateRequest, key: str | None
+) -> tuple[int, dict[str, Any]]:
+    """``POST /api/notifications`` without the request: the status and JSON answer of a
+    decoded create (the aiohttp route and the HTTP front's fast path both call this).
+
+    Raises:
+        ApiError: 422 refused by the inbox's rules, 409 the key was used for another.
+    """
     try:
-        created = await _inbox(request).create(body, idempotency_key=key)
+        created = await inbox.create(body, idempotency_key=key)
     except InboxError as exc:
         raise ApiError(422, str(exc)) from None
     except IdempotencyConflict:
         raise ApiError(409, "Idempotency-Key was already used for a different request") from None
     items = [{"id": n.id, "userId": n.user_id, "seq": n.seq} for n in created.notifications]
-    return json_response(
-        {
-            "notifications": items,
-            "replayed": created.replayed,
-            "skipped": list(created.skipped),
-            "inAppOff": list(created.in_app_off),
-        },
-        status=200 if created.replayed else 201,
-    )
+    answer = {
+        "notifications": items,
+        "replayed": created.replayed,
+        "skipped": list(created.skipped),
+        "inAppOff": list(created.in_app_off),
+    }
+    return 200 if created.replayed else 201, answer
 
 
 class CreatedItem(msgspec.Struct):
@@ -120,13 +136,22 @@ def _result(outcome: Created | Exception) -> BatchResult:
 
 async def create_notifications(request: web.Request) -> web.Response:
     body = await read_body(request, BatchRequest)
+    return json_response(await create_batch_in(_inbox(request), body))
+
+
+async def create_batch_in(inbox: Inbox, body: BatchRequest) -> BatchCreated:
+    """``POST /api/notifications/batch`` without the request (see ``create_in``).
+
+    Raises:
+        ApiError: 422, the batch was refused as a whole.
+    """
     try:
-        outcomes = await _inbox(request).create_many(
+        outcomes = await inbox.create_many(
             [(item, item.idempotencyKey) for item in body.notifications]
         )
     except InboxError as exc:
         raise ApiError(422, str(exc)) from None
-    return json_response(BatchCreated([_result(o) for o in outcomes]))
+    return BatchCreated([_result(o) for o in outcomes])
 
 
 def _owner(request: web.Request) -> str:

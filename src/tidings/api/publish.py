@@ -8,7 +8,7 @@ import msgspec
 from aiohttp import web
 
 from ..publication import PublishError, Sent
-from .http import ApiError, json_response, node_of, read_body
+from .http import ApiError, Host, json_response, node_of, read_body
 
 _TYPE = msgspec.Meta(description="the `type` clients receive (1 to 64 characters)")
 _DATA = msgspec.Meta(description="any JSON value; clients receive it as `data`")
@@ -38,19 +38,34 @@ class BroadcastRequest(msgspec.Struct, forbid_unknown_fields=True):
 
 
 def _sent(sent: Sent, **extra: Any) -> web.Response:
+    return json_response(sent_body(sent, **extra))
+
+
+def sent_body(sent: Sent, **extra: Any) -> dict[str, Any]:
+    """The JSON answer to a publication that was sent."""
     body: dict[str, Any] = {"id": sent.id, **extra, "delivered": sent.delivered}
     if sent.position is not None:
         body["offset"], body["epoch"] = sent.position
-    return json_response(body)
+    return body
+
+
+async def publish_to(node: Host, body: PublishRequest) -> dict[str, Any]:
+    """``POST /api/publish`` without the request: act on a decoded body and return the
+    answer's JSON (the aiohttp route and the HTTP front's fast path both call this).
+
+    Raises:
+        ApiError: 422, the publication was refused before anything was sent.
+    """
+    try:
+        sent = await node.publish(body.channel, body.type, body.data)
+    except PublishError as exc:
+        raise ApiError(422, str(exc)) from None
+    return sent_body(sent, channel=body.channel)
 
 
 async def publish(request: web.Request) -> web.Response:
     body = await read_body(request, PublishRequest)
-    try:
-        sent = await node_of(request).publish(body.channel, body.type, body.data)
-    except PublishError as exc:
-        raise ApiError(422, str(exc)) from None
-    return _sent(sent, channel=body.channel)
+    return json_response(await publish_to(node_of(request), body))
 
 
 async def send_to_user(request: web.Request) -> web.Response:
