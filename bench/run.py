@@ -90,8 +90,9 @@ SERVERS = ["tidings", "aiohttp", "picows", "node"]
 # Not run unless named: tidings again, its subscribers on Socket.IO (/socket.io/) instead
 # of the native WebSocket (`--servers tidings,socketio --only fanout-1ch` compares them);
 # and tidings on one WebSocket engine each (`ws_engine`), beside the default one
-# (`--servers tidings-aiohttp,tidings-lean,aiohttp`).
-OPTIONAL_SERVERS = ["socketio", "tidings-aiohttp", "tidings-lean"]
+# (`--servers tidings-aiohttp,tidings-lean,aiohttp`); and tidings with its HTTP front off
+# (`http_fast_path = false`: aiohttp parses every request, as before the front).
+OPTIONAL_SERVERS = ["socketio", "tidings-aiohttp", "tidings-lean", "tidings-nofront"]
 
 
 def inbox_metrics(db: str, raw_client: str, per_request: int = 1) -> list[Metric]:
@@ -1172,6 +1173,7 @@ async def run_all(
         "socketio": tidings_spec(SECRET, API_KEY, transport="socketio"),
         "tidings-aiohttp": tidings_spec(SECRET, API_KEY, engine="aiohttp"),
         "tidings-lean": tidings_spec(SECRET, API_KEY, engine="lean"),
+        "tidings-nofront": tidings_spec(SECRET, API_KEY, front=False),
     }
     specs = [all_specs[s] for s in server_names]
     results: dict[str, dict[str, Result]] = {}

@@ -249,16 +249,25 @@ def _server_preexec() -> None:
 
 
 def tidings_spec(
-    secret: str, api_key: str, transport: str = "websocket", engine: str | None = None
+    secret: str,
+    api_key: str,
+    transport: str = "websocket",
+    engine: str | None = None,
+    front: bool = True,
 ) -> ServerSpec:
     """tidings as deployed. ``transport="socketio"`` (server name ``socketio``): the same
     server, its subscribers connected over Socket.IO instead of the native WebSocket;
-    ``engine`` forces its ``ws_engine`` (the server is then named ``tidings-<engine>``)."""
+    ``engine`` forces its ``ws_engine`` (the server is then named ``tidings-<engine>``);
+    ``front=False`` turns its HTTP front off (``http_fast_path``, ``tidings-nofront``)."""
     exe = VENV_BIN / "tidings"
     argv = [str(exe)] if exe.exists() else [str(VENV_BIN / "python"), "-m", "tidings"]
     name = "tidings" if transport == "websocket" else transport
+    if engine:
+        name = f"tidings-{engine}"
+    if not front:
+        name = "tidings-nofront"
     return ServerSpec(
-        name=f"tidings-{engine}" if engine else name,
+        name=name,
         transport=transport,
         argv=[*argv, "serve", "--host", "127.0.0.1", "--port", "0"],
         env={
@@ -274,6 +283,7 @@ def tidings_spec(
                 tempfile.mkdtemp(prefix="tidings-bench-"), "gateway.db"
             ),
             **({"TIDINGS_WS_ENGINE": engine} if engine else {}),
+            **({} if front else {"TIDINGS_HTTP_FAST_PATH": "false"}),
         },
         cwd=REPO_DIR,
         wants_user_id_param=False,

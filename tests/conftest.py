@@ -44,6 +44,10 @@ def make_settings(**overrides: Any) -> Settings:
     engine = os.environ.get("TIDINGS_TEST_WS_ENGINE")
     if engine:
         flags["ws_engine"] = engine
+    # TIDINGS_TEST_HTTP_FAST_PATH=false runs every server without its HTTP front.
+    fast_path = os.environ.get("TIDINGS_TEST_HTTP_FAST_PATH")
+    if fast_path:
+        flags["http_fast_path"] = fast_path
     flags.update(overrides)
     settings = load(env={}, flags=flags)
     if namespaces:

@@ -25,6 +25,7 @@ from .backends import open_store
 from .config import ConfigError, Settings
 from .delivery import setup as delivery_setup
 from .delivery.escalation import Escalation
+from .front import Front
 from .gateway import socketio, sse
 from .gateway.connection import Gateway
 from .gateway.websocket import WebSocketEndpoint
@@ -140,6 +141,9 @@ class Server:
         )
         self.app[api.API_APP_KEY][api.ESCALATION_KEY] = self.escalation
         self._runner: web.AppRunner | None = None
+        # With http_fast_path (and no TLS): the listening socket and its HTTP front.
+        self._listener: asyncio.Server | None = None
+        self.front: Front | None = None
         self.inbox: Inbox | None = None
         self.rooms: Rooms | None = None
         self.port: int = 0
@@ -185,9 +189,8 @@ class Server:
         if not self.listen:
             self._runner = runner
             return
-        site = web.TCPSite(runner, s.host, s.port, backlog=2048, ssl_context=tls)
         try:
-            await site.start()
+            sockets = await self._listen(runner, tls)
         except BaseException:
             # Could not listen (port taken): release what start() opened.
             await runner.cleanup()
@@ -199,12 +202,23 @@ class Server:
             self.inbox = self.node.inbox = None
             raise
         self._runner = runner
-        server = site._server  # aiohttp keeps the bound sockets there
-        sockets = getattr(server, "sockets", None) or []
-        if sockets:
-            self.port = sockets[0].getsockname()[1]
-        else:  # pragma: no cover - TCPSite always binds
-            self.port = s.port
+        self.port = sockets[0].getsockname()[1] if sockets else s.port
+
+    async def _listen(self, runner: web.AppRunner, tls: ssl.SSLContext | None) -> list[Any]:
+        """Listen: on the HTTP front (``http_fast_path``, plain HTTP), which hands what it
+        does not serve to aiohttp, or on aiohttp's own site. Returns the bound sockets."""
+        s = self.settings
+        server = runner.server
+        if s.http_fast_path and tls is None and server is not None:
+            keys = self.app[api.API_APP_KEY][api.API_KEYS_KEY]
+            self.front = Front(self.node, keys, server, timeout=s.handshake_timeout)
+            loop = asyncio.get_running_loop()
+            self._listener = await loop.create_server(self.front, s.host, s.port, backlog=2048)
+            return list(self._listener.sockets)
+        site = web.TCPSite(runner, s.host, s.port, backlog=2048, ssl_context=tls)
+        await site.start()
+        # aiohttp keeps the bound sockets there
+        return list(getattr(site._server, "sockets", None) or [])
 
     def protocol(self) -> asyncio.Protocol:
         """A new HTTP connection's protocol (aiohttp's), for a transport the caller
@@ -242,7 +256,7 @@ class Server:
         self.gateway.accepting = False
         if self.rooms is not None:
             self.rooms.draining = True  # presence entries expire with this instance
-        await self._step("closing connections and API calls", runner.cleanup())
+        await self._step("closing connections and API calls", self._close_http(runner))
         await self._step("stopping rooms", self._stop_rooms())
         await self._step("leaving the cluster", self.node.stop())
         inbox, self.inbox = self.inbox, None
@@ -251,6 +265,19 @@ class Server:
             await self._step("stopping escalation", self.escalation.stop())
             await self._step("finishing inbox work", inbox.drain())
             await self._step("closing the store", inbox.store.close())
+
+    async def _close_http(self, runner: web.AppRunner) -> None:
+        """Stop listening, then finish the API calls in flight on the front and on
+        aiohttp (which also closes the WebSockets, 1001) together."""
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()
+        front = self.front
+        if front is None:
+            await runner.cleanup()
+            return
+        front.close()
+        await asyncio.gather(runner.cleanup(), front.wait_closed(self.settings.shutdown_timeout))
 
     async def _step(self, what: str, step: Coroutine[Any, Any, None]) -> None:
         """One shutdown step, bounded: a step that hangs (a peer that never answers) is

@@ -234,6 +234,11 @@ SETTINGS: Final[dict[str, Spec]] = {
         "lean",
         "WebSocket engine: lean (the socket leaves aiohttp after the upgrade) or aiohttp",
     ),
+    "http_fast_path": Spec(
+        "bool",
+        True,
+        "serve publish and notification creates on the lean HTTP front (off: aiohttp only)",
+    ),
     "shutdown_timeout": Spec("float", 10.0, "seconds to finish in-flight API calls on shutdown"),
     "event_loop": Spec("str", "auto", "auto (uvloop when installed), uvloop or asyncio"),
     "metrics": Spec("str", "key", "GET /metrics: key (needs a server API key), open, or off"),

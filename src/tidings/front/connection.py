@@ -1,0 +1,184 @@
+"""``FrontConnection``: the asyncio protocol of one plain-HTTP connection while the front
+holds it (see ``tidings.front``)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, cast
+
+from aiohttp.tcp_helpers import tcp_nodelay
+
+from ..api.http import failure
+from .request import Head, read_head
+from .response import error_answer, json_answer
+from .routes import Act, Route, plain
+
+if TYPE_CHECKING:
+    from . import Front
+
+
+class FrontConnection(asyncio.Protocol):
+    """Serves the requests the front takes, one at a time in arrival order (pipelined
+    ones wait in ``buffer``), until one it does not take: that request, and the rest of
+    the connection's life, go to a new aiohttp request handler with the bytes read.
+
+    Bounded as aiohttp bounds a connection: ``handshake_timeout`` from the connection or
+    the last answer to the next whole request (a silent or slowloris client is closed; one
+    whose head arrived but not yet its body is handed to aiohttp and its body timeout),
+    and reading pauses while a request is served with more than a body's worth waiting,
+    or while the client does not read its answers.
+    """
+
+    __slots__ = ("blocked", "buffer", "busy", "front", "paused", "task", "timer", "transport")
+
+    def __init__(self, front: Front) -> None:
+        self.front = front
+        self.transport: asyncio.Transport | None = None
+        self.buffer = bytearray()
+        self.busy = False  # a request is being served
+        self.blocked = False  # the client is not reading its answers (pause_writing)
+        self.paused = False  # reading is paused (the buffer is full)
+        self.task: asyncio.Task[None] | None = None
+        self.timer: asyncio.TimerHandle | None = None
+
+    # --- asyncio.Protocol ------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        tcp_nodelay(self.transport, True)  # as aiohttp does: answers are small and whole
+        self.front.connections.add(self)
+        self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if self.busy or self.blocked:
+            if not self.paused and len(self.buffer) > self.front.max_buffer:
+                self.paused = True
+                self._transport().pause_reading()
+            return
+        self._next()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._disarm()
+        self.buffer.clear()
+        self.front.forget(self)
+
+    def pause_writing(self) -> None:
+        self.blocked = True
+
+    def resume_writing(self) -> None:
+        self.blocked = False
+        if not self.busy:
+            self._next()
+
+    # --- serving ---------------------------------------------------------------------
+
+    def _transport(self) -> asyncio.Transport:
+        assert self.transport is not None
+        return self.transport
+
+    def _next(self) -> None:
+        """Serve the request at the start of the buffer if it is whole and the front's;
+        hand the connection over if it is not the front's."""
+        buffer = self.buffer
+        if not buffer or self.blocked:
+            return
+        head = read_head(buffer)
+        if head is None:
+            self._hand_over()
+            return
+        if not isinstance(head, Head):
+            return  # the head is not complete yet
+        front = self.front
+        route = front.routes.get((head.method, head.target))
+        length = head.content_length()
+        if route is None or length is None or length > front.max_body or not plain(head):
+            self._hand_over()
+            return
+        end = head.size + length
+        if len(buffer) < end:
+            return  # the body is on its way
+        act = route.take(head, bytes(buffer[head.size : end]))
+        authorization = head.headers.get(b"authorization", b"")
+        key = front.keys.match(authorization.decode()) if authorization.isascii() else None
+        # Decided without a side effect so far; counting the key's request is the first.
+        if act is None or key is None or not front.keys.take(key):
+            self._hand_over()
+            return
+        del buffer[:end]
+        self.busy = True
+        self._disarm()
+        self.task = asyncio.get_running_loop().create_task(self._serve(route, act))
+
+    async def _serve(self, route: Route, act: Act) -> None:
+        front = self.front
+        try:
+            status, data = await act()
+            answer = json_answer(status, data, front.dates)
+        except Exception as exc:
+            # After the key was counted the request is the front's to answer, as the
+            # API's middleware would (same status, message, headers and log line).
+            status, message, headers = failure(exc, "POST", route.template)
+            answer = error_answer(status, message, front.dates, headers)
+        front.count(route, status)
+        self._answered(answer)
+
+    def _answered(self, answer: bytes) -> None:
+        self.busy = False
+        self.task = None
+        t = self._transport()
+        if t.is_closing():
+            return
+        t.write(answer)
+        if self.front.draining:
+            t.close()
+            return
+        if self.paused:
+            self.paused = False
+            t.resume_reading()
+        self._arm()
+        self._next()
+
+    def _hand_over(self) -> None:
+        """Give the connection, with the bytes read of its current request, to a new
+        aiohttp request handler; the front forgets it."""
+        self._disarm()
+        self.front.forget(self)
+        t = self._transport()
+        handler = self.front.aiohttp()
+        t.set_protocol(handler)
+        handler.connection_made(t)
+        data = bytes(self.buffer)
+        self.buffer.clear()
+        if data:
+            handler.data_received(data)
+        if self.paused:
+            self.paused = False
+            t.resume_reading()
+
+    def drain(self) -> None:
+        """The server is stopping: close now if idle, else after the current answer."""
+        if not self.busy and self.transport is not None:
+            self.transport.close()
+
+    # --- the keep-alive / handshake timer ----------------------------------------------
+
+    def _arm(self) -> None:
+        self._disarm()
+        loop = asyncio.get_running_loop()
+        self.timer = loop.call_later(self.front.timeout, self._expired)
+
+    def _disarm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _expired(self) -> None:
+        self.timer = None
+        if self.busy:
+            return
+        if isinstance(read_head(self.buffer), Head):
+            # The head is whole, the body is late: aiohttp's body timeout answers 408.
+            self._hand_over()
+        else:
+            self._transport().close()  # silent, or a head trickling in: as aiohttp
