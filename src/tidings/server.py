@@ -26,6 +26,7 @@ from .config import ConfigError, Settings
 from .delivery import setup as delivery_setup
 from .delivery.escalation import Escalation
 from .front import Front
+from .front.upgrade import Upgrades
 from .gateway import socketio, sse
 from .gateway.connection import Gateway
 from .gateway.websocket import WebSocketEndpoint
@@ -211,7 +212,11 @@ class Server:
         server = runner.server
         if s.http_fast_path and tls is None and server is not None:
             keys = self.app[api.API_APP_KEY][api.API_KEYS_KEY]
-            self.front = Front(self.node, keys, server, timeout=s.handshake_timeout)
+            lean = self.endpoint.lean
+            upgrades = Upgrades(self.endpoint, lean) if lean is not None else None
+            self.front = Front(
+                self.node, keys, server, timeout=s.handshake_timeout, upgrades=upgrades
+            )
             loop = asyncio.get_running_loop()
             self._listener = await loop.create_server(self.front, s.host, s.port, backlog=2048)
             return list(self._listener.sockets)

@@ -19,12 +19,14 @@ so every error answer, limit (413, 414, 431), log line and metric stays aiohttp'
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from ..api.http import ApiKeys, Host
 from .connection import FrontConnection
 from .response import Dates
 from .routes import Route, routes
+from .upgrade import Upgrades
 
 __all__ = ["Front", "FrontConnection"]
 
@@ -38,6 +40,8 @@ class Front:
         aiohttp: a new aiohttp request handler, for a connection handed over.
         timeout: seconds from a connection (or its last answer) to its next whole
             request (``handshake_timeout``, aiohttp's keep-alive timeout here).
+        upgrades: the WebSocket paths served here (the lean engine's), or None to hand
+            every upgrade to aiohttp.
     """
 
     def __init__(
@@ -47,11 +51,14 @@ class Front:
         aiohttp: Callable[[], asyncio.Protocol],
         *,
         timeout: float,
+        upgrades: Upgrades | None = None,
     ) -> None:
         self.node = node
         self.keys = keys
         self.aiohttp = aiohttp
         self.timeout = timeout
+        self.upgrades = upgrades
+        self._tasks: set[asyncio.Task[Any]] = set()
         self.routes = routes(node)
         self.max_body: int = node.settings.max_api_body_bytes
         # Bytes a connection may hold unread while it is served: one whole request more.
@@ -62,6 +69,7 @@ class Front:
         # Requests answered here, by route: what an operator (and a test) can read to
         # know the front, not aiohttp, served them.
         self.served: dict[str, int] = dict.fromkeys((r.template for r in self.routes.values()), 0)
+        self.served["upgrade"] = 0
         self._gone: asyncio.Event | None = None
 
     def __call__(self) -> FrontConnection:
@@ -73,6 +81,12 @@ class Front:
         key = (route.method.decode(), route.template, str(status))
         self.node.metrics.api_requests[key] += 1
         self.served[route.template] += 1
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run a new WebSocket's opening (authentication, welcome) beside the loop."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def forget(self, connection: FrontConnection) -> None:
         self.connections.discard(connection)

@@ -9,9 +9,11 @@ from typing import TYPE_CHECKING, cast
 from aiohttp.tcp_helpers import tcp_nodelay
 
 from ..api.http import failure
+from ..gateway.lean import LeanLink
 from .request import Head, read_head
 from .response import error_answer, json_answer
 from .routes import Act, Route, plain
+from .upgrade import Upgrade
 
 if TYPE_CHECKING:
     from . import Front
@@ -90,6 +92,14 @@ class FrontConnection(asyncio.Protocol):
         if not isinstance(head, Head):
             return  # the head is not complete yet
         front = self.front
+        if head.upgrade:
+            upgrades = front.upgrades
+            upgrade = upgrades.take(head, self._remote()) if upgrades is not None else None
+            if upgrade is None:
+                self._hand_over()
+            else:
+                self._upgrade(head, upgrade)
+            return
         route = front.routes.get((head.method, head.target))
         length = head.content_length()
         if route is None or length is None or length > front.max_body or not plain(head):
@@ -138,6 +148,34 @@ class FrontConnection(asyncio.Protocol):
             t.resume_reading()
         self._arm()
         self._next()
+
+    def _remote(self) -> str | None:
+        peer = self._transport().get_extra_info("peername")
+        return peer[0] if isinstance(peer, tuple) else None  # as aiohttp's request.remote
+
+    def _upgrade(self, head: Head, upgrade: Upgrade) -> None:
+        """Admission control, then the 101 and the socket to a ``LeanLink``; or the
+        refusal, answered here (admission has counted it)."""
+        front = self.front
+        upgrades = front.upgrades
+        assert upgrades is not None
+        endpoint = upgrades.endpoint
+        refused = endpoint.admit(upgrade.peer, upgrade.token is not None)
+        if refused is not None:
+            del self.buffer[: head.size]
+            self._answered(json_answer(refused.status, refused.body, front.dates, refused.headers))
+            return
+        self._disarm()
+        front.forget(self)
+        tail = bytes(self.buffer[head.size :])
+        self.buffer.clear()
+        t = self._transport()
+        t.pause_reading()  # until the connection is authenticated (LeanLink.start)
+        link = LeanLink(upgrades.engine, upgrade.ws, t)
+        t.set_protocol(link)
+        t.write(upgrade.answer)
+        front.served["upgrade"] += 1
+        front.spawn(endpoint.open_lean(link, tail, upgrade.peer, upgrade.token, upgrade.options))
 
     def _hand_over(self) -> None:
         """Give the connection, with the bytes read of its current request, to a new

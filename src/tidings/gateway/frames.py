@@ -10,10 +10,11 @@ from __future__ import annotations
 import struct
 from typing import Final
 
-from aiohttp import WSMessage, WSMsgType, web
+from aiohttp import WSMessage, WSMsgType
 
 from ..protocol import CloseCode
 from ..session import Close
+from .handshake import Opening
 
 INVALID_TEXT: Final = 1007
 
@@ -54,7 +55,7 @@ def message_error(msg: WSMessage, limit: int) -> Close | None:
     return None
 
 
-def deflate_offers_valid(request: web.Request) -> bool:
+def deflate_offers_valid(request: Opening) -> bool:
     """Whether every permessage-deflate offer is well formed (RFC 7692 7.1): known
     parameters, none twice, window bits 8 to 15. A malformed offer is declined: the
     connection opens without compression."""

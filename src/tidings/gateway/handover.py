@@ -16,8 +16,9 @@ from typing import Final
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.web_request import BaseRequest
+from multidict import MultiMapping
 from websockets.datastructures import Headers
-from websockets.http11 import Request
+from websockets.http11 import Request, Response
 from websockets.server import ServerProtocol
 
 from .lean import LeanEngine, LeanLink
@@ -35,23 +36,35 @@ def handshake(
     engine: LeanEngine, request: web.Request, deflate: bool, subprotocol: str | None
 ) -> tuple[ServerProtocol, bytes] | web.Response:
     """The 101 for an upgrade request aiohttp has parsed, by websockets' rules (key,
-    version, extension negotiation), or the HTTP refusal it makes instead.
+    version, extension negotiation), or the HTTP refusal it makes instead."""
+    answer = accept(engine, request.headers, request.raw_path, deflate, subprotocol)
+    if isinstance(answer, Response):
+        return web.Response(status=answer.status_code, body=answer.body, content_type="text/plain")
+    return answer
 
-    The protocol starts OPEN and is given the request as aiohttp parsed it, rather than
+
+def accept(
+    engine: LeanEngine,
+    got: MultiMapping[str],
+    raw_path: str,
+    deflate: bool,
+    subprotocol: str | None,
+) -> tuple[ServerProtocol, bytes] | Response:
+    """The sans-I/O protocol and the 101's bytes for an upgrade request's headers (as
+    aiohttp or the HTTP front parsed them), or websockets' refusal.
+
+    The protocol starts OPEN and is given the request's headers as parsed, rather than
     the request's bytes to parse again: nothing of the request then stays with the
     connection (websockets' parser would keep it for the connection's life).
     """
     ws = engine.protocol(deflate)
     headers = Headers()
-    got = request.headers
     for name in _HANDSHAKE_HEADERS:  # what accept() reads; origin and subprotocol are ours
         for value in got.getall(name, ()):
             headers[name] = value
-    response = ws.accept(Request(request.raw_path, headers))
+    response = ws.accept(Request(raw_path, headers))
     if response.status_code != 101:
-        return web.Response(
-            status=response.status_code, body=response.body, content_type="text/plain"
-        )
+        return response
     if subprotocol is not None:
         response.headers["Sec-WebSocket-Protocol"] = subprotocol
     return ws, response.serialize()

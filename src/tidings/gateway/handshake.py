@@ -1,20 +1,32 @@
 """What a client's opening HTTP request says: its token, its address, its query options.
 
 Shared by every transport that opens with an aiohttp request (WebSocket, SSE, and any
-other mounted on the same application), so they read a request the same way.
+other mounted on the same application), and by the HTTP front's WebSocket upgrade
+(``tidings.front``), so they read a request the same way: each takes an ``Opening``,
+which an aiohttp ``web.Request`` is.
 """
 
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Final
-
-from aiohttp import web
+from typing import Final, Protocol
 
 BEARER_PREFIX: Final = "bearer."
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class Opening(Protocol):
+    """What these functions read of a client's opening request."""
+
+    @property
+    def query(self) -> Mapping[str, str]: ...
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+    @property
+    def remote(self) -> str | None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -26,7 +38,7 @@ class Options:
     ack: bool  # ``ack=1``: the client acknowledges notifications
 
 
-def options(request: web.Request) -> Options:
+def options(request: Opening) -> Options:
     """The query options of a connection's opening request."""
     last_seq = request.query.get("lastSeq", "")
     return Options(
@@ -36,13 +48,13 @@ def options(request: web.Request) -> Options:
     )
 
 
-def offered_protocols(request: web.Request) -> list[str]:
+def offered_protocols(request: Opening) -> list[str]:
     """The subprotocols a WebSocket handshake offers."""
     header = request.headers.get("Sec-WebSocket-Protocol", "")
     return [p.strip() for p in header.split(",") if p.strip()]
 
 
-def handshake_token(request: web.Request, offered: list[str]) -> str | None:
+def handshake_token(request: Opening, offered: list[str]) -> str | None:
     """The token a client passed with its request: ``?token=``, a Bearer header, or a
     ``bearer.<jwt>`` subprotocol (one of ``offered``)."""
     token = request.query.get("token")
@@ -65,7 +77,7 @@ def trusted_networks(proxies: list[str]) -> list[Network]:
     return [ipaddress.ip_network(p, strict=False) for p in proxies]
 
 
-def client_address(request: web.Request, trusted: list[Network]) -> str | None:
+def client_address(request: Opening, trusted: list[Network]) -> str | None:
     """The client's address: the peer's, or, when the peer is a trusted proxy, the
     right-most address in X-Forwarded-For that is not itself a trusted proxy (what a
     client writes further left is unverifiable)."""

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Final
+from typing import Any, Final, NamedTuple
 
 from aiohttp import WebSocketError, WSMsgType, web
 
@@ -33,6 +33,7 @@ from .frameguard import FrameGuard, GuardedProtocol, Violation
 from .frames import deflate_offers_valid, frame_close, frame_text, message_error, valid_close_code
 from .handover import Detached, detach, handshake
 from .handshake import (
+    Options,
     client_address,
     handshake_token,
     offered_protocols,
@@ -127,13 +128,33 @@ class _Link:
         asyncio.get_running_loop().call_later(SLOW_CLOSE_GRACE, t.abort)
 
 
+class Refused(NamedTuple):
+    """A handshake refused before the upgrade: the HTTP answer, in the API's error shape."""
+
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str] | None
+
+
+def _refused(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> Refused:
+    return Refused(status, {"error": {"code": code, "message": message}}, headers)
+
+
 def _refusal(
     status: int, code: str, message: str, headers: dict[str, str] | None = None
 ) -> web.Response:
     """A handshake refused before the upgrade, in the HTTP API's error shape."""
-    body = {"error": {"code": code, "message": message}}
+    return _answer(_refused(status, code, message, headers))
+
+
+def _answer(refused: Refused) -> web.Response:
     return web.Response(
-        body=encode(body), status=status, headers=headers, content_type="application/json"
+        body=encode(refused.body),
+        status=refused.status,
+        headers=refused.headers,
+        content_type="application/json",
     )
 
 
@@ -147,7 +168,7 @@ class WebSocketEndpoint:
     def __init__(self, gateway: Gateway) -> None:
         self.gateway = gateway
         self.node = gateway.node
-        self._trusted = trusted_networks(self.node.settings.trusted_proxies)
+        self.trusted = trusted_networks(self.node.settings.trusted_proxies)
         # Conformance-test mode: every message is echoed back by the same reader, limits
         # and writer, with no session (tests/test_security_conformance.py).
         self.echo = False
@@ -202,12 +223,18 @@ class WebSocketEndpoint:
             log.warning("rejected WebSocket from %s: origin %r not allowed", peer, origin)
             metrics.admission_refusals["origin"] += 1
             return _refusal(403, "FORBIDDEN", "origin not allowed")
+        refused = self.admit(peer, has_token)
+        return None if refused is None else _answer(refused)
+
+    def admit(self, peer: str | None, has_token: bool) -> Refused | None:
+        """Admission control, the last check before an upgrade (and the first that
+        counts something): None to go ahead, else the refusal, logged."""
         refusal = self.gateway.admit(peer, has_token=has_token)
         if refusal is None:
             return None
         log.info("refused WebSocket from %s: %s", peer, refusal.message)
         code = "RATE_LIMIT" if refusal.status == 429 else "UNAVAILABLE"
-        return _refusal(
+        return _refused(
             refusal.status, code, refusal.message, {"Retry-After": str(refusal.retry_after)}
         )
 
@@ -215,7 +242,7 @@ class WebSocketEndpoint:
         gateway = self.gateway
         s = self.node.settings
         offered = offered_protocols(request)
-        peer = client_address(request, self._trusted)
+        peer = client_address(request, self.trusted)
         token = handshake_token(request, offered)
         refused = self._refuse(request, peer, token is not None)
         if refused is not None:
@@ -290,14 +317,26 @@ class WebSocketEndpoint:
         if transport is None:  # the client went away during the handshake
             return web.Response(status=400)
         link = LeanLink(engine, ws, transport)
-        link.echo = self.echo
         tail = detach(request, link, head)
-        engine.add(link)
+        await self.open_lean(link, tail, peer, token, options(request))
+        return Detached()
+
+    async def open_lean(
+        self,
+        link: LeanLink,
+        tail: bytes,
+        peer: str | None,
+        token: str | None,
+        opts: Options,
+    ) -> None:
+        """A lean link whose 101 is written (by ``_handle_lean`` or the HTTP front):
+        the connection opened and authenticated (with its welcome) before it reads a
+        frame; ``tail`` is what the client sent after its request."""
+        link.echo = self.echo
+        link.engine.add(link)
         if not self.echo:
             gateway = self.gateway
-            conn = link.conn = gateway.connect(
-                link, peer=peer, options=options(request), pending=token is None
-            )
+            conn = link.conn = gateway.connect(link, peer=peer, options=opts, pending=token is None)
             close: Close | None
             try:
                 close = await gateway.authenticate(conn, token)
@@ -306,9 +345,8 @@ class WebSocketEndpoint:
                 close = Close(CloseCode.INTERNAL_ERROR, "internal server error")
             if close is not None:
                 link.close(close)
-                return Detached()
+                return
         link.start(tail)
-        return Detached()
 
     async def _serve(
         self, ws: web.WebSocketResponse, conn: Connection, link: _Link
