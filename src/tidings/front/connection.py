@@ -31,12 +31,24 @@ class FrontConnection(asyncio.Protocol):
     or while the client does not read its answers.
     """
 
-    __slots__ = ("blocked", "buffer", "busy", "front", "paused", "task", "timer", "transport")
+    __slots__ = (
+        "blocked",
+        "buffer",
+        "busy",
+        "front",
+        "head",
+        "paused",
+        "task",
+        "timer",
+        "transport",
+    )
 
     def __init__(self, front: Front) -> None:
         self.front = front
         self.transport: asyncio.Transport | None = None
         self.buffer = bytearray()
+        # The head of a request whose body is still arriving (not parsed again).
+        self.head: Head | None = None
         self.busy = False  # a request is being served
         self.blocked = False  # the client is not reading its answers (pause_writing)
         self.paused = False  # reading is paused (the buffer is full)
@@ -85,7 +97,7 @@ class FrontConnection(asyncio.Protocol):
         buffer = self.buffer
         if not buffer or self.blocked:
             return
-        head = read_head(buffer)
+        head = self.head or read_head(buffer)
         if head is None:
             self._hand_over()
             return
@@ -107,7 +119,9 @@ class FrontConnection(asyncio.Protocol):
             return
         end = head.size + length
         if len(buffer) < end:
+            self.head = head
             return  # the body is on its way
+        self.head = None
         act = route.take(head, bytes(buffer[head.size : end]))
         authorization = head.headers.get(b"authorization", b"")
         key = front.keys.match(authorization.decode()) if authorization.isascii() else None
@@ -215,7 +229,7 @@ class FrontConnection(asyncio.Protocol):
         self.timer = None
         if self.busy:
             return
-        if isinstance(read_head(self.buffer), Head):
+        if self.head is not None:
             # The head is whole, the body is late: aiohttp's body timeout answers 408.
             self._hand_over()
         else:
