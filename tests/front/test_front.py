@@ -104,6 +104,13 @@ async def test_publish_answer_is_aiohttps(pair: tuple[Harness, Harness]) -> None
     assert body["delivered"] == 0
 
 
+async def test_keep_alive_header_answered_as_aiohttp(pair: tuple[Harness, Harness]) -> None:
+    """Clients such as urllib3 say Connection: keep-alive on HTTP/1.1."""
+    data = request(headers=b"Connection: keep-alive\r\n")
+    answer = await same_answer(pair, data, fast=True)
+    assert answer.startswith(b"HTTP/1.1 200 OK")
+
+
 async def test_publish_reaches_subscribers(harness: Harness) -> None:
     async with harness.client("alice") as ws:
         await ws.send(json.dumps({"type": "subscribe", "channel": "news", "id": "s"}))
