@@ -10,6 +10,13 @@ import os
 import re
 
 import pytest
+from multidict import CIMultiDict
+from websockets.protocol import State
+from yarl import URL
+
+from tidings.front.request import Head, read_head
+from tidings.front.upgrade import read_query
+from tidings.gateway.handover import accept
 
 from ..conftest import TIMEOUT, Harness, ServerFactory, token
 from .test_front import exchange, normal, read_answer
@@ -144,6 +151,15 @@ REFUSED_BY_AIOHTTP = {
     "version 8": upgrade(version="8"),
     "no key": upgrade().replace(b"Sec-WebSocket-Key", b"X-Nothing"),
     "bad key": upgrade(key="short"),
+    # RFC 6455 4.2.1: base64 of 16 bytes; websockets' 400, through aiohttp, as before.
+    "key not base64": upgrade(key="!" * 22 + "=="),
+    "key of 15 bytes": upgrade(key=base64.b64encode(bytes(15)).decode()),
+    "key of 17 bytes": upgrade(key=base64.b64encode(bytes(17)).decode()),
+    "key unpadded": upgrade(key=base64.b64encode(bytes(16)).decode().rstrip("=")),
+    "key padded short": upgrade(key=base64.b64encode(bytes(16)).decode()[:-1]),
+    "key twice padded": upgrade(key=base64.b64encode(bytes(16)).decode() + "=="),
+    "key with a space": upgrade(key="AAAAAAAAAAA AAAAAAAAAA=="),
+    "upgrade to another protocol": upgrade().replace(b"websocket", b"websocket, h2c"),
     "not an upgrade": upgrade().replace(b"Upgrade: websocket\r\n", b""),
     "another path": upgrade("/nowhere"),
 }
@@ -234,3 +250,120 @@ async def test_aiohttp_engine_upgrades_through_aiohttp(make_server: ServerFactor
     async with h.client("alice"):
         pass
     assert upgrades(h) == 0
+
+
+# Shapes the front answers itself (``Upgrades._switch``): the 101 must be websockets'.
+SWITCHED = {
+    "plain": "",
+    "subprotocol": "Sec-WebSocket-Protocol: tidings, bearer.x\r\n",
+    "other subprotocol": "Sec-WebSocket-Protocol: chat\r\n",
+    "malformed subprotocols": "Sec-WebSocket-Protocol: a b\r\n",  # not websockets' to read
+    "origin": "Origin: https://app.example\r\n",
+}
+REPLACED = {
+    "connection list": (b"Connection: Upgrade", b"Connection: keep-alive, Upgrade"),
+    "capitalised upgrade": (b"Upgrade: websocket", b"Upgrade: WebSocket"),
+    "lower-case connection": (b"Connection: Upgrade", b"Connection: upgrade"),
+}
+
+
+def _head(data: bytes) -> Head:
+    head = read_head(data)
+    assert isinstance(head, Head)
+    return head
+
+
+def _switch_cases() -> list[tuple[str, bytes]]:
+    key = base64.b64encode(bytes(range(16))).decode()
+    cases = [(name, upgrade(headers=extra, key=key)) for name, extra in SWITCHED.items()]
+    for name, (old, new) in REPLACED.items():
+        cases.append((name, upgrade(key=key).replace(old, new)))
+    return cases
+
+
+@pytest.mark.parametrize("compression", [True, False])
+@pytest.mark.parametrize(("case", "data"), _switch_cases())
+async def test_switched_101_is_websockets(
+    make_server: ServerFactory, compression: bool, case: str, data: bytes
+) -> None:
+    """The 101 built on the front is the one websockets' ``accept`` makes (modulo its
+    Date), and its protocol frames as websockets' would."""
+    h = await make_server(ws_engine="lean", compression=compression)
+    front = h.server.front
+    assert front is not None
+    assert front.upgrades is not None
+    up = front.upgrades
+    head = _head(data)
+    selected = "tidings" if b"tidings" in data else None
+    switched = up._switch(head.headers, compression, selected)
+    assert switched is not None, case  # the shape is the front's own
+    multi = CIMultiDict((k.decode(), v.decode()) for k, v in head.headers.items())
+    reference = accept(up.engine, multi, head.target.decode(), compression, selected)
+    assert isinstance(reference, tuple)
+    assert _DATE.sub(b"", switched[1]) == _DATE.sub(b"", reference[1])
+    assert _DATE.search(switched[1]) is not None
+    ws, expected = switched[0], reference[0]
+    assert ws.state is State.OPEN
+    assert ws.extensions == expected.extensions == []
+    assert ws.max_message_size == expected.max_message_size
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        # Taken by websockets' path (the front does not judge them), answered as before.
+        upgrade(headers="Sec-WebSocket-Extensions: permessage-deflate\r\n"),
+        upgrade(key="AAAAAAAAAAAAAAAAAAAAAB=="),  # non-canonical: websockets accepts it
+        upgrade(key="short"),
+        upgrade().replace(b"Upgrade: websocket", b"Upgrade: websocket, h2c"),
+        upgrade().replace(b"Connection: Upgrade", b"Connection: Upgrade,,x y"),
+    ],
+)
+async def test_other_shapes_take_websockets_path(harness: Harness, data: bytes) -> None:
+    front = harness.server.front
+    assert front is not None
+    assert front.upgrades is not None
+    head = _head(data)
+    assert front.upgrades._switch(head.headers, True, None) is None
+
+
+async def test_non_canonical_key_accepted_as_before(pair: tuple[Harness, Harness]) -> None:
+    """A key whose last digit has stray bits is base64 of 16 bytes to websockets: the
+    front's websockets path upgrades it with the same accept value as aiohttp's."""
+    data = upgrade(f"/ws?token={token('alice')}", key="AAAAAAAAAAAAAAAAAAAAAB==")
+    heads = []
+    for h in pair:
+        head, reader, writer = await open_head(h.server.port, data)
+        heads.append(_DATE.sub(b"", head))
+        assert (await frame(reader))["type"] == "welcome"
+        writer.close()
+    assert heads[0] == heads[1]
+    assert heads[0].startswith(b"HTTP/1.1 101")
+    assert upgrades(pair[0]) == 1
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "",
+        "token=abc.def-ghi_jkl",
+        "token=a&userId=bob&lastSeq=12&ack=1",
+        "token=",
+        "token=a=b",
+        "token=first&token=second",
+        "ack",
+        "&token=a",
+        "token=a&&ack=1",
+        "=x&token=a",
+        "token=a%2Eb",
+        "token=a+b",
+        "token=a;ack=1",
+        "userId=b%C3%B6b&token=t",
+        "userId=%ZZ",
+    ],
+)
+def test_query_read_as_yarl_reads_it(query: str) -> None:
+    target = f"/ws?{query}"
+    assert dict(read_query(target)) == {
+        k: URL(target, encoded=True).query[k] for k in URL(target, encoded=True).query
+    }
