@@ -579,3 +579,32 @@ async def test_create_for_role_idempotency(store: Store) -> None:
             note(2), "STAFF", now=NOW, idempotency_key="fan-1", fingerprint="b"
         )
     assert len(await store.page("alice")) == 1
+
+
+async def test_unread_counts_asked_together_are_each_exact(store: Store) -> None:
+    """Counts asked for at once (connections opening together) are each their user's own:
+    read, archived and expired rows left out, users with none at 0, each ``now`` kept."""
+    users = [f"u{i}" for i in range(40)]
+    expected = [0] * 40
+    expiring = set()
+    for i, user in enumerate(users[:20]):
+        ids = [(await store.create(note(k), [user], now=NOW)).notifications[0].id for k in range(3)]
+        expected[i] = 3
+        if i % 2:
+            await store.mark_read(user, ids[:1], now=NOW)
+            expected[i] -= 1
+        if i % 3 == 0:
+            await store.archive(user, ids[1:2], now=NOW)
+            expected[i] -= 1
+        if i % 5 == 0:
+            await store.create(note(9, expires_at=NOW + 10), [user], now=NOW)
+            expected[i] += 1
+            expiring.add(i)
+    asks = users + users[:10]  # the same user twice in a burst (two tabs)
+    got = await asyncio.gather(*(store.unread_count(u, now=NOW) for u in asks))
+    assert got == expected + expected[:10]
+    later = await asyncio.gather(
+        *(store.unread_count(u, now=NOW + 11 if i % 2 else NOW) for i, u in enumerate(users))
+    )
+    # The expiring one counts only for a count asked for before it expired.
+    assert later == [e - (i in expiring and i % 2 == 1) for i, e in enumerate(expected)]

@@ -27,6 +27,7 @@ from .sqlite_create import _create_batch, _CreateArgs, _fan_out, _remember_batch
 from .sqlite_deliveries import SQLiteDeliveries
 from .sqlite_inbox import SQLiteInbox
 from .sqlite_rooms import SQLiteRooms
+from .sqlite_unread import UnreadCounts
 from .sqlite_users import SQLiteUsers
 from .users import Erased
 
@@ -64,6 +65,8 @@ class SQLiteStore(SQLiteInbox, SQLiteRooms, SQLiteUsers, SQLiteDeliveries):
             tuple[tuple[str, tuple[str, ...], float], asyncio.Future[None]]
         ] = []
         self._users_flusher: asyncio.Task[None] | None = None
+        # unread_count: the counts connections opening together ask for, read together.
+        self._unread = UnreadCounts(self._read)
         # Transactions that recorded users: none for users already recorded as they are.
         self.user_commits = 0
         # Transactions that carried creates: fewer than creates means group commit works.

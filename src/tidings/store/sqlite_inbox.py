@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import (
     Notification,
@@ -14,6 +14,9 @@ from .records import from_row, page_query
 from .schema import COLUMNS
 from .sqlite_connection import _placeholders
 from .sqlite_create import _in_app_off
+
+if TYPE_CHECKING:
+    from .sqlite_unread import UnreadCounts
 
 T = TypeVar("T")
 _LIVE = "archived_at IS NULL AND in_app <> 0 AND (expires_at IS NULL OR expires_at > ?)"
@@ -24,6 +27,8 @@ class SQLiteInbox:
 
     # Whether any preference row may exist; set_preferences turns it on.
     _has_preferences: bool
+    # Unread counts read together (``sqlite_unread``), made by ``SQLiteStore``.
+    _unread: UnreadCounts
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         raise NotImplementedError  # pragma: no cover - SQLiteStore's own
@@ -176,8 +181,8 @@ class SQLiteInbox:
         await self._write(lambda c: c.execute(sql, args))
 
     async def unread_count(self, user_id: str, *, now: float) -> int:
-        sql = f"SELECT COUNT(*) FROM notifications WHERE user_id=? AND read_at IS NULL AND {_LIVE}"
-        return await self._read(lambda c: int(c.execute(sql, (user_id, now)).fetchone()[0]))
+        # Batched with the counts asked for meanwhile (every opening connection asks).
+        return await self._unread.count(user_id, now)
 
     async def backlog(self, *, now: float) -> tuple[int, int]:
         sql = (
