@@ -1,11 +1,14 @@
 """Unread counts asked for together, read together: the read side's group commit.
 
 Every connection that opens asks for its user's unread count (the welcome carries it),
-so a reconnect storm asks for thousands at once. One by one, each is a hop to the reader
-thread and back (a future, a wake-up of the event loop, a context switch on a shared
-core) around a query that takes microseconds. Here the counts asked for while one batch
-is being read wait and go together in the next: one hop and one query per batch. A batch
-waits one pass of the event loop before it is read, for the connections opening in it.
+so a reconnect storm asks for thousands at once. One by one, each is a query of
+microseconds behind a round trip: on SQLite a hop to the reader thread and back (a
+future, a wake-up of the event loop, a context switch on a shared core), on PostgreSQL a
+network round trip and asyncpg's per-query work. Here the counts asked for while one
+batch is being read wait and go together in the next: one round trip and one query per
+batch. A batch waits one pass of the event loop before it is read, for the connections
+opening in it. Both stores use it, each with its own query (``sqlite_inbox.count_unread``,
+``PostgresInbox._count_unread``).
 
 Exactness: a batch starts after every count in it was asked for, so each count is read no
 earlier than a count read on its own would be; the caller's ``now`` is kept per count.
@@ -14,52 +17,35 @@ earlier than a count read on its own would be; the caller's ``now`` is kept per 
 from __future__ import annotations
 
 import asyncio
-import functools
-import sqlite3
 from collections.abc import Awaitable, Callable
-from typing import Final, TypeVar
-
-from .sqlite_connection import _placeholders
-from .sqlite_inbox import _LIVE
-
-T = TypeVar("T")
+from typing import Final
 
 # Users per query: well under SQLite's host-parameter limit (32,766; 999 before 3.32).
 _CHUNK: Final = 500
 
 
-def count_unread(c: sqlite3.Connection, asks: list[tuple[str, float]]) -> list[int]:
-    """The live, unread notifications of each ``(user_id, now)``, in the order asked."""
-    by_now: dict[float, list[str]] = {}
+def by_now(asks: list[tuple[str, float]], chunk: int = _CHUNK) -> list[tuple[float, list[str]]]:
+    """The distinct users asked for, grouped by the ``now`` they were asked at, in chunks."""
+    users: dict[float, dict[str, None]] = {}
     for user_id, now in asks:
-        by_now.setdefault(now, []).append(user_id)
-    counts: dict[tuple[str, float], int] = {}
-    for now, user_ids in by_now.items():
-        users = list(dict.fromkeys(user_ids))
-        for i in range(0, len(users), _CHUNK):
-            chunk = users[i : i + _CHUNK]
-            sql = (
-                f"SELECT user_id, COUNT(*) FROM notifications WHERE user_id IN "
-                f"({_placeholders(len(chunk))}) AND read_at IS NULL AND {_LIVE} GROUP BY user_id"
-            )
-            for user_id, n in c.execute(sql, (*chunk, now)):
-                counts[user_id, now] = int(n)
-    # A user with no row in the result has none.
-    return [counts.get(ask, 0) for ask in asks]
+        users.setdefault(now, {})[user_id] = None
+    return [
+        (now, list(ids)[i : i + chunk])
+        for now, ids in users.items()
+        for i in range(0, len(ids), chunk)
+    ]
 
 
 class UnreadCounts:
-    """``unread_count`` of ``SQLiteStore``, batched.
+    """A store's ``unread_count``, batched.
 
     Args:
-        read: runs a function on the reader's connection, under the store's deadline
-            (``SQLiteStore._read``); a batch that fails or times out fails every count
-            in it, as each would have failed alone.
+        read: reads the counts of ``(user_id, now)`` pairs, in the order given, under the
+            store's deadline; a batch that fails or times out fails every count in it, as
+            each would have failed alone.
     """
 
-    def __init__(
-        self, read: Callable[[Callable[[sqlite3.Connection], list[int]]], Awaitable[list[int]]]
-    ) -> None:
+    def __init__(self, read: Callable[[list[tuple[str, float]]], Awaitable[list[int]]]) -> None:
         self._read = read
         self._pending: list[tuple[str, float, asyncio.Future[int]]] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -86,7 +72,7 @@ class UnreadCounts:
                 continue
             asks = [(user_id, now) for user_id, now, _ in batch]
             try:
-                counts = await self._read(functools.partial(count_unread, asks=asks))
+                counts = await self._read(asks)
             except Exception as exc:
                 for _, _, future in batch:
                     if not future.done():
