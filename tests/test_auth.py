@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import time
+import warnings
 from typing import Any
 
 import jwt
@@ -84,6 +85,31 @@ def test_audience_and_issuer() -> None:
     ):
         with pytest.raises(AuthError):
             v.verify(hs(claims))
+
+
+def test_each_verifier_keeps_its_own_audience_rule() -> None:
+    """Two verifiers in one process (two servers) each decode with their own options: one
+    without an audience takes any aud, the other still refuses another one."""
+    token = hs({"sub": "a", "aud": "other"})
+    assert verifier().verify(token).user_id == "a"
+    with pytest.raises(AuthError):
+        verifier(audience="tidings").verify(token)
+    assert verifier().verify(token).user_id == "a"
+
+
+def test_short_secret_warns_once_at_start_not_per_token(caplog: pytest.LogCaptureFixture) -> None:
+    """A secret shorter than 32 bytes is said once, when the verifier is built; its tokens
+    still verify, without a warning each."""
+    short = "too-short-secret"
+    v = verifier(secret=short)
+    assert "shorter than 32 bytes" in caplog.text
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # PyJWT's own, signing with the short secret here
+        token = hs({"sub": "a"}, secret=short)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert v.verify(token).user_id == "a"
+        assert verifier().verify(hs({"sub": "b"})).user_id == "b"
 
 
 def test_rs256_with_public_key_and_key_confusion() -> None:

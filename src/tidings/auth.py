@@ -139,6 +139,16 @@ class Verifier:
         self._audience = audience
         self._leeway = leeway
         self._clock = clock
+        # One decoder with its options merged once (jwt.decode merges them on every call):
+        # exp/nbf are checked against the injected clock in ``verify``, not PyJWT's time.
+        self._decoder = jwt.PyJWT(
+            options={
+                "verify_aud": audience is not None,
+                "verify_exp": False,
+                "verify_nbf": False,
+                "verify_iat": False,
+            }
+        )
 
     @classmethod
     def load_jwks(cls, path: str | Path) -> dict[str, Any]:
@@ -213,6 +223,17 @@ class Verifier:
             raise AuthError("no key in the JWKS matches the token's kid")
         return self._public_key
 
+    def _decode(self, token: str, key: Any) -> dict[str, Any]:
+        claims: dict[str, Any] = self._decoder.decode(
+            token,
+            key,
+            algorithms=self._algorithms,
+            issuer=self._issuer,
+            audience=self._audience,
+            leeway=0,
+        )
+        return claims
+
     def verify(self, token: str) -> Identity:
         """Verify a token and return who it names.
 
@@ -225,23 +246,12 @@ class Verifier:
         try:
             key = self._key(token)
             now = self._clock()
-            with warnings.catch_warnings():
-                if self._short_secret:
+            if self._short_secret:
+                with warnings.catch_warnings():
                     warnings.simplefilter("ignore", jwt.InsecureKeyLengthWarning)
-                claims: dict[str, Any] = jwt.decode(
-                    token,
-                    key,
-                    algorithms=self._algorithms,
-                    issuer=self._issuer,
-                    audience=self._audience,
-                    leeway=0,
-                    options={
-                        "verify_aud": self._audience is not None,
-                        "verify_exp": False,
-                        "verify_nbf": False,
-                        "verify_iat": False,
-                    },
-                )
+                    claims = self._decode(token, key)
+            else:  # the warnings machinery costs a connect storm a few µs per token
+                claims = self._decode(token, key)
         except jwt.InvalidTokenError as exc:
             raise AuthError(f"invalid token: {exc}") from None
         # exp/nbf are checked here against the injected clock rather than PyJWT's time.

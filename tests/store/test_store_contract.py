@@ -20,6 +20,7 @@ from tidings.store import (
     Planned,
     Priority,
     Store,
+    StoreError,
 )
 from tidings.store.users import UserRecord
 
@@ -579,3 +580,89 @@ async def test_create_for_role_idempotency(store: Store) -> None:
             note(2), "STAFF", now=NOW, idempotency_key="fan-1", fingerprint="b"
         )
     assert len(await store.page("alice")) == 1
+
+
+async def test_unread_counts_asked_together_are_each_exact(store: Store) -> None:
+    """Counts asked for at once (connections opening together) are each their user's own:
+    read, archived and expired rows left out, users with none at 0, each ``now`` kept."""
+    users = [f"u{i}" for i in range(40)]
+    expected = [0] * 40
+    expiring = set()
+    for i, user in enumerate(users[:20]):
+        ids = [(await store.create(note(k), [user], now=NOW)).notifications[0].id for k in range(3)]
+        expected[i] = 3
+        if i % 2:
+            await store.mark_read(user, ids[:1], now=NOW)
+            expected[i] -= 1
+        if i % 3 == 0:
+            await store.archive(user, ids[1:2], now=NOW)
+            expected[i] -= 1
+        if i % 5 == 0:
+            await store.create(note(9, expires_at=NOW + 10), [user], now=NOW)
+            expected[i] += 1
+            expiring.add(i)
+    asks = users + users[:10]  # the same user twice in a burst (two tabs)
+    got = await asyncio.gather(*(store.unread_count(u, now=NOW) for u in asks))
+    assert got == expected + expected[:10]
+    later = await asyncio.gather(
+        *(store.unread_count(u, now=NOW + 11 if i % 2 else NOW) for i, u in enumerate(users))
+    )
+    # The expiring one counts only for a count asked for before it expired.
+    assert later == [e - (i in expiring and i % 2 == 1) for i, e in enumerate(expected)]
+
+
+async def test_a_burst_of_counts_is_read_in_a_batch_or_two(store: Store) -> None:
+    """A thousand counts asked at once: a batch or two, not a thousand reads; users with
+    notifications among users without get their own counts."""
+    for i in range(0, 1000, 7):
+        for _ in range(i % 3 + 1):
+            await store.create(note(), [f"u{i}"], now=NOW)
+    got = await asyncio.gather(*(store.unread_count(f"u{i}", now=NOW) for i in range(1000)))
+    assert got == [(i % 3 + 1) if i % 7 == 0 else 0 for i in range(1000)]
+    assert store._unread.batches <= 2  # type: ignore[attr-defined]
+
+
+async def test_a_count_asked_after_a_commit_is_never_an_earlier_batchs(store: Store) -> None:
+    """A count asked for after a notification committed counts it, even while a batch
+    that read before the commit is still on its way back: it never shares that answer."""
+    batcher = store._unread  # type: ignore[attr-defined]
+    read = batcher._read
+    queried, release = asyncio.Event(), asyncio.Event()
+
+    async def read_then_wait(asks: list[tuple[str, float]]) -> list[int]:
+        counts: list[int] = await read(asks)
+        if not release.is_set():  # only the first batch is held up, after its query
+            queried.set()
+            await release.wait()
+        return counts
+
+    batcher._read = read_then_wait
+    before = asyncio.create_task(store.unread_count("bob", now=NOW))
+    async with asyncio.timeout(10):
+        await queried.wait()  # the first batch has read
+    await store.create(note(), ["bob"], now=NOW)
+    after = asyncio.create_task(store.unread_count("bob", now=NOW))
+    await asyncio.sleep(0)  # asked for while the first batch is still out
+    release.set()
+    assert await before == 0  # read before the commit: right when it was read
+    assert await after == 1
+    assert batcher.batches == 2
+
+
+async def test_a_failed_batch_fails_each_count(store: Store) -> None:
+    """The batch's read failing (a stalled database) fails every count in it, as each
+    alone would have; the next batch reads again."""
+    batcher = store._unread  # type: ignore[attr-defined]
+    read = batcher._read
+
+    async def unavailable(asks: list[tuple[str, float]]) -> list[int]:
+        raise StoreError("the database did not answer within 5 s")
+
+    batcher._read = unavailable
+    got = await asyncio.gather(
+        *(store.unread_count(u, now=NOW) for u in ("a", "b", "c")), return_exceptions=True
+    )
+    assert all(isinstance(e, StoreError) for e in got)
+    batcher._read = read
+    await store.create(note(), ["a"], now=NOW)
+    assert await store.unread_count("a", now=NOW) == 1

@@ -200,9 +200,23 @@ class Opening:
         if session.state is not State.OPEN:  # closed while the count was read
             return
         session.send_welcome(unread, session.welcome_reply_to)
-        # Neither waits for the other nor holds up the connection's messages: a store
-        # stall (a write lock held elsewhere) delays the catch-up, never a ping.
-        self._start_catch_up(session, self.pusher.reader(session).last_seq, unread)
+        reader = self.pusher.reader(session)
+        if (
+            unread == 0
+            and not reader.held
+            and reader.last_seq is None
+            and not reader.ack_mode
+            and not self.node.clustered
+        ):
+            # Nothing to catch up, provably: the client catches up on unread ones, it has
+            # none (counted after ``held`` was set), and nothing live arrived meanwhile.
+            # ``catch_up`` would read nothing and send nothing; live ones now go straight
+            # out. Spares a connect storm a task per connection.
+            reader.held = None
+        else:
+            # Neither waits for the other nor holds up the connection's messages: a store
+            # stall (a write lock held elsewhere) delays the catch-up, never a ping.
+            self._start_catch_up(session, reader.last_seq, unread)
         self._track_opening(self._remember(session))
 
     def store_failed(self, what: str, session: Session, exc: BaseException) -> None:

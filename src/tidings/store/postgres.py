@@ -43,6 +43,7 @@ from .postgres_inbox import PostgresInbox
 from .postgres_rooms import PostgresRooms
 from .postgres_users import PostgresUsers
 from .schema import LATEST, MIGRATIONS
+from .unread import UnreadCounts
 
 log = logging.getLogger("tidings.store.postgres")
 
@@ -91,6 +92,8 @@ class PostgresStore(PostgresInbox, PostgresRooms, PostgresUsers, PostgresDeliver
         self.create_commits = 0
         # Transactions that recorded users: none for users already recorded as they are.
         self.user_commits = 0
+        # unread_count: the counts connections opening together ask for, read together.
+        self._unread = UnreadCounts(self._count_unread)
 
     # --- plumbing -----------------------------------------------------------------------
 

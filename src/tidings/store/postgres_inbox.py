@@ -12,6 +12,7 @@ from . import (
 from .postgres_create import _in_app_off
 from .records import from_row, page_query
 from .schema import COLUMNS
+from .unread import UnreadCounts, by_now
 
 
 def _live(now: str) -> str:
@@ -21,6 +22,9 @@ def _live(now: str) -> str:
 
 class PostgresInbox:
     """Inbox methods of ``Store``; ``PostgresStore`` supplies ``_db`` (the pool)."""
+
+    # Unread counts read together (``unread.py``), made by ``PostgresStore``.
+    _unread: UnreadCounts
 
     def _db(self) -> Any:
         raise NotImplementedError  # pragma: no cover - PostgresStore's own
@@ -159,11 +163,22 @@ class PostgresInbox:
             )
 
     async def unread_count(self, user_id: str, *, now: float) -> int:
+        # Batched with the counts asked for meanwhile (every opening connection asks).
+        return await self._unread.count(user_id, now)
+
+    async def _count_unread(self, asks: list[tuple[str, float]]) -> list[int]:
+        """The live, unread notifications of each ``(user_id, now)``, in the order asked:
+        one query per distinct ``now`` (per 500 users)."""
         sql = (
-            "SELECT COUNT(*) FROM notifications WHERE user_id = $1 AND read_at IS NULL "
-            f"AND {_live('$2')}"
+            "SELECT user_id, COUNT(*) FROM notifications WHERE user_id = ANY($1::text[]) "
+            f"AND read_at IS NULL AND {_live('$2')} GROUP BY user_id"
         )
-        return int(await self._db().fetchval(sql, user_id, now))
+        counts: dict[tuple[str, float], int] = {}
+        for now, chunk in by_now(asks):
+            for user_id, n in await self._db().fetch(sql, chunk, now):
+                counts[user_id, now] = int(n)
+        # A user with no row in the result has none.
+        return [counts.get(ask, 0) for ask in asks]
 
     async def backlog(self, *, now: float) -> tuple[int, int]:
         sql = (

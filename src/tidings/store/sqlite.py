@@ -25,9 +25,10 @@ from . import (
 from .sqlite_connection import _connect, _migrate, _Thread
 from .sqlite_create import _create_batch, _CreateArgs, _fan_out, _remember_batch
 from .sqlite_deliveries import SQLiteDeliveries
-from .sqlite_inbox import SQLiteInbox
+from .sqlite_inbox import SQLiteInbox, count_unread
 from .sqlite_rooms import SQLiteRooms
 from .sqlite_users import SQLiteUsers
+from .unread import UnreadCounts
 from .users import Erased
 
 log = logging.getLogger("tidings.store.sqlite")
@@ -64,6 +65,10 @@ class SQLiteStore(SQLiteInbox, SQLiteRooms, SQLiteUsers, SQLiteDeliveries):
             tuple[tuple[str, tuple[str, ...], float], asyncio.Future[None]]
         ] = []
         self._users_flusher: asyncio.Task[None] | None = None
+        # unread_count: the counts connections opening together ask for, read together.
+        self._unread = UnreadCounts(
+            lambda asks: self._read(functools.partial(count_unread, asks=asks))
+        )
         # Transactions that recorded users: none for users already recorded as they are.
         self.user_commits = 0
         # Transactions that carried creates: fewer than creates means group commit works.

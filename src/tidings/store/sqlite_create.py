@@ -28,34 +28,52 @@ from .sqlite_connection import _placeholders
 log = logging.getLogger("tidings.store.sqlite")
 
 _CreateArgs = tuple[NewNotification, Sequence[str], float, str | None, str]
+# Users per query when recording them: under SQLite's host-parameter limit.
+_USERS_CHUNK = 500
 
 
 def _remember_batch(c: sqlite3.Connection, users: list[tuple[str, tuple[str, ...], float]]) -> bool:
     """Record the users of a batch whose row or roles differ, in one transaction (none
-    when all of them are already recorded as they are: a restart's reconnects)."""
-    changed = []
-    for user_id, roles, now in users:
-        row = c.execute("SELECT seen_at FROM inbox_users WHERE user_id=?", (user_id,)).fetchone()
-        stored = sorted(
-            r[0] for r in c.execute("SELECT role FROM user_roles WHERE user_id=?", (user_id,))
-        )
-        if row is None or row[0] is None or tuple(stored) != roles:
-            changed.append((user_id, roles, now))
+    when all of them are already recorded as they are: a restart's reconnects).
+
+    Set-wise: a reconnect storm brings hundreds of users per batch, and two statements
+    per user to compare, then three to write, cost the writer more than the commit."""
+    ids = list(dict.fromkeys(user_id for user_id, _, _ in users))
+    seen: dict[str, float | None] = {}
+    stored: dict[str, list[str]] = {user_id: [] for user_id in ids}
+    for i in range(0, len(ids), _USERS_CHUNK):
+        chunk = ids[i : i + _USERS_CHUNK]
+        marks = _placeholders(len(chunk))
+        sql = f"SELECT user_id, seen_at FROM inbox_users WHERE user_id IN ({marks})"
+        seen.update(c.execute(sql, chunk).fetchall())
+        sql = f"SELECT user_id, role FROM user_roles WHERE user_id IN ({marks})"
+        for user_id, role in c.execute(sql, chunk):
+            stored[user_id].append(role)
+    # The last of a user's calls in the batch is what ends up recorded (as when each was
+    # written in turn): compared with what the file holds, it is a change or it is not.
+    last = {user_id: (roles, now) for user_id, roles, now in users}
+    changed = [
+        (user_id, roles, now)
+        for user_id, (roles, now) in last.items()
+        if seen.get(user_id) is None or tuple(sorted(stored[user_id])) != roles
+    ]
     if not changed:
         return False
     c.execute("BEGIN IMMEDIATE")
     try:
-        for user_id, roles, now in changed:
-            c.execute(
-                "INSERT INTO inbox_users (user_id, seen_at) VALUES (?, ?) "
-                "ON CONFLICT (user_id) DO UPDATE SET seen_at=excluded.seen_at",
-                (user_id, now),
-            )
-            c.execute("DELETE FROM user_roles WHERE user_id=?", (user_id,))
-            c.executemany(
-                "INSERT INTO user_roles (user_id, role) VALUES (?, ?)",
-                [(user_id, r) for r in roles],
-            )
+        c.executemany(
+            "INSERT INTO inbox_users (user_id, seen_at) VALUES (?, ?) "
+            "ON CONFLICT (user_id) DO UPDATE SET seen_at=excluded.seen_at",
+            [(user_id, now) for user_id, _, now in changed],
+        )
+        c.executemany(
+            "DELETE FROM user_roles WHERE user_id=?",
+            [(user_id,) for user_id, _, _ in changed if stored[user_id]],
+        )
+        c.executemany(
+            "INSERT INTO user_roles (user_id, role) VALUES (?, ?)",
+            [(user_id, r) for user_id, roles, _ in changed for r in roles],
+        )
         c.execute("COMMIT")
     except BaseException:
         c.execute("ROLLBACK")

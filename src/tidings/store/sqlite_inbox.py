@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import (
     Notification,
@@ -14,9 +14,28 @@ from .records import from_row, page_query
 from .schema import COLUMNS
 from .sqlite_connection import _placeholders
 from .sqlite_create import _in_app_off
+from .unread import by_now
+
+if TYPE_CHECKING:
+    from .unread import UnreadCounts
 
 T = TypeVar("T")
 _LIVE = "archived_at IS NULL AND in_app <> 0 AND (expires_at IS NULL OR expires_at > ?)"
+
+
+def count_unread(c: sqlite3.Connection, asks: list[tuple[str, float]]) -> list[int]:
+    """On SQLite: the live, unread notifications of each ``(user_id, now)``, in the order
+    asked."""
+    counts: dict[tuple[str, float], int] = {}
+    for now, chunk in by_now(asks):
+        sql = (
+            f"SELECT user_id, COUNT(*) FROM notifications WHERE user_id IN "
+            f"({_placeholders(len(chunk))}) AND read_at IS NULL AND {_LIVE} GROUP BY user_id"
+        )
+        for user_id, n in c.execute(sql, (*chunk, now)):
+            counts[user_id, now] = int(n)
+    # A user with no row in the result has none.
+    return [counts.get(ask, 0) for ask in asks]
 
 
 class SQLiteInbox:
@@ -24,6 +43,8 @@ class SQLiteInbox:
 
     # Whether any preference row may exist; set_preferences turns it on.
     _has_preferences: bool
+    # Unread counts read together (``unread.py``), made by ``SQLiteStore``.
+    _unread: UnreadCounts
 
     async def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         raise NotImplementedError  # pragma: no cover - SQLiteStore's own
@@ -176,8 +197,8 @@ class SQLiteInbox:
         await self._write(lambda c: c.execute(sql, args))
 
     async def unread_count(self, user_id: str, *, now: float) -> int:
-        sql = f"SELECT COUNT(*) FROM notifications WHERE user_id=? AND read_at IS NULL AND {_LIVE}"
-        return await self._read(lambda c: int(c.execute(sql, (user_id, now)).fetchone()[0]))
+        # Batched with the counts asked for meanwhile (every opening connection asks).
+        return await self._unread.count(user_id, now)
 
     async def backlog(self, *, now: float) -> tuple[int, int]:
         sql = (
