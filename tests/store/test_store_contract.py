@@ -20,6 +20,8 @@ from tidings.store import (
     Planned,
     Priority,
     Store,
+    StoreError,
+    failure_status,
 )
 from tidings.store.users import UserRecord
 
@@ -389,6 +391,52 @@ async def test_group_commit_batches(store: Store) -> None:
     await asyncio.gather(*(store.create(note(i), [f"u{i % 10}"], now=NOW) for i in range(300)))
     commits = store.create_commits - before  # type: ignore[attr-defined]
     assert 1 <= commits < 300 / 5, commits
+
+
+async def test_delivery_marks_ride_in_the_group_commit(store: Store) -> None:
+    """Marks waiting while creates are written go in their transaction, each call with
+    its own time and in call order; alone, they get a transaction of their own."""
+    a, b = [(await store.create(note(i), ["alice"], now=NOW)).notifications[0].id for i in range(2)]
+    alone = store.mark_commits  # type: ignore[attr-defined]
+    commits = store.create_commits  # type: ignore[attr-defined]
+    created = await asyncio.gather(
+        *(store.create(note(i), [f"u{i % 3}"], now=NOW) for i in range(20)),
+        store.mark_delivered({"alice": [a]}, now=NOW + 1),
+        store.mark_delivered({"alice": [a, b]}, now=NOW + 2),
+    )
+    assert all(isinstance(c, Created) for c in created[:20])
+    assert store.mark_commits == alone  # type: ignore[attr-defined]
+    assert store.create_commits == commits + 1  # type: ignore[attr-defined]
+    got_a, got_b = await store.get("alice", a), await store.get("alice", b)
+    assert got_a is not None
+    assert got_b is not None
+    assert (got_a.attempts, got_a.delivered_at) == (2, NOW + 1)
+    assert (got_b.attempts, got_b.delivered_at) == (1, NOW + 2)
+    await store.mark_delivered({"alice": [b]}, now=NOW + 3)
+    assert store.mark_commits == alone + 1  # type: ignore[attr-defined]
+    got_b = await store.get("alice", b)
+    assert got_b is not None
+    assert (got_b.attempts, got_b.delivered_at) == (2, NOW + 2)
+
+
+async def test_a_failing_mark_fails_no_create(store: Store) -> None:
+    """Marks the database refuses fail their callers (a store error), not the creates
+    whose transaction carried them: those are committed."""
+    (a,) = (await store.create(note(0), ["alice"], now=NOW)).notifications
+    outcomes = await asyncio.gather(
+        store.create(note(1), ["alice"], now=NOW),
+        store.mark_delivered({"alice": [object()]}, now=NOW + 1),  # type: ignore[list-item]
+        return_exceptions=True,
+    )
+    created, failed = outcomes
+    assert isinstance(created, Created)
+    assert isinstance(failed, StoreError)
+    assert failure_status(failed) == 503
+    (n,) = created.notifications
+    assert await store.get("alice", n.id) is not None
+    got = await store.get("alice", a.id)
+    assert got is not None
+    assert got.attempts == 0
 
 
 async def test_create_skips_in_app_off(store: Store) -> None:

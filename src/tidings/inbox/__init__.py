@@ -205,7 +205,9 @@ class Inbox(InboxState):
     ) -> Created:
         """Commit one request: named users through ``create`` (group commit), a role or
         everyone (``users`` None) through ``create_for_role`` (set-wise, however many)."""
-        fp = fingerprint(req)
+        # Only a key is checked against the fingerprint: an unkeyed create (the common
+        # one) skips hashing the whole request.
+        fp = fingerprint(req) if key is not None else ""
         if users is None:
             return await self.store.create_for_role(
                 new, req.role, now=now, idempotency_key=key, fingerprint=fp

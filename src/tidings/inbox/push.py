@@ -146,7 +146,9 @@ class Pusher:
             while self._outgoing:
                 waiting = len(self._outgoing)
                 try:
-                    if waiting >= BATCH_MIN:
+                    # A single instance has no per-user topics to spare other instances
+                    # from: whatever is waiting goes as one message, one broker call.
+                    if waiting >= BATCH_MIN or (waiting > 1 and not self.node.clustered):
                         count = min(waiting, BATCH_MAX)
                         many = list(itertools.islice(self._outgoing, count))
                         await self.node.send(cluster.ALL, cluster.CommittedMany(many))

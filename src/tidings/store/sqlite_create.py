@@ -1,5 +1,6 @@
-"""The SQLite store's write transactions: group-committed creates, role fan-out and
-the batch that records connected users.
+"""The SQLite store's write transactions: group-committed creates (which carry the
+delivery marks waiting meanwhile), role fan-out and the batch that records connected
+users.
 
 Each function runs on ``SQLiteStore``'s writer thread with its connection; the store
 queues the calls and settles their futures.
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import msgspec
@@ -19,6 +20,7 @@ from . import (
     IdempotencyConflict,
     NewNotification,
     Notification,
+    StoreError,
 )
 from .deliveries import PLAN, plan_rows
 from .records import dumps, from_row, insert_values, new_id
@@ -28,6 +30,43 @@ from .sqlite_connection import _placeholders
 log = logging.getLogger("tidings.store.sqlite")
 
 _CreateArgs = tuple[NewNotification, Sequence[str], float, str | None, str]
+# Delivery marks waiting for a transaction: ({user_id: [ids]}, when), one per call.
+Marks = list[tuple[Mapping[str, Sequence[str]], float]]
+
+
+def _mark(c: sqlite3.Connection, marks: Marks) -> None:
+    """Count a delivery attempt for each id of ``marks``, and set ``delivered_at`` on the
+    first; inside the caller's transaction."""
+    for deliveries, now in marks:
+        for user_id, ids in deliveries.items():
+            # One statement per user and 500 ids: per-row statements cost more than the
+            # rows.
+            for i in range(0, len(ids), 500):
+                chunk = list(ids[i : i + 500])
+                c.execute(
+                    "UPDATE notifications SET attempts = attempts + 1, "
+                    "delivered_at = COALESCE(delivered_at, ?) "
+                    # +user_id: look the rows up by id, not by scanning every row
+                    # of the user (the planner prefers the (user_id, seq) index).
+                    f"WHERE id IN ({_placeholders(len(chunk))}) AND +user_id = ?",
+                    [now, *chunk, user_id],
+                )
+
+
+def _mark_alone(c: sqlite3.Connection, marks: Marks) -> None:
+    """``marks`` in a transaction of their own, when no create is there to carry them."""
+    # Not synced on its own (synchronous=NORMAL): a mark is a record, and the next
+    # create's commit, which is synced, makes it durable along with itself.
+    c.execute("PRAGMA synchronous=NORMAL")
+    c.execute("BEGIN IMMEDIATE")
+    try:
+        _mark(c, marks)
+        c.execute("COMMIT")
+    except BaseException:
+        c.execute("ROLLBACK")
+        raise
+    finally:
+        c.execute("PRAGMA synchronous=FULL")
 
 
 def _remember_batch(c: sqlite3.Connection, users: list[tuple[str, tuple[str, ...], float]]) -> bool:
@@ -64,11 +103,17 @@ def _remember_batch(c: sqlite3.Connection, users: list[tuple[str, tuple[str, ...
 
 
 def _create_batch(
-    c: sqlite3.Connection, batch: list[_CreateArgs], preferences: bool = True
-) -> list[Created | Exception]:
+    c: sqlite3.Connection,
+    batch: list[_CreateArgs],
+    preferences: bool = True,
+    marks: Marks | None = None,
+) -> tuple[list[Created | Exception], Exception | None]:
     """Every create of a batch in one transaction: set-wise as far as it can go, then each
-    of the rest in its own savepoint."""
+    of the rest in its own savepoint; and the delivery ``marks`` waiting meanwhile, in a
+    savepoint of their own (a failed mark fails no create). Returns the creates' results
+    and what failed the marks (None: written)."""
     results: list[Created | Exception] = []
+    marked: Exception | None = None
     c.execute("BEGIN IMMEDIATE")
     try:
         plain = _create_plain(c, batch, preferences)
@@ -88,12 +133,24 @@ def _create_batch(
                 c.execute("ROLLBACK TO one")
                 results.append(exc)
             c.execute("RELEASE one")
+        if marks:
+            # Carried by this commit instead of a transaction (and a wake-up of this
+            # thread) of their own: one round of pushes is one more statement here.
+            c.execute("SAVEPOINT marks")
+            try:
+                _mark(c, marks)
+            except Exception as exc:
+                if not c.in_transaction:
+                    raise
+                c.execute("ROLLBACK TO marks")
+                marked = StoreError(f"delivery marks failed: {exc}")
+            c.execute("RELEASE marks")
         c.execute("COMMIT")
     except BaseException:
         if c.in_transaction:
             c.execute("ROLLBACK")
         raise
-    return results
+    return results, marked
 
 
 def _create_plain(
