@@ -8,10 +8,11 @@ queues the calls and settles their futures.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import sqlite3
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Final, TypeVar
 
 import msgspec
 
@@ -29,28 +30,71 @@ from .sqlite_connection import _placeholders
 
 log = logging.getLogger("tidings.store.sqlite")
 
+T = TypeVar("T")
+
 _CreateArgs = tuple[NewNotification, Sequence[str], float, str | None, str]
 # Delivery marks waiting for a transaction: ({user_id: [ids]}, when), one per call.
 Marks = list[tuple[Mapping[str, Sequence[str]], float]]
+
+
+# Rows per multi-row statement, at most. Every statement of a group commit costs a trip
+# through the sqlite3 module (and, with the event loop wanting the GIL, a thread switch
+# for each row an executemany steps): one statement for a whole round of rows costs
+# little more than one row. Shorter runs get a statement of their exact length; the
+# statement cache keeps each length prepared.
+_ROWS: Final = 64
+
+
+def _runs(items: Sequence[T]) -> Iterator[Sequence[T]]:
+    """``items`` in runs of at most ``_ROWS``."""
+    for i in range(0, len(items), _ROWS):
+        yield items[i : i + _ROWS]
+
+
+def _rows(n: int, width: int) -> str:
+    """``(?,…),(?,…)…``: n rows of ``width`` parameters."""
+    row = f"({_placeholders(width)})"
+    return ",".join([row] * n)
 
 
 def _mark(c: sqlite3.Connection, marks: Marks) -> None:
     """Count a delivery attempt for each id of ``marks``, and set ``delivered_at`` on the
     first; inside the caller's transaction."""
     for deliveries, now in marks:
-        for user_id, ids in deliveries.items():
-            # One statement per user and 500 ids: per-row statements cost more than the
-            # rows.
-            for i in range(0, len(ids), 500):
-                chunk = list(ids[i : i + 500])
-                c.execute(
-                    "UPDATE notifications SET attempts = attempts + 1, "
-                    "delivered_at = COALESCE(delivered_at, ?) "
-                    # +user_id: look the rows up by id, not by scanning every row
-                    # of the user (the planner prefers the (user_id, seq) index).
-                    f"WHERE id IN ({_placeholders(len(chunk))}) AND +user_id = ?",
-                    [now, *chunk, user_id],
-                )
+        pairs = [(nid, user_id) for user_id, ids in deliveries.items() for nid in ids]
+        for run in _runs(pairs):
+            # Joined on the id's index (a row-value IN would scan the table); the user
+            # must match too.
+            c.execute(
+                "UPDATE notifications SET attempts = attempts + 1, "
+                "delivered_at = COALESCE(delivered_at, ?) "
+                f"FROM (VALUES {_rows(len(run), 2)}) AS d "
+                "WHERE notifications.id = d.column1 AND notifications.user_id = d.column2",
+                [now, *itertools.chain.from_iterable(run)],
+            )
+
+
+def _allocate(c: sqlite3.Connection, counts: dict[str, int]) -> dict[str, int]:
+    """Take ``counts[user]`` seqs for each user; returns each one's first."""
+    first: dict[str, int] = {}
+    for run in _runs(list(counts.items())):
+        for user_id, last in c.execute(
+            f"INSERT INTO inbox_users (user_id, last_seq) VALUES {_rows(len(run), 2)} "
+            "ON CONFLICT (user_id) DO UPDATE SET last_seq = last_seq + excluded.last_seq "
+            "RETURNING user_id, last_seq",
+            list(itertools.chain.from_iterable(run)),
+        ):
+            first[user_id] = int(last) - counts[user_id] + 1
+    return first
+
+
+def _insert(c: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    """``rows`` into notifications, a run of them per statement."""
+    for run in _runs(rows):
+        c.execute(
+            f"INSERT INTO notifications ({COLUMNS}) VALUES {_rows(len(run), len(run[0]))}",
+            list(itertools.chain.from_iterable(run)),
+        )
 
 
 def _mark_alone(c: sqlite3.Connection, marks: Marks) -> None:
@@ -198,22 +242,7 @@ def _create_plain(
         return results
     c.execute("SAVEPOINT plain")
     try:
-        next_seq: dict[str, int] = {}
-        if counts:
-            c.executemany(
-                "INSERT INTO inbox_users (user_id, last_seq) VALUES (?, ?) ON CONFLICT (user_id) "
-                "DO UPDATE SET last_seq = last_seq + excluded.last_seq",
-                list(counts.items()),
-            )
-            users = list(counts)
-            for start in range(0, len(users), 500):
-                chunk = users[start : start + 500]
-                sql = (
-                    "SELECT user_id, last_seq FROM inbox_users "
-                    f"WHERE user_id IN ({_placeholders(len(chunk))})"
-                )
-                for user_id, last in c.execute(sql, chunk):
-                    next_seq[user_id] = int(last) - counts[user_id] + 1
+        next_seq = _allocate(c, counts)
         rows: list[tuple[Any, ...]] = []
         plans: list[tuple[Any, ...]] = []
         replace = msgspec.structs.replace
@@ -246,19 +275,19 @@ def _create_plain(
                 skipped=tuple(sorted(off - muted)),
                 in_app_off=tuple(sorted(muted)),
             )
-        c.executemany(
-            f"INSERT INTO notifications ({COLUMNS}) VALUES ({_placeholders(len(template))})", rows
-        )
+        if rows:
+            _insert(c, rows)
         if plans:
             c.executemany(PLAN, plans)
-        c.executemany(
-            "INSERT INTO idempotency (key, fingerprint, ids, created_at) VALUES (?,?,?,?)",
-            [
-                (key, fp, dumps([n.id for n in r.notifications]), batch[i][2])
-                for i, (key, fp) in keyed.items()
-                if isinstance(r := results[i], Created)
-            ],
-        )
+        if keyed:
+            c.executemany(
+                "INSERT INTO idempotency (key, fingerprint, ids, created_at) VALUES (?,?,?,?)",
+                [
+                    (key, fp, dumps([n.id for n in r.notifications]), batch[i][2])
+                    for i, (key, fp) in keyed.items()
+                    if isinstance(r := results[i], Created)
+                ],
+            )
     except Exception as exc:
         if not c.in_transaction:
             raise  # the transaction is gone (a full disk): the batch fails
