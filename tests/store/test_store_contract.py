@@ -627,3 +627,39 @@ async def test_create_for_role_idempotency(store: Store) -> None:
             note(2), "STAFF", now=NOW, idempotency_key="fan-1", fingerprint="b"
         )
     assert len(await store.page("alice")) == 1
+
+
+async def test_sqlite_set_wise_failure_reruns_one_by_one_with_the_marks(tmp_path: Path) -> None:
+    """When the set-wise insert fails, the transaction starts over: the marks it carried
+    are written once, the request the database refuses fails alone, the others commit
+    with gapless seqs."""
+    s = open_store(str(tmp_path / "inbox.db"))
+    await s.open()
+    try:
+        (first,) = (await s.create(note(0), ["alice"], now=NOW)).notifications
+        await s._write(  # type: ignore[attr-defined]
+            lambda c: c.execute(
+                "CREATE TRIGGER boom BEFORE INSERT ON notifications WHEN NEW.title = 'boom' "
+                "BEGIN SELECT RAISE(ABORT, 'boom'); END"
+            )
+        )
+        outcomes = await asyncio.gather(
+            s.create(note(1), ["alice"], now=NOW),
+            s.create(note(2, title="boom"), ["alice"], now=NOW),
+            s.create(note(3), ["alice", "bob"], now=NOW),
+            s.mark_delivered({"alice": [first.id]}, now=NOW + 1),
+            return_exceptions=True,
+        )
+        assert isinstance(outcomes[0], Created)
+        assert isinstance(outcomes[1], Exception)
+        assert not isinstance(outcomes[1], Created)
+        assert isinstance(outcomes[2], Created)
+        assert outcomes[3] is None
+        alice = await s.since("alice", 0, now=NOW)
+        assert [n.title for n in alice] == ["Booking 0", "Booking 1", "Booking 3"]
+        assert [n.seq for n in alice] == [1, 2, 3]
+        got = await s.get("alice", first.id)
+        assert got is not None
+        assert (got.attempts, got.delivered_at) == (1, NOW + 1)
+    finally:
+        await s.close()

@@ -153,14 +153,35 @@ def _create_batch(
     marks: Marks | None = None,
 ) -> tuple[list[Created | Exception], Exception | None]:
     """Every create of a batch in one transaction: set-wise as far as it can go, then each
-    of the rest in its own savepoint; and the delivery ``marks`` waiting meanwhile, in a
-    savepoint of their own (a failed mark fails no create). Returns the creates' results
-    and what failed the marks (None: written)."""
+    of the rest in its own savepoint; and the delivery ``marks`` waiting meanwhile (a
+    failed mark fails no create). Returns the creates' results and what failed the marks
+    (None: written)."""
     results: list[Created | Exception] = []
     marked: Exception | None = None
     c.execute("BEGIN IMMEDIATE")
     try:
-        plain = _create_plain(c, batch, preferences)
+        if marks:
+            # Carried by this commit instead of a transaction (and a wake-up of this
+            # thread) of their own. First, so that nothing else is undone if they fail:
+            # the transaction starts over without them.
+            try:
+                _mark(c, marks)
+            except Exception as exc:
+                if not c.in_transaction:
+                    raise
+                marked = StoreError(f"delivery marks failed: {exc}")
+                c.execute("ROLLBACK")
+                c.execute("BEGIN IMMEDIATE")
+        try:
+            plain = _create_plain(c, batch, preferences)
+        except _SetWiseFailed:
+            # Undone by starting over (a savepoint around it would cost two statements in
+            # every batch): the marks again, then every request one by one.
+            c.execute("ROLLBACK")
+            c.execute("BEGIN IMMEDIATE")
+            if marks and marked is None:
+                _mark(c, marks)
+            plain = {}
         for i, args in enumerate(batch):
             done = plain.get(i)
             if done is not None:
@@ -177,18 +198,6 @@ def _create_batch(
                 c.execute("ROLLBACK TO one")
                 results.append(exc)
             c.execute("RELEASE one")
-        if marks:
-            # Carried by this commit instead of a transaction (and a wake-up of this
-            # thread) of their own: one round of pushes is one more statement here.
-            c.execute("SAVEPOINT marks")
-            try:
-                _mark(c, marks)
-            except Exception as exc:
-                if not c.in_transaction:
-                    raise
-                c.execute("ROLLBACK TO marks")
-                marked = StoreError(f"delivery marks failed: {exc}")
-            c.execute("RELEASE marks")
         c.execute("COMMIT")
     except BaseException:
         if c.in_transaction:
@@ -197,14 +206,19 @@ def _create_batch(
     return results, marked
 
 
+class _SetWiseFailed(Exception):
+    """The set-wise create failed; what it wrote must be undone by the caller."""
+
+
 def _create_plain(
     c: sqlite3.Connection, batch: list[_CreateArgs], preferences: bool
 ) -> dict[int, Created | Exception]:
     """The batch's creates, set-wise: one seq allocation and one insert for all of them
     (a burst of batch requests is thousands of rows), seqs in batch order. Returns their
     results by index in ``batch``; it stops before a key already used in the batch, and
-    the requests it leaves out (those, and all of them if a statement fails, rolled back)
-    go one by one in savepoints, after these."""
+    the requests it leaves out go one by one in savepoints, after these. If a statement
+    fails it raises ``_SetWiseFailed``: the caller undoes what it wrote (it writes
+    nothing before its first statement that can fail) and runs all of them one by one."""
     results: dict[int, Created | Exception] = {}
     todo: list[
         tuple[int, NewNotification, float, list[str], set[str], set[str], tuple[Any, ...]]
@@ -240,7 +254,6 @@ def _create_plain(
             counts[u] = counts.get(u, 0) + 1
     if not todo:
         return results
-    c.execute("SAVEPOINT plain")
     try:
         next_seq = _allocate(c, counts)
         rows: list[tuple[Any, ...]] = []
@@ -292,10 +305,7 @@ def _create_plain(
         if not c.in_transaction:
             raise  # the transaction is gone (a full disk): the batch fails
         log.warning("set-wise create of %d requests failed (%r); one by one", len(todo), exc)
-        c.execute("ROLLBACK TO plain")
-        c.execute("RELEASE plain")
-        return {}
-    c.execute("RELEASE plain")
+        raise _SetWiseFailed from exc
     return results
 
 
