@@ -15,6 +15,7 @@ from tidings.backends import open_store
 from tidings.store import (
     Action,
     Created,
+    Creation,
     IdempotencyConflict,
     NewNotification,
     Planned,
@@ -391,6 +392,36 @@ async def test_group_commit_batches(store: Store) -> None:
     await asyncio.gather(*(store.create(note(i), [f"u{i % 10}"], now=NOW) for i in range(300)))
     commits = store.create_commits - before  # type: ignore[attr-defined]
     assert 1 <= commits < 300 / 5, commits
+
+
+async def test_create_many_is_each_create_in_one_commit(store: Store) -> None:
+    """create_many: one result per creation in order, seqs in that order, a reused key
+    failing alone (the others commit), a replay answered as such; one transaction."""
+    await store.create(note(0), ["alice"], now=NOW, idempotency_key="k0", fingerprint="f0")
+    commits = store.create_commits  # type: ignore[attr-defined]
+    out = await store.create_many(
+        [
+            Creation(note(1), ["alice", "bob"], NOW),
+            Creation(note(2), ["alice"], NOW, "k0", "other"),  # the key, another request
+            Creation(note(3), ["alice"], NOW, "k0", "f0"),  # the key, the same request
+            Creation(note(4), ["bob", "bob"], NOW, "k4", "f4"),
+            Creation(note(5), ["alice"], NOW),
+        ]
+    )
+    assert store.create_commits == commits + 1  # type: ignore[attr-defined]
+    first, conflict, replay, keyed, last = out
+    assert isinstance(conflict, IdempotencyConflict)
+    assert isinstance(first, Created)
+    assert isinstance(replay, Created)
+    assert isinstance(keyed, Created)
+    assert isinstance(last, Created)
+    assert [(n.user_id, n.seq) for n in first.notifications] == [("alice", 2), ("bob", 1)]
+    assert replay.replayed
+    assert [n.seq for n in replay.notifications] == [1]
+    assert [(n.user_id, n.seq) for n in keyed.notifications] == [("bob", 2)]
+    assert [(n.user_id, n.seq) for n in last.notifications] == [("alice", 3)]
+    alice = await store.since("alice", 0, now=NOW)
+    assert [n.title for n in alice] == ["Booking 0", "Booking 1", "Booking 5"]
 
 
 async def test_delivery_marks_ride_in_the_group_commit(store: Store) -> None:

@@ -28,9 +28,11 @@ import asyncpg
 
 from . import (
     Created,
+    Creation,
     NewNotification,
     StoreError,
     failure_status,
+    settled,
 )
 from .postgres_create import (
     _LOCK_USERS,
@@ -164,6 +166,20 @@ class PostgresStore(PostgresInbox, PostgresRooms, PostgresUsers, PostgresDeliver
         if self._flusher is None or self._flusher.done():
             self._flusher = loop.create_task(self._flush())
         return await future
+
+    async def create_many(self, creations: Sequence[Creation]) -> list[Created | Exception]:
+        self._db()
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[Created]] = []
+        for content, user_ids, now, key, fingerprint in creations:
+            future: asyncio.Future[Created] = loop.create_future()
+            self._pending.append(
+                _Request((content, tuple(user_ids), now, key, fingerprint), future)
+            )
+            futures.append(future)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = loop.create_task(self._flush())
+        return await settled(futures)
 
     async def create_for_role(
         self,

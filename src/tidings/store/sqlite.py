@@ -20,9 +20,11 @@ from typing import TypeVar
 
 from . import (
     Created,
+    Creation,
     NewNotification,
     StoreError,
     failure_status,
+    settled,
 )
 from .sqlite_connection import _connect, _migrate, _Thread
 from .sqlite_create import (
@@ -147,6 +149,19 @@ class SQLiteStore(SQLiteInbox, SQLiteRooms, SQLiteUsers, SQLiteDeliveries):
         if self._flusher is None or self._flusher.done():
             self._flusher = loop.create_task(self._flush())
         return await future
+
+    async def create_many(self, creations: Sequence[Creation]) -> list[Created | Exception]:
+        if self._w is None:
+            raise StoreError("store is not open")
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[Created]] = []
+        for content, user_ids, now, key, fingerprint in creations:
+            future: asyncio.Future[Created] = loop.create_future()
+            self._pending.append(((content, tuple(user_ids), now, key, fingerprint), future))
+            futures.append(future)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = loop.create_task(self._flush())
+        return await settled(futures)
 
     async def create_for_role(
         self,
