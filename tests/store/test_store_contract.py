@@ -694,3 +694,27 @@ async def test_sqlite_set_wise_failure_reruns_one_by_one_with_the_marks(tmp_path
         assert (got.attempts, got.delivered_at) == (1, NOW + 1)
     finally:
         await s.close()
+
+
+async def test_sqlite_call_past_its_deadline_fails_and_is_never_run(tmp_path: Path) -> None:
+    """A call queued behind a stuck one fails with a StoreError at its deadline, and
+    when the writer comes free it is skipped, not run late."""
+    import threading
+
+    from tidings.store.sqlite import SQLiteStore
+
+    s = SQLiteStore(str(tmp_path / "inbox.db"), timeout=0.2)
+    await s.open()
+    stuck = threading.Event()
+    try:
+        blocker = asyncio.ensure_future(s._write(lambda c: stuck.wait(5)))
+        with pytest.raises(StoreError, match="did not answer"):
+            await s.create(note(1), ["alice"], now=NOW)
+        stuck.set()
+        with pytest.raises(StoreError):
+            await blocker  # it ran past its own deadline too
+        assert (await s.create(note(2), ["alice"], now=NOW)).notifications[0].seq == 1
+        assert [n.title for n in await s.since("alice", 0, now=NOW)] == ["Booking 2"]
+    finally:
+        stuck.set()
+        await s.close()

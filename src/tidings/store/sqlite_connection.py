@@ -111,7 +111,7 @@ class _Thread:
     def _work(self) -> None:
         while (call := self._calls.get()) is not None:
             loop, future, fn, args = call
-            if future.cancelled():  # its caller's deadline passed while it queued
+            if future.done():  # its caller's deadline passed (or it left) while it queued
                 continue
             try:
                 outcome = (True, fn(*args))
