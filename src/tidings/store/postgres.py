@@ -10,8 +10,9 @@ with the same key waits on the unique index and then replays or conflicts.
 As in the SQLite store, ``create`` calls that arrive while a batch is being written wait
 and go together in the next transaction, so a burst costs one commit (one WAL flush)
 instead of one per notification; ``mark_delivered`` calls waiting meanwhile ride in that
-transaction too, in a savepoint (with no create to carry them, they are a statement of
-their own). Requests without an idempotency key are written
+transaction too, at its head (if the database refuses them, the transaction runs again
+without them: a failed mark fails no create; with no create to carry them, they are a
+statement of their own). Requests without an idempotency key are written
 set-wise, a fixed handful of statements for the whole batch; each keyed one goes inside a
 savepoint. If the set-wise part fails, the batch is rolled back and rerun with every request
 in a savepoint, so one bad request fails alone.
@@ -42,6 +43,7 @@ from .postgres_create import (
     _create_plain,
     _Fallback,
     _mark,
+    _MarksFailed,
     _Request,
     _Retry,
 )
@@ -284,8 +286,18 @@ class PostgresStore(PostgresInbox, PostgresRooms, PostgresUsers, PostgresDeliver
     async def _create_batch(
         self, batch: list[_Request], marks: Marks
     ) -> tuple[list[Created | Exception], Exception | None]:
-        """Every create of a batch in one transaction, and the delivery ``marks`` waiting
-        meanwhile (``_mark``: what failed them is returned beside the results).
+        """Every create of a batch in one transaction, with the delivery ``marks``
+        waiting meanwhile at its head. Returns the creates' results and what failed the
+        marks (None: written): then the batch ran again without them."""
+        if marks:
+            try:
+                return await self._create_all(batch, marks), None
+            except _MarksFailed as exc:
+                return await self._create_all(batch, []), exc.error
+        return await self._create_all(batch, []), None
+
+    async def _create_all(self, batch: list[_Request], marks: Marks) -> list[Created | Exception]:
+        """``_create_batch`` once.
 
         The unkeyed requests (first in the batch) are written set-wise, with a few
         statements for all of them (``_create_plain``); each keyed request then goes in a
@@ -305,6 +317,7 @@ class PostgresStore(PostgresInbox, PostgresRooms, PostgresUsers, PostgresDeliver
         async with self._db().acquire() as conn:
             try:
                 async with conn.transaction():
+                    await _mark(conn, marks)
                     # As in _create_each: every user of the batch first, in one global order.
                     try:
                         await conn.execute(_LOCK_USERS, users)
@@ -316,8 +329,7 @@ class PostgresStore(PostgresInbox, PostgresRooms, PostgresUsers, PostgresDeliver
                             raise  # the database is stalled or gone: one by one would be too
                         raise _Fallback(exc) from exc
                     await _create_keyed(conn, batch[plain:], results)
-                    marked = await _mark(conn, marks) if marks else None
-                return results, marked
+                return results
             except _Fallback as exc:
                 log.warning(
                     "set-wise create of %d requests failed (%r); one by one instead",
@@ -326,14 +338,13 @@ class PostgresStore(PostgresInbox, PostgresRooms, PostgresUsers, PostgresDeliver
                 )
         return await self._create_each(batch, marks)
 
-    async def _create_each(
-        self, batch: list[_Request], marks: Marks
-    ) -> tuple[list[Created | Exception], Exception | None]:
-        """Every create of a batch in one transaction, each in its own savepoint; then
+    async def _create_each(self, batch: list[_Request], marks: Marks) -> list[Created | Exception]:
+        """Every create of a batch in one transaction, each in its own savepoint, after
         the delivery ``marks``."""
         results: list[Created | Exception] = []
         users = sorted({u for r in batch for u in r.args[1]})
         async with self._db().acquire() as conn, conn.transaction():
+            await _mark(conn, marks)
             # Each request locks its users as it goes, so the batch as a whole would lock
             # them in no particular order, and two instances' batches could deadlock. Taking
             # them all first, in one global order, rules that out (as sorting the batch by
@@ -341,8 +352,7 @@ class PostgresStore(PostgresInbox, PostgresRooms, PostgresUsers, PostgresDeliver
             # below.
             await conn.execute(_LOCK_USERS, users)
             await _create_keyed(conn, batch, results)
-            marked = await _mark(conn, marks) if marks else None
-        return results, marked
+        return results
 
     async def remember_user(self, user_id: str, roles: Sequence[str], *, now: float) -> None:
         wanted = sorted(set(roles))

@@ -1,6 +1,6 @@
 """The PostgreSQL store's create transactions: the statements a batch of creates runs,
-set-wise for unkeyed requests and one savepoint per keyed one, the delivery marks it
-carries, and the request a caller waits on while its batch is written.
+set-wise for unkeyed requests and one savepoint per keyed one, the delivery marks at
+its head, and the request a caller waits on while its batch is written.
 
 Each function runs inside a transaction ``PostgresStore`` opened for the batch.
 """
@@ -118,23 +118,30 @@ async def _in_app_off(conn: Any, users: list[str], category: str | None) -> set[
     return {u for u, s in switches.items() if not s.get(cat, s.get("*", 1))}
 
 
-async def _mark(conn: Any, marks: Marks) -> Exception | None:
-    """``marks`` inside the caller's transaction, in a savepoint (a failed mark fails no
-    create); returns what failed them (None: written)."""
+class _MarksFailed(Exception):
+    """The delivery marks at the head of a batch failed; the batch runs again without."""
+
+    def __init__(self, error: StoreError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+async def _mark(conn: Any, marks: Marks) -> None:
+    """``marks`` first in the caller's transaction, with no savepoint (two more round
+    trips in every batch): if the database refuses them, ``_MarksFailed`` rolls the
+    transaction back with nothing else in it, and the caller runs it again without."""
     try:
-        async with conn.transaction():
-            for deliveries, now in marks:
-                # In id order: another instance marking some of the same rows (its user
-                # has tabs there too) takes them in the same order, so the two wait
-                # rather than deadlock.
-                pairs = sorted((nid, u) for u, group in deliveries.items() for nid in group)
-                await conn.execute(MARK, now, [u for _, u in pairs], [nid for nid, _ in pairs])
+        for deliveries, now in marks:
+            # In id order: another instance marking some of the same rows (its user has
+            # tabs there too) takes them in the same order, so the two wait rather than
+            # deadlock; the inbox_users locks come after, in user order, in both.
+            pairs = sorted((nid, u) for u, group in deliveries.items() for nid in group)
+            await conn.execute(MARK, now, [u for _, u in pairs], [nid for nid, _ in pairs])
     except Exception as exc:
         if isinstance(exc, TimeoutError | OSError):
             raise  # the database is stalled or gone: the whole batch fails
-        # A value it refused (client or server side): the savepoint is rolled back.
-        return StoreError(f"delivery marks failed: {exc}")
-    return None
+        # A value it refused (client or server side).
+        raise _MarksFailed(StoreError(f"delivery marks failed: {exc}")) from exc
 
 
 async def _create_keyed(

@@ -3,10 +3,12 @@
 SQLite calls block, so each connection lives on its own one-thread executor: a writer
 and a reader (WAL lets the reader see every committed transaction while the writer works).
 ``create`` calls that arrive while a batch is being written wait and go together in the
-next transaction, each inside a savepoint, so one bad request fails alone and a burst
-costs one commit (one fsync) instead of one per notification. ``mark_delivered`` calls
-wait the same way and ride in that transaction (in a savepoint: a failed mark fails no
-create); with no create to carry them they get one of their own.
+next transaction, set-wise (a few multi-row statements for all of them; should one fail,
+the transaction starts over with each request inside a savepoint), so one bad request
+fails alone and a burst costs one commit (one fsync) instead of one per notification.
+``mark_delivered`` calls wait the same way and ride in that transaction, at its head (if
+they fail, it starts over without them: a failed mark fails no create); with no create
+to carry them they get one of their own.
 """
 
 from __future__ import annotations
