@@ -37,7 +37,6 @@ from . import (
 )
 from .postgres_create import (
     _LOCK_USERS,
-    MARK,
     Marks,
     _create_keyed,
     _create_plain,
@@ -211,6 +210,22 @@ class PostgresStore(PostgresInbox, PostgresRooms, PostgresUsers, PostgresDeliver
         await future
 
     async def _flush(self) -> None:
+        # One connection for a whole burst of batches, returned when the queue is empty:
+        # each return to the pool costs a reset query (a round trip) in every batch.
+        while True:
+            held: list[Any] = [None]
+            try:
+                await self._flush_on(held)
+            finally:
+                if held[0] is not None:
+                    await self._db().release(held[0])
+            # Creates that came while it was being returned: create() saw this task
+            # still running and started none.
+            if not (self._pending or self._marks):
+                return
+
+    async def _flush_on(self, held: list[Any]) -> None:
+        """The flusher's loop; ``held[0]`` is its connection (None: none yet)."""
         while self._pending or self._marks:
             # A caller cancelled before its batch started needs nothing written.
             batch = [r for r in self._pending if not r.future.done()]
@@ -222,12 +237,16 @@ class PostgresStore(PostgresInbox, PostgresRooms, PostgresUsers, PostgresDeliver
             batch.sort(key=lambda r: (r.args[3] is not None, r.args[3] or ""))
             marked: Exception | None = None
             try:
+                if (batch or marks) and held[0] is None:
+                    held[0] = await self._db().acquire()
                 if not batch:
                     if marks:
-                        await self._mark_alone([(d, t) for d, t, _ in marks])
+                        await self._mark_alone(held[0], [(d, t) for d, t, _ in marks])
                         _settle_marks(marks, None)
                     continue
-                results, marked = await self._create_batch(batch, [(d, t) for d, t, _ in marks])
+                results, marked = await self._create_batch(
+                    held[0], batch, [(d, t) for d, t, _ in marks]
+                )
             except Exception as exc:  # the commit itself failed: every request in it fails
                 if batch:
                     if failure_status(exc) is None:
@@ -239,6 +258,11 @@ class PostgresStore(PostgresInbox, PostgresRooms, PostgresUsers, PostgresDeliver
                     if not r.future.done():
                         r.future.set_exception(failed)
                 _settle_marks(marks, failed)
+                # The connection may be what failed (a timeout, a lost link): the pool
+                # checks it on its return, and the next batch takes another.
+                conn, held[0] = held[0], None
+                if conn is not None:
+                    await self._db().release(conn)
                 continue
             except BaseException:  # this task was cancelled: leave no caller waiting forever
                 closing = StoreError("store is closing")
@@ -270,33 +294,31 @@ class PostgresStore(PostgresInbox, PostgresRooms, PostgresUsers, PostgresDeliver
             if retry:
                 self._pending[:0] = retry
 
-    async def _mark_alone(self, marks: Marks) -> None:
+    async def _mark_alone(self, conn: Any, marks: Marks) -> None:
         """Delivery marks with no create to carry them."""
         self.mark_commits += 1
         if len(marks) == 1:  # the usual case: one statement, its own transaction
-            ((deliveries, now),) = marks
-            await super().mark_delivered(deliveries, now=now)
+            await _mark(conn, marks)
             return
-        async with self._db().acquire() as conn, conn.transaction():
-            for deliveries, now in marks:
-                users = [u for u, ids in deliveries.items() for _ in ids]
-                ids = [nid for group in deliveries.values() for nid in group]
-                await conn.execute(MARK, now, users, ids)
+        async with conn.transaction():
+            await _mark(conn, marks)
 
     async def _create_batch(
-        self, batch: list[_Request], marks: Marks
+        self, conn: Any, batch: list[_Request], marks: Marks
     ) -> tuple[list[Created | Exception], Exception | None]:
         """Every create of a batch in one transaction, with the delivery ``marks``
         waiting meanwhile at its head. Returns the creates' results and what failed the
         marks (None: written): then the batch ran again without them."""
         if marks:
             try:
-                return await self._create_all(batch, marks), None
+                return await self._create_all(conn, batch, marks), None
             except _MarksFailed as exc:
-                return await self._create_all(batch, []), exc.error
-        return await self._create_all(batch, []), None
+                return await self._create_all(conn, batch, []), exc.error
+        return await self._create_all(conn, batch, []), None
 
-    async def _create_all(self, batch: list[_Request], marks: Marks) -> list[Created | Exception]:
+    async def _create_all(
+        self, conn: Any, batch: list[_Request], marks: Marks
+    ) -> list[Created | Exception]:
         """``_create_batch`` once.
 
         The unkeyed requests (first in the batch) are written set-wise, with a few
@@ -312,38 +334,37 @@ class PostgresStore(PostgresInbox, PostgresRooms, PostgresUsers, PostgresDeliver
         while plain < len(batch) and batch[plain].args[3] is None:
             plain += 1
         if not plain:
-            return await self._create_each(batch, marks)
+            return await self._create_each(conn, batch, marks)
         users = sorted({u for r in batch for u in r.args[1]})
-        async with self._db().acquire() as conn:
-            try:
-                async with conn.transaction():
-                    await _mark(conn, marks)
-                    # As in _create_each: every user of the batch first, in one global order.
-                    try:
-                        await conn.execute(_LOCK_USERS, users)
-                        results: list[Created | Exception] = await _create_plain(
-                            conn, batch[:plain]
-                        )
-                    except Exception as exc:
-                        if isinstance(exc, TimeoutError | OSError):
-                            raise  # the database is stalled or gone: one by one would be too
-                        raise _Fallback(exc) from exc
-                    await _create_keyed(conn, batch[plain:], results)
-                return results
-            except _Fallback as exc:
-                log.warning(
-                    "set-wise create of %d requests failed (%r); one by one instead",
-                    plain,
-                    exc.__cause__,
-                )
-        return await self._create_each(batch, marks)
+        try:
+            async with conn.transaction():
+                await _mark(conn, marks)
+                # As in _create_each: every user of the batch first, in one global order.
+                try:
+                    await conn.execute(_LOCK_USERS, users)
+                    results: list[Created | Exception] = await _create_plain(conn, batch[:plain])
+                except Exception as exc:
+                    if isinstance(exc, TimeoutError | OSError):
+                        raise  # the database is stalled or gone: one by one would be too
+                    raise _Fallback(exc) from exc
+                await _create_keyed(conn, batch[plain:], results)
+            return results
+        except _Fallback as exc:
+            log.warning(
+                "set-wise create of %d requests failed (%r); one by one instead",
+                plain,
+                exc.__cause__,
+            )
+        return await self._create_each(conn, batch, marks)
 
-    async def _create_each(self, batch: list[_Request], marks: Marks) -> list[Created | Exception]:
+    async def _create_each(
+        self, conn: Any, batch: list[_Request], marks: Marks
+    ) -> list[Created | Exception]:
         """Every create of a batch in one transaction, each in its own savepoint, after
         the delivery ``marks``."""
         results: list[Created | Exception] = []
         users = sorted({u for r in batch for u in r.args[1]})
-        async with self._db().acquire() as conn, conn.transaction():
+        async with conn.transaction():
             await _mark(conn, marks)
             # Each request locks its users as it goes, so the batch as a whole would lock
             # them in no particular order, and two instances' batches could deadlock. Taking
