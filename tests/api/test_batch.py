@@ -82,3 +82,29 @@ async def test_batch_limits(make_server: ServerFactory) -> None:
         assert status == 422, body
     status, body = await h.api("GET", "/api/users/u/notifications")
     assert (status, body["items"]) == (200, [])
+
+
+async def test_batch_pushes_are_stamped_when_sent(
+    make_server: ServerFactory, tmp_path: Path
+) -> None:
+    """The pushes of a batch share one envelope timestamp, formatted once for the round:
+    the time they were sent (between the request and its answer), not another's."""
+    import time
+    from datetime import datetime
+
+    h = await make_server(store_url=str(tmp_path / "b.db"))
+    async with h.client("ann") as ws:
+        before = time.time()
+        status, _ = await h.api(
+            "POST",
+            "/api/notifications/batch",
+            {"notifications": [{"userId": "ann", "title": f"n{i}"} for i in range(20)]},
+        )
+        assert status == 200
+        frames = [await recv_type(ws, "notification") for _ in range(20)]
+        after = time.time()
+    stamps = {f["timestamp"] for f in frames}
+    assert len(stamps) == 1
+    sent = datetime.fromisoformat(stamps.pop().replace("Z", "+00:00")).timestamp()
+    assert before - 0.001 <= sent <= after
+    assert [f["data"]["title"] for f in frames] == [f"n{i}" for i in range(20)]

@@ -640,3 +640,34 @@ async def test_priority_is_case_insensitive_over_http(harness: Harness) -> None:
     await notify(harness, userId="pat", priority="Critical")
     reply = await notify(harness, 422, userId="pat", priority="urgent")
     assert "priority" in reply["error"]["message"]
+
+
+def test_view_timestamps_follow_each_notification() -> None:
+    """view's cached timestamp strings are each notification's own, whatever came
+    before: the same instant twice, then others, then the first again."""
+    from tidings.inbox import view
+    from tidings.publication import iso_timestamp
+    from tidings.store import Notification, Priority
+
+    def stored(created: float, read: float | None = None) -> Notification:
+        return Notification(
+            id="ntf_1",
+            user_id="ann",
+            seq=1,
+            type="t",
+            title=None,
+            message=None,
+            priority=Priority.MEDIUM,
+            category=None,
+            data=None,
+            actions=(),
+            expires_at=None,
+            created_at=created,
+            read_at=read,
+        )
+
+    for created in (1_800_000_000.0, 1_800_000_000.0, 1_800_000_000.5, 1_700_000_123.25):
+        got = view(stored(created, read=created + 1))
+        assert got.createdAt == got.timestamp == iso_timestamp(created)
+        assert got.readAt == iso_timestamp(created + 1)
+    assert view(stored(1_800_000_000.0)).createdAt == "2027-01-15T08:00:00.000Z"

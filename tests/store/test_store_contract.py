@@ -15,12 +15,14 @@ from tidings.backends import open_store
 from tidings.store import (
     Action,
     Created,
+    Creation,
     IdempotencyConflict,
     NewNotification,
     Planned,
     Priority,
     Store,
     StoreError,
+    failure_status,
 )
 from tidings.store.users import UserRecord
 
@@ -392,6 +394,82 @@ async def test_group_commit_batches(store: Store) -> None:
     assert 1 <= commits < 300 / 5, commits
 
 
+async def test_create_many_is_each_create_in_one_commit(store: Store) -> None:
+    """create_many: one result per creation in order, seqs in that order, a reused key
+    failing alone (the others commit), a replay answered as such; one transaction."""
+    await store.create(note(0), ["alice"], now=NOW, idempotency_key="k0", fingerprint="f0")
+    commits = store.create_commits  # type: ignore[attr-defined]
+    out = await store.create_many(
+        [
+            Creation(note(1), ["alice", "bob"], NOW),
+            Creation(note(2), ["alice"], NOW, "k0", "other"),  # the key, another request
+            Creation(note(3), ["alice"], NOW, "k0", "f0"),  # the key, the same request
+            Creation(note(4), ["bob", "bob"], NOW, "k4", "f4"),
+            Creation(note(5), ["alice"], NOW),
+        ]
+    )
+    assert store.create_commits == commits + 1  # type: ignore[attr-defined]
+    first, conflict, replay, keyed, last = out
+    assert isinstance(conflict, IdempotencyConflict)
+    assert isinstance(first, Created)
+    assert isinstance(replay, Created)
+    assert isinstance(keyed, Created)
+    assert isinstance(last, Created)
+    assert [(n.user_id, n.seq) for n in first.notifications] == [("alice", 2), ("bob", 1)]
+    assert replay.replayed
+    assert [n.seq for n in replay.notifications] == [1]
+    assert [(n.user_id, n.seq) for n in keyed.notifications] == [("bob", 2)]
+    assert [(n.user_id, n.seq) for n in last.notifications] == [("alice", 3)]
+    alice = await store.since("alice", 0, now=NOW)
+    assert [n.title for n in alice] == ["Booking 0", "Booking 1", "Booking 5"]
+
+
+async def test_delivery_marks_ride_in_the_group_commit(store: Store) -> None:
+    """Marks waiting while creates are written go in their transaction, each call with
+    its own time and in call order; alone, they get a transaction of their own."""
+    a, b = [(await store.create(note(i), ["alice"], now=NOW)).notifications[0].id for i in range(2)]
+    alone = store.mark_commits  # type: ignore[attr-defined]
+    commits = store.create_commits  # type: ignore[attr-defined]
+    created = await asyncio.gather(
+        *(store.create(note(i), [f"u{i % 3}"], now=NOW) for i in range(20)),
+        store.mark_delivered({"alice": [a]}, now=NOW + 1),
+        store.mark_delivered({"alice": [a, b]}, now=NOW + 2),
+    )
+    assert all(isinstance(c, Created) for c in created[:20])
+    assert store.mark_commits == alone  # type: ignore[attr-defined]
+    assert store.create_commits == commits + 1  # type: ignore[attr-defined]
+    got_a, got_b = await store.get("alice", a), await store.get("alice", b)
+    assert got_a is not None
+    assert got_b is not None
+    assert (got_a.attempts, got_a.delivered_at) == (2, NOW + 1)
+    assert (got_b.attempts, got_b.delivered_at) == (1, NOW + 2)
+    await store.mark_delivered({"alice": [b]}, now=NOW + 3)
+    assert store.mark_commits == alone + 1  # type: ignore[attr-defined]
+    got_b = await store.get("alice", b)
+    assert got_b is not None
+    assert (got_b.attempts, got_b.delivered_at) == (2, NOW + 2)
+
+
+async def test_a_failing_mark_fails_no_create(store: Store) -> None:
+    """Marks the database refuses fail their callers (a store error), not the creates
+    whose transaction carried them: those are committed."""
+    (a,) = (await store.create(note(0), ["alice"], now=NOW)).notifications
+    outcomes = await asyncio.gather(
+        store.create(note(1), ["alice"], now=NOW),
+        store.mark_delivered({"alice": [object()]}, now=NOW + 1),  # type: ignore[list-item]
+        return_exceptions=True,
+    )
+    created, failed = outcomes
+    assert isinstance(created, Created)
+    assert isinstance(failed, StoreError)
+    assert failure_status(failed) == 503
+    (n,) = created.notifications
+    assert await store.get("alice", n.id) is not None
+    got = await store.get("alice", a.id)
+    assert got is not None
+    assert got.attempts == 0
+
+
 async def test_create_skips_in_app_off(store: Store) -> None:
     """Recipients who switched the category off get no row and are named in skipped."""
     await store.set_preferences("alice", {"MARKETING": False})
@@ -666,3 +744,63 @@ async def test_a_failed_batch_fails_each_count(store: Store) -> None:
     batcher._read = read
     await store.create(note(), ["a"], now=NOW)
     assert await store.unread_count("a", now=NOW) == 1
+
+
+async def test_sqlite_set_wise_failure_reruns_one_by_one_with_the_marks(tmp_path: Path) -> None:
+    """When the set-wise insert fails, the transaction starts over: the marks it carried
+    are written once, the request the database refuses fails alone, the others commit
+    with gapless seqs."""
+    s = open_store(str(tmp_path / "inbox.db"))
+    await s.open()
+    try:
+        (first,) = (await s.create(note(0), ["alice"], now=NOW)).notifications
+        await s._write(  # type: ignore[attr-defined]
+            lambda c: c.execute(
+                "CREATE TRIGGER boom BEFORE INSERT ON notifications WHEN NEW.title = 'boom' "
+                "BEGIN SELECT RAISE(ABORT, 'boom'); END"
+            )
+        )
+        outcomes = await asyncio.gather(
+            s.create(note(1), ["alice"], now=NOW),
+            s.create(note(2, title="boom"), ["alice"], now=NOW),
+            s.create(note(3), ["alice", "bob"], now=NOW),
+            s.mark_delivered({"alice": [first.id]}, now=NOW + 1),
+            return_exceptions=True,
+        )
+        assert isinstance(outcomes[0], Created)
+        assert isinstance(outcomes[1], Exception)
+        assert not isinstance(outcomes[1], Created)
+        assert isinstance(outcomes[2], Created)
+        assert outcomes[3] is None
+        alice = await s.since("alice", 0, now=NOW)
+        assert [n.title for n in alice] == ["Booking 0", "Booking 1", "Booking 3"]
+        assert [n.seq for n in alice] == [1, 2, 3]
+        got = await s.get("alice", first.id)
+        assert got is not None
+        assert (got.attempts, got.delivered_at) == (1, NOW + 1)
+    finally:
+        await s.close()
+
+
+async def test_sqlite_call_past_its_deadline_fails_and_is_never_run(tmp_path: Path) -> None:
+    """A call queued behind a stuck one fails with a StoreError at its deadline, and
+    when the writer comes free it is skipped, not run late."""
+    import threading
+
+    from tidings.store.sqlite import SQLiteStore
+
+    s = SQLiteStore(str(tmp_path / "inbox.db"), timeout=0.2)
+    await s.open()
+    stuck = threading.Event()
+    try:
+        blocker = asyncio.ensure_future(s._write(lambda c: stuck.wait(5)))
+        with pytest.raises(StoreError, match="did not answer"):
+            await s.create(note(1), ["alice"], now=NOW)
+        stuck.set()
+        with pytest.raises(StoreError):
+            await blocker  # it ran past its own deadline too
+        assert (await s.create(note(2), ["alice"], now=NOW)).notifications[0].seq == 1
+        assert [n.title for n in await s.since("alice", 0, now=NOW)] == ["Booking 2"]
+    finally:
+        stuck.set()
+        await s.close()

@@ -21,7 +21,7 @@ from .. import cluster, protocol
 from ..hub import Outbound
 from ..protocol import ErrorCode
 from ..session import Session
-from ..store import Created, NewNotification, Store, StoreError, failure_status
+from ..store import Created, Creation, NewNotification, Store, StoreError, failure_status
 from ..tasks import TaskSet
 from .host import Host
 from .opening import Opening
@@ -205,7 +205,9 @@ class Inbox(InboxState):
     ) -> Created:
         """Commit one request: named users through ``create`` (group commit), a role or
         everyone (``users`` None) through ``create_for_role`` (set-wise, however many)."""
-        fp = fingerprint(req)
+        # Only a key is checked against the fingerprint: an unkeyed create (the common
+        # one) skips hashing the whole request.
+        fp = fingerprint(req) if key is not None else ""
         if users is None:
             return await self.store.create_for_role(
                 new, req.role, now=now, idempotency_key=key, fingerprint=fp
@@ -280,11 +282,30 @@ class Inbox(InboxState):
         if total > MAX_RECIPIENTS:
             raise InboxError(f"at most {MAX_RECIPIENTS} named recipients per batch")
         started = self.node.monotonic()
-        # Started together, so the store's group commit takes them in one transaction.
-        outcomes = await asyncio.gather(
-            *(self._store(new, req, users, key, now) for _, new, req, users, key in prepared),
-            return_exceptions=True,
-        )
+        # Named users: handed to the store together (no task each), so its group commit
+        # takes them in one transaction. A role or everyone: each set-wise on its own.
+        named = [p for p in prepared if p[3] is not None]
+        wide = [p for p in prepared if p[3] is None]
+        wide_out: asyncio.Future[list[Created | BaseException]] | None = None
+        if wide:
+            wide_out = asyncio.gather(
+                *(self._store(new, req, None, key, now) for _, new, req, _, key in wide),
+                return_exceptions=True,
+            )
+        try:
+            named_out = await self.store.create_many(
+                [
+                    Creation(new, users, now, key, fingerprint(req) if key is not None else "")
+                    for _, new, req, users, key in named
+                    if users is not None
+                ]
+            )
+        finally:
+            wide_res = [] if wide_out is None else await wide_out
+        by_index: dict[int, Created | BaseException] = {}
+        by_index.update(zip((p[0] for p in named), named_out, strict=True))
+        by_index.update(zip((p[0] for p in wide), wide_res, strict=True))
+        outcomes = [by_index[p[0]] for p in prepared]
         failed = [o for o in outcomes if isinstance(o, StoreError)]
         if failed and len(failed) == len(outcomes):
             self.node.metrics.store_errors += 1

@@ -18,9 +18,10 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
-from .. import cluster
+from .. import cluster, protocol
 from ..broker import BrokerError
 from ..hub import Outbound
+from ..publication import iso_timestamp
 from ..session import Session, State
 from ..store import Notification, Store, failure_status
 from ..tasks import TaskSet
@@ -146,7 +147,9 @@ class Pusher:
             while self._outgoing:
                 waiting = len(self._outgoing)
                 try:
-                    if waiting >= BATCH_MIN:
+                    # A single instance has no per-user topics to spare other instances
+                    # from: whatever is waiting goes as one message, one broker call.
+                    if waiting >= BATCH_MIN or (waiting > 1 and not self.node.clustered):
                         count = min(waiting, BATCH_MAX)
                         many = list(itertools.islice(self._outgoing, count))
                         await self.node.send(cluster.ALL, cluster.CommittedMany(many))
@@ -175,17 +178,27 @@ class Pusher:
     # --- this instance's connections ----------------------------------------------------
 
     def message(
-        self, n: Notification, *, recovered: bool = False, redelivered: bool = False
+        self,
+        n: Notification,
+        *,
+        recovered: bool = False,
+        redelivered: bool = False,
+        stamp: str | None = None,
     ) -> Outbound:
+        """The frame that pushes ``n``; ``stamp``: its envelope's timestamp, when the
+        caller formatted one for a whole round of pushes (else the node's clock, now)."""
         data = view(n)
         if recovered:
             data.recovered = True
         if redelivered:
             data.redelivered = True
-        return Outbound(self.node.envelope(n.id, data.kind, data))
+        if stamp is None:
+            return Outbound(self.node.envelope(n.id, data.kind, data))
+        return Outbound(protocol.envelope(n.id, data.kind, stamp, data))
 
-    def deliver(self, n: Notification) -> int:
-        """Push a committed notification to its user's open connections."""
+    def deliver(self, n: Notification, stamp: str | None = None) -> int:
+        """Push a committed notification to its user's open connections (``stamp``: as
+        in ``message``)."""
         out: Outbound | None = None
         count = 0
         # In a cluster, notifications committed through different instances race each
@@ -196,7 +209,7 @@ class Pusher:
             if not isinstance(conn, Session):
                 if not n.in_app:
                     continue
-                out = out or self.message(n)
+                out = out or self.message(n, stamp=stamp)
                 count += conn.push(out)
                 continue
             reader = self.reader(conn)
@@ -208,7 +221,7 @@ class Pusher:
                 self._hold_back(conn, n)
                 continue
             if n.in_app:
-                out = out or self.message(n)
+                out = out or self.message(n, stamp=stamp)
             if self._push_live(conn, n, out):
                 count += 1
             count += self._release(conn)
@@ -221,7 +234,9 @@ class Pusher:
     def deliver_many(self, notifications: Sequence[Notification]) -> int:
         """``deliver`` each, in order; users with no connection here cost a lookup."""
         hub = self.node.hub
-        return sum(self.deliver(n) for n in notifications if hub.user_connections(n.user_id))
+        # One round of pushes, one instant: its timestamp is formatted once, not per frame.
+        stamp = iso_timestamp(self.node.clock())
+        return sum(self.deliver(n, stamp) for n in notifications if hub.user_connections(n.user_id))
 
     def _push_live(self, session: Session, n: Notification, out: Outbound | None = None) -> bool:
         """Push ``n`` and count it seen; one with in-app off is only counted seen (its seq

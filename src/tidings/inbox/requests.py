@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -182,9 +183,14 @@ def fingerprint(req: CreateRequest) -> str:
     return hashlib.sha256(body).hexdigest()
 
 
+# A pure function of its argument, called for every push: the notifications of one
+# batch or fan-out share their created_at, and formatting one costs more than a lookup.
+_iso = functools.lru_cache(maxsize=256)(iso_timestamp)
+
+
 def view(n: Notification) -> protocol.Notification:
     """A notification as clients see it (guide 002's shape, plus seq and read state)."""
-    created = iso_timestamp(n.created_at)  # twice below: formatting it is not free
+    created = _iso(n.created_at)  # twice below: formatting it is not free
     return protocol.Notification(
         id=n.id,
         seq=n.seq,

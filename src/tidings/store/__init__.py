@@ -10,19 +10,29 @@ Implementations: ``sqlite.SQLiteStore`` (the default, a file or ``:memory:``) an
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import sqlite3
 from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from .deliveries import DeliveryStore
-from .notification import Action, Created, NewNotification, Notification, Planned, Priority
+from .notification import (
+    Action,
+    Created,
+    Creation,
+    NewNotification,
+    Notification,
+    Planned,
+    Priority,
+)
 from .rooms import RoomStore
 from .users import UserStore
 
 __all__ = [
     "Action",
     "Created",
+    "Creation",
     "DeliveryStore",
     "IdempotencyConflict",
     "NewNotification",
@@ -58,6 +68,24 @@ def failure_status(exc: BaseException) -> int | None:
     ):
         return 507 if full else 503
     return None
+
+
+async def settled(futures: Sequence[asyncio.Future[Created]]) -> list[Created | Exception]:
+    """The outcome of each of a group commit's futures, in order: its result, or the
+    exception it was settled with. Cancelled while waiting, it cancels those not settled
+    yet (a group commit skips a request whose caller is gone)."""
+    outcomes: list[Created | Exception] = []
+    try:
+        for future in futures:
+            try:
+                outcomes.append(await future)
+            except Exception as exc:
+                outcomes.append(exc)
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        raise
+    return outcomes
 
 
 class IdempotencyConflict(Exception):
@@ -120,6 +148,15 @@ class Store(RoomStore, UserStore, DeliveryStore, Protocol):
         fingerprint: str = "",
     ) -> Created:
         """Store one notification for each user (deduplicated, in the given order)."""
+        ...
+
+    async def create_many(self, creations: Sequence[Creation]) -> list[Created | Exception]:
+        """``create`` for each of ``creations``, with the same guarantees, started
+        together (a store that group-commits takes them in one transaction, where it has
+        room). One result per creation, in order: its ``Created``, or the exception that
+        failed it alone (``IdempotencyConflict``, a value the database refused; a
+        ``StoreError`` for each when their commit failed). Cheaper than as many ``create``
+        calls at once: no task per creation."""
         ...
 
     async def create_for_role(

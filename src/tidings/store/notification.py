@@ -8,7 +8,8 @@ imports them.
 from __future__ import annotations
 
 import enum
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, NamedTuple
 
 import msgspec
 
@@ -96,6 +97,16 @@ class Notification(msgspec.Struct, kw_only=True):
     # False: the user switched in-app off for the category; the row exists only for the
     # other channels (escalation and its log): never pushed, listed or counted unread.
     in_app: bool = True
+
+
+class Creation(NamedTuple):
+    """One create of ``Store.create_many``: what ``Store.create`` takes."""
+
+    content: NewNotification
+    user_ids: Sequence[str]
+    now: float
+    idempotency_key: str | None = None
+    fingerprint: str = ""
 
 
 class Created(msgspec.Struct, frozen=True):

@@ -9,7 +9,10 @@ with the same key waits on the unique index and then replays or conflicts.
 
 As in the SQLite store, ``create`` calls that arrive while a batch is being written wait
 and go together in the next transaction, so a burst costs one commit (one WAL flush)
-instead of one per notification. Requests without an idempotency key are written
+instead of one per notification; ``mark_delivered`` calls waiting meanwhile ride in that
+transaction too, at its head (if the database refuses them, the transaction runs again
+without them: a failed mark fails no create; with no create to carry them, they are a
+statement of their own). Requests without an idempotency key are written
 set-wise, a fixed handful of statements for the whole batch; each keyed one goes inside a
 savepoint. If the set-wise part fails, the batch is rolled back and rerun with every request
 in a savepoint, so one bad request fails alone.
@@ -19,22 +22,27 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import asyncpg
 
 from . import (
     Created,
+    Creation,
     NewNotification,
     StoreError,
     failure_status,
+    settled,
 )
 from .postgres_create import (
     _LOCK_USERS,
+    Marks,
     _create_keyed,
     _create_plain,
     _Fallback,
+    _mark,
+    _MarksFailed,
     _Request,
     _Retry,
 )
@@ -74,6 +82,19 @@ async def _migrate(conn: Any) -> None:
             log.info("applied schema migration %d", version)
 
 
+def _settle_marks(
+    marks: list[tuple[Mapping[str, Sequence[str]], float, asyncio.Future[None]]],
+    failed: Exception | None,
+) -> None:
+    """Answer the callers of ``mark_delivered`` whose marks were written (or not)."""
+    for _, _, future in marks:
+        if not future.done():
+            if failed is None:
+                future.set_result(None)
+            else:
+                future.set_exception(failed)
+
+
 class PostgresStore(PostgresInbox, PostgresRooms, PostgresUsers, PostgresDeliveries):
     """The ``Store`` on PostgreSQL. ``url`` is a ``postgresql://`` DSN; query parameters
     asyncpg does not know are sent as server settings (``?search_path=inbox``).
@@ -87,6 +108,8 @@ class PostgresStore(PostgresInbox, PostgresRooms, PostgresUsers, PostgresDeliver
         self._timeout = timeout
         self._pool: Any = None
         self._pending: list[_Request] = []
+        # Delivery marks waiting for the next group commit: (deliveries, now, caller).
+        self._marks: list[tuple[Mapping[str, Sequence[str]], float, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
         # Transactions that carried creates: fewer than creates means group commit works.
         self.create_commits = 0
@@ -94,6 +117,8 @@ class PostgresStore(PostgresInbox, PostgresRooms, PostgresUsers, PostgresDeliver
         self.user_commits = 0
         # unread_count: the counts connections opening together ask for, read together.
         self._unread = UnreadCounts(self._count_unread)
+        # Transactions of delivery marks alone (those not carried by a create's).
+        self.mark_commits = 0
 
     # --- plumbing -----------------------------------------------------------------------
 
@@ -146,6 +171,20 @@ class PostgresStore(PostgresInbox, PostgresRooms, PostgresUsers, PostgresDeliver
             self._flusher = loop.create_task(self._flush())
         return await future
 
+    async def create_many(self, creations: Sequence[Creation]) -> list[Created | Exception]:
+        self._db()
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[Created]] = []
+        for content, user_ids, now, key, fingerprint in creations:
+            future: asyncio.Future[Created] = loop.create_future()
+            self._pending.append(
+                _Request((content, tuple(user_ids), now, key, fingerprint), future)
+            )
+            futures.append(future)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = loop.create_task(self._flush())
+        return await settled(futures)
+
     async def create_for_role(
         self,
         content: NewNotification,
@@ -162,35 +201,82 @@ class PostgresStore(PostgresInbox, PostgresRooms, PostgresUsers, PostgresDeliver
             content, users, now=now, idempotency_key=idempotency_key, fingerprint=fingerprint
         )
 
+    async def mark_delivered(self, deliveries: Mapping[str, Sequence[str]], *, now: float) -> None:
+        if not any(deliveries.values()):
+            return
+        self._db()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._marks.append((deliveries, now, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = loop.create_task(self._flush())
+        await future
+
     async def _flush(self) -> None:
-        while self._pending:
+        # One connection for a whole burst of batches, returned when the queue is empty:
+        # each return to the pool costs a reset query (a round trip) in every batch.
+        while True:
+            held: list[Any] = [None]
+            try:
+                await self._flush_on(held)
+            finally:
+                if held[0] is not None:
+                    await self._db().release(held[0])
+            # Creates that came while it was being returned: create() saw this task
+            # still running and started none.
+            if not (self._pending or self._marks):
+                return
+
+    async def _flush_on(self, held: list[Any]) -> None:
+        """The flusher's loop; ``held[0]`` is its connection (None: none yet)."""
+        while self._pending or self._marks:
             # A caller cancelled before its batch started needs nothing written.
             batch = [r for r in self._pending if not r.future.done()]
             self._pending = []
+            marks, self._marks = [m for m in self._marks if not m[2].done()], []
             # Keys are claimed in one global order, so two instances' batches holding the
             # same keys cannot deadlock; requests of one transaction have no order to keep.
             # Unkeyed requests go first: they are written set-wise, as one block.
             batch.sort(key=lambda r: (r.args[3] is not None, r.args[3] or ""))
-            if not batch:
-                continue
+            marked: Exception | None = None
             try:
-                results = await self._create_batch(batch)
+                if (batch or marks) and held[0] is None:
+                    held[0] = await self._db().acquire()
+                if not batch:
+                    if marks:
+                        await self._mark_alone(held[0], [(d, t) for d, t, _ in marks])
+                        _settle_marks(marks, None)
+                    continue
+                results, marked = await self._create_batch(
+                    held[0], batch, [(d, t) for d, t, _ in marks]
+                )
             except Exception as exc:  # the commit itself failed: every request in it fails
-                if failure_status(exc) is None:
-                    log.exception("group commit of %d creates failed", len(batch))
-                else:  # the database's trouble, answered 503/507: no traceback
-                    log.warning("group commit of %d creates failed: %s", len(batch), exc)
+                if batch:
+                    if failure_status(exc) is None:
+                        log.exception("group commit of %d creates failed", len(batch))
+                    else:  # the database's trouble, answered 503/507: no traceback
+                        log.warning("group commit of %d creates failed: %s", len(batch), exc)
+                failed = StoreError(f"commit failed: {exc}")
                 for r in batch:
                     if not r.future.done():
-                        r.future.set_exception(StoreError(f"commit failed: {exc}"))
+                        r.future.set_exception(failed)
+                _settle_marks(marks, failed)
+                # The connection may be what failed (a timeout, a lost link): the pool
+                # checks it on its return, and the next batch takes another.
+                conn, held[0] = held[0], None
+                if conn is not None:
+                    await self._db().release(conn)
                 continue
             except BaseException:  # this task was cancelled: leave no caller waiting forever
+                closing = StoreError("store is closing")
                 for r in batch + self._pending:
                     if not r.future.done():
-                        r.future.set_exception(StoreError("store is closing"))
-                self._pending = []
+                        r.future.set_exception(closing)
+                _settle_marks(marks + self._marks, closing)
+                self._pending, self._marks = [], []
                 raise
             self.create_commits += 1
+            _settle_marks(marks, marked)
             retry = []
             for r, result in zip(batch, results, strict=False):
                 if r.future.done():  # the caller was cancelled; the rows are committed anyway
@@ -211,8 +297,32 @@ class PostgresStore(PostgresInbox, PostgresRooms, PostgresUsers, PostgresDeliver
             if retry:
                 self._pending[:0] = retry
 
-    async def _create_batch(self, batch: list[_Request]) -> list[Created | Exception]:
-        """Every create of a batch in one transaction.
+    async def _mark_alone(self, conn: Any, marks: Marks) -> None:
+        """Delivery marks with no create to carry them."""
+        self.mark_commits += 1
+        if len(marks) == 1:  # the usual case: one statement, its own transaction
+            await _mark(conn, marks)
+            return
+        async with conn.transaction():
+            await _mark(conn, marks)
+
+    async def _create_batch(
+        self, conn: Any, batch: list[_Request], marks: Marks
+    ) -> tuple[list[Created | Exception], Exception | None]:
+        """Every create of a batch in one transaction, with the delivery ``marks``
+        waiting meanwhile at its head. Returns the creates' results and what failed the
+        marks (None: written): then the batch ran again without them."""
+        if marks:
+            try:
+                return await self._create_all(conn, batch, marks), None
+            except _MarksFailed as exc:
+                return await self._create_all(conn, batch, []), exc.error
+        return await self._create_all(conn, batch, []), None
+
+    async def _create_all(
+        self, conn: Any, batch: list[_Request], marks: Marks
+    ) -> list[Created | Exception]:
+        """``_create_batch`` once.
 
         The unkeyed requests (first in the batch) are written set-wise, with a few
         statements for all of them (``_create_plain``); each keyed request then goes in a
@@ -227,36 +337,38 @@ class PostgresStore(PostgresInbox, PostgresRooms, PostgresUsers, PostgresDeliver
         while plain < len(batch) and batch[plain].args[3] is None:
             plain += 1
         if not plain:
-            return await self._create_each(batch)
+            return await self._create_each(conn, batch, marks)
         users = sorted({u for r in batch for u in r.args[1]})
-        async with self._db().acquire() as conn:
-            try:
-                async with conn.transaction():
-                    # As in _create_each: every user of the batch first, in one global order.
-                    try:
-                        await conn.execute(_LOCK_USERS, users)
-                        results: list[Created | Exception] = await _create_plain(
-                            conn, batch[:plain]
-                        )
-                    except Exception as exc:
-                        if isinstance(exc, TimeoutError | OSError):
-                            raise  # the database is stalled or gone: one by one would be too
-                        raise _Fallback(exc) from exc
-                    await _create_keyed(conn, batch[plain:], results)
-                return results
-            except _Fallback as exc:
-                log.warning(
-                    "set-wise create of %d requests failed (%r); one by one instead",
-                    plain,
-                    exc.__cause__,
-                )
-        return await self._create_each(batch)
+        try:
+            async with conn.transaction():
+                await _mark(conn, marks)
+                # As in _create_each: every user of the batch first, in one global order.
+                try:
+                    await conn.execute(_LOCK_USERS, users)
+                    results: list[Created | Exception] = await _create_plain(conn, batch[:plain])
+                except Exception as exc:
+                    if isinstance(exc, TimeoutError | OSError):
+                        raise  # the database is stalled or gone: one by one would be too
+                    raise _Fallback(exc) from exc
+                await _create_keyed(conn, batch[plain:], results)
+            return results
+        except _Fallback as exc:
+            log.warning(
+                "set-wise create of %d requests failed (%r); one by one instead",
+                plain,
+                exc.__cause__,
+            )
+        return await self._create_each(conn, batch, marks)
 
-    async def _create_each(self, batch: list[_Request]) -> list[Created | Exception]:
-        """Every create of a batch in one transaction, each in its own savepoint."""
+    async def _create_each(
+        self, conn: Any, batch: list[_Request], marks: Marks
+    ) -> list[Created | Exception]:
+        """Every create of a batch in one transaction, each in its own savepoint, after
+        the delivery ``marks``."""
         results: list[Created | Exception] = []
         users = sorted({u for r in batch for u in r.args[1]})
-        async with self._db().acquire() as conn, conn.transaction():
+        async with conn.transaction():
+            await _mark(conn, marks)
             # Each request locks its users as it goes, so the batch as a whole would lock
             # them in no particular order, and two instances' batches could deadlock. Taking
             # them all first, in one global order, rules that out (as sorting the batch by

@@ -1,6 +1,6 @@
 """The PostgreSQL store's create transactions: the statements a batch of creates runs,
-set-wise for unkeyed requests and one savepoint per keyed one, and the request a caller
-waits on while its batch is written.
+set-wise for unkeyed requests and one savepoint per keyed one, the delivery marks at
+its head, and the request a caller waits on while its batch is written.
 
 Each function runs inside a transaction ``PostgresStore`` opened for the batch.
 """
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Final
 
 import asyncpg
@@ -30,6 +30,17 @@ from .schema import COLUMNS
 log = logging.getLogger("tidings.store.postgres")
 
 _CreateArgs = tuple[NewNotification, Sequence[str], float, str | None, str]
+# Delivery marks waiting for a transaction: ({user_id: [ids]}, when), one per call.
+Marks = list[tuple[Mapping[str, Sequence[str]], float]]
+
+# Counts a delivery attempt of each (user, id) pair, which arrive as two arrays, and sets
+# delivered_at on the first.
+MARK: Final = (
+    "UPDATE notifications AS n SET attempts = n.attempts + 1, "
+    "delivered_at = COALESCE(n.delivered_at, $1) "
+    "FROM unnest($2::text[], $3::text[]) AS d(user_id, id) "
+    "WHERE n.user_id = d.user_id AND n.id = d.id"
+)
 
 _INSERT: Final = (
     f"INSERT INTO notifications ({COLUMNS}) VALUES "
@@ -105,6 +116,32 @@ async def _in_app_off(conn: Any, users: list[str], category: str | None) -> set[
     for user, category_, on in rows:
         switches.setdefault(user, {})[category_] = on
     return {u for u, s in switches.items() if not s.get(cat, s.get("*", 1))}
+
+
+class _MarksFailed(Exception):
+    """The delivery marks at the head of a batch failed; the batch runs again without."""
+
+    def __init__(self, error: StoreError) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
+async def _mark(conn: Any, marks: Marks) -> None:
+    """``marks`` first in the caller's transaction, with no savepoint (two more round
+    trips in every batch): if the database refuses them, ``_MarksFailed`` rolls the
+    transaction back with nothing else in it, and the caller runs it again without."""
+    try:
+        for deliveries, now in marks:
+            # In id order: another instance marking some of the same rows (its user has
+            # tabs there too) takes them in the same order, so the two wait rather than
+            # deadlock; the inbox_users locks come after, in user order, in both.
+            pairs = sorted((nid, u) for u, group in deliveries.items() for nid in group)
+            await conn.execute(MARK, now, [u for _, u in pairs], [nid for nid, _ in pairs])
+    except Exception as exc:
+        if isinstance(exc, TimeoutError | OSError):
+            raise  # the database is stalled or gone: the whole batch fails
+        # A value it refused (client or server side).
+        raise _MarksFailed(StoreError(f"delivery marks failed: {exc}")) from exc
 
 
 async def _create_keyed(

@@ -9,7 +9,7 @@ from typing import Any
 from . import (
     Notification,
 )
-from .postgres_create import _in_app_off
+from .postgres_create import MARK, _in_app_off
 from .records import from_row, page_query
 from .schema import COLUMNS
 from .unread import UnreadCounts, by_now
@@ -254,15 +254,7 @@ class PostgresInbox:
         if not ids:
             return
         # One statement for a whole batch of pushes: the pairs arrive as two arrays.
-        await self._db().execute(
-            "UPDATE notifications AS n SET attempts = n.attempts + 1, "
-            "delivered_at = COALESCE(n.delivered_at, $1) "
-            "FROM unnest($2::text[], $3::text[]) AS d(user_id, id) "
-            "WHERE n.user_id = d.user_id AND n.id = d.id",
-            now,
-            users,
-            ids,
-        )
+        await self._db().execute(MARK, now, users, ids)
 
     async def delete(self, user_id: str, ids: Sequence[str]) -> list[str]:
         ids = list(ids)

@@ -3,8 +3,12 @@
 SQLite calls block, so each connection lives on its own one-thread executor: a writer
 and a reader (WAL lets the reader see every committed transaction while the writer works).
 ``create`` calls that arrive while a batch is being written wait and go together in the
-next transaction, each inside a savepoint, so one bad request fails alone and a burst
-costs one commit (one fsync) instead of one per notification.
+next transaction, set-wise (a few multi-row statements for all of them; should one fail,
+the transaction starts over with each request inside a savepoint), so one bad request
+fails alone and a burst costs one commit (one fsync) instead of one per notification.
+``mark_delivered`` calls wait the same way and ride in that transaction, at its head (if
+they fail, it starts over without them: a failed mark fails no create); with no create
+to carry them they get one of their own.
 """
 
 from __future__ import annotations
@@ -13,17 +17,25 @@ import asyncio
 import functools
 import logging
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
 from . import (
     Created,
+    Creation,
     NewNotification,
     StoreError,
     failure_status,
+    settled,
 )
 from .sqlite_connection import _connect, _migrate, _Thread
-from .sqlite_create import _create_batch, _CreateArgs, _fan_out, _remember_batch
+from .sqlite_create import (
+    _create_batch,
+    _CreateArgs,
+    _fan_out,
+    _mark_alone,
+    _remember_batch,
+)
 from .sqlite_deliveries import SQLiteDeliveries
 from .sqlite_inbox import SQLiteInbox, count_unread
 from .sqlite_rooms import SQLiteRooms
@@ -55,6 +67,8 @@ class SQLiteStore(SQLiteInbox, SQLiteRooms, SQLiteUsers, SQLiteDeliveries):
         self._w: sqlite3.Connection | None = None
         self._r: sqlite3.Connection | None = None
         self._pending: list[tuple[_CreateArgs, asyncio.Future[Created]]] = []
+        # Delivery marks waiting for the next group commit: (deliveries, now, caller).
+        self._marks: list[tuple[Mapping[str, Sequence[str]], float, asyncio.Future[None]]] = []
         # Whether any preference row exists. One process owns a SQLite file, so this stays
         # exact, and a create skips the preference query while nobody has any.
         self._has_preferences = True
@@ -73,6 +87,8 @@ class SQLiteStore(SQLiteInbox, SQLiteRooms, SQLiteUsers, SQLiteDeliveries):
         self.user_commits = 0
         # Transactions that carried creates: fewer than creates means group commit works.
         self.create_commits = 0
+        # Transactions of delivery marks alone (those not carried by a create's).
+        self.mark_commits = 0
 
     # --- plumbing -----------------------------------------------------------------------
 
@@ -90,12 +106,20 @@ class SQLiteStore(SQLiteInbox, SQLiteRooms, SQLiteUsers, SQLiteDeliveries):
 
     async def _deadline(self, future: asyncio.Future[T]) -> T:
         # The busy timeout bounds one statement's wait for a lock; this bounds the call,
-        # queueing behind others included. A timed-out call still queued is skipped.
+        # queueing behind others included. A timed-out call still queued is skipped (its
+        # future is done). A timer that settles the future, not asyncio.timeout: that
+        # costs twice as much, and every group commit goes through here.
+        timer = asyncio.get_running_loop().call_later(self._timeout, self._expire, future)
         try:
-            async with asyncio.timeout(self._timeout):
-                return await future
-        except TimeoutError:
-            raise StoreError(f"the database did not answer within {self._timeout:g} s") from None
+            return await future
+        finally:
+            timer.cancel()
+
+    def _expire(self, future: asyncio.Future[T]) -> None:
+        if not future.done():
+            future.set_exception(
+                StoreError(f"the database did not answer within {self._timeout:g} s")
+            )
 
     async def open(self) -> None:
         self._w = await self._writer.run(_connect, self._path, self._timeout)
@@ -141,6 +165,19 @@ class SQLiteStore(SQLiteInbox, SQLiteRooms, SQLiteUsers, SQLiteDeliveries):
             self._flusher = loop.create_task(self._flush())
         return await future
 
+    async def create_many(self, creations: Sequence[Creation]) -> list[Created | Exception]:
+        if self._w is None:
+            raise StoreError("store is not open")
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[Created]] = []
+        for content, user_ids, now, key, fingerprint in creations:
+            future: asyncio.Future[Created] = loop.create_future()
+            self._pending.append(((content, tuple(user_ids), now, key, fingerprint), future))
+            futures.append(future)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = loop.create_task(self._flush())
+        return await settled(futures)
+
     async def create_for_role(
         self,
         content: NewNotification,
@@ -164,19 +201,34 @@ class SQLiteStore(SQLiteInbox, SQLiteRooms, SQLiteUsers, SQLiteDeliveries):
             )
         )
 
+    async def mark_delivered(self, deliveries: Mapping[str, Sequence[str]], *, now: float) -> None:
+        if not any(deliveries.values()):
+            return
+        if self._w is None:
+            raise StoreError("store is not open")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._marks.append((deliveries, now, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = loop.create_task(self._flush())
+        await future
+
     async def _flush(self) -> None:
-        while self._pending:
+        while self._pending or self._marks:
             # A caller whose deadline passed before its batch started needs nothing written.
             batch = [p for p in self._pending if not p[1].done()]
             self._pending = []
+            marks, self._marks = self._marks, []
             if not batch:
+                await self._flush_marks(marks)
                 continue
             try:
-                results = await self._write(
+                results, marked = await self._write(
                     functools.partial(
                         _create_batch,
                         batch=[a for a, _ in batch],
                         preferences=self._has_preferences,
+                        marks=[(d, now) for d, now, _ in marks],
                     )
                 )
             except Exception as exc:  # the commit itself failed: every request in it fails
@@ -184,11 +236,18 @@ class SQLiteStore(SQLiteInbox, SQLiteRooms, SQLiteUsers, SQLiteDeliveries):
                     log.exception("group commit of %d creates failed", len(batch))
                 else:  # the database's trouble, answered 503/507: no traceback
                     log.warning("group commit of %d creates failed: %s", len(batch), exc)
-                for _, future in batch:
+                failed = StoreError(f"commit failed: {exc}")
+                for future in [f for _, f in batch] + [f for _, _, f in marks]:
                     if not future.done():
-                        future.set_exception(StoreError(f"commit failed: {exc}"))
+                        future.set_exception(failed)
                 continue
             self.create_commits += 1
+            for _, _, future in marks:
+                if not future.done():
+                    if marked is None:
+                        future.set_result(None)
+                    else:
+                        future.set_exception(marked)
             for (_, future), result in zip(batch, results, strict=True):
                 if future.done():  # the caller was cancelled; the rows are committed anyway
                     continue
@@ -196,6 +255,25 @@ class SQLiteStore(SQLiteInbox, SQLiteRooms, SQLiteUsers, SQLiteDeliveries):
                     future.set_exception(result)
                 else:
                     future.set_result(result)
+
+    async def _flush_marks(
+        self, marks: list[tuple[Mapping[str, Sequence[str]], float, asyncio.Future[None]]]
+    ) -> None:
+        """Marks with no create to carry them: a transaction of their own."""
+        marks = [m for m in marks if not m[2].done()]
+        if not marks:
+            return
+        try:
+            await self._write(functools.partial(_mark_alone, marks=[(d, t) for d, t, _ in marks]))
+        except Exception as exc:
+            for _, _, future in marks:
+                if not future.done():
+                    future.set_exception(exc)
+            return
+        self.mark_commits += 1
+        for _, _, future in marks:
+            if not future.done():
+                future.set_result(None)
 
     async def remember_user(self, user_id: str, roles: Sequence[str], *, now: float) -> None:
         # Every connection calls this, so a reconnect storm must not become a storm of

@@ -1,5 +1,6 @@
-"""The SQLite store's write transactions: group-committed creates, role fan-out and
-the batch that records connected users.
+"""The SQLite store's write transactions: group-committed creates (which carry the
+delivery marks waiting meanwhile), role fan-out and the batch that records connected
+users.
 
 Each function runs on ``SQLiteStore``'s writer thread with its connection; the store
 queues the calls and settles their futures.
@@ -7,10 +8,11 @@ queues the calls and settles their futures.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import sqlite3
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Final, TypeVar
 
 import msgspec
 
@@ -19,6 +21,7 @@ from . import (
     IdempotencyConflict,
     NewNotification,
     Notification,
+    StoreError,
 )
 from .deliveries import PLAN, plan_rows
 from .records import dumps, from_row, insert_values, new_id
@@ -27,9 +30,89 @@ from .sqlite_connection import _placeholders
 
 log = logging.getLogger("tidings.store.sqlite")
 
+T = TypeVar("T")
+
 _CreateArgs = tuple[NewNotification, Sequence[str], float, str | None, str]
 # Users per query when recording them: under SQLite's host-parameter limit.
 _USERS_CHUNK = 500
+# Delivery marks waiting for a transaction: ({user_id: [ids]}, when), one per call.
+Marks = list[tuple[Mapping[str, Sequence[str]], float]]
+
+
+# Rows per multi-row statement, at most. Every statement of a group commit costs a trip
+# through the sqlite3 module (and, with the event loop wanting the GIL, a thread switch
+# for each row an executemany steps): one statement for a whole round of rows costs
+# little more than one row. Shorter runs get a statement of their exact length; the
+# statement cache keeps each length prepared.
+_ROWS: Final = 64
+
+
+def _runs(items: Sequence[T]) -> Iterator[Sequence[T]]:
+    """``items`` in runs of at most ``_ROWS``."""
+    for i in range(0, len(items), _ROWS):
+        yield items[i : i + _ROWS]
+
+
+def _rows(n: int, width: int) -> str:
+    """``(?,…),(?,…)…``: n rows of ``width`` parameters."""
+    row = f"({_placeholders(width)})"
+    return ",".join([row] * n)
+
+
+def _mark(c: sqlite3.Connection, marks: Marks) -> None:
+    """Count a delivery attempt for each id of ``marks``, and set ``delivered_at`` on the
+    first; inside the caller's transaction."""
+    for deliveries, now in marks:
+        pairs = [(nid, user_id) for user_id, ids in deliveries.items() for nid in ids]
+        for run in _runs(pairs):
+            # Joined on the id's index (a row-value IN would scan the table); the user
+            # must match too.
+            c.execute(
+                "UPDATE notifications SET attempts = attempts + 1, "
+                "delivered_at = COALESCE(delivered_at, ?) "
+                f"FROM (VALUES {_rows(len(run), 2)}) AS d "
+                "WHERE notifications.id = d.column1 AND notifications.user_id = d.column2",
+                [now, *itertools.chain.from_iterable(run)],
+            )
+
+
+def _allocate(c: sqlite3.Connection, counts: dict[str, int]) -> dict[str, int]:
+    """Take ``counts[user]`` seqs for each user; returns each one's first."""
+    first: dict[str, int] = {}
+    for run in _runs(list(counts.items())):
+        for user_id, last in c.execute(
+            f"INSERT INTO inbox_users (user_id, last_seq) VALUES {_rows(len(run), 2)} "
+            "ON CONFLICT (user_id) DO UPDATE SET last_seq = last_seq + excluded.last_seq "
+            "RETURNING user_id, last_seq",
+            list(itertools.chain.from_iterable(run)),
+        ):
+            first[user_id] = int(last) - counts[user_id] + 1
+    return first
+
+
+def _insert(c: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    """``rows`` into notifications, a run of them per statement."""
+    for run in _runs(rows):
+        c.execute(
+            f"INSERT INTO notifications ({COLUMNS}) VALUES {_rows(len(run), len(run[0]))}",
+            list(itertools.chain.from_iterable(run)),
+        )
+
+
+def _mark_alone(c: sqlite3.Connection, marks: Marks) -> None:
+    """``marks`` in a transaction of their own, when no create is there to carry them."""
+    # Not synced on its own (synchronous=NORMAL): a mark is a record, and the next
+    # create's commit, which is synced, makes it durable along with itself.
+    c.execute("PRAGMA synchronous=NORMAL")
+    c.execute("BEGIN IMMEDIATE")
+    try:
+        _mark(c, marks)
+        c.execute("COMMIT")
+    except BaseException:
+        c.execute("ROLLBACK")
+        raise
+    finally:
+        c.execute("PRAGMA synchronous=FULL")
 
 
 def _remember_batch(c: sqlite3.Connection, users: list[tuple[str, tuple[str, ...], float]]) -> bool:
@@ -82,14 +165,41 @@ def _remember_batch(c: sqlite3.Connection, users: list[tuple[str, tuple[str, ...
 
 
 def _create_batch(
-    c: sqlite3.Connection, batch: list[_CreateArgs], preferences: bool = True
-) -> list[Created | Exception]:
+    c: sqlite3.Connection,
+    batch: list[_CreateArgs],
+    preferences: bool = True,
+    marks: Marks | None = None,
+) -> tuple[list[Created | Exception], Exception | None]:
     """Every create of a batch in one transaction: set-wise as far as it can go, then each
-    of the rest in its own savepoint."""
+    of the rest in its own savepoint; and the delivery ``marks`` waiting meanwhile (a
+    failed mark fails no create). Returns the creates' results and what failed the marks
+    (None: written)."""
     results: list[Created | Exception] = []
+    marked: Exception | None = None
     c.execute("BEGIN IMMEDIATE")
     try:
-        plain = _create_plain(c, batch, preferences)
+        if marks:
+            # Carried by this commit instead of a transaction (and a wake-up of this
+            # thread) of their own. First, so that nothing else is undone if they fail:
+            # the transaction starts over without them.
+            try:
+                _mark(c, marks)
+            except Exception as exc:
+                if not c.in_transaction:
+                    raise
+                marked = StoreError(f"delivery marks failed: {exc}")
+                c.execute("ROLLBACK")
+                c.execute("BEGIN IMMEDIATE")
+        try:
+            plain = _create_plain(c, batch, preferences)
+        except _SetWiseFailed:
+            # Undone by starting over (a savepoint around it would cost two statements in
+            # every batch): the marks again, then every request one by one.
+            c.execute("ROLLBACK")
+            c.execute("BEGIN IMMEDIATE")
+            if marks and marked is None:
+                _mark(c, marks)
+            plain = {}
         for i, args in enumerate(batch):
             done = plain.get(i)
             if done is not None:
@@ -111,7 +221,11 @@ def _create_batch(
         if c.in_transaction:
             c.execute("ROLLBACK")
         raise
-    return results
+    return results, marked
+
+
+class _SetWiseFailed(Exception):
+    """The set-wise create failed; what it wrote must be undone by the caller."""
 
 
 def _create_plain(
@@ -120,8 +234,9 @@ def _create_plain(
     """The batch's creates, set-wise: one seq allocation and one insert for all of them
     (a burst of batch requests is thousands of rows), seqs in batch order. Returns their
     results by index in ``batch``; it stops before a key already used in the batch, and
-    the requests it leaves out (those, and all of them if a statement fails, rolled back)
-    go one by one in savepoints, after these."""
+    the requests it leaves out go one by one in savepoints, after these. If a statement
+    fails it raises ``_SetWiseFailed``: the caller undoes what it wrote (it writes
+    nothing before its first statement that can fail) and runs all of them one by one."""
     results: dict[int, Created | Exception] = {}
     todo: list[
         tuple[int, NewNotification, float, list[str], set[str], set[str], tuple[Any, ...]]
@@ -157,24 +272,8 @@ def _create_plain(
             counts[u] = counts.get(u, 0) + 1
     if not todo:
         return results
-    c.execute("SAVEPOINT plain")
     try:
-        next_seq: dict[str, int] = {}
-        if counts:
-            c.executemany(
-                "INSERT INTO inbox_users (user_id, last_seq) VALUES (?, ?) ON CONFLICT (user_id) "
-                "DO UPDATE SET last_seq = last_seq + excluded.last_seq",
-                list(counts.items()),
-            )
-            users = list(counts)
-            for start in range(0, len(users), 500):
-                chunk = users[start : start + 500]
-                sql = (
-                    "SELECT user_id, last_seq FROM inbox_users "
-                    f"WHERE user_id IN ({_placeholders(len(chunk))})"
-                )
-                for user_id, last in c.execute(sql, chunk):
-                    next_seq[user_id] = int(last) - counts[user_id] + 1
+        next_seq = _allocate(c, counts)
         rows: list[tuple[Any, ...]] = []
         plans: list[tuple[Any, ...]] = []
         replace = msgspec.structs.replace
@@ -207,27 +306,24 @@ def _create_plain(
                 skipped=tuple(sorted(off - muted)),
                 in_app_off=tuple(sorted(muted)),
             )
-        c.executemany(
-            f"INSERT INTO notifications ({COLUMNS}) VALUES ({_placeholders(len(template))})", rows
-        )
+        if rows:
+            _insert(c, rows)
         if plans:
             c.executemany(PLAN, plans)
-        c.executemany(
-            "INSERT INTO idempotency (key, fingerprint, ids, created_at) VALUES (?,?,?,?)",
-            [
-                (key, fp, dumps([n.id for n in r.notifications]), batch[i][2])
-                for i, (key, fp) in keyed.items()
-                if isinstance(r := results[i], Created)
-            ],
-        )
+        if keyed:
+            c.executemany(
+                "INSERT INTO idempotency (key, fingerprint, ids, created_at) VALUES (?,?,?,?)",
+                [
+                    (key, fp, dumps([n.id for n in r.notifications]), batch[i][2])
+                    for i, (key, fp) in keyed.items()
+                    if isinstance(r := results[i], Created)
+                ],
+            )
     except Exception as exc:
         if not c.in_transaction:
             raise  # the transaction is gone (a full disk): the batch fails
         log.warning("set-wise create of %d requests failed (%r); one by one", len(todo), exc)
-        c.execute("ROLLBACK TO plain")
-        c.execute("RELEASE plain")
-        return {}
-    c.execute("RELEASE plain")
+        raise _SetWiseFailed from exc
     return results
 
 

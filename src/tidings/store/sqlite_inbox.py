@@ -13,7 +13,7 @@ from . import (
 from .records import from_row, page_query
 from .schema import COLUMNS
 from .sqlite_connection import _placeholders
-from .sqlite_create import _in_app_off
+from .sqlite_create import _in_app_off, _mark_alone
 from .unread import by_now
 
 if TYPE_CHECKING:
@@ -273,35 +273,7 @@ class SQLiteInbox:
     async def mark_delivered(self, deliveries: Mapping[str, Sequence[str]], *, now: float) -> None:
         if not any(deliveries.values()):
             return
-
-        def run(c: sqlite3.Connection) -> None:
-            # One transaction for a whole batch of pushes, and one statement per user and
-            # 500 ids: per-row statements cost more than the rows. Not synced on its own
-            # (synchronous=NORMAL): a mark is a record, and the next create's commit, which
-            # is synced, makes it durable along with itself; without this every round of
-            # pushes costs a second fsync beside its creates'.
-            c.execute("PRAGMA synchronous=NORMAL")
-            c.execute("BEGIN IMMEDIATE")
-            try:
-                for user_id, ids in deliveries.items():
-                    for i in range(0, len(ids), 500):
-                        chunk = list(ids[i : i + 500])
-                        c.execute(
-                            "UPDATE notifications SET attempts = attempts + 1, "
-                            "delivered_at = COALESCE(delivered_at, ?) "
-                            # +user_id: look the rows up by id, not by scanning every row
-                            # of the user (the planner prefers the (user_id, seq) index).
-                            f"WHERE id IN ({_placeholders(len(chunk))}) AND +user_id = ?",
-                            [now, *chunk, user_id],
-                        )
-                c.execute("COMMIT")
-            except BaseException:
-                c.execute("ROLLBACK")
-                raise
-            finally:
-                c.execute("PRAGMA synchronous=FULL")
-
-        await self._write(run)
+        await self._write(lambda c: _mark_alone(c, [(deliveries, now)]))
 
     async def delete(self, user_id: str, ids: Sequence[str]) -> list[str]:
         ids = list(ids)
