@@ -106,3 +106,20 @@ def test_bad_jwt_settings_are_config_errors(flags: dict, needle: str) -> None:
 
     with pytest.raises(ConfigError, match=needle):
         Node(load(env={}, flags=flags))
+
+
+def test_settings_are_attributes_and_no_name_is_a_field() -> None:
+    """Settings copies each value onto the instance (one dict hit per read on hot paths):
+    a setting named like one of its fields would silently shadow it."""
+    import dataclasses
+
+    from tidings.config.settings import Settings
+    from tidings.config.table import SETTINGS
+
+    fields = {f.name for f in dataclasses.fields(Settings)} | {"replace", "validate"}
+    assert not fields & set(SETTINGS)
+    s = load(env={}).replace(heartbeat_interval=7.0)
+    assert s.heartbeat_interval == 7.0
+    assert s.__dict__["heartbeat_interval"] == 7.0
+    with pytest.raises(AttributeError):
+        _ = s.no_such_setting
