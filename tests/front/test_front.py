@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import socket
 from typing import Any
 
 import pytest
@@ -109,6 +110,23 @@ async def test_keep_alive_header_answered_as_aiohttp(pair: tuple[Harness, Harnes
     data = request(headers=b"Connection: keep-alive\r\n")
     answer = await same_answer(pair, data, fast=True)
     assert answer.startswith(b"HTTP/1.1 200 OK")
+
+
+async def test_front_sockets_have_no_nagle_delay(harness: Harness) -> None:
+    """The front does not set TCP_NODELAY itself (the event loop does, on every TCP
+    transport): a connection it holds must have it, or small answers wait for ACKs."""
+    front = harness.server.front
+    assert front is not None
+    reader, writer = await asyncio.open_connection("127.0.0.1", harness.server.port)
+    try:
+        writer.write(request())
+        assert (await read_answer(reader)).startswith(b"HTTP/1.1 200")
+        (connection,) = front.connections  # kept alive, still the front's
+        assert connection.transport is not None
+        sock = connection.transport.get_extra_info("socket")
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+    finally:
+        writer.close()
 
 
 async def test_publish_reaches_subscribers(harness: Harness) -> None:

@@ -367,3 +367,41 @@ def test_query_read_as_yarl_reads_it(query: str) -> None:
     assert dict(read_query(target)) == {
         k: URL(target, encoded=True).query[k] for k in URL(target, encoded=True).query
     }
+
+
+@pytest.mark.parametrize("compression", [True, False])
+@pytest.mark.parametrize(
+    "offer",
+    [
+        "permessage-deflate",
+        "permessage-deflate; server_max_window_bits",  # malformed: declined, no 400
+        "x-unknown",
+    ],
+)
+async def test_extension_offers_answered_as_before(
+    make_server: ServerFactory, compression: bool, offer: str
+) -> None:
+    """Without compression websockets reads no extension offer, and a malformed
+    permessage-deflate offer is declined: the front builds those 101s itself; they must
+    be the ones the aiohttp path writes."""
+    pair = [
+        await make_server(ws_engine="lean", compression=compression, http_fast_path=fast)
+        for fast in (True, False)
+    ]
+    key = base64.b64encode(bytes(range(16))).decode()
+    data = upgrade(
+        f"/ws?token={token('alice')}",
+        key=key,
+        headers=f"Sec-WebSocket-Extensions: {offer}\r\n",
+    )
+    heads = []
+    for h in pair:
+        head, reader, writer = await open_head(h.server.port, data)
+        heads.append(_DATE.sub(b"", head))
+        assert (await frame(reader))["type"] == "welcome"
+        writer.close()
+    assert heads[0] == heads[1]
+    assert (b"Sec-WebSocket-Extensions" in heads[0]) == (
+        compression and offer == "permessage-deflate"
+    )
+    assert upgrades(pair[0]) == 1

@@ -78,6 +78,10 @@ class _Collector:
 
 def starts_servable(buffer: bytes | bytearray) -> bool:
     """Whether a request beginning with ``buffer`` may still be one the front serves."""
+    if buffer.startswith(STARTS):  # the common case, in one C call
+        return True
+    if len(buffer) >= max(map(len, STARTS)):
+        return False
     first = bytes(buffer[:5])
     return any(start.startswith(first[: len(start)]) for start in STARTS)
 
