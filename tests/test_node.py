@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from tidings.hub import Outbound
-from tidings.node import Node
+from tidings.node import Node, iso_timestamp
 
 from .conftest import make_settings
 
@@ -51,3 +51,20 @@ async def test_single_instance_publish_reaches_the_socket_without_suspending() -
         assert len(alice.got) == 2
     finally:
         await node.stop()
+
+
+def test_now_iso_is_iso_timestamp_of_the_clock() -> None:
+    """The node formats the part of its timestamps up to the second once a second: every
+    stamp must still equal ``iso_timestamp`` of the clock, across seconds (a stale
+    second would show), minutes, days and the rounding edges of milliseconds."""
+    now = [0.0]
+    node = Node(make_settings(), clock=lambda: now[0])
+    base = 1_764_892_799.0  # 2025-12-04T23:59:59Z: the next second is a new day
+    fractions = (0.0, 0.0004, 0.0005, 0.001, 0.4995, 0.5, 0.9994999, 0.9995, 0.99949999)
+    fractions += (0.9999994, 0.9999995, 0.9999996, 0.123456789, 0.999)
+    stamps = [base + k + f for k in (0, 1, 0, 61, 3600 * 24 * 400, 1) for f in fractions]
+    stamps += [base + i * 0.000_7 for i in range(5000)]  # back and forth over seconds
+    stamps += [1e9 + 0.5, 0.25, 59.9999999]
+    for stamp in stamps:
+        now[0] = stamp
+        assert node.now_iso() == iso_timestamp(stamp), stamp
