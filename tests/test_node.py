@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from tidings.hub import Outbound
-from tidings.node import Node, iso_timestamp
+from tidings.node import VALID_CHANNELS_KEPT, Node, PublishError, iso_timestamp
 
 from .conftest import make_settings
 
@@ -68,3 +68,26 @@ def test_now_iso_is_iso_timestamp_of_the_clock() -> None:
     for stamp in stamps:
         now[0] = stamp
         assert node.now_iso() == iso_timestamp(stamp), stamp
+
+
+async def test_publish_refuses_every_invalid_channel_name_however_many_were_valid() -> None:
+    """The node remembers channel names it found valid: a name it never checked is
+    still checked, an invalid one is refused each time, and past the bound on what
+    it remembers the answers stay the same."""
+    node = Node(make_settings())
+    await node.start()
+    try:
+        for name in ("news", "news:1", "user:alice"):
+            assert _run_without_suspending(node.publish(name, "t", 1)).delivered == 0
+        for bad in ("", "news ", "a" * 1000, "news\\n", "ns:ä"):
+            for _ in range(2):
+                with pytest.raises(PublishError):
+                    _run_without_suspending(node.publish(bad, "t", 1))
+        for i in range(VALID_CHANNELS_KEPT + 10):
+            _run_without_suspending(node.publish(f"c:{i}", "t", i))
+        assert len(node._valid_channels) <= VALID_CHANNELS_KEPT
+        with pytest.raises(PublishError):
+            _run_without_suspending(node.publish("news ", "t", 1))
+        assert _run_without_suspending(node.publish("news", "t", 1)).delivered == 0
+    finally:
+        await node.stop()

@@ -55,6 +55,9 @@ class _Data(msgspec.Struct):
 
 _DATA_DECODER = msgspec.json.Decoder(_Data)
 
+# How many valid channel names a node remembers (see ``Node._valid_channels``).
+VALID_CHANNELS_KEPT = 4096
+
 
 class Node:
     """Routing state and the publish path of one server instance.
@@ -101,6 +104,10 @@ class Node:
         # now_iso's cache: the timestamp up to its second, formatted once a second.
         self._iso_second: float | None = None
         self._iso_prefix = ""
+        # Channel names published to that passed is_valid_channel (its regex is a visible
+        # part of a publication's cost): only valid names enter, and it is emptied when
+        # full, so it holds at most VALID_CHANNELS_KEPT names.
+        self._valid_channels: set[str] = set()
         # Set by the server once its store is open; None when running without one.
         self.inbox: Inbox | None = None
         self.rooms: Rooms | None = None
@@ -432,8 +439,13 @@ class Node:
             raise PublishError("type must be 1 to 64 characters")
 
     def _publication(self, channel: str, kind: str, data: Any) -> tuple[str, cluster.Deliver]:
-        if not is_valid_channel(channel):
-            raise PublishError(f"invalid channel name {channel[:80]!r}")
+        valid = self._valid_channels
+        if channel not in valid:
+            if not is_valid_channel(channel):
+                raise PublishError(f"invalid channel name {channel[:80]!r}")
+            if len(valid) >= VALID_CHANNELS_KEPT:
+                valid.clear()
+            valid.add(channel)
         self._check_type(kind)
         msg_id = self.new_id()
         envelope = protocol.envelope(msg_id, kind, self.now_iso(), data, channel=channel)
