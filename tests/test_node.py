@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
+from tidings.channels import NamespacePolicy
 from tidings.hub import Outbound
-from tidings.node import VALID_CHANNELS_KEPT, Node, PublishError, iso_timestamp
+from tidings.node import KNOWN_CHANNELS_KEPT, Node, PublishError, iso_timestamp
 
 from .conftest import make_settings
 
@@ -71,10 +72,12 @@ def test_now_iso_is_iso_timestamp_of_the_clock() -> None:
 
 
 async def test_publish_refuses_every_invalid_channel_name_however_many_were_valid() -> None:
-    """The node remembers channel names it found valid: a name it never checked is
+    """The node remembers the channels it published to: a name it never checked is
     still checked, an invalid one is refused each time, and past the bound on what
-    it remembers the answers stay the same."""
-    node = Node(make_settings())
+    it remembers the answers stay the same. Each publication keeps its own channel's
+    policy (a remembered one for another channel would give the wrong history)."""
+    kept = NamespacePolicy(history_size=10, history_ttl=60.0)
+    node = Node(make_settings(namespaces={"kept": kept}))
     await node.start()
     try:
         for name in ("news", "news:1", "user:alice"):
@@ -83,11 +86,14 @@ async def test_publish_refuses_every_invalid_channel_name_however_many_were_vali
             for _ in range(2):
                 with pytest.raises(PublishError):
                     _run_without_suspending(node.publish(bad, "t", 1))
-        for i in range(VALID_CHANNELS_KEPT + 10):
+        for i in range(KNOWN_CHANNELS_KEPT + 10):
             _run_without_suspending(node.publish(f"c:{i}", "t", i))
-        assert len(node._valid_channels) <= VALID_CHANNELS_KEPT
+        assert len(node._known_channels) <= KNOWN_CHANNELS_KEPT
         with pytest.raises(PublishError):
             _run_without_suspending(node.publish("news ", "t", 1))
         assert _run_without_suspending(node.publish("news", "t", 1)).delivered == 0
+        for _ in range(2):
+            assert _run_without_suspending(node.publish("kept:1", "t", 1)).position is not None
+            assert _run_without_suspending(node.publish("news:2", "t", 1)).position is None
     finally:
         await node.stop()

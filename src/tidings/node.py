@@ -55,8 +55,8 @@ class _Data(msgspec.Struct):
 
 _DATA_DECODER = msgspec.json.Decoder(_Data)
 
-# How many valid channel names a node remembers (see ``Node._valid_channels``).
-VALID_CHANNELS_KEPT = 4096
+# How many channels a node remembers it published to (see ``Node._known_channels``).
+KNOWN_CHANNELS_KEPT = 4096
 
 
 class Node:
@@ -104,10 +104,12 @@ class Node:
         # now_iso's cache: the timestamp up to its second, formatted once a second.
         self._iso_second: float | None = None
         self._iso_prefix = ""
-        # Channel names published to that passed is_valid_channel (its regex is a visible
-        # part of a publication's cost): only valid names enter, and it is emptied when
-        # full, so it holds at most VALID_CHANNELS_KEPT names.
-        self._valid_channels: set[str] = set()
+        # Channels published to, each with its namespace's policy and its broker topic:
+        # the grammar's regex, the policy lookup and the topic's formatting are visible
+        # parts of a publication's cost. Only names that passed is_valid_channel enter
+        # (``access`` is fixed for the node's life); it is emptied when full, so it
+        # holds at most KNOWN_CHANNELS_KEPT names.
+        self._known_channels: dict[str, tuple[NamespacePolicy, str]] = {}
         # Set by the server once its store is open; None when running without one.
         self.inbox: Inbox | None = None
         self.rooms: Rooms | None = None
@@ -400,7 +402,7 @@ class Node:
         """
         size = policy.history_size if policy is not None else 0
         ttl = policy.history_ttl if policy is not None else 0.0
-        started = self.monotonic()
+        started = self.monotonic() if self.clustered else 0.0
         # Only a broker that delivers inside publish (the memory one) can count here;
         # with Redis the handler gets a decoded copy, never this object.
         self._inflight, self._inflight_count = message, None
@@ -438,14 +440,23 @@ class Node:
         if not kind or len(kind) > 64:
             raise PublishError("type must be 1 to 64 characters")
 
-    def _publication(self, channel: str, kind: str, data: Any) -> tuple[str, cluster.Deliver]:
-        valid = self._valid_channels
-        if channel not in valid:
+    def _channel(self, channel: str) -> tuple[NamespacePolicy, str]:
+        """A channel's policy and broker topic.
+
+        Raises:
+            PublishError: invalid channel name.
+        """
+        known = self._known_channels.get(channel)
+        if known is None:
             if not is_valid_channel(channel):
                 raise PublishError(f"invalid channel name {channel[:80]!r}")
-            if len(valid) >= VALID_CHANNELS_KEPT:
-                valid.clear()
-            valid.add(channel)
+            known = (self.access.policy(channel), cluster.topic("ch", channel))
+            if len(self._known_channels) >= KNOWN_CHANNELS_KEPT:
+                self._known_channels.clear()
+            self._known_channels[channel] = known
+        return known
+
+    def _publication(self, channel: str, kind: str, data: Any) -> tuple[str, cluster.Deliver]:
         self._check_type(kind)
         msg_id = self.new_id()
         envelope = protocol.envelope(msg_id, kind, self.now_iso(), data, channel=channel)
@@ -462,9 +473,9 @@ class Node:
             BrokerError: the cluster cannot be reached; nothing was published.
         """
         started = self.monotonic()
+        policy, topic = self._channel(channel)
         msg_id, message = self._publication(channel, kind, data)
-        policy = self.access.policy(channel)
-        count, position = await self.send(cluster.topic("ch", channel), message, policy)
+        count, position = await self.send(topic, message, policy)
         self.metrics.publish_seconds.observe(self.monotonic() - started)
         return Sent(msg_id, count, position)
 
