@@ -73,3 +73,44 @@ def test_user_role_and_broadcast_indexes() -> None:
     hub.remove(a2)
     assert hub.user_count() == 1
     assert hub.messages_out == 6
+
+
+def test_channel_snapshot_follows_every_change() -> None:
+    """The fan-out reuses a copy of a channel's plain subscribers between changes: each
+    subscribe, unsubscribe, filter change and removal in between shows in the next
+    publication (a stale copy would miss the newcomer or push to one that left), and
+    a slow consumer that leaves mid-fan-out is gone from the next one."""
+    hub = Hub()
+    a, b, c = Conn("1", "a"), Conn("2", "b"), Conn("3", "c")
+    for conn in (a, b, c):
+        hub.add(conn)
+    hub.subscribe(a, "ch", None)
+    assert hub.publish("ch", Outbound(b"1"), None) == 1
+    hub.subscribe(b, "ch", None)
+    assert hub.publish("ch", Outbound(b"2"), None) == 2
+    hub.unsubscribe(a, "ch")
+    assert hub.publish("ch", Outbound(b"3"), None) == 1
+    hub.subscribe(b, "ch", Filter({"k": "x"}))  # plain -> filtered: out of the copy
+    hub.subscribe(c, "ch", None)
+    assert hub.publish("ch", Outbound(b"4"), {"k": "y"}) == 1
+    hub.subscribe(b, "ch", None)  # filtered -> plain: back in it
+    assert hub.publish("ch", Outbound(b"5"), {"k": "y"}) == 2
+    hub.remove(c)
+    assert hub.publish("ch", Outbound(b"6"), None) == 1
+    assert (a.got, b.got, c.got) == (
+        [b"1", b"2"],
+        [b"2", b"3", b"5", b"6"],
+        [b"4", b"5"],
+    )
+    slow = Conn("s", "slow", closes_on_push=True)
+    slow.hub = hub
+    hub.add(slow)
+    hub.subscribe(slow, "ch", None)
+    assert hub.publish("ch", Outbound(b"7"), None) == 1
+    assert hub.dropped == 1
+    assert hub.publish("ch", Outbound(b"8"), None) == 1
+    assert hub.dropped == 1  # not pushed to again: it left the copy with the hub
+    assert b.got[-2:] == [b"7", b"8"]
+    hub.remove(b)
+    assert hub.publish("ch", Outbound(b"9"), None) == 0
+    assert hub.channel_counts() == {}

@@ -6,8 +6,9 @@ from typing import Any
 
 import pytest
 
+from tidings.channels import NamespacePolicy
 from tidings.hub import Outbound
-from tidings.node import Node
+from tidings.node import KNOWN_CHANNELS_KEPT, Node, PublishError, iso_timestamp
 
 from .conftest import make_settings
 
@@ -49,5 +50,50 @@ async def test_single_instance_publish_reaches_the_socket_without_suspending() -
         sent = _run_without_suspending(node.broadcast("t", 3, exclude_user="alice"))
         assert sent.delivered == 0
         assert len(alice.got) == 2
+    finally:
+        await node.stop()
+
+
+def test_now_iso_is_iso_timestamp_of_the_clock() -> None:
+    """The node formats the part of its timestamps up to the second once a second: every
+    stamp must still equal ``iso_timestamp`` of the clock, across seconds (a stale
+    second would show), minutes, days and the rounding edges of milliseconds."""
+    now = [0.0]
+    node = Node(make_settings(), clock=lambda: now[0])
+    base = 1_764_892_799.0  # 2025-12-04T23:59:59Z: the next second is a new day
+    fractions = (0.0, 0.0004, 0.0005, 0.001, 0.4995, 0.5, 0.9994999, 0.9995, 0.99949999)
+    fractions += (0.9999994, 0.9999995, 0.9999996, 0.123456789, 0.999)
+    stamps = [base + k + f for k in (0, 1, 0, 61, 3600 * 24 * 400, 1) for f in fractions]
+    stamps += [base + i * 0.000_7 for i in range(5000)]  # back and forth over seconds
+    stamps += [1e9 + 0.5, 0.25, 59.9999999]
+    for stamp in stamps:
+        now[0] = stamp
+        assert node.now_iso() == iso_timestamp(stamp), stamp
+
+
+async def test_publish_refuses_every_invalid_channel_name_however_many_were_valid() -> None:
+    """The node remembers the channels it published to: a name it never checked is
+    still checked, an invalid one is refused each time, and past the bound on what
+    it remembers the answers stay the same. Each publication keeps its own channel's
+    policy (a remembered one for another channel would give the wrong history)."""
+    kept = NamespacePolicy(history_size=10, history_ttl=60.0)
+    node = Node(make_settings(namespaces={"kept": kept}))
+    await node.start()
+    try:
+        for name in ("news", "news:1", "user:alice"):
+            assert _run_without_suspending(node.publish(name, "t", 1)).delivered == 0
+        for bad in ("", "news ", "a" * 1000, "news\\n", "ns:ä"):
+            for _ in range(2):
+                with pytest.raises(PublishError):
+                    _run_without_suspending(node.publish(bad, "t", 1))
+        for i in range(KNOWN_CHANNELS_KEPT + 10):
+            _run_without_suspending(node.publish(f"c:{i}", "t", i))
+        assert len(node._known_channels) <= KNOWN_CHANNELS_KEPT
+        with pytest.raises(PublishError):
+            _run_without_suspending(node.publish("news ", "t", 1))
+        assert _run_without_suspending(node.publish("news", "t", 1)).delivered == 0
+        for _ in range(2):
+            assert _run_without_suspending(node.publish("kept:1", "t", 1)).position is not None
+            assert _run_without_suspending(node.publish("news:2", "t", 1)).position is None
     finally:
         await node.stop()

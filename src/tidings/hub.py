@@ -57,20 +57,41 @@ class Connection(Protocol):
 
 
 class _ChannelSubscribers:
-    """Subscribers of one channel, grouped by filter so each filter runs once."""
+    """Subscribers of one channel, grouped by filter so each filter runs once.
 
-    __slots__ = ("filtered", "plain")
+    ``snapshot`` is the plain subscribers as a tuple, built on the first publication
+    after a change and reused until the next: a push may close a slow consumer, which
+    removes it from ``plain``, so the fan-out must walk a copy, and copying the set
+    once per change instead of once per publication is what makes a channel's
+    steady publications cheap. Every change to ``plain`` goes through ``add`` and
+    ``discard``, which drop it.
+    """
+
+    __slots__ = ("filtered", "plain", "snapshot")
 
     def __init__(self) -> None:
         self.plain: set[Connection] = set()
         self.filtered: dict[str, tuple[Filter, set[Connection]]] = {}
+        self.snapshot: tuple[Connection, ...] | None = None
 
     def __len__(self) -> int:
         return len(self.plain) + sum(len(conns) for _, conns in self.filtered.values())
 
+    def plain_now(self) -> tuple[Connection, ...]:
+        """The plain subscribers as they are now (the cached copy when still exact)."""
+        snapshot = self.snapshot
+        if snapshot is None:
+            snapshot = self.snapshot = tuple(self.plain)
+        return snapshot
+
+    def add(self, conn: Connection) -> None:
+        self.plain.add(conn)
+        self.snapshot = None
+
     def discard(self, conn: Connection, filter_key: str | None) -> None:
         if filter_key is None:
             self.plain.discard(conn)
+            self.snapshot = None
             return
         group = self.filtered.get(filter_key)
         if group is not None:
@@ -137,7 +158,7 @@ class Hub:
             if self.watcher is not None:
                 self.watcher("ch", channel, True)
         if flt is None:
-            subs.plain.add(conn)
+            subs.add(conn)
             mine[channel] = None
         else:
             group = subs.filtered.get(flt.key)
@@ -191,40 +212,42 @@ class Hub:
         subs = self._channels.get(channel)
         if subs is None:
             return 0
-        count = self._push_all(subs.plain, message)
-        # Pushing may close a slow consumer and drop its filter group: iterate a copy.
-        for flt, conns in tuple(subs.filtered.values()):
-            if flt.matches(data):
-                count += self._push_all(conns, message)
+        count = self._push_all(subs.plain_now(), message)
+        if subs.filtered:
+            # Pushing may close a slow consumer and drop its filter group: iterate a copy.
+            for flt, conns in tuple(subs.filtered.values()):
+                if flt.matches(data):
+                    count += self._push_all(tuple(conns), message)
         self.messages_out += count
         return count
 
-    def _push_all(self, conns: Iterable[Connection], message: Outbound) -> int:
+    def _push_all(self, conns: tuple[Connection, ...], message: Outbound) -> int:
+        """Push to each of ``conns``, a copy: a push may close a slow consumer, which
+        removes it from the hub's sets. The per-delivery loop of the fan-out, so it
+        counts only what was taken and works out the refusals once at the end."""
         count = 0
-        # A push may close a slow consumer, which removes it from these sets: iterate a copy.
-        for conn in tuple(conns):
+        for conn in conns:
             if conn.push(message):
                 count += 1
-            else:
-                self.dropped += 1
+        self.dropped += len(conns) - count
         return count
 
     def send_to_user(self, user_id: str, message: Outbound) -> int:
-        count = self._push_all(self._users.get(user_id, ()), message)
+        count = self._push_all(tuple(self._users.get(user_id, ())), message)
         self.messages_out += count
         return count
 
     def send_to_role(self, role: str, message: Outbound) -> int:
-        count = self._push_all(self._roles.get(role, ()), message)
+        count = self._push_all(tuple(self._roles.get(role, ())), message)
         self.messages_out += count
         return count
 
     def broadcast(self, message: Outbound, exclude_user: str | None = None) -> int:
         if exclude_user is None:
-            count = self._push_all(self._conns.values(), message)
+            count = self._push_all(tuple(self._conns.values()), message)
         else:
             count = self._push_all(
-                (c for c in self._conns.values() if c.user_id != exclude_user), message
+                tuple(c for c in self._conns.values() if c.user_id != exclude_user), message
             )
         self.messages_out += count
         return count

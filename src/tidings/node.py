@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 import os
 import time
 from collections.abc import Callable, Coroutine
@@ -53,6 +54,9 @@ class _Data(msgspec.Struct):
 
 
 _DATA_DECODER = msgspec.json.Decoder(_Data)
+
+# How many channels a node remembers it published to (see ``Node._known_channels``).
+KNOWN_CHANNELS_KEPT = 4096
 
 
 class Node:
@@ -97,6 +101,15 @@ class Node:
         self._id_prefix = os.urandom(4).hex()
         self._ids = itertools.count(1)
         self.instance_id = self._id_prefix
+        # now_iso's cache: the timestamp up to its second, formatted once a second.
+        self._iso_second: float | None = None
+        self._iso_prefix = ""
+        # Channels published to, each with its namespace's policy and its broker topic:
+        # the grammar's regex, the policy lookup and the topic's formatting are visible
+        # parts of a publication's cost. Only names that passed is_valid_channel enter
+        # (``access`` is fixed for the node's life); it is emptied when full, so it
+        # holds at most KNOWN_CHANNELS_KEPT names.
+        self._known_channels: dict[str, tuple[NamespacePolicy, str]] = {}
         # Set by the server once its store is open; None when running without one.
         self.inbox: Inbox | None = None
         self.rooms: Rooms | None = None
@@ -140,7 +153,21 @@ class Node:
         return f"{kind}_{self._id_prefix}-{next(self._ids):x}"
 
     def now_iso(self) -> str:
-        return iso_timestamp(self.clock())
+        """``iso_timestamp(self.clock())``; every publication is stamped, and formatting
+        a datetime costs more than the rest of its envelope, so the part up to the second
+        is formatted once a second and the milliseconds are appended."""
+        now = self.clock()
+        second = math.floor(now)
+        # Microseconds rounded half to even, then truncated to milliseconds, as
+        # datetime.fromtimestamp and isoformat(timespec="milliseconds") do.
+        micros = round((now - second) * 1e6)
+        if micros >= 1_000_000:
+            second += 1
+            micros -= 1_000_000
+        if second != self._iso_second:
+            self._iso_prefix = iso_timestamp(second)[:-5]  # without ".000Z"
+            self._iso_second = second
+        return f"{self._iso_prefix}.{micros // 1000:03d}Z"
 
     def envelope(
         self,
@@ -375,7 +402,7 @@ class Node:
         """
         size = policy.history_size if policy is not None else 0
         ttl = policy.history_ttl if policy is not None else 0.0
-        started = self.monotonic()
+        started = self.monotonic() if self.clustered else 0.0
         # Only a broker that delivers inside publish (the memory one) can count here;
         # with Redis the handler gets a decoded copy, never this object.
         self._inflight, self._inflight_count = message, None
@@ -413,9 +440,23 @@ class Node:
         if not kind or len(kind) > 64:
             raise PublishError("type must be 1 to 64 characters")
 
+    def _channel(self, channel: str) -> tuple[NamespacePolicy, str]:
+        """A channel's policy and broker topic.
+
+        Raises:
+            PublishError: invalid channel name.
+        """
+        known = self._known_channels.get(channel)
+        if known is None:
+            if not is_valid_channel(channel):
+                raise PublishError(f"invalid channel name {channel[:80]!r}")
+            known = (self.access.policy(channel), cluster.topic("ch", channel))
+            if len(self._known_channels) >= KNOWN_CHANNELS_KEPT:
+                self._known_channels.clear()
+            self._known_channels[channel] = known
+        return known
+
     def _publication(self, channel: str, kind: str, data: Any) -> tuple[str, cluster.Deliver]:
-        if not is_valid_channel(channel):
-            raise PublishError(f"invalid channel name {channel[:80]!r}")
         self._check_type(kind)
         msg_id = self.new_id()
         envelope = protocol.envelope(msg_id, kind, self.now_iso(), data, channel=channel)
@@ -432,9 +473,9 @@ class Node:
             BrokerError: the cluster cannot be reached; nothing was published.
         """
         started = self.monotonic()
+        policy, topic = self._channel(channel)
         msg_id, message = self._publication(channel, kind, data)
-        policy = self.access.policy(channel)
-        count, position = await self.send(cluster.topic("ch", channel), message, policy)
+        count, position = await self.send(topic, message, policy)
         self.metrics.publish_seconds.observe(self.monotonic() - started)
         return Sent(msg_id, count, position)
 
