@@ -4,17 +4,39 @@ holds it (see ``tidings.front``)."""
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, cast
+from collections.abc import Coroutine
+from typing import Any, Protocol, cast
 
-from ..api.http import failure
+from ..api.http import ApiKeys, failure
 from ..gateway.lean import LeanLink
 from .request import Head, read_head
-from .response import error_answer, json_answer
+from .response import Dates, error_answer, json_answer
 from .routes import Act, Route, plain
-from .upgrade import Upgrade
+from .upgrade import Upgrade, Upgrades
 
-if TYPE_CHECKING:
-    from . import Front
+
+class Front(Protocol):
+    """What a connection uses of what the front's connections share (``tidings.front.Front``,
+    declared here so the two modules do not import each other)."""
+
+    keys: ApiKeys
+    upgrades: Upgrades | None
+    routes: dict[tuple[bytes, bytes], Route]
+    max_body: int
+    max_buffer: int
+    dates: Dates
+    timeout: float
+    draining: bool
+    served: dict[str, int]
+    connections: set[FrontConnection]
+
+    def aiohttp(self) -> asyncio.Protocol: ...
+
+    def count(self, route: Route, status: int) -> None: ...
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None: ...
+
+    def forget(self, connection: FrontConnection) -> None: ...
 
 
 class FrontConnection(asyncio.Protocol):
