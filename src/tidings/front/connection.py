@@ -57,6 +57,7 @@ class FrontConnection(asyncio.Protocol):
         "busy",
         "front",
         "head",
+        "loop",
         "paused",
         "task",
         "timer",
@@ -74,6 +75,7 @@ class FrontConnection(asyncio.Protocol):
         self.paused = False  # reading is paused (the buffer is full)
         self.task: asyncio.Task[None] | None = None
         self.timer: asyncio.TimerHandle | None = None
+        self.loop: asyncio.AbstractEventLoop
 
     # --- asyncio.Protocol ------------------------------------------------------------
 
@@ -82,6 +84,9 @@ class FrontConnection(asyncio.Protocol):
         # uvloop's) set TCP_NODELAY on every TCP transport they make, so the setsockopt
         # aiohttp repeats here (3 µs on uvloop) is not (a test checks the socket's flag).
         self.transport = cast(asyncio.Transport, transport)
+        # Kept: on Python < 3.12 every get_running_loop() is a getpid() system call, and
+        # each request would take two (its task and its keep-alive timer).
+        self.loop = asyncio.get_running_loop()
         self.front.connections.add(self)
         self._arm()
 
@@ -154,7 +159,7 @@ class FrontConnection(asyncio.Protocol):
         del buffer[:end]
         self.busy = True
         self._disarm()
-        self.task = asyncio.get_running_loop().create_task(self._serve(route, act))
+        self.task = self.loop.create_task(self._serve(route, act))
 
     async def _serve(self, route: Route, act: Act) -> None:
         front = self.front
@@ -239,8 +244,7 @@ class FrontConnection(asyncio.Protocol):
 
     def _arm(self) -> None:
         self._disarm()
-        loop = asyncio.get_running_loop()
-        self.timer = loop.call_later(self.front.timeout, self._expired)
+        self.timer = self.loop.call_later(self.front.timeout, self._expired)
 
     def _disarm(self) -> None:
         if self.timer is not None:
