@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from . import (
     StoreError,
 )
-from .schema import LATEST, MIGRATIONS
+from .schema import LATEST, MIGRATIONS, PostgresOnly
 
 log = logging.getLogger("tidings.store.sqlite")
 
@@ -64,7 +64,8 @@ def _migrate(conn: sqlite3.Connection) -> None:
         for version, statements in MIGRATIONS:
             if version > current:
                 for statement in statements:
-                    conn.execute(statement)
+                    if not isinstance(statement, PostgresOnly):
+                        conn.execute(statement)
                 conn.execute("INSERT INTO tidings_schema (version) VALUES (?)", (version,))
                 log.info("applied schema migration %d", version)
         conn.execute("COMMIT")
