@@ -48,7 +48,7 @@ from servers import pids_cpu_seconds
 
 from tidings.store import NewNotification
 from tidings.store.records import insert_values, new_id
-from tidings.store.schema import COLUMNS, MIGRATIONS
+from tidings.store.schema import COLUMNS, MIGRATIONS, PostgresOnly
 
 WARMUP_S = 0.3
 _NCOLS = len(COLUMNS.split(","))
@@ -135,7 +135,8 @@ def run_sqlite(args: argparse.Namespace) -> dict[str, Phase]:
         conn.execute("BEGIN IMMEDIATE")
         for _version, statements in MIGRATIONS:
             for statement in statements:
-                conn.execute(statement)
+                if not isinstance(statement, PostgresOnly):
+                    conn.execute(statement)
         conn.execute("COMMIT")
         rows = Rows(args.users)
         sqlite_phase(conn, rows, 1, WARMUP_S, args.max_rows)
@@ -202,7 +203,7 @@ async def run_postgres(args: argparse.Namespace) -> dict[str, Phase]:
             async with setup.transaction():
                 for _version, statements in MIGRATIONS:
                     for statement in statements:
-                        await setup.execute(statement)
+                        await setup.execute(str(statement))  # asyncpg takes exact str
         finally:
             await setup.close()
         conns = [

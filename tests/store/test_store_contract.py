@@ -804,3 +804,23 @@ async def test_sqlite_call_past_its_deadline_fails_and_is_never_run(tmp_path: Pa
     finally:
         stuck.set()
         await s.close()
+
+
+async def test_a_create_returns_the_rows_it_stored(store: Store) -> None:
+    """What a create returns is what the store holds, field by field: for one recipient
+    (built from its row) and several (one built, then copied per recipient), together in
+    one group commit, every priority among them."""
+    priorities = list(Priority)
+    contents = [
+        note(i, priority=p, category="c", actions=(Action(id="a", label="A"),))
+        for i, p in enumerate(priorities)
+    ]
+    created = await asyncio.gather(
+        *(store.create(c, ["solo"], now=NOW) for c in contents),
+        store.create(note(9, data=None), ["x", "y", "x"], now=NOW + 1),
+    )
+    returned = [n for c in created for n in c.notifications]
+    assert [n.priority for n in returned[: len(priorities)]] == priorities
+    assert [(n.user_id, n.seq) for n in returned[len(priorities) :]] == [("x", 1), ("y", 1)]
+    for n in returned:
+        assert await store.get(n.user_id, n.id) == n

@@ -77,7 +77,7 @@ async def _migrate(conn: Any) -> None:
     for version, statements in MIGRATIONS:
         if version > current:
             for statement in statements:
-                await conn.execute(statement)
+                await conn.execute(str(statement))  # asyncpg takes an exact str
             await conn.execute("INSERT INTO tidings_schema (version) VALUES ($1)", version)
             log.info("applied schema migration %d", version)
 

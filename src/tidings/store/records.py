@@ -12,6 +12,9 @@ from . import Action, NewNotification, Notification, Priority
 from .schema import COLUMNS
 
 _actions_decoder = msgspec.json.Decoder(tuple[Action, ...])
+# A stored priority's member by its value: a dict hit instead of an Enum call (a tenth
+# of the cost), for every row read and every row a create builds.
+_PRIORITIES = {p.value: p for p in Priority}
 
 
 def new_id() -> str:
@@ -78,7 +81,7 @@ def from_row(row: Sequence[Any]) -> Notification:
         type=row[3],
         title=row[4],
         message=row[5],
-        priority=Priority(row[6]),
+        priority=_PRIORITIES.get(row[6]) or Priority(row[6]),
         category=row[7],
         data=None if row[8] is None else msgspec.json.decode(row[8]),
         actions=() if row[9] is None else _actions_decoder.decode(row[9]),

@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from . import (
     StoreError,
 )
-from .schema import LATEST, MIGRATIONS
+from .schema import LATEST, MIGRATIONS, PostgresOnly
 
 log = logging.getLogger("tidings.store.sqlite")
 
@@ -45,6 +45,11 @@ def _connect(path: str, timeout: float) -> sqlite3.Connection:
     # 64 MiB of page cache at most (the default is 2): a fan-out to 100,000 users touches
     # more pages than that, and spilling them mid-transaction doubles its time.
     conn.execute("PRAGMA cache_size=-65536")
+    # Statement journals in memory: a group commit's multi-row statements each need one,
+    # and on disk SQLite opens, unlinks and closes a temp file for it in every commit
+    # (seven system calls, a sixth of the writer's CPU per single create). Temp tables
+    # live in memory too: a fan-out's recipient list, a few MB for 100,000 users.
+    conn.execute("PRAGMA temp_store=MEMORY")
     return conn
 
 
@@ -59,7 +64,8 @@ def _migrate(conn: sqlite3.Connection) -> None:
         for version, statements in MIGRATIONS:
             if version > current:
                 for statement in statements:
-                    conn.execute(statement)
+                    if not isinstance(statement, PostgresOnly):
+                        conn.execute(statement)
                 conn.execute("INSERT INTO tidings_schema (version) VALUES (?)", (version,))
                 log.info("applied schema migration %d", version)
         conn.execute("COMMIT")

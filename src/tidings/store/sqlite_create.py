@@ -12,6 +12,7 @@ import itertools
 import logging
 import sqlite3
 from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from typing import Any, Final, TypeVar
 
 import msgspec
@@ -38,6 +39,9 @@ _USERS_CHUNK = 500
 # Delivery marks waiting for a transaction: ({user_id: [ids]}, when), one per call.
 Marks = list[tuple[Mapping[str, Sequence[str]], float]]
 
+
+# No recipient: what a create without preferences to check has switched off.
+_NOBODY: Final[frozenset[str]] = frozenset()
 
 # Rows per multi-row statement, at most. Every statement of a group commit costs a trip
 # through the sqlite3 module (and, with the event loop wanting the GIL, a thread switch
@@ -239,7 +243,15 @@ def _create_plain(
     nothing before its first statement that can fail) and runs all of them one by one."""
     results: dict[int, Created | Exception] = {}
     todo: list[
-        tuple[int, NewNotification, float, list[str], set[str], set[str], tuple[Any, ...]]
+        tuple[
+            int,
+            NewNotification,
+            float,
+            list[str],
+            AbstractSet[str],
+            AbstractSet[str],
+            tuple[Any, ...],
+        ]
     ] = []
     counts: dict[str, int] = {}
     keyed: dict[int, tuple[str, str]] = {}
@@ -262,10 +274,10 @@ def _create_plain(
             results[i] = exc
             continue
         users = list(dict.fromkeys(user_ids))
-        off = _in_app_off(c, users, content.category) if preferences else set()
+        off: AbstractSet[str] = _in_app_off(c, users, content.category) if preferences else _NOBODY
         # In-app off, other channels planned: the row is kept for them ("email only").
-        muted = off if content.escalation else set()
-        if off - muted:
+        muted = off if content.escalation else _NOBODY
+        if off and off - muted:
             users = [u for u in users if u not in off]
         todo.append((i, content, now, users, off, muted, template))
         for u in users:
@@ -281,7 +293,9 @@ def _create_plain(
         prefix = new_id()[:-8]
         count = 0
         for i, content, now, users, off, muted, template in todo:
-            first = from_row(template)
+            # Built once per request and copied per recipient; a request for one
+            # recipient (the common create) is built from its row straight away.
+            first = None if len(users) == 1 else from_row(template)
             created = []
             for user_id in users:
                 seq = next_seq[user_id]
@@ -296,15 +310,19 @@ def _create_plain(
                     rows.append(row)
                     created.append(from_row(row))
                     continue
-                rows.append((nid, user_id, seq, *template[3:]))
-                created.append(replace(first, id=nid, user_id=user_id, seq=seq))
+                row = (nid, user_id, seq, *template[3:])
+                rows.append(row)
+                if first is None:
+                    created.append(from_row(row))
+                else:
+                    created.append(replace(first, id=nid, user_id=user_id, seq=seq))
             if content.escalation:
                 plans += plan_rows(created, content.escalation)
             results[i] = Created(
                 tuple(created),
                 replayed=False,
-                skipped=tuple(sorted(off - muted)),
-                in_app_off=tuple(sorted(muted)),
+                skipped=tuple(sorted(off - muted)) if off else (),
+                in_app_off=tuple(sorted(muted)) if muted else (),
             )
         if rows:
             _insert(c, rows)
