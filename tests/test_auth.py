@@ -154,3 +154,121 @@ def test_bad_configurations(kw: dict[str, Any]) -> None:
     """Mixed families, missing keys and unknown algorithms are configuration errors."""
     with pytest.raises(ValueError):
         Verifier(clock=time.time, **kw)
+
+
+def test_hmac_secret_checked_once_not_per_token(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PyJWT's check that the secret is no PEM/SSH/DER/JWK key runs once per secret, not
+    on every token (it parsed the secret each time); a different key is checked afresh."""
+    from jwt.algorithms import HMACAlgorithm
+
+    tokens = {user: hs({"sub": user}) for user in ("a", "b", "c")}
+    forged = hs({"sub": "a"}, secret="another-secret-0123456789-abcdefghijklmn")
+    checked: list[str | bytes] = []
+    original = HMACAlgorithm.prepare_key
+
+    def counting(self: HMACAlgorithm, key: str | bytes) -> bytes:
+        checked.append(key)
+        return original(self, key)
+
+    monkeypatch.setattr(HMACAlgorithm, "prepare_key", counting)
+    v = verifier()
+    for user, token in tokens.items():
+        assert v.verify(token).user_id == user
+    assert checked == [SECRET]
+    # A token signed with another secret still fails once the secret is cached.
+    with pytest.raises(AuthError, match="Signature"):
+        v.verify(forged)
+    # The cached algorithm still refuses a key that looks like a public key.
+    _, public = rsa_pair()
+    with pytest.raises(jwt.InvalidKeyError):
+        v._jws.get_algorithm_by_name("HS256").prepare_key(public)
+
+
+def test_cached_secret_still_refuses_forgeries() -> None:
+    """With the secret already prepared, every kind of bad token is still refused: another
+    secret, another (unconfigured) HMAC alg, alg none, expired, wrong audience."""
+    v = verifier(audience="tidings")
+    assert v.verify(hs({"sub": "a", "aud": "tidings"})).user_id == "a"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # PyJWT's own: SECRET is short for HS384
+        hs384 = jwt.encode({"sub": "a", "aud": "tidings"}, SECRET, algorithm="HS384")
+    bad = [
+        hs({"sub": "a", "aud": "tidings"}, secret="another-secret-0123456789-abcdefghijklmn"),
+        hs384,
+        unsigned({"sub": "a", "aud": "tidings"}),
+        hs({"sub": "a", "aud": "tidings", "exp": NOW - 60}),
+        hs({"sub": "a", "aud": "other"}),
+    ]
+    for token in bad:
+        with pytest.raises(AuthError):
+            v.verify(token)
+    assert v.verify(hs({"sub": "b", "aud": ["x", "tidings"]})).user_id == "b"
+
+
+def by_hand(payload: bytes) -> str:
+    """An HS256 token over any payload bytes (PyJWT refuses to sign some claims, such as
+    a non-string iss)."""
+    header = base64.urlsafe_b64encode(b'{"alg":"HS256","typ":"JWT"}').rstrip(b"=")
+    body = base64.urlsafe_b64encode(payload).rstrip(b"=")
+    sig = hmac.new(SECRET.encode(), header + b"." + body, hashlib.sha256).digest()
+    return b".".join([header, body, base64.urlsafe_b64encode(sig).rstrip(b"=")]).decode()
+
+
+_CLAIMS_CASES: list[dict[str, Any]] = [
+    {"sub": "a"},
+    {"sub": 7},
+    {"sub": "a", "jti": 1},
+    {"sub": "a", "jti": "j"},
+    {"sub": "a", "aud": "tidings"},
+    {"sub": "a", "aud": ["tidings", "x"]},
+    {"sub": "a", "aud": ["x"]},
+    {"sub": "a", "aud": []},
+    {"sub": "a", "aud": ""},
+    {"sub": "a", "aud": ["tidings", 3]},
+    {"sub": "a", "aud": 3},
+    {"sub": "a", "aud": {"tidings": 1}},
+    {"sub": "a", "iss": "https://auth.example"},
+    {"sub": "a", "iss": "https://evil.example"},
+    {"sub": "a", "iss": 5},
+    {"sub": "a", "iss": None},
+    {"sub": "a", "iss": "https://auth.example", "aud": "tidings"},
+]
+
+
+@pytest.mark.parametrize("claims", _CLAIMS_CASES)
+@pytest.mark.parametrize(
+    "config",
+    [{}, {"audience": "tidings"}, {"issuer": "https://auth.example"}],
+    ids=["plain", "audience", "issuer"],
+)
+def test_claims_checked_as_pyjwt_checks_them(
+    claims: dict[str, Any], config: dict[str, Any]
+) -> None:
+    """Our claim checks accept and refuse exactly the tokens PyJWT's own ``decode`` does with
+    the same settings (aud checked only when an audience is configured)."""
+    token = by_hand(json.dumps(claims).encode())
+    try:
+        jwt.decode(
+            token,
+            SECRET,
+            algorithms=["HS256"],
+            audience=config.get("audience"),
+            issuer=config.get("issuer"),
+            options={"verify_aud": "audience" in config},
+        )
+        pyjwt_ok = True
+    except jwt.InvalidTokenError:
+        pyjwt_ok = False
+    try:
+        verifier(**config).verify(token)
+        ours_ok = True
+    except AuthError as exc:
+        ours_ok = "no user id" in exc.reason and pyjwt_ok  # our own, later rule
+        assert ours_ok or not pyjwt_ok, exc.reason
+    assert ours_ok == pyjwt_ok
+
+
+def test_payload_must_be_an_object() -> None:
+    """A signed payload that is JSON but not an object is refused as PyJWT refuses it."""
+    with pytest.raises(AuthError, match="json object"):
+        verifier().verify(by_hand(b'["sub"]'))

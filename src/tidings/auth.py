@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import jwt
+from jwt.algorithms import HMACAlgorithm
 
 if TYPE_CHECKING:
     from .jwks import JwksSource
@@ -29,6 +30,35 @@ HMAC_ALGORITHMS = frozenset({"HS256", "HS384", "HS512"})
 ASYMMETRIC_ALGORITHMS = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
 )
+
+
+_HMAC_HASHES = {
+    "HS256": HMACAlgorithm.SHA256,
+    "HS384": HMACAlgorithm.SHA384,
+    "HS512": HMACAlgorithm.SHA512,
+}
+
+
+class _OncePreparedHMAC(HMACAlgorithm):
+    """PyJWT's HMAC algorithm, checking a secret once rather than on every token.
+
+    ``prepare_key`` refuses secrets that look like PEM, SSH, DER or JWK keys (the
+    key-confusion defence); it tries to parse the secret each time, which was about a
+    fifth of a token's verification in a connect storm. Its answer depends only on the
+    key, so the last key's answer is kept; any other key is checked afresh."""
+
+    def __init__(self, hash_alg: Any) -> None:
+        super().__init__(hash_alg)
+        self._last: tuple[str | bytes, bytes] | None = None
+
+    def prepare_key(self, key: str | bytes) -> bytes:
+        last = self._last
+        # ``==`` never equates a str with bytes, so a key is only matched by its own type.
+        if last is not None and (last[0] is key or last[0] == key):
+            return last[1]
+        prepared = super().prepare_key(key)
+        self._last = (key, prepared)
+        return prepared
 
 
 class AuthError(Exception):
@@ -139,16 +169,16 @@ class Verifier:
         self._audience = audience
         self._leeway = leeway
         self._clock = clock
-        # One decoder with its options merged once (jwt.decode merges them on every call):
-        # exp/nbf are checked against the injected clock in ``verify``, not PyJWT's time.
-        self._decoder = jwt.PyJWT(
-            options={
-                "verify_aud": audience is not None,
-                "verify_exp": False,
-                "verify_nbf": False,
-                "verify_iat": False,
-            }
-        )
+        # Our own JWS decoder, holding only the configured algorithms, whose HMAC ones
+        # check the secret once (see _OncePreparedHMAC). PyJWT's claims layer (jwt.PyJWT)
+        # cannot be given a JWS decoder through its public API, so ``_claims`` checks
+        # what it checks with these settings (a test holds the two to the same answers);
+        # exp/nbf are checked in ``verify`` against the injected clock.
+        self._jws = jwt.PyJWS(algorithms=algs)
+        for alg in algs:
+            if alg in _HMAC_HASHES:
+                self._jws.unregister_algorithm(alg)
+                self._jws.register_algorithm(alg, _OncePreparedHMAC(_HMAC_HASHES[alg]))
 
     @classmethod
     def load_jwks(cls, path: str | Path) -> dict[str, Any]:
@@ -224,15 +254,40 @@ class Verifier:
         return self._public_key
 
     def _decode(self, token: str, key: Any) -> dict[str, Any]:
-        claims: dict[str, Any] = self._decoder.decode(
-            token,
-            key,
-            algorithms=self._algorithms,
-            issuer=self._issuer,
-            audience=self._audience,
-            leeway=0,
-        )
+        decoded = self._jws.decode_complete(token, key, algorithms=self._algorithms)
+        try:
+            claims = json.loads(decoded["payload"])
+        except (ValueError, RecursionError) as exc:
+            raise jwt.DecodeError(f"Invalid payload string: {exc}") from exc
+        if not isinstance(claims, dict):
+            raise jwt.DecodeError("Invalid payload string: must be a json object")
+        self._claims(claims)
         return claims
+
+    def _claims(self, claims: dict[str, Any]) -> None:
+        """The registered claims PyJWT's ``decode`` checks (with ``verify_aud`` only when
+        an audience is configured), with its errors: ``iss``, ``aud``, ``sub``, ``jti``."""
+        if self._issuer is not None:
+            if "iss" not in claims:
+                raise jwt.MissingRequiredClaimError("iss")
+            if not isinstance(claims["iss"], str):
+                raise jwt.InvalidIssuerError("Payload Issuer (iss) must be a string")
+            if claims["iss"] != self._issuer:
+                raise jwt.InvalidIssuerError("Invalid issuer")
+        if self._audience is not None:
+            aud = claims.get("aud")
+            if not aud:
+                raise jwt.MissingRequiredClaimError("aud")
+            if isinstance(aud, str):
+                aud = [aud]
+            if not isinstance(aud, list) or any(not isinstance(a, str) for a in aud):
+                raise jwt.InvalidAudienceError("Invalid claim format in token")
+            if self._audience not in aud:
+                raise jwt.InvalidAudienceError("Audience doesn't match")
+        if "sub" in claims and not isinstance(claims["sub"], str):
+            raise jwt.exceptions.InvalidSubjectError("Subject must be a string")
+        if "jti" in claims and not isinstance(claims["jti"], str):
+            raise jwt.exceptions.InvalidJTIError("JWT ID must be a string")
 
     def verify(self, token: str) -> Identity:
         """Verify a token and return who it names.

@@ -342,6 +342,13 @@ def tune_gc() -> None:
     thousands of connections alive, every full collection walks all their objects, so
     under a connect storm the defaults spent about a fifth of the server's CPU in the
     collector (5,000 connects: 1,016-1,036 µs of CPU per connect, 758-878 tuned).
+
+    With these thresholds the bench's storm of 9,900 connects runs 39 young and 1 middle
+    collection and no full one: 0.1 s, about 10 µs per connect (``gc.callbacks``). No
+    ``gc.freeze`` after bursts: it would not spare those two walks (each object that
+    survives is walked once as young, once as middle-aged), only later full ones, and a
+    frozen object is never collected, so a cycle among a closed connection's objects
+    frozen with it would stay in memory for good.
     """
     gc.collect()
     gc.freeze()
