@@ -129,7 +129,16 @@ class PostgresStore(PostgresInbox, PostgresRooms, PostgresUsers, PostgresDeliver
 
     async def open(self) -> None:
         pool = await asyncpg.create_pool(
-            self._url, min_size=1, max_size=10, command_timeout=self._timeout
+            self._url,
+            min_size=1,
+            max_size=10,
+            command_timeout=self._timeout,
+            # Every execution planned for the tables as they are now: a pooled connection
+            # lives long, and the generic plan PostgreSQL settles on after five runs of a
+            # prepared statement, if picked while a table was small, stays for good (the
+            # delivery mark stayed a sequential scan of every notification as the table
+            # grew: tests/store/test_schema.py). Planning costs less than that risk.
+            server_settings={"plan_cache_mode": "force_custom_plan"},
         )
         try:
             async with pool.acquire() as conn, conn.transaction():
