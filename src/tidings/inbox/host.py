@@ -32,6 +32,8 @@ class Host(Protocol):
 
     def new_id(self, kind: str = "msg") -> str: ...
 
+    def now_iso(self) -> str: ...
+
     def envelope(
         self,
         msg_id: str,

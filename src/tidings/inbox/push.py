@@ -21,7 +21,6 @@ from typing import Any, Final
 from .. import cluster, protocol
 from ..broker import BrokerError
 from ..hub import Outbound
-from ..publication import iso_timestamp
 from ..session import Session, State
 from ..store import Notification, Store, failure_status
 from ..tasks import TaskSet
@@ -235,7 +234,7 @@ class Pusher:
         """``deliver`` each, in order; users with no connection here cost a lookup."""
         hub = self.node.hub
         # One round of pushes, one instant: its timestamp is formatted once, not per frame.
-        stamp = iso_timestamp(self.node.clock())
+        stamp = self.node.now_iso()
         return sum(self.deliver(n, stamp) for n in notifications if hub.user_connections(n.user_id))
 
     def _push_live(self, session: Session, n: Notification, out: Outbound | None = None) -> bool:
