@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 from tidings.store.sqlite import SQLiteStore
@@ -16,5 +17,19 @@ async def test_statement_journals_and_temp_tables_stay_in_memory(tmp_path: Path)
         pragma = "PRAGMA temp_store"
         assert await s._write(lambda c: c.execute(pragma).fetchone()[0]) == 2  # MEMORY
         assert await s._read(lambda c: c.execute(pragma).fetchone()[0]) == 2
+    finally:
+        await s.close()
+
+
+async def test_none_binds_as_null_without_the_adaptation_protocol(tmp_path: Path) -> None:
+    """sqlite3 sends a None parameter through its adaptation protocol (two failed
+    attribute lookups, each building an AttributeError) unless an adapter is registered
+    for it: the store registers one, and None still binds as NULL."""
+    assert sqlite3.adapters.get((type(None), sqlite3.PrepareProtocol)) is not None
+    s = SQLiteStore(str(tmp_path / "inbox.db"))
+    await s.open()
+    try:
+        sql = "SELECT typeof(?), ? IS NULL"
+        assert await s._write(lambda c: c.execute(sql, (None, None)).fetchone()) == ("null", 1)
     finally:
         await s.close()
