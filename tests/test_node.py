@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import math
+import random
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -54,10 +57,17 @@ async def test_single_instance_publish_reaches_the_socket_without_suspending() -
         await node.stop()
 
 
-def test_now_iso_is_iso_timestamp_of_the_clock() -> None:
-    """The node formats the part of its timestamps up to the second once a second: every
-    stamp must still equal ``iso_timestamp`` of the clock, across seconds (a stale
-    second would show), minutes, days and the rounding edges of milliseconds."""
+def _reference_iso(unix: float) -> str:
+    return (
+        datetime.fromtimestamp(unix, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    )
+
+
+def test_iso_timestamps_equal_datetimes_formatting() -> None:
+    """Timestamps are formatted a second at a time (the text up to the second is kept):
+    every stamp must still equal datetime's own formatting, across seconds (a stale
+    second would show), minutes, days and the rounding edges of milliseconds, back and
+    forth; and the node's stamps are those of its clock."""
     now = [0.0]
     node = Node(make_settings(), clock=lambda: now[0])
     base = 1_764_892_799.0  # 2025-12-04T23:59:59Z: the next second is a new day
@@ -65,10 +75,17 @@ def test_now_iso_is_iso_timestamp_of_the_clock() -> None:
     fractions += (0.9999994, 0.9999995, 0.9999996, 0.123456789, 0.999)
     stamps = [base + k + f for k in (0, 1, 0, 61, 3600 * 24 * 400, 1) for f in fractions]
     stamps += [base + i * 0.000_7 for i in range(5000)]  # back and forth over seconds
-    stamps += [1e9 + 0.5, 0.25, 59.9999999]
+    stamps += [1e9 + 0.5, 0.25, 59.9999999, 0.0, 1e11 - 0.0001, 1e11 + 0.5]
+    stamps += [-0.25, -1.9999995, -86_400.5]  # before 1970: datetime's own answer
+    rng = random.Random(14)
+    stamps += [rng.uniform(0, 4e9) for _ in range(20_000)]
     for stamp in stamps:
         now[0] = stamp
-        assert node.now_iso() == iso_timestamp(stamp), stamp
+        assert iso_timestamp(stamp) == _reference_iso(stamp), stamp
+        assert node.now_iso() == _reference_iso(stamp), stamp
+    for bad in (math.nan, math.inf):
+        with pytest.raises((ValueError, OverflowError)):
+            iso_timestamp(bad)
 
 
 async def test_publish_refuses_every_invalid_channel_name_however_many_were_valid() -> None:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import math
 import os
 import time
 from collections.abc import Callable, Coroutine
@@ -101,9 +100,6 @@ class Node:
         self._id_prefix = os.urandom(4).hex()
         self._ids = itertools.count(1)
         self.instance_id = self._id_prefix
-        # now_iso's cache: the timestamp up to its second, formatted once a second.
-        self._iso_second: float | None = None
-        self._iso_prefix = ""
         # Channels published to, each with its namespace's policy and its broker topic:
         # the grammar's regex, the policy lookup and the topic's formatting are visible
         # parts of a publication's cost. Only names that passed is_valid_channel enter
@@ -153,21 +149,9 @@ class Node:
         return f"{kind}_{self._id_prefix}-{next(self._ids):x}"
 
     def now_iso(self) -> str:
-        """``iso_timestamp(self.clock())``; every publication is stamped, and formatting
-        a datetime costs more than the rest of its envelope, so the part up to the second
-        is formatted once a second and the milliseconds are appended."""
-        now = self.clock()
-        second = math.floor(now)
-        # Microseconds rounded half to even, then truncated to milliseconds, as
-        # datetime.fromtimestamp and isoformat(timespec="milliseconds") do.
-        micros = round((now - second) * 1e6)
-        if micros >= 1_000_000:
-            second += 1
-            micros -= 1_000_000
-        if second != self._iso_second:
-            self._iso_prefix = iso_timestamp(second)[:-5]  # without ".000Z"
-            self._iso_second = second
-        return f"{self._iso_prefix}.{micros // 1000:03d}Z"
+        """``iso_timestamp(self.clock())``: every publication is stamped (formatted a
+        second at a time, see ``iso_timestamp``)."""
+        return iso_timestamp(self.clock())
 
     def envelope(
         self,
