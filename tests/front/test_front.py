@@ -364,6 +364,27 @@ async def test_idle_keepalive_closed(make_server: ServerFactory) -> None:
         writer.close()
 
 
+async def test_keepalive_timeout_counts_from_the_last_answer(make_server: ServerFactory) -> None:
+    """The keep-alive timer is kept between requests and moved when it fires early: a
+    client that sends a request every 0.2 s outlives several 0.3 s timeouts, and after
+    its last answer it is closed no sooner than the timeout."""
+    h = await make_server(handshake_timeout=0.3)
+    loop = asyncio.get_running_loop()
+    reader, writer = await asyncio.open_connection("127.0.0.1", h.server.port)
+    try:
+        for _ in range(4):
+            writer.write(request())
+            assert (await read_answer(reader)).startswith(b"HTTP/1.1 200")
+            answered = loop.time()
+            await asyncio.sleep(0.2)  # the client's pace, under the timeout
+        async with asyncio.timeout(TIMEOUT):
+            assert await reader.read() == b""
+        # libuv's timers have millisecond resolution
+        assert loop.time() - answered >= 0.3 - 0.01
+    finally:
+        writer.close()
+
+
 async def test_off_switch(make_server: ServerFactory) -> None:
     h = await make_server(http_fast_path=False)
     assert h.server.front is None

@@ -55,6 +55,7 @@ class FrontConnection(asyncio.Protocol):
         "blocked",
         "buffer",
         "busy",
+        "deadline",
         "front",
         "head",
         "loop",
@@ -75,6 +76,8 @@ class FrontConnection(asyncio.Protocol):
         self.paused = False  # reading is paused (the buffer is full)
         self.task: asyncio.Task[None] | None = None
         self.timer: asyncio.TimerHandle | None = None
+        # When the connection times out (loop time), None while a request is served.
+        self.deadline: float | None = None
         self.loop: asyncio.AbstractEventLoop
 
     # --- asyncio.Protocol ------------------------------------------------------------
@@ -158,7 +161,7 @@ class FrontConnection(asyncio.Protocol):
             return
         del buffer[:end]
         self.busy = True
-        self._disarm()
+        self.deadline = None  # the timer stays: see _arm
         self.task = self.loop.create_task(self._serve(route, act))
 
     async def _serve(self, route: Route, act: Act) -> None:
@@ -243,16 +246,29 @@ class FrontConnection(asyncio.Protocol):
     # --- the keep-alive / handshake timer ----------------------------------------------
 
     def _arm(self) -> None:
-        self._disarm()
-        self.timer = self.loop.call_later(self.front.timeout, self._expired)
+        """Start the wait for the next request. A keep-alive connection arms after every
+        answer: a timer made and cancelled per request (libuv's start, stop and close)
+        cost more than the rest of the bookkeeping, so the timer is kept and moved only
+        when it fires early (``_expired``)."""
+        self.deadline = self.loop.time() + self.front.timeout
+        if self.timer is None:
+            self.timer = self.loop.call_at(self.deadline, self._expired)
 
     def _disarm(self) -> None:
+        """The connection leaves the front (handed over, upgraded, closed)."""
+        self.deadline = None
         if self.timer is not None:
             self.timer.cancel()
             self.timer = None
 
     def _expired(self) -> None:
         self.timer = None
+        deadline = self.deadline
+        if deadline is None:
+            return  # serving a request: its answer arms again
+        if deadline > self.loop.time():
+            self.timer = self.loop.call_at(deadline, self._expired)  # re-armed since
+            return
         if self.busy:
             return
         if self.head is not None:
