@@ -70,6 +70,9 @@ METRICS: list[Metric] = [
     Metric("redis2_deliveries_per_s", "2 instances, Redis: deliveries/s", "{:,.0f}"),
     Metric("redis2_cpu_us", "2 instances, Redis: server CPU µs/delivery (sum)", "{:.2f}"),
     Metric("redis2_redis_publish_us_per_call", "2 instances, Redis: PUBLISH µs in Redis", "{:.1f}"),
+    Metric("mem1_wakeups_per_pub", "1 instance, memory: server wake-ups/publication", "{:.2f}"),
+    Metric("redis1_wakeups_per_pub", "1 instance, Redis: server wake-ups/publication", "{:.2f}"),
+    Metric("redis2_wakeups_per_pub", "2 instances, Redis: wake-ups/publication (sum)", "{:.2f}"),
     Metric("measured_ratio", "2 vs 1 instance: measured deliveries/s (2 cores)", "{:.2f}x"),
     Metric("mem1_capacity", "1 instance: capacity, deliveries/s on 1 server core", "{:,.0f}"),
     Metric("redis2_capacity", "2 instances: capacity, deliveries/s on 2 cores", "{:,.0f}"),
@@ -109,6 +112,7 @@ class ClusterWindow:
         self.uses_redis = uses_redis
         self.t0 = time.perf_counter()
         self.cpu0 = [s.cpu_seconds() for s in servers]
+        self.wake0 = sum(s.wakeups() for s in servers)
         self.self0 = self_cpu_seconds()
         self.cores0 = [core_busy_seconds(c) for c in (SERVER_CORE, LOADGEN_CORE)]
 
@@ -119,6 +123,7 @@ class ClusterWindow:
         wall = time.perf_counter() - self.t0
         per = [s.cpu_seconds() - c0 for s, c0 in zip(self.servers, self.cpu0, strict=True)]
         own = self_cpu_seconds() - self.self0
+        wakeups = sum(s.wakeups() for s in self.servers) - self.wake0
         redis, calls, usec = (b - a for a, b in zip(self.redis0, redis_now, strict=True))
         cores = [core_busy_seconds(c) for c in (SERVER_CORE, LOADGEN_CORE)]
         busy = sum(c[0] - c0[0] for c, c0 in zip(cores, self.cores0, strict=True))
@@ -126,6 +131,7 @@ class ClusterWindow:
         out = {
             "wall_s": wall,
             "server_cpu_s": sum(per),
+            "wakeups": wakeups,
             "loadgen_util": own / wall,
             "redis_util": redis / wall,
             "redis_cpu_s": redis,
@@ -263,6 +269,7 @@ class Setup:
         r["deliveries"] = delivered
         r["deliveries_per_s"] = delivered / r["wall_s"]
         r["cpu_us"] = r["server_cpu_s"] * 1e6 / delivered
+        r["wakeups_per_pub"] = r["wakeups"] / issued
         self.rounds.append(r)
 
     def close(self) -> None:
@@ -404,6 +411,7 @@ def summarise(setups: list[Setup], res: Result) -> None:
             "redis_publish_us_per_call",
             "loadgen_util",
             "foreign",
+            "wakeups_per_pub",
         ):
             m[f"{key}_{field}"] = statistics.median(r[field] for r in setup.rounds)
         for field in ("util_a", "util_b"):

@@ -84,6 +84,18 @@ class RunningServer:
                 total += _stat_ticks(pid)
         return total / _CLK_TCK
 
+    def wakeups(self) -> int:
+        """Times the server's threads went to sleep and were woken (voluntary context
+        switches, from /proc/PID/task/*/status): an event loop sleeps in epoll_wait
+        whenever nothing is ready, so this counts its wake-ups. Unlike CPU time it does
+        not depend on how busy the machine is."""
+        total = 0
+        for pid in self.pids():
+            with contextlib.suppress(FileNotFoundError, ProcessLookupError):
+                for task in os.listdir(f"/proc/{pid}/task"):
+                    total += _voluntary_switches(f"/proc/{pid}/task/{task}/status")
+        return total
+
     def sys_seconds(self) -> float:
         """The kernel's share of cpu_seconds() (stime): on loopback, a send also runs
         the receiver's TCP processing, so most of a delivery's cost can be here."""
@@ -133,6 +145,15 @@ def pids_cpu_seconds(pids: list[int]) -> dict[int, float]:
         with contextlib.suppress(FileNotFoundError, ProcessLookupError):
             out[pid] = _stat_ticks(pid) / _CLK_TCK
     return out
+
+
+def _voluntary_switches(status: str) -> int:
+    """voluntary_ctxt_switches of one thread (0 if it is gone)."""
+    with contextlib.suppress(FileNotFoundError, ProcessLookupError), open(status, "rb") as f:
+        for line in f:
+            if line.startswith(b"voluntary_ctxt_switches:"):
+                return int(line.split()[1])
+    return 0
 
 
 def _stat_ticks(pid: int, user: bool = True) -> int:
