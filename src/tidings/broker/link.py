@@ -132,9 +132,16 @@ class Pipe(asyncio.Protocol):
     def __init__(self) -> None:
         self._reader = hiredis.Reader()
         self._transport: asyncio.Transport | None = None
+        self._loop = asyncio.get_running_loop()  # kept: on 3.11 each lookup is a getpid()
         # Per request: replies still expected, replies so far, and who waits (None: a
         # set-up command whose error fails the connection).
         self._pending: deque[tuple[int, list[Any], asyncio.Future[list[Any]] | None]] = deque()
+        # When each request with a timeout must be answered by, in request order (the
+        # timeouts of one connection are all the same, so the first is the earliest), and
+        # the one timer that watches the first: a timer made and cancelled per request
+        # cost more than the rest of a publication's bookkeeping.
+        self._deadlines: deque[tuple[float, asyncio.Future[list[Any]], float]] = deque()
+        self._watch: asyncio.TimerHandle | None = None
         self._lost: Exception | None = None
 
     @property
@@ -154,9 +161,13 @@ class Pipe(asyncio.Protocol):
             self._pending.append((replies, [], None))
             self._transport.write(data)
 
-    def request(self, data: bytes, replies: int) -> asyncio.Future[list[Any]]:
+    def request(
+        self, data: bytes, replies: int, timeout: float | None = None
+    ) -> asyncio.Future[list[Any]]:
         """Write ``data`` (``replies`` commands); the future gets their replies, an error
-        reply as a ``hiredis.ReplyError`` value.
+        reply as a ``hiredis.ReplyError`` value. With a ``timeout`` (seconds), a request
+        not answered in time closes the connection, failing it and every later one with
+        ``LinkError("no answer within ...")``: replies come in order, so none can come.
 
         Raises:
             LinkError: the connection is lost.
@@ -164,10 +175,28 @@ class Pipe(asyncio.Protocol):
         if not self.open:
             raise LinkError(f"connection lost: {self._lost}")
         assert self._transport is not None
-        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[list[Any]] = self._loop.create_future()
         self._pending.append((replies, [], future))
+        if timeout is not None:
+            deadline = self._loop.time() + timeout
+            self._deadlines.append((deadline, future, timeout))
+            if self._watch is None:
+                self._watch = self._loop.call_at(deadline, self._check_deadlines)
         self._transport.write(data)
         return future
+
+    def _check_deadlines(self) -> None:
+        self._watch = None
+        deadlines = self._deadlines
+        while deadlines and deadlines[0][1].done():
+            deadlines.popleft()  # answered (or failed) in time
+        if not deadlines:
+            return
+        deadline, _, timeout = deadlines[0]
+        if deadline <= self._loop.time():
+            self.close(f"no answer within {timeout:g} s")
+        else:
+            self._watch = self._loop.call_at(deadline, self._check_deadlines)
 
     def close(self, reason: str = "closed") -> None:
         if self._transport is not None:
@@ -181,6 +210,10 @@ class Pipe(asyncio.Protocol):
             if future is not None and not future.done():
                 future.set_exception(exc)
         self._pending.clear()
+        self._deadlines.clear()
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
 
     def data_received(self, data: bytes) -> None:
         reader = self._reader
@@ -195,6 +228,9 @@ class Pipe(asyncio.Protocol):
                 if len(got) < expected:
                     continue
                 pending.popleft()
+                deadlines = self._deadlines
+                if deadlines and deadlines[0][1] is future:
+                    deadlines.popleft()
                 if future is None:
                     errors = [r for r in got if isinstance(r, hiredis.ReplyError)]
                     if errors:

@@ -254,6 +254,7 @@ class RedisBroker:
         self._regather_until = 0.0
         self._links: list[bytes] = []  # the members' link channels, for the guard
         self._beats: asyncio.Task[None] | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     @property
     def healthy(self) -> bool:
@@ -330,6 +331,8 @@ class RedisBroker:
         except RedisError as exc:
             raise BrokerError(f"cannot reach Redis at {self._url}: {exc}") from exc
         self._handler = handler
+        # Kept for the publish path: on Python 3.11 each get_running_loop() is a getpid().
+        self._loop = asyncio.get_running_loop()
         self._up = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name=f"tidings-broker-{self.node_id}")
         try:
@@ -431,10 +434,11 @@ class RedisBroker:
             args = [self._channel(topic), _PLAIN + payload]
             if guarded:
                 script = _GUARDED_SHA
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        loop = self._loop or asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
         self._outbox.append((script, keys, args, future, guarded))
         if self._sender is None:
-            self._sender = asyncio.get_running_loop().create_task(self._send())
+            self._sender = loop.create_task(self._send())
         try:
             result = await future
         except (RedisError, LinkError) as exc:
@@ -462,9 +466,14 @@ class RedisBroker:
                     for sha, keys, args, _, guarded in batch
                 ]
                 try:
-                    async with asyncio.timeout(self._command_timeout):
-                        pipe = await self._connected_pipe()
-                        results = await pipe.request(b"".join(parts), len(parts))
+                    pipe = self._pipe
+                    if pipe is None or not pipe.open:
+                        async with asyncio.timeout(self._command_timeout):
+                            pipe = await self._connected_pipe()
+                    # The pipe fails the request (and closes) if it is not answered in
+                    # time: one timer for the connection, not one per batch.
+                    timeout = self._command_timeout
+                    results = await pipe.request(b"".join(parts), len(parts), timeout)
                 except asyncio.CancelledError:  # closing: nobody may wait forever
                     for _, _, _, future, _ in batch:
                         if not future.done():
@@ -482,12 +491,14 @@ class RedisBroker:
                         if not future.done():
                             future.set_exception(LinkError(f"Redis unreachable: {reason}"))
                     continue
-                retry = await self._refused_by_the_dead(batch, results)
+                retry: list[_Queued] = []
+                if any(isinstance(result, hiredis.ReplyError) for result in results):
+                    retry = await self._refused_by_the_dead(batch, results)
                 for item, result in zip(batch, results, strict=True):
                     future = item[3]
                     if future.done():
                         continue
-                    if item in retry:
+                    if retry and item in retry:
                         continue
                     if isinstance(result, hiredis.ReplyError):
                         if str(result).startswith("NOSCRIPT"):
