@@ -400,10 +400,35 @@ async def run_steady(server: RunningServer, p: Params) -> Result:
             s.close()
 
 
+def record_known_users(server: RunningServer, n: int) -> bool:
+    """For tidings: record bench-user-0..n-1 in its store as users who connected before,
+    with the roles their tokens carry (none), as after a deploy: the connect storm is
+    then the issue's reconnect storm (each user compared with the store, nothing
+    written). The server's own records of them are untouched, so each is read from the
+    file as after a restart. Returns False for servers without a tidings store."""
+    path = server.spec.env.get("TIDINGS_STORE_URL", "")
+    if not server.spec.name.startswith("tidings") or "://" in path or not path:
+        return False
+    conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(
+            "INSERT INTO inbox_users (user_id, seen_at) VALUES (?, 1.0) "
+            "ON CONFLICT (user_id) DO NOTHING",
+            [(TOKENS.get(i)[0],) for i in range(n)],
+        )
+        conn.execute("COMMIT")
+    finally:
+        conn.close()
+    return True
+
+
 async def run_idle(server: RunningServer, p: Params) -> Result:
     res = Result()
     n = p.idle_conns
     tally = Tally()
+    if record_known_users(server, n):
+        res.notes.append(f"the storm's {n:,} users were recorded beforehand: reconnects")
     # Warm-up connections + one publish first, so one-off costs (lazy
     # imports, JIT, first-use allocator arenas) are in the baseline rather
     # than smeared over the per-connection figure.
