@@ -265,11 +265,9 @@ class FrontConnection(asyncio.Protocol):
         self.timer = None
         deadline = self.deadline
         if deadline is None:
-            return  # serving a request: its answer arms again
+            return  # serving a request (busy): its answer arms again
         if deadline > self.loop.time():
             self.timer = self.loop.call_at(deadline, self._expired)  # re-armed since
-            return
-        if self.busy:
             return
         if self.head is not None:
             # The head is whole, the body is late: aiohttp's body timeout answers 408.
