@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from typing import Any, cast
 
 import pytest
 
@@ -41,41 +42,82 @@ async def ponging() -> AsyncIterator[int]:
         yield port
 
 
-async def _pipe(port: int) -> Pipe:
+class _Clock:
+    """The loop as the pipe's deadline timer uses it, with time moved by hand
+    (``run_until``); futures still come from the running loop."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.timers: list[tuple[float, Callable[[], None], list[bool]]] = []
+        self._loop = asyncio.get_running_loop()
+
+    def create_future(self) -> asyncio.Future[Any]:
+        return self._loop.create_future()
+
+    def time(self) -> float:
+        return self.now
+
+    def call_at(self, when: float, callback: Callable[[], None]) -> _Handle:
+        cancelled = [False]
+        self.timers.append((when, callback, cancelled))
+        return _Handle(cancelled)
+
+    def run_until(self, when: float) -> None:
+        """Fire, in order, every live timer due by ``when`` (those they set included)."""
+        while due := sorted(
+            (t for t in self.timers if not t[2][0] and t[0] <= when), key=lambda t: t[0]
+        ):
+            self.timers.remove(due[0])
+            self.now = due[0][0]
+            due[0][1]()
+        self.now = when
+
+
+class _Handle:
+    def __init__(self, cancelled: list[bool]) -> None:
+        self._cancelled = cancelled
+
+    def cancel(self) -> None:
+        self._cancelled[0] = True
+
+
+async def _pipe(port: int) -> tuple[Pipe, _Clock]:
     _, pipe = await asyncio.get_running_loop().create_connection(Pipe, "127.0.0.1", port)
-    return pipe
+    clock = _Clock()
+    pipe._loop = cast(asyncio.AbstractEventLoop, clock)
+    return pipe, clock
 
 
 async def test_an_unanswered_request_fails_it_and_every_later_one(silent: int) -> None:
-    """A Redis that holds its socket open and says nothing: the request fails after its
-    timeout, so do the ones sent after it (replies come in order: none can come), and
-    the pipe is closed for good."""
-    pipe = await _pipe(silent)
-    loop = asyncio.get_running_loop()
-    start = loop.time()
+    """A Redis that holds its socket open and says nothing: the request fails when its
+    timeout is up, and not before; so do the ones sent after it (replies come in order:
+    none can come), and the pipe is closed for good."""
+    pipe, clock = await _pipe(silent)
     first = pipe.request(command("PING"), 1, 0.2)
+    clock.run_until(0.1)
     second = pipe.request(command("PING"), 1, 0.2)
-    async with asyncio.timeout(TIMEOUT):
-        with pytest.raises(LinkError, match=r"no answer within 0\.2 s"):
-            await first
-        with pytest.raises(LinkError, match=r"no answer within 0\.2 s"):
-            await second
-    assert loop.time() - start >= 0.2 - 0.01  # libuv timers: millisecond resolution
+    clock.run_until(0.199)
+    assert not first.done()
+    assert not second.done()
+    assert pipe.open
+    clock.run_until(0.2)
+    with pytest.raises(LinkError, match=r"no answer within 0\.2 s"):
+        first.result()
+    with pytest.raises(LinkError, match=r"no answer within 0\.2 s"):
+        second.result()
     assert not pipe.open
     with pytest.raises(LinkError):
         pipe.request(command("PING"), 1, 0.2)
 
 
 async def test_answered_requests_keep_the_pipe_open_past_their_deadlines(ponging: int) -> None:
-    """Requests answered in time leave nothing behind: after their deadlines have passed
+    """Requests answered in time leave nothing behind: once their deadlines have passed
     (the timer has fired and found them answered) the pipe still serves."""
-    pipe = await _pipe(ponging)
+    pipe, clock = await _pipe(ponging)
     async with asyncio.timeout(TIMEOUT):
         for _ in range(3):
             assert await pipe.request(command("PING") * 2, 2, 0.05) == [b"PONG", b"PONG"]
-        fired = asyncio.get_running_loop().create_future()
-        asyncio.get_running_loop().call_later(0.1, fired.set_result, None)
-        await fired  # past every deadline above: the timer has fired meanwhile
+        clock.run_until(1.0)  # past every deadline above
         assert pipe.open
         assert await pipe.request(command("PING"), 1, 0.05) == [b"PONG"]
     pipe.close()
