@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
-from typing import Any, cast
+from typing import cast
 
 import pytest
 
 from tidings.broker.link import LinkError, Pipe, command
+
+from ..manual_clock import ManualClock
 
 TIMEOUT = 5.0
 
@@ -42,48 +44,9 @@ async def ponging() -> AsyncIterator[int]:
         yield port
 
 
-class _Clock:
-    """The loop as the pipe's deadline timer uses it, with time moved by hand
-    (``run_until``); futures still come from the running loop."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.timers: list[tuple[float, Callable[[], None], list[bool]]] = []
-        self._loop = asyncio.get_running_loop()
-
-    def create_future(self) -> asyncio.Future[Any]:
-        return self._loop.create_future()
-
-    def time(self) -> float:
-        return self.now
-
-    def call_at(self, when: float, callback: Callable[[], None]) -> _Handle:
-        cancelled = [False]
-        self.timers.append((when, callback, cancelled))
-        return _Handle(cancelled)
-
-    def run_until(self, when: float) -> None:
-        """Fire, in order, every live timer due by ``when`` (those they set included)."""
-        while due := sorted(
-            (t for t in self.timers if not t[2][0] and t[0] <= when), key=lambda t: t[0]
-        ):
-            self.timers.remove(due[0])
-            self.now = due[0][0]
-            due[0][1]()
-        self.now = when
-
-
-class _Handle:
-    def __init__(self, cancelled: list[bool]) -> None:
-        self._cancelled = cancelled
-
-    def cancel(self) -> None:
-        self._cancelled[0] = True
-
-
-async def _pipe(port: int) -> tuple[Pipe, _Clock]:
+async def _pipe(port: int) -> tuple[Pipe, ManualClock]:
     _, pipe = await asyncio.get_running_loop().create_connection(Pipe, "127.0.0.1", port)
-    clock = _Clock()
+    clock = ManualClock()
     pipe._loop = cast(asyncio.AbstractEventLoop, clock)
     return pipe, clock
 

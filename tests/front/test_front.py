@@ -18,6 +18,7 @@ from tidings.front.connection import FrontConnection
 from tidings.publication import Sent
 
 from ..conftest import API_KEY, TIMEOUT, Harness, ServerFactory, token
+from ..manual_clock import ManualClock
 
 _DATE = re.compile(rb"Date: [^\r]*\r\n")
 _ID = re.compile(rb'"id":"[^"]*"')
@@ -366,42 +367,6 @@ async def test_idle_keepalive_closed(make_server: ServerFactory) -> None:
         writer.close()
 
 
-class _Timer:
-    def __init__(self, when: float, callback: Any) -> None:
-        self.when, self.callback, self.cancelled = when, callback, False
-
-    def cancel(self) -> None:
-        self.cancelled = True
-
-
-class _Clock:
-    """The loop's clock and timers as the front's keep-alive timer uses them, with time
-    moved by hand (``run_until``)."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.timers: list[_Timer] = []
-
-    def time(self) -> float:
-        return self.now
-
-    def call_at(self, when: float, callback: Any) -> _Timer:
-        timer = _Timer(when, callback)
-        self.timers.append(timer)
-        return timer
-
-    def run_until(self, when: float) -> None:
-        """Fire, in order, every live timer due by ``when`` (those they set included)."""
-        while due := sorted(
-            (t for t in self.timers if not t.cancelled and t.when <= when), key=lambda t: t.when
-        ):
-            timer = due[0]
-            self.timers.remove(timer)
-            self.now = timer.when
-            timer.callback()
-        self.now = when
-
-
 class _Transport:
     def __init__(self) -> None:
         self.closed = False
@@ -418,7 +383,7 @@ async def test_keepalive_timeout_counts_from_the_last_answer() -> None:
     connection answered every 0.2 s outlives several 0.3 s timeouts, and after its last
     answer it is closed no sooner and no later than the timeout (the clock is moved by
     hand; ``test_idle_keepalive_closed`` runs the same on a real server)."""
-    clock = _Clock()
+    clock = ManualClock()
     front = cast(Any, SimpleNamespace(timeout=0.3))
     conn = FrontConnection(front)
     transport = _Transport()
@@ -433,7 +398,7 @@ async def test_keepalive_timeout_counts_from_the_last_answer() -> None:
     assert not transport.closed
     clock.run_until(0.8 + 0.3)
     assert transport.closed
-    assert not [t for t in clock.timers if not t.cancelled]  # nothing left armed
+    assert not clock.armed()  # nothing left armed
 
 
 async def test_off_switch(make_server: ServerFactory) -> None:
