@@ -412,15 +412,21 @@ def record_known_users(server: RunningServer, n: int) -> bool:
     conn = sqlite3.connect(path, timeout=30.0, isolation_level=None)
     try:
         conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(
-            "INSERT INTO inbox_users (user_id, seen_at) VALUES (?, 1.0) "
-            "ON CONFLICT (user_id) DO NOTHING",
-            [(TOKENS.get(i)[0],) for i in range(n)],
-        )
+        record_users(conn, [TOKENS.get(i)[0] for i in range(n)])
         conn.execute("COMMIT")
     finally:
         conn.close()
     return True
+
+
+def record_users(conn: sqlite3.Connection, users: list[str]) -> None:
+    """Users who connected once (with no roles), in tidings' schema; any already there
+    stay as they are."""
+    conn.executemany(
+        "INSERT INTO inbox_users (user_id, seen_at) VALUES (?, 1.0) "
+        "ON CONFLICT (user_id) DO NOTHING",
+        [(u,) for u in users],
+    )
 
 
 async def run_idle(server: RunningServer, p: Params) -> Result:
@@ -884,9 +890,7 @@ def seed_users(path: str, online: list[str]) -> None:
     try:
         _migrate(conn)
         conn.execute("BEGIN IMMEDIATE")
-        conn.executemany(
-            "INSERT INTO inbox_users (user_id, seen_at) VALUES (?, 1.0)", [(u,) for u in users]
-        )
+        record_users(conn, users)
         conn.executemany(
             "INSERT INTO user_roles (user_id, role) VALUES (?, 'half')",
             [(u,) for u in users[::2]],
